@@ -1,0 +1,125 @@
+/*
+ * util: see util.h. Hashing and constant-time compare come from OpenSSL libcrypto; JSON
+ * from jansson, so error bodies are always valid JSON whatever the message holds.
+ */
+#include "util.h"
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void util_sha256(const void *buf, size_t len, unsigned char out[32])
+{
+    SHA256((const unsigned char *)buf, len, out);
+}
+
+void util_hex(const unsigned char *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+void util_sha256_hex(const void *buf, size_t len, char out[65])
+{
+    unsigned char md[32];
+    util_sha256(buf, len, md);
+    util_hex(md, 32, out);
+}
+
+int util_ct_equal(const void *a, const void *b, size_t len)
+{
+    return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+void util_wipe(void *buf, size_t len)
+{
+    if (buf && len)
+        OPENSSL_cleanse(buf, len);
+}
+
+const char *util_status_code_name(int status)
+{
+    switch (status) {
+    case 400: return "BAD_REQUEST";
+    case 401: return "UNAUTHORIZED";
+    case 403: return "FORBIDDEN";
+    case 404: return "NOT_FOUND";
+    case 405: return "METHOD_NOT_ALLOWED";
+    case 409: return "CONFLICT";
+    case 413: return "PAYLOAD_TOO_LARGE";
+    case 422: return "UNPROCESSABLE_ENTITY";
+    case 429: return "OVERLOADED";
+    case 500: return "INTERNAL_SERVER_ERROR";
+    case 502: return "BAD_GATEWAY";
+    case 503: return "SERVICE_UNAVAILABLE";
+    case 504: return "GATEWAY_TIMEOUT";
+    default: return status >= 500 ? "INTERNAL_SERVER_ERROR" : "BAD_REQUEST";
+    }
+}
+
+char *util_api_error_json(int status, const char *code, const char *message)
+{
+    if (!code)
+        code = util_status_code_name(status);
+    if (!message)
+        message = code;
+    json_t *o = json_pack("{s:{s:s,s:s},s:s,s:i}", "error", "code", code, "message", message,
+                          "message", message, "status", status);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!s) {
+        /* message was not valid UTF-8: say so rather than echo it */
+        o = json_pack("{s:{s:s,s:s},s:s,s:i}", "error", "code", code, "message",
+                      "invalid message", "message", "invalid message", "status", status);
+        s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+    }
+    if (!s)
+        abort();
+    return s;
+}
+
+uint64_t util_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t util_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t util_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void util_rfc3339(int64_t t, char out[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void util_random(void *buf, size_t len)
+{
+    if (RAND_bytes((unsigned char *)buf, (int)len) != 1)
+        abort();
+}

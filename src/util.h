@@ -1,0 +1,49 @@
+/*
+ * util: small helpers shared by the daemon (hotgate) and the simulator (hotdata-sim).
+ *
+ * Rules: no state, no allocation except where a function says it returns a malloc'd
+ * string (the caller frees it). Everything here is thread-safe.
+ */
+#ifndef HG_UTIL_H
+#define HG_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Lowercase hex SHA-256 of buf[0..len): out must hold 65 bytes (64 hex + NUL). */
+void util_sha256_hex(const void *buf, size_t len, char out[65]);
+
+/* Raw SHA-256 of buf[0..len) into out[32]. */
+void util_sha256(const void *buf, size_t len, unsigned char out[32]);
+
+/* Constant-time comparison of two equal-length buffers: 1 when equal, 0 otherwise. */
+int util_ct_equal(const void *a, const void *b, size_t len);
+
+/* Overwrite a buffer so that a secret does not linger in memory (not optimised away). */
+void util_wipe(void *buf, size_t len);
+
+/*
+ * The API-shaped error body used by everything hotgate and hotdata-sim answer themselves:
+ *   {"error":{"code":CODE,"message":MSG},"message":MSG,"status":STATUS}
+ * Returns a malloc'd NUL-terminated JSON string (never NULL: aborts on OOM).
+ */
+char *util_api_error_json(int status, const char *code, const char *message);
+
+/* The error code for an HTTP status when nothing more specific applies (BAD_REQUEST, ...). */
+const char *util_status_code_name(int status);
+
+/* Monotonic clock in milliseconds / microseconds; wall clock in milliseconds. */
+uint64_t util_mono_ms(void);
+uint64_t util_mono_us(void);
+uint64_t util_wall_ms(void);
+
+/* RFC 3339 UTC timestamp "2026-01-01T00:00:00Z" for wall-clock seconds t into out[32]. */
+void util_rfc3339(int64_t t, char out[32]);
+
+/* Hex-encode len bytes into out (2*len+1 bytes). */
+void util_hex(const unsigned char *in, size_t len, char *out);
+
+/* Fill buf with len cryptographically random bytes (falls back to aborting on failure). */
+void util_random(void *buf, size_t len);
+
+#endif
