@@ -1,0 +1,824 @@
+/*
+ * budget: see budget.h for the job and the threading rules.
+ *
+ * Ticket states (all changes under the credential mutex):
+ *   QUEUED  --pump grants-->  GRANTED --owner's event runs--> RUNNING
+ *   QUEUED  --pump expires--> EXPIRED --owner's event runs--> (caller answers the verdict)
+ *   RUNNING --budget_retry--> QUEUED (front of its flow, original tag and deadline)
+ * A slot (inflight) is held from GRANTED/RUNNING until budget_done or budget_retry.
+ */
+#include "budget.h"
+
+#include "fairq.h"
+#include "util.h"
+
+#include <assert.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define US_PER_S 1000000.0
+#define TOKEN_EPS 1e-9
+
+/* ---- token bucket ---- */
+
+void budget_bucket_init(budget_bucket *b, double rate, double burst, uint64_t now_us)
+{
+    memset(b, 0, sizeof *b);
+    b->rate = rate;
+    b->eff = rate;
+    b->burst = burst < 1 ? 1 : burst;
+    b->tokens = b->burst;
+    b->last_us = now_us;
+}
+
+void budget_bucket_advance(budget_bucket *b, uint64_t now_us, double increase_frac)
+{
+    if (b->rate <= 0 || now_us <= b->last_us)
+        return;
+    if (now_us < b->cooldown_until_us) {
+        b->tokens = 0;
+        b->last_us = now_us;
+        return;
+    }
+    uint64_t from = b->last_us > b->cooldown_until_us ? b->last_us : b->cooldown_until_us;
+    double dt = (double)(now_us - from) / US_PER_S;
+    double eff0 = b->eff;
+    if (increase_frac > 0 && b->eff < b->rate) {
+        b->eff += increase_frac * b->rate * dt;
+        if (b->eff > b->rate)
+            b->eff = b->rate;
+    }
+    /* Tokens accrue at the mean rate over the interval (trapezoid, exact until the cap). */
+    b->tokens += (eff0 + b->eff) / 2 * dt;
+    if (b->tokens > b->burst)
+        b->tokens = b->burst;
+    b->last_us = now_us;
+}
+
+int budget_bucket_take(budget_bucket *b, uint64_t now_us)
+{
+    if (b->rate <= 0)
+        return 1;
+    if (now_us < b->cooldown_until_us || b->tokens < 1 - TOKEN_EPS)
+        return 0;
+    b->tokens -= 1;
+    if (b->tokens < 0)
+        b->tokens = 0;
+    return 1;
+}
+
+void budget_bucket_refund(budget_bucket *b)
+{
+    if (b->rate <= 0)
+        return;
+    b->tokens += 1;
+    if (b->tokens > b->burst)
+        b->tokens = b->burst;
+}
+
+uint64_t budget_bucket_ready_at(const budget_bucket *b, uint64_t now_us)
+{
+    if (b->rate <= 0)
+        return now_us;
+    uint64_t from = now_us;
+    double tokens = b->tokens;
+    if (now_us < b->cooldown_until_us) {
+        from = b->cooldown_until_us;
+        tokens = 0;
+    }
+    if (tokens >= 1 - TOKEN_EPS)
+        return from;
+    assert(b->eff > 0);
+    return from + (uint64_t)ceil((1 - tokens) / b->eff * US_PER_S);
+}
+
+void budget_bucket_cooldown(budget_bucket *b, uint64_t now_us, uint64_t dur_us)
+{
+    if (dur_us == 0)
+        return;
+    budget_bucket_advance(b, now_us, 0);
+    if (now_us + dur_us > b->cooldown_until_us)
+        b->cooldown_until_us = now_us + dur_us;
+    b->tokens = 0;
+    b->last_us = now_us;
+}
+
+int budget_bucket_decrease(budget_bucket *b, uint64_t now_us, uint64_t sent_us, double factor,
+                           double floor_frac)
+{
+    if (b->rate <= 0 || (b->decreased && sent_us <= b->last_decrease_us))
+        return 0;
+    double floor = b->rate * floor_frac;
+    b->eff *= factor;
+    if (b->eff < floor)
+        b->eff = floor;
+    b->last_decrease_us = now_us;
+    b->decreased = 1;
+    return 1;
+}
+
+/* ---- state ---- */
+
+enum { T_RUNNING, T_QUEUED, T_GRANTED, T_EXPIRED };
+
+typedef struct budget_cred budget_cred;
+
+/* Per (credential, client): fairq_flow.user */
+typedef struct budget_flow {
+    char *cls;
+    double weight;
+    int limited;
+    budget_bucket client_bucket;
+    uint64_t admitted, rej_full, rej_timeout, rej_client;
+} budget_flow;
+
+struct budget_cred {
+    char *name;
+    budget *b;
+    pthread_mutex_t mu;
+    budget_bucket bucket;
+    unsigned max_concurrent, inflight;
+    fairq q;
+    struct event *pump_ev; /* on b->base, NULL without the thread */
+    uint64_t admitted, admitted_queued, rej_full, rej_timeout, rej_client;
+    uint64_t shed_seen, decreases, retries;
+};
+
+struct budget_ticket {
+    fairq_item qi;
+    budget_cred *cred; /* NULL: an unbudgeted credential */
+    fairq_flow *flow;
+    int state;
+    int holds_slot;
+    struct event *ev; /* on the caller's base; NULL in synchronous (test) mode */
+    budget_cb cb;
+    void *arg;
+    budget_verdict verdict;
+    uint64_t sent_us; /* when granted */
+    budget_ticket *next_ready;
+};
+
+struct budget {
+    budget_params p;
+    budget_client_cfg *clients;
+    unsigned nclients;
+    budget_cred *creds;
+    unsigned ncreds;
+    struct event_base *base;
+    pthread_t thread;
+    int running;
+};
+
+static uint64_t now_us(const budget *b)
+{
+    return b->p.clock_us ? b->p.clock_us(b->p.clock_arg) : util_mono_us();
+}
+
+static char *xstrdup(const char *s)
+{
+    char *r = strdup(s ? s : "");
+    if (!r)
+        abort();
+    return r;
+}
+
+budget *budget_new(const budget_params *p)
+{
+    budget *b = calloc(1, sizeof *b);
+    if (!b)
+        abort();
+    b->p = *p;
+    if (!b->p.retry_after_cap_ms)
+        b->p.retry_after_cap_ms = 300000;
+    if (!b->p.default_cooldown_ms)
+        b->p.default_cooldown_ms = 1000;
+    if (!(b->p.aimd_decrease > 0 && b->p.aimd_decrease < 1))
+        b->p.aimd_decrease = 0.7;
+    if (!(b->p.aimd_floor > 0 && b->p.aimd_floor <= 1))
+        b->p.aimd_floor = 0.1;
+    if (!(b->p.aimd_increase > 0))
+        b->p.aimd_increase = 0.05;
+    if (!b->p.queue_deadline_ms)
+        b->p.queue_deadline_ms = 30000;
+    b->p.creds = NULL;
+    b->p.clients = NULL;
+
+    b->nclients = p->nclients;
+    b->clients = calloc(p->nclients ? p->nclients : 1, sizeof *b->clients);
+    if (!b->clients)
+        abort();
+    for (unsigned i = 0; i < p->nclients; i++) {
+        b->clients[i] = p->clients[i];
+        b->clients[i].name = xstrdup(p->clients[i].name);
+        b->clients[i].cls = xstrdup(p->clients[i].cls ? p->clients[i].cls : "default");
+        if (!(b->clients[i].weight > 0))
+            b->clients[i].weight = 1;
+    }
+
+    uint64_t now = now_us(b);
+    b->ncreds = p->ncreds;
+    b->creds = calloc(p->ncreds ? p->ncreds : 1, sizeof *b->creds);
+    if (!b->creds)
+        abort();
+    for (unsigned i = 0; i < p->ncreds; i++) {
+        budget_cred *c = &b->creds[i];
+        c->name = xstrdup(p->creds[i].name);
+        c->b = b;
+        pthread_mutex_init(&c->mu, NULL);
+        budget_bucket_init(&c->bucket, p->creds[i].rate, p->creds[i].burst, now);
+        c->max_concurrent = p->creds[i].max_concurrent;
+        fairq_init(&c->q, b->p.queue_max_total);
+    }
+    return b;
+}
+
+static void flow_free_all(budget_cred *c)
+{
+    for (size_t i = 0; i < c->q.nflows; i++) {
+        budget_flow *bf = c->q.flows[i]->user;
+        if (bf) {
+            free(bf->cls);
+            free(bf);
+        }
+    }
+}
+
+static void pump_cred(budget_cred *c);
+
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pump_cred(arg);
+}
+
+static void *thread_main(void *arg)
+{
+    budget *b = arg;
+    event_base_loop(b->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+int budget_start(budget *b)
+{
+    assert(!b->running);
+    b->base = event_base_new();
+    if (!b->base)
+        return -1;
+    for (unsigned i = 0; i < b->ncreds; i++) {
+        b->creds[i].pump_ev = event_new(b->base, -1, 0, pump_cb, &b->creds[i]);
+        if (!b->creds[i].pump_ev)
+            return -1;
+    }
+    if (pthread_create(&b->thread, NULL, thread_main, b) != 0)
+        return -1;
+    b->running = 1;
+    return 0;
+}
+
+void budget_free(budget *b)
+{
+    if (!b)
+        return;
+    if (b->running) {
+        event_base_loopbreak(b->base);
+        pthread_join(b->thread, NULL);
+    }
+    for (unsigned i = 0; i < b->ncreds; i++) {
+        budget_cred *c = &b->creds[i];
+        assert(c->q.count == 0);
+        if (c->pump_ev)
+            event_free(c->pump_ev);
+        flow_free_all(c);
+        fairq_destroy(&c->q);
+        pthread_mutex_destroy(&c->mu);
+        free(c->name);
+    }
+    if (b->base)
+        event_base_free(b->base);
+    for (unsigned i = 0; i < b->nclients; i++) {
+        free((char *)b->clients[i].name);
+        free((char *)b->clients[i].cls);
+    }
+    free(b->clients);
+    free(b->creds);
+    free(b);
+}
+
+static budget_cred *cred_find(budget *b, const char *name)
+{
+    if (!name)
+        return NULL;
+    for (unsigned i = 0; i < b->ncreds; i++)
+        if (strcmp(b->creds[i].name, name) == 0)
+            return &b->creds[i];
+    return NULL;
+}
+
+/* The flow of client on c, created from its config on first use. Under c->mu. */
+static fairq_flow *flow_get(budget_cred *c, const char *client, uint64_t now)
+{
+    const char *name = client ? client : "-";
+    fairq_flow *f = fairq_flow_find(&c->q, name);
+    if (f)
+        return f;
+    const budget_client_cfg *cc = NULL;
+    for (unsigned i = 0; i < c->b->nclients; i++)
+        if (strcmp(c->b->clients[i].name, name) == 0)
+            cc = &c->b->clients[i];
+    budget_flow *bf = calloc(1, sizeof *bf);
+    if (!bf)
+        abort();
+    bf->cls = xstrdup(cc ? cc->cls : "default");
+    bf->weight = cc ? cc->weight : 1;
+    unsigned maxq = c->b->p.queue_max_per_client;
+    if (cc && cc->max_queued)
+        maxq = cc->max_queued;
+    if (cc && cc->rate > 0) {
+        bf->limited = 1;
+        budget_bucket_init(&bf->client_bucket, cc->rate, cc->burst, now);
+    }
+    f = fairq_flow_get(&c->q, name, bf->weight, maxq);
+    f->user = bf;
+    return f;
+}
+
+static int slot_free(const budget_cred *c)
+{
+    return c->max_concurrent == 0 || c->inflight < c->max_concurrent;
+}
+
+static unsigned secs_ceil(double s)
+{
+    if (!(s > 1))
+        return 1;
+    if (s > 86400)
+        return 86400;
+    return (unsigned)ceil(s);
+}
+
+/* Seconds until a request `ahead` places back in the queue would go. Under c->mu. */
+static unsigned estimate_s(const budget_cred *c, unsigned ahead, uint64_t now)
+{
+    double s = 0;
+    if (c->bucket.cooldown_until_us > now)
+        s += (double)(c->bucket.cooldown_until_us - now) / US_PER_S;
+    if (c->bucket.rate > 0 && c->bucket.eff > 0)
+        s += (ahead + 1) / c->bucket.eff;
+    return secs_ceil(s);
+}
+
+static void set_verdict(budget_verdict *v, int status, const char *code, const char *msg,
+                        unsigned ra)
+{
+    v->status = status;
+    v->code = code;
+    v->message = msg;
+    v->retry_after_s = ra ? ra : 1;
+}
+
+static void kick(budget_cred *c)
+{
+    if (c->pump_ev)
+        event_active(c->pump_ev, EV_TIMEOUT, 1);
+}
+
+/* Tell the owner; under c->mu. Synchronous tickets are chained on *ready and called by the
+ * pump after it unlocks. */
+static void deliver(budget_ticket *t, budget_ticket **ready)
+{
+    if (t->ev) {
+        event_active(t->ev, EV_TIMEOUT, 1);
+    } else {
+        t->next_ready = *ready;
+        *ready = t;
+    }
+}
+
+static void ticket_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    budget_ticket *t = arg;
+    budget_cred *c = t->cred;
+    budget_outcome o;
+    pthread_mutex_lock(&c->mu);
+    if (t->state == T_GRANTED) {
+        t->state = T_RUNNING;
+        o = BUDGET_GO;
+    } else if (t->state == T_EXPIRED) {
+        o = BUDGET_EXPIRED;
+    } else {
+        pthread_mutex_unlock(&c->mu); /* stale activation: nothing to tell */
+        return;
+    }
+    pthread_mutex_unlock(&c->mu);
+    t->cb(t, o, &t->verdict, t->arg);
+}
+
+budget_outcome budget_admit(budget *b, const char *cred, const char *client,
+                            struct event_base *base, uint32_t deadline_ms, budget_cb cb, void *arg,
+                            budget_ticket **tp, budget_verdict *v)
+{
+    *tp = NULL;
+    memset(v, 0, sizeof *v);
+    budget_ticket *t = calloc(1, sizeof *t);
+    if (!t)
+        abort();
+    t->cb = cb;
+    t->arg = arg;
+    t->qi.heap_idx = (size_t)-1;
+    budget_cred *c = cred_find(b, cred);
+    if (!c) {
+        t->state = T_RUNNING;
+        *tp = t;
+        return BUDGET_GO;
+    }
+    t->cred = c;
+    if (deadline_ms == 0 || deadline_ms > b->p.queue_deadline_ms)
+        deadline_ms = b->p.queue_deadline_ms;
+
+    pthread_mutex_lock(&c->mu);
+    uint64_t now = now_us(b);
+    fairq_flow *f = flow_get(c, client, now);
+    budget_flow *bf = f->user;
+    t->flow = f;
+    if (bf->limited) {
+        budget_bucket_advance(&bf->client_bucket, now, 0);
+        if (!budget_bucket_take(&bf->client_bucket, now)) {
+            uint64_t at = budget_bucket_ready_at(&bf->client_bucket, now);
+            bf->rej_client++;
+            c->rej_client++;
+            pthread_mutex_unlock(&c->mu);
+            set_verdict(v, 429, "OVERLOADED", "client rate limit exceeded, retry later",
+                        secs_ceil((double)(at - now) / US_PER_S));
+            free(t);
+            return BUDGET_REJECT;
+        }
+    }
+    budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
+    if (c->q.count == 0 && slot_free(c) && budget_bucket_take(&c->bucket, now)) {
+        c->inflight++;
+        c->admitted++;
+        bf->admitted++;
+        t->holds_slot = 1;
+        t->state = T_RUNNING;
+        t->sent_us = now;
+        t->qi.deadline = now + (uint64_t)deadline_ms * 1000; /* kept for a retry */
+        pthread_mutex_unlock(&c->mu);
+        *tp = t;
+        return BUDGET_GO;
+    }
+    unsigned ahead = fairq_position_new(&c->q, f);
+    fairq_status st = fairq_push(&c->q, f, &t->qi, now + (uint64_t)deadline_ms * 1000);
+    if (st != FAIRQ_OK) {
+        if (bf->limited)
+            budget_bucket_refund(&bf->client_bucket);
+        bf->rej_full++;
+        c->rej_full++;
+        unsigned ra = estimate_s(c, ahead, now);
+        pthread_mutex_unlock(&c->mu);
+        set_verdict(v, 503, "QUEUE_FULL",
+                    st == FAIRQ_FULL_FLOW ? "too many requests of this client are waiting for "
+                                            "upstream budget"
+                                          : "the upstream budget queue is full",
+                    ra);
+        free(t);
+        return BUDGET_REJECT;
+    }
+    t->state = T_QUEUED;
+    if (base) {
+        /* Created under the lock so that the pump can never see a queued ticket without
+         * its event; event_new takes no base lock. */
+        t->ev = event_new(base, -1, 0, ticket_cb, t);
+        if (!t->ev)
+            abort();
+    }
+    pthread_mutex_unlock(&c->mu);
+    kick(c);
+    *tp = t;
+    return BUDGET_WAIT;
+}
+
+/* The upstream's answer: cooldown and AIMD. Under c->mu. */
+static void feedback(budget_cred *c, const budget_result *r, uint64_t sent_us, uint64_t now)
+{
+    if (!r)
+        return;
+    int shed = r->status == 429 || (r->status == 503 && r->has_retry_after);
+    if (!shed)
+        return;
+    budget *b = c->b;
+    c->shed_seen++;
+    uint64_t ms =
+        r->has_retry_after ? r->retry_after_ms : (r->status == 429 ? b->p.default_cooldown_ms : 0);
+    if (ms > b->p.retry_after_cap_ms)
+        ms = b->p.retry_after_cap_ms;
+    budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
+    budget_bucket_cooldown(&c->bucket, now, ms * 1000);
+    if (budget_bucket_decrease(&c->bucket, now, sent_us, b->p.aimd_decrease, b->p.aimd_floor))
+        c->decreases++;
+}
+
+void budget_done(budget_ticket *t, const budget_result *r)
+{
+    if (!t)
+        return;
+    budget_cred *c = t->cred;
+    if (c) {
+        int wake = 0;
+        pthread_mutex_lock(&c->mu);
+        if (t->state == T_QUEUED)
+            fairq_remove(&c->q, &t->qi);
+        if (t->holds_slot) {
+            assert(c->inflight > 0);
+            c->inflight--;
+            wake = c->q.count > 0;
+        }
+        uint64_t now = now_us(c->b);
+        feedback(c, r, t->sent_us, now);
+        if (t->ev)
+            event_free(t->ev); /* drops a pending activation too; we are its base's thread */
+        pthread_mutex_unlock(&c->mu);
+        if (wake)
+            kick(c);
+    }
+    free(t);
+}
+
+budget_outcome budget_retry(budget_ticket *t, const budget_result *r, budget_verdict *v)
+{
+    budget_cred *c = t->cred;
+    memset(v, 0, sizeof *v);
+    if (!c) {
+        set_verdict(v, 503, "QUEUE_TIMEOUT", "upstream overloaded", 1);
+        return BUDGET_EXPIRED;
+    }
+    assert(t->state == T_RUNNING && t->holds_slot);
+    pthread_mutex_lock(&c->mu);
+    uint64_t now = now_us(c->b);
+    feedback(c, r, t->sent_us, now);
+    c->inflight--;
+    t->holds_slot = 0;
+    c->retries++;
+    uint64_t earliest = budget_bucket_ready_at(&c->bucket, now);
+    if (earliest >= t->qi.deadline) {
+        budget_flow *bf = t->flow->user;
+        bf->rej_timeout++;
+        c->rej_timeout++;
+        set_verdict(v, 503, "QUEUE_TIMEOUT",
+                    "the upstream is shedding load and the request's queue deadline passed",
+                    estimate_s(c, c->q.count, now));
+        pthread_mutex_unlock(&c->mu);
+        kick(c);
+        return BUDGET_EXPIRED;
+    }
+    fairq_push_front(&c->q, t->flow, &t->qi);
+    t->state = T_QUEUED;
+    pthread_mutex_unlock(&c->mu);
+    kick(c);
+    return BUDGET_WAIT;
+}
+
+/* One credential: expire, grant, re-arm. */
+static void pump_cred(budget_cred *c)
+{
+    budget *b = c->b;
+    budget_ticket *ready = NULL;
+    pthread_mutex_lock(&c->mu);
+    uint64_t now = now_us(b);
+    budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
+    fairq_item *it;
+    while ((it = fairq_pop_expired(&c->q, now))) {
+        budget_ticket *t = (budget_ticket *)it;
+        budget_flow *bf = t->flow->user;
+        bf->rej_timeout++;
+        c->rej_timeout++;
+        t->state = T_EXPIRED;
+        set_verdict(&t->verdict, 503, "QUEUE_TIMEOUT",
+                    "the request waited too long for upstream budget",
+                    estimate_s(c, c->q.count, now));
+        deliver(t, &ready);
+    }
+    while (c->q.count > 0 && slot_free(c) && budget_bucket_take(&c->bucket, now)) {
+        budget_ticket *t = (budget_ticket *)fairq_pop(&c->q);
+        assert(t && t->state == T_QUEUED);
+        budget_flow *bf = t->flow->user;
+        t->state = T_GRANTED;
+        t->holds_slot = 1;
+        t->sent_us = now;
+        c->inflight++;
+        c->admitted++;
+        c->admitted_queued++;
+        bf->admitted++;
+        deliver(t, &ready);
+    }
+    uint64_t next = fairq_next_deadline(&c->q);
+    if (c->q.count > 0 && slot_free(c)) {
+        uint64_t at = budget_bucket_ready_at(&c->bucket, now);
+        if (at < next)
+            next = at;
+    }
+    if (c->pump_ev && next != UINT64_MAX) {
+        uint64_t d = next > now ? next - now : 0;
+        struct timeval tv = {(time_t)(d / 1000000), (suseconds_t)(d % 1000000)};
+        event_add(c->pump_ev, &tv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    while (ready) {
+        budget_ticket *t = ready;
+        ready = t->next_ready;
+        ticket_cb(-1, 0, t);
+    }
+}
+
+void budget_pump(budget *b)
+{
+    for (unsigned i = 0; i < b->ncreds; i++)
+        pump_cred(&b->creds[i]);
+}
+
+/* ---- observation ---- */
+
+double budget_effective_rate(budget *b, const char *cred)
+{
+    budget_cred *c = cred_find(b, cred);
+    if (!c)
+        return -1;
+    pthread_mutex_lock(&c->mu);
+    budget_bucket_advance(&c->bucket, now_us(b), b->p.aimd_increase);
+    double r = c->bucket.rate > 0 ? c->bucket.eff : 0;
+    pthread_mutex_unlock(&c->mu);
+    return r;
+}
+
+char *budget_admin_json(budget *b)
+{
+    json_t *root = json_object();
+    json_t *arr = json_array();
+    for (unsigned i = 0; i < b->ncreds; i++) {
+        budget_cred *c = &b->creds[i];
+        pthread_mutex_lock(&c->mu);
+        uint64_t now = now_us(b);
+        budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
+        uint64_t cd = c->bucket.cooldown_until_us > now ? c->bucket.cooldown_until_us - now : 0;
+        json_t *jc = json_pack(
+            "{s:s, s:f, s:f, s:f, s:f, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+            "s:I}",
+            "name", c->name, "rate", c->bucket.rate, "effective_rate",
+            c->bucket.rate > 0 ? c->bucket.eff : 0.0, "burst", c->bucket.burst, "tokens",
+            c->bucket.tokens, "max_concurrent", (json_int_t)c->max_concurrent, "inflight",
+            (json_int_t)c->inflight, "cooldown_active", cd > 0, "cooldown_remaining_ms",
+            (json_int_t)(cd / 1000), "queued", (json_int_t)c->q.count, "admitted",
+            (json_int_t)c->admitted, "admitted_after_wait", (json_int_t)c->admitted_queued,
+            "upstream_shed", (json_int_t)c->shed_seen, "rate_decreases", (json_int_t)c->decreases,
+            "retries", (json_int_t)c->retries, "rejected_queue_full", (json_int_t)c->rej_full,
+            "rejected_queue_timeout", (json_int_t)c->rej_timeout);
+        json_object_set_new(jc, "rejected_client_budget", json_integer((json_int_t)c->rej_client));
+        json_t *clients = json_array();
+        for (size_t k = 0; k < c->q.nflows; k++) {
+            fairq_flow *f = c->q.flows[k];
+            budget_flow *bf = f->user;
+            json_array_append_new(
+                clients,
+                json_pack("{s:s, s:s, s:f, s:I, s:I, s:I, s:I, s:I}", "name", f->name, "class",
+                          bf->cls, "weight", bf->weight, "queued", (json_int_t)f->count, "admitted",
+                          (json_int_t)bf->admitted, "rejected_queue_full", (json_int_t)bf->rej_full,
+                          "rejected_queue_timeout", (json_int_t)bf->rej_timeout,
+                          "rejected_client_budget", (json_int_t)bf->rej_client));
+        }
+        pthread_mutex_unlock(&c->mu);
+        json_object_set_new(jc, "clients", clients);
+        json_array_append_new(arr, jc);
+    }
+    json_object_set_new(root, "credentials", arr);
+    char *s = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    if (!s)
+        abort();
+    return s;
+}
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static void sb_printf(sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *s, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(s->p ? s->p + s->len : NULL, s->p ? s->cap - s->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            abort();
+        if (s->p && s->len + (size_t)n < s->cap) {
+            s->len += (size_t)n;
+            return;
+        }
+        size_t want = s->len + (size_t)n + 1;
+        s->cap = s->cap * 2 > want ? s->cap * 2 : want + 256;
+        s->p = realloc(s->p, s->cap);
+        if (!s->p)
+            abort();
+    }
+}
+
+char *budget_metrics_text(budget *b)
+{
+    sbuf s = {0};
+    sb_printf(&s, "# TYPE hotgate_budget_effective_rate gauge\n"
+                  "# TYPE hotgate_budget_cooldown_active gauge\n"
+                  "# TYPE hotgate_budget_inflight gauge\n"
+                  "# TYPE hotgate_budget_upstream_shed_total counter\n"
+                  "# TYPE hotgate_budget_admitted_total counter\n"
+                  "# TYPE hotgate_budget_rejected_total counter\n"
+                  "# TYPE hotgate_budget_retries_total counter\n"
+                  "# TYPE hotgate_budget_queue_depth gauge\n"
+                  "# TYPE hotgate_budget_class_queue_depth gauge\n");
+    for (unsigned i = 0; i < b->ncreds; i++) {
+        budget_cred *c = &b->creds[i];
+        pthread_mutex_lock(&c->mu);
+        uint64_t now = now_us(b);
+        budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
+        const char *n = c->name;
+        sb_printf(&s, "hotgate_budget_rate{credential=\"%s\"} %g\n", n, c->bucket.rate);
+        sb_printf(&s, "hotgate_budget_effective_rate{credential=\"%s\"} %g\n", n,
+                  c->bucket.rate > 0 ? c->bucket.eff : 0.0);
+        sb_printf(&s, "hotgate_budget_cooldown_active{credential=\"%s\"} %d\n", n,
+                  c->bucket.cooldown_until_us > now);
+        sb_printf(&s, "hotgate_budget_inflight{credential=\"%s\"} %u\n", n, c->inflight);
+        sb_printf(&s, "hotgate_budget_upstream_shed_total{credential=\"%s\"} %llu\n", n,
+                  (unsigned long long)c->shed_seen);
+        sb_printf(&s, "hotgate_budget_retries_total{credential=\"%s\"} %llu\n", n,
+                  (unsigned long long)c->retries);
+        sb_printf(&s, "hotgate_budget_queue_depth_total{credential=\"%s\"} %u\n", n, c->q.count);
+        for (size_t k = 0; k < c->q.nflows; k++) {
+            fairq_flow *f = c->q.flows[k];
+            budget_flow *bf = f->user;
+            const char *cl = f->name;
+            sb_printf(
+                &s, "hotgate_budget_queue_depth{credential=\"%s\",client=\"%s\",class=\"%s\"} %u\n",
+                n, cl, bf->cls, f->count);
+            sb_printf(&s, "hotgate_budget_admitted_total{credential=\"%s\",client=\"%s\"} %llu\n",
+                      n, cl, (unsigned long long)bf->admitted);
+            sb_printf(&s,
+                      "hotgate_budget_rejected_total{credential=\"%s\",client=\"%s\","
+                      "reason=\"queue_full\"} %llu\n",
+                      n, cl, (unsigned long long)bf->rej_full);
+            sb_printf(&s,
+                      "hotgate_budget_rejected_total{credential=\"%s\",client=\"%s\","
+                      "reason=\"queue_timeout\"} %llu\n",
+                      n, cl, (unsigned long long)bf->rej_timeout);
+            sb_printf(&s,
+                      "hotgate_budget_rejected_total{credential=\"%s\",client=\"%s\","
+                      "reason=\"client_budget\"} %llu\n",
+                      n, cl, (unsigned long long)bf->rej_client);
+        }
+        /* Per class: sum the flows of each class name (few flows, quadratic is fine). */
+        for (size_t k = 0; k < c->q.nflows; k++) {
+            budget_flow *bf = c->q.flows[k]->user;
+            int seen = 0;
+            for (size_t j = 0; j < k && !seen; j++)
+                seen = strcmp(((budget_flow *)c->q.flows[j]->user)->cls, bf->cls) == 0;
+            if (seen)
+                continue;
+            unsigned depth = 0;
+            for (size_t j = k; j < c->q.nflows; j++)
+                if (strcmp(((budget_flow *)c->q.flows[j]->user)->cls, bf->cls) == 0)
+                    depth += c->q.flows[j]->count;
+            sb_printf(&s, "hotgate_budget_class_queue_depth{credential=\"%s\",class=\"%s\"} %u\n",
+                      n, bf->cls, depth);
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (!s.p)
+        sb_printf(&s, "%s", "");
+    return s.p;
+}
+
+uint32_t budget_parse_queue_timeout(const char *value)
+{
+    if (!value)
+        return 0;
+    char *end = NULL;
+    double s = strtod(value, &end);
+    if (end == value || !(s > 0) || !isfinite(s))
+        return 0;
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (*end)
+        return 0;
+    if (s > 86400)
+        s = 86400;
+    uint32_t ms = (uint32_t)(s * 1000);
+    return ms ? ms : 1;
+}

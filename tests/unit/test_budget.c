@@ -1,0 +1,610 @@
+/*
+ * test_budget: token bucket arithmetic over an injected clock, burst, concurrency cap,
+ * Retry-After cooldown with a paced (burst-free) restart, AIMD steps, the fair queue behind
+ * the budget (4:1 by class weight), deadlines, bounds, client limits, disconnects,
+ * retries at the front; and one run of the real pacing thread with an event_base.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <jansson.h>
+
+#include "budget.h"
+#include "util.h"
+
+#define MS 1000ull
+#define SEC 1000000ull
+
+static uint64_t fake_now;
+
+static uint64_t fake_clock(void *arg)
+{
+    (void)arg;
+    return fake_now;
+}
+
+/* ---- bucket ---- */
+
+static void test_bucket_arithmetic(void **state)
+{
+    (void)state;
+    budget_bucket b;
+    budget_bucket_init(&b, 10, 5, 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(budget_bucket_take(&b, 0), 1);
+    assert_int_equal(budget_bucket_take(&b, 0), 0);
+    assert_int_equal(budget_bucket_ready_at(&b, 0), 100 * MS);
+    budget_bucket_advance(&b, 99 * MS, 0);
+    assert_int_equal(budget_bucket_take(&b, 99 * MS), 0);
+    budget_bucket_advance(&b, 100 * MS, 0);
+    assert_int_equal(budget_bucket_take(&b, 100 * MS), 1);
+    /* 250 ms: 2.5 tokens */
+    budget_bucket_advance(&b, 350 * MS, 0);
+    assert_int_equal(budget_bucket_take(&b, 350 * MS), 1);
+    assert_int_equal(budget_bucket_take(&b, 350 * MS), 1);
+    assert_int_equal(budget_bucket_take(&b, 350 * MS), 0);
+    assert_int_equal(budget_bucket_ready_at(&b, 350 * MS), 400 * MS);
+    /* idle for long: capped at burst */
+    budget_bucket_advance(&b, 100 * SEC, 0);
+    assert_true(b.tokens <= 5.0 && b.tokens > 4.99);
+    /* refund never overfills */
+    budget_bucket_refund(&b);
+    assert_true(b.tokens <= 5.0);
+    /* over 10 s from empty at 10/s: exactly 100 takes (no drift) */
+    budget_bucket_init(&b, 10, 1, 0);
+    int taken = 0;
+    for (uint64_t t = 0; t <= 10 * SEC; t += MS) {
+        budget_bucket_advance(&b, t, 0);
+        while (budget_bucket_take(&b, t))
+            taken++;
+    }
+    assert_int_equal(taken, 101); /* the initial token + 100 */
+}
+
+static void test_bucket_small_burst_and_unlimited(void **state)
+{
+    (void)state;
+    budget_bucket b;
+    budget_bucket_init(&b, 2, 0, 0);
+    assert_true(b.burst == 1);
+    assert_int_equal(budget_bucket_take(&b, 0), 1);
+    assert_int_equal(budget_bucket_take(&b, 0), 0);
+    budget_bucket_init(&b, 0, 0, 0); /* unlimited */
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(budget_bucket_take(&b, 0), 1);
+    assert_int_equal(budget_bucket_ready_at(&b, 7), 7);
+}
+
+static void test_bucket_cooldown_smooth_resume(void **state)
+{
+    (void)state;
+    budget_bucket b;
+    budget_bucket_init(&b, 10, 5, 0);
+    budget_bucket_cooldown(&b, 0, 2 * SEC);
+    for (uint64_t t = 0; t < 2 * SEC; t += 10 * MS) {
+        budget_bucket_advance(&b, t, 0.05);
+        assert_int_equal(budget_bucket_take(&b, t), 0);
+    }
+    /* the pause ends with an empty bucket: the first token 100 ms after, then paced */
+    assert_int_equal(budget_bucket_ready_at(&b, 1 * SEC), 2 * SEC + 100 * MS);
+    budget_bucket_advance(&b, 2 * SEC, 0.05);
+    assert_int_equal(budget_bucket_take(&b, 2 * SEC), 0);
+    int taken = 0;
+    for (uint64_t t = 2 * SEC; t <= 3 * SEC; t += MS) {
+        budget_bucket_advance(&b, t, 0);
+        while (budget_bucket_take(&b, t))
+            taken++;
+        /* never more than paced: no burst at the instant the pause ends */
+        assert_true((uint64_t)taken <= (t - 2 * SEC) / (100 * MS));
+    }
+    assert_int_equal(taken, 10);
+    /* a shorter cooldown while a longer one runs does not shorten it */
+    budget_bucket_cooldown(&b, 3 * SEC, 5 * SEC);
+    budget_bucket_cooldown(&b, 3 * SEC, 1 * SEC);
+    assert_int_equal(b.cooldown_until_us, 8 * SEC);
+}
+
+static void test_bucket_aimd(void **state)
+{
+    (void)state;
+    budget_bucket b;
+    budget_bucket_init(&b, 10, 5, 0);
+    assert_int_equal(budget_bucket_decrease(&b, 1 * SEC, 900 * MS, 0.7, 0.1), 1);
+    assert_true(b.eff > 6.999 && b.eff < 7.001);
+    /* a response to a request sent before that decrease does not count again */
+    assert_int_equal(budget_bucket_decrease(&b, 1100 * MS, 950 * MS, 0.7, 0.1), 0);
+    assert_true(b.eff > 6.999 && b.eff < 7.001);
+    /* sent after it: another step */
+    assert_int_equal(budget_bucket_decrease(&b, 1200 * MS, 1050 * MS, 0.7, 0.1), 1);
+    assert_true(b.eff > 4.899 && b.eff < 4.901);
+    /* floor at 10 % of the configured rate */
+    for (int i = 0; i < 20; i++)
+        budget_bucket_decrease(&b, (2 + (uint64_t)i) * SEC, (2 + (uint64_t)i) * SEC, 0.7, 0.1);
+    assert_true(b.eff > 0.999 && b.eff < 1.001);
+    /* additive climb: +5 % of 10/s = +0.5/s per second */
+    uint64_t t = 30 * SEC;
+    budget_bucket_advance(&b, t, 0.05);
+    b.last_us = t;
+    b.eff = 1;
+    budget_bucket_advance(&b, t + 2 * SEC, 0.05);
+    assert_true(b.eff > 1.999 && b.eff < 2.001);
+    budget_bucket_advance(&b, t + 100 * SEC, 0.05);
+    assert_true(b.eff == 10); /* capped at the configured rate */
+    /* no climb during a cooldown */
+    b.eff = 5;
+    budget_bucket_cooldown(&b, t + 100 * SEC, 10 * SEC);
+    budget_bucket_advance(&b, t + 109 * SEC, 0.05);
+    assert_true(b.eff == 5);
+}
+
+/* ---- budget with the fake clock, synchronous delivery ---- */
+
+typedef struct rec {
+    int go, expired;
+    int order[256];
+    int norder;
+    budget_verdict v;
+} rec;
+
+typedef struct tk {
+    rec *r;
+    int id;
+    budget_ticket *t;
+    int state; /* 0 queued, 1 go, 2 expired */
+} tk;
+
+static void on_cb(budget_ticket *t, budget_outcome o, const budget_verdict *v, void *arg)
+{
+    tk *k = arg;
+    assert_ptr_equal(k->t, t);
+    if (o == BUDGET_GO) {
+        k->state = 1;
+        k->r->go++;
+        if (k->r->norder < 256)
+            k->r->order[k->r->norder++] = k->id;
+    } else {
+        assert_int_equal(o, BUDGET_EXPIRED);
+        k->state = 2;
+        k->r->expired++;
+        k->r->v = *v;
+    }
+}
+
+static budget *mk(double rate, double burst, unsigned maxc, unsigned qtotal, unsigned qclient,
+                  uint32_t deadline_ms)
+{
+    static budget_cred_cfg creds[1];
+    static budget_client_cfg clients[3];
+    creds[0] = (budget_cred_cfg){"main", rate, burst, maxc};
+    clients[0] = (budget_client_cfg){"web", "interactive", 4, 0, 0, 0};
+    clients[1] = (budget_client_cfg){"etl", "batch", 1, 0, 0, 0};
+    clients[2] = (budget_client_cfg){"capped", "batch", 1, 1, 1, 0};
+    budget_params p = {0};
+    p.creds = creds;
+    p.ncreds = 1;
+    p.clients = clients;
+    p.nclients = 3;
+    p.queue_max_total = qtotal;
+    p.queue_max_per_client = qclient;
+    p.queue_deadline_ms = deadline_ms;
+    p.clock_us = fake_clock;
+    return budget_new(&p);
+}
+
+static budget_outcome admit(budget *b, const char *client, tk *k, rec *r, int id,
+                            uint32_t deadline_ms, budget_verdict *v)
+{
+    memset(k, 0, sizeof *k);
+    k->r = r;
+    k->id = id;
+    budget_outcome o = budget_admit(b, "main", client, NULL, deadline_ms, on_cb, k, &k->t, v);
+    if (o == BUDGET_GO) {
+        k->state = 1;
+        r->go++;
+        if (r->norder < 256)
+            r->order[r->norder++] = id;
+    }
+    return o;
+}
+
+static void test_budget_concurrency_cap(void **state)
+{
+    (void)state;
+    fake_now = 0;
+    budget *b = mk(1000, 100, 2, 0, 0, 30000);
+    rec r = {0};
+    tk k[3];
+    budget_verdict v;
+    assert_int_equal(admit(b, "web", &k[0], &r, 0, 0, &v), BUDGET_GO);
+    assert_int_equal(admit(b, "web", &k[1], &r, 1, 0, &v), BUDGET_GO);
+    assert_int_equal(admit(b, "web", &k[2], &r, 2, 0, &v), BUDGET_WAIT);
+    fake_now = 10 * SEC;
+    budget_pump(b);
+    assert_int_equal(k[2].state, 0); /* tokens plenty, but no slot */
+    budget_result ok = {200, 0, 0};
+    budget_done(k[0].t, &ok);
+    budget_pump(b);
+    assert_int_equal(k[2].state, 1);
+    budget_done(k[1].t, &ok);
+    budget_done(k[2].t, &ok);
+    budget_free(b);
+}
+
+static void test_budget_cooldown_all_clients(void **state)
+{
+    (void)state;
+    fake_now = 1 * SEC;
+    budget *b = mk(10, 5, 0, 0, 0, 30000);
+    rec r = {0};
+    tk k[12];
+    budget_verdict v;
+    assert_int_equal(admit(b, "etl", &k[0], &r, 0, 0, &v), BUDGET_GO);
+    budget_result shed = {429, 1, 2000};
+    budget_done(k[0].t, &shed);
+    /* every client waits, though the bucket had tokens */
+    for (int i = 1; i < 11; i++)
+        assert_int_equal(admit(b, i % 2 ? "web" : "etl", &k[i], &r, i, 0, &v), BUDGET_WAIT);
+    for (uint64_t t = 1 * SEC; t <= 3 * SEC; t += 10 * MS) {
+        fake_now = t;
+        budget_pump(b);
+        assert_int_equal(r.go, 1);
+    }
+    /* then paced (at most 10/s, at the lowered effective rate), never a burst */
+    for (uint64_t t = 3 * SEC; t <= 5 * SEC; t += MS) {
+        fake_now = t;
+        budget_pump(b);
+        assert_true((uint64_t)(r.go - 1) <= (t - 3 * SEC) / (100 * MS));
+    }
+    assert_int_equal(r.go, 11);
+    assert_true(budget_effective_rate(b, "main") < 10);
+    for (int i = 1; i < 11; i++)
+        budget_done(k[i].t, NULL);
+    budget_free(b);
+}
+
+static void test_budget_aimd_feedback(void **state)
+{
+    (void)state;
+    fake_now = 1 * SEC;
+    budget *b = mk(10, 10, 0, 0, 0, 30000);
+    rec r = {0};
+    tk k[4];
+    budget_verdict v;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(admit(b, "etl", &k[i], &r, i, 0, &v), BUDGET_GO);
+    budget_result shed = {429, 1, 0}; /* Retry-After: 0 -> no pause, but the rate drops */
+    budget_done(k[0].t, &shed);
+    double e1 = budget_effective_rate(b, "main");
+    assert_true(e1 > 6.99 && e1 < 7.01);
+    budget_done(k[1].t, &shed); /* same round trip: no second decrease */
+    assert_true(budget_effective_rate(b, "main") > 6.99);
+    fake_now = 1 * SEC + 1;
+    assert_int_equal(admit(b, "etl", &k[3], &r, 3, 0, &v), BUDGET_GO);
+    budget_result e503 = {503, 1, 0};
+    budget_done(k[3].t, &e503);
+    double e2 = budget_effective_rate(b, "main");
+    assert_true(e2 > 4.89 && e2 < 4.91);
+    budget_result plain503 = {503, 0, 0}; /* no Retry-After: an error, not shedding */
+    budget_done(k[2].t, &plain503);
+    assert_true(budget_effective_rate(b, "main") > 4.89);
+    /* climbs back: +0.5/s per second */
+    fake_now = 3 * SEC + 1;
+    double e3 = budget_effective_rate(b, "main");
+    assert_true(e3 > 5.89 && e3 < 5.91);
+    fake_now = 60 * SEC;
+    assert_true(budget_effective_rate(b, "main") == 10);
+    char *js = budget_admin_json(b);
+    json_t *j = json_loads(js, 0, NULL);
+    assert_non_null(j);
+    json_t *c0 = json_array_get(json_object_get(j, "credentials"), 0);
+    assert_int_equal(json_integer_value(json_object_get(c0, "upstream_shed")), 3);
+    assert_int_equal(json_integer_value(json_object_get(c0, "rate_decreases")), 2);
+    json_decref(j);
+    free(js);
+    char *m = budget_metrics_text(b);
+    assert_non_null(strstr(m, "hotgate_budget_effective_rate{credential=\"main\"} 10"));
+    free(m);
+    budget_free(b);
+}
+
+static void test_budget_fair_4_to_1(void **state)
+{
+    (void)state;
+    fake_now = 0;
+    budget *b = mk(10, 1, 0, 0, 0, 600000);
+    rec r = {0};
+    static tk k[200];
+    budget_verdict v;
+    assert_int_equal(admit(b, "etl", &k[0], &r, 0, 0, &v), BUDGET_GO);
+    for (int i = 1; i < 100; i++)
+        assert_int_equal(admit(b, "etl", &k[i], &r, i, 0, &v), BUDGET_WAIT);
+    for (int i = 100; i < 200; i++)
+        assert_int_equal(admit(b, "web", &k[i], &r, i, 0, &v), BUDGET_WAIT);
+    for (int s = 1; s <= 100; s++) {
+        fake_now = (uint64_t)s * 100 * MS;
+        budget_pump(b);
+    }
+    assert_int_equal(r.go, 101);
+    int web = 0;
+    for (int i = 1; i < 101; i++)
+        web += r.order[i] >= 100;
+    assert_true(web >= 78 && web <= 82);
+    for (int i = 0; i < 200; i++)
+        budget_done(k[i].t, NULL);
+    budget_free(b);
+}
+
+static void test_budget_deadline_and_full(void **state)
+{
+    (void)state;
+    fake_now = 0;
+    budget *b = mk(1, 1, 0, 4, 3, 5000);
+    rec r = {0};
+    tk k[8];
+    budget_verdict v;
+    assert_int_equal(admit(b, "etl", &k[0], &r, 0, 0, &v), BUDGET_GO);
+    assert_int_equal(admit(b, "etl", &k[1], &r, 1, 0, &v), BUDGET_WAIT);
+    assert_int_equal(admit(b, "etl", &k[2], &r, 2, 1500, &v), BUDGET_WAIT);  /* shortened */
+    assert_int_equal(admit(b, "etl", &k[3], &r, 3, 99000, &v), BUDGET_WAIT); /* clamped */
+    /* per client bound: 3 */
+    assert_int_equal(admit(b, "etl", &k[4], &r, 4, 0, &v), BUDGET_REJECT);
+    assert_int_equal(v.status, 503);
+    assert_string_equal(v.code, "QUEUE_FULL");
+    assert_true(v.retry_after_s >= 3); /* 3 queued ahead at 1/s */
+    assert_null(k[4].t);
+    assert_int_equal(admit(b, "web", &k[5], &r, 5, 0, &v), BUDGET_WAIT);
+    /* total bound: 4 */
+    assert_int_equal(admit(b, "web", &k[6], &r, 6, 0, &v), BUDGET_REJECT);
+    assert_string_equal(v.code, "QUEUE_FULL");
+    /* t = 1 s: one token: etl's head (start tag 0, ties with web's, earlier) */
+    fake_now = 1 * SEC;
+    budget_pump(b);
+    assert_int_equal(k[1].state, 1);
+    /* t = 1.5 s: the shortened deadline expires */
+    fake_now = 1500 * MS;
+    budget_pump(b);
+    assert_int_equal(k[2].state, 2);
+    assert_int_equal(r.v.status, 503);
+    assert_string_equal(r.v.code, "QUEUE_TIMEOUT");
+    assert_true(r.v.retry_after_s >= 1);
+    /* t = 2 s: web (tag 0) before etl's k3 (tag 2) */
+    fake_now = 2 * SEC;
+    budget_pump(b);
+    assert_int_equal(k[5].state, 1);
+    assert_int_equal(k[3].state, 0);
+    /* t = 3 s: k3, within its deadline (clamped to the 5 s default) */
+    fake_now = 3 * SEC;
+    budget_pump(b);
+    assert_int_equal(k[3].state, 1);
+    for (int i = 0; i < 6; i++)
+        if (i != 4)
+            budget_done(k[i].t, NULL);
+    budget_free(b);
+}
+
+static void test_budget_deadline_expiry_order(void **state)
+{
+    (void)state;
+    fake_now = 0;
+    budget *b = mk(1, 1, 0, 0, 0, 2000);
+    rec r = {0};
+    tk k[5];
+    budget_verdict v;
+    assert_int_equal(admit(b, "etl", &k[0], &r, 0, 0, &v), BUDGET_GO);
+    budget_result shed = {429, 1, 10000};
+    budget_done(k[0].t, &shed); /* 10 s pause: everything queued now times out */
+    for (int i = 1; i < 5; i++)
+        assert_int_equal(admit(b, "etl", &k[i], &r, i, 0, &v), BUDGET_WAIT);
+    fake_now = 1999 * MS;
+    budget_pump(b);
+    assert_int_equal(r.expired, 0);
+    fake_now = 2000 * MS;
+    budget_pump(b);
+    assert_int_equal(r.expired, 4);
+    assert_string_equal(r.v.code, "QUEUE_TIMEOUT");
+    assert_true(r.v.retry_after_s >= 8); /* the pause is part of the estimate */
+    for (int i = 1; i < 5; i++)
+        budget_done(k[i].t, NULL);
+    budget_free(b);
+}
+
+static void test_budget_client_limit(void **state)
+{
+    (void)state;
+    fake_now = 0;
+    budget *b = mk(100, 10, 0, 0, 0, 30000);
+    rec r = {0};
+    tk k[3];
+    budget_verdict v;
+    assert_int_equal(admit(b, "capped", &k[0], &r, 0, 0, &v), BUDGET_GO);
+    assert_int_equal(admit(b, "capped", &k[1], &r, 1, 0, &v), BUDGET_REJECT);
+    assert_int_equal(v.status, 429);
+    assert_string_equal(v.code, "OVERLOADED");
+    assert_int_equal(v.retry_after_s, 1);
+    assert_int_equal(admit(b, "web", &k[2], &r, 2, 0, &v), BUDGET_GO); /* others unaffected */
+    fake_now = 1 * SEC;
+    assert_int_equal(admit(b, "capped", &k[1], &r, 1, 0, &v), BUDGET_GO);
+    for (int i = 0; i < 3; i++)
+        budget_done(k[i].t, NULL);
+    budget_free(b);
+}
+
+static void test_budget_disconnect_leaves_queue(void **state)
+{
+    (void)state;
+    fake_now = 0;
+    budget *b = mk(1, 1, 0, 0, 0, 30000);
+    rec r = {0};
+    tk k[4];
+    budget_verdict v;
+    assert_int_equal(admit(b, "etl", &k[0], &r, 0, 0, &v), BUDGET_GO);
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(admit(b, "etl", &k[i], &r, i, 0, &v), BUDGET_WAIT);
+    budget_done(k[1].t, NULL); /* the client went away */
+    char *js = budget_admin_json(b);
+    assert_non_null(strstr(js, "\"queued\":2"));
+    free(js);
+    fake_now = 1 * SEC;
+    budget_pump(b);
+    assert_int_equal(k[2].state, 1); /* its place went to the next one */
+    assert_int_equal(k[1].state, 0);
+    budget_done(k[0].t, NULL);
+    budget_done(k[2].t, NULL);
+    budget_done(k[3].t, NULL);
+    budget_free(b);
+}
+
+static void test_budget_retry_front(void **state)
+{
+    (void)state;
+    fake_now = 0;
+    budget *b = mk(10, 1, 0, 0, 0, 3000);
+    rec r = {0};
+    tk k[4];
+    budget_verdict v;
+    assert_int_equal(admit(b, "etl", &k[0], &r, 0, 0, &v), BUDGET_GO);
+    assert_int_equal(admit(b, "etl", &k[1], &r, 1, 0, &v), BUDGET_WAIT);
+    assert_int_equal(admit(b, "web", &k[2], &r, 2, 0, &v), BUDGET_WAIT);
+    budget_result shed = {429, 1, 1000};
+    k[0].state = 0;
+    assert_int_equal(budget_retry(k[0].t, &shed, &v), BUDGET_WAIT);
+    for (uint64_t t = 0; t < 1200 * MS; t += 10 * MS) { /* eff 7/s after the shed */
+        fake_now = t;
+        budget_pump(b);
+    }
+    assert_int_equal(k[0].state, 1); /* the retried one goes first after the pause */
+    assert_int_equal(k[1].state + k[2].state, 0);
+    /* a retry whose deadline leaves no room expires */
+    budget_result longshed = {429, 1, 5000};
+    assert_int_equal(budget_retry(k[0].t, &longshed, &v), BUDGET_EXPIRED);
+    assert_int_equal(v.status, 503);
+    assert_string_equal(v.code, "QUEUE_TIMEOUT");
+    for (int i = 0; i < 3; i++)
+        budget_done(k[i].t, NULL);
+    budget_free(b);
+}
+
+static void test_budget_unknown_credential(void **state)
+{
+    (void)state;
+    budget *b = mk(1, 1, 0, 0, 0, 30000);
+    budget_ticket *t = NULL;
+    budget_verdict v;
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(budget_admit(b, "nope", "web", NULL, 0, on_cb, NULL, &t, &v), BUDGET_GO);
+        budget_done(t, NULL);
+    }
+    assert_true(budget_effective_rate(b, "nope") < 0);
+    budget_free(b);
+}
+
+static void test_parse_queue_timeout(void **state)
+{
+    (void)state;
+    assert_int_equal(budget_parse_queue_timeout("2"), 2000);
+    assert_int_equal(budget_parse_queue_timeout("0.25"), 250);
+    assert_int_equal(budget_parse_queue_timeout(" 3 "), 3000);
+    assert_int_equal(budget_parse_queue_timeout("0"), 0);
+    assert_int_equal(budget_parse_queue_timeout("-1"), 0);
+    assert_int_equal(budget_parse_queue_timeout("x"), 0);
+    assert_int_equal(budget_parse_queue_timeout("5s"), 0);
+    assert_int_equal(budget_parse_queue_timeout(NULL), 0);
+}
+
+/* ---- the real thing: pacing thread + a worker event_base ---- */
+
+typedef struct live {
+    struct event_base *base;
+    int go;
+    uint64_t first_us, last_us;
+    budget_ticket *t[20];
+} live;
+
+typedef struct live_arg {
+    live *l;
+    int i;
+} live_arg;
+
+static void live_cb(budget_ticket *t, budget_outcome o, const budget_verdict *v, void *arg)
+{
+    (void)v;
+    live_arg *a = arg;
+    assert_int_equal(o, BUDGET_GO);
+    assert_ptr_equal(a->l->t[a->i], t);
+    a->l->go++;
+    a->l->last_us = util_mono_us();
+    budget_done(t, NULL);
+    a->l->t[a->i] = NULL;
+    if (a->l->go == 20)
+        event_base_loopbreak(a->l->base);
+}
+
+static void test_budget_thread_paces(void **state)
+{
+    (void)state;
+    evthread_use_pthreads();
+    budget_cred_cfg cred = {"main", 100, 1, 0};
+    budget_params p = {0};
+    p.creds = &cred;
+    p.ncreds = 1;
+    p.queue_deadline_ms = 10000;
+    budget *b = budget_new(&p);
+    assert_int_equal(budget_start(b), 0);
+    live l = {0};
+    live_arg args[20];
+    l.base = event_base_new();
+    l.first_us = util_mono_us();
+    for (int i = 0; i < 20; i++) {
+        args[i] = (live_arg){&l, i};
+        budget_verdict v;
+        budget_outcome o = budget_admit(b, "main", "x", l.base, 0, live_cb, &args[i], &l.t[i], &v);
+        if (o == BUDGET_GO) {
+            l.go++;
+            budget_done(l.t[i], NULL);
+            l.t[i] = NULL;
+        } else {
+            assert_int_equal(o, BUDGET_WAIT);
+        }
+    }
+    assert_int_equal(l.go, 1);
+    struct timeval guard = {5, 0};
+    event_base_loopexit(l.base, &guard);
+    event_base_dispatch(l.base);
+    assert_int_equal(l.go, 20);
+    uint64_t took = l.last_us - l.first_us;
+    /* 19 tokens at 100/s: 190 ms, with scheduling slack */
+    assert_true(took >= 180 * MS);
+    assert_true(took < 1500 * MS);
+    budget_free(b);
+    event_base_free(l.base);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bucket_arithmetic),
+        cmocka_unit_test(test_bucket_small_burst_and_unlimited),
+        cmocka_unit_test(test_bucket_cooldown_smooth_resume),
+        cmocka_unit_test(test_bucket_aimd),
+        cmocka_unit_test(test_budget_concurrency_cap),
+        cmocka_unit_test(test_budget_cooldown_all_clients),
+        cmocka_unit_test(test_budget_aimd_feedback),
+        cmocka_unit_test(test_budget_fair_4_to_1),
+        cmocka_unit_test(test_budget_deadline_and_full),
+        cmocka_unit_test(test_budget_deadline_expiry_order),
+        cmocka_unit_test(test_budget_client_limit),
+        cmocka_unit_test(test_budget_disconnect_leaves_queue),
+        cmocka_unit_test(test_budget_retry_front),
+        cmocka_unit_test(test_budget_unknown_credential),
+        cmocka_unit_test(test_parse_queue_timeout),
+        cmocka_unit_test(test_budget_thread_paces),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
