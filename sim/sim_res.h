@@ -74,4 +74,60 @@ void sim_csv_init(sim_csv *c, FILE *f);
 int sim_csv_next(sim_csv *c);
 void sim_csv_free(sim_csv *c);
 
+/* ---- shared by the resource areas (sim/res_common.c); need sim.h ---- */
+#ifdef SIM_H
+/* Column i of a row as JSON: integer, real, string or null. New reference. */
+json_t *sim_res_col_json(sqlite3_stmt *st, int i);
+/* Column i as text, NULL for SQL NULL (valid until the next step/reset). */
+const char *sim_res_col_text(sqlite3_stmt *st, int i);
+/* String or JSON null (never fails). */
+json_t *sim_res_str_or_null(const char *s);
+/* limit / offset query parameters (default limit def, max 1000). Replies 400 and returns -1
+ * when invalid. */
+int sim_res_page(struct sim_req *req, long def, long *limit, long *offset);
+/* "ident" with embedded quotes doubled, malloc'd: safe to splice into SQL. */
+char *sim_res_quote_ident(const char *name);
+/* The API data type of a SQLite declared column type (INTEGER -> Int64, ...). */
+const char *sim_res_decl_type(const char *decl);
+/* Columns of a real SQLite table as [{name, data_type, nullable}], NULL when the table does
+ * not exist. nullable is true unless the column is declared NOT NULL. */
+json_t *sim_res_table_columns(sqlite3 *db, const char *sqlite_table);
+/* 1 when SQLite table sqlite_table has a column named col (case-insensitive); *decl
+ * (optional) gets a malloc'd copy of its declared type. */
+int sim_res_table_has_column(sqlite3 *db, const char *sqlite_table, const char *col, char **decl);
+/* Query parameter boolean: absent -> def; "true"/"1" / "false"/"0"; else replies 400, -1. */
+int sim_res_query_bool(struct sim_req *req, const char *name, bool def, bool *out);
+/* Run a statement to completion (no rows expected) and reset it: SQLITE_DONE or the error. */
+int sim_res_step_done(sqlite3_stmt *st);
+/* Reply 500 with the database's error message. */
+void sim_res_reply_db_error(struct sim_req *req);
+
+/* ---- secrets (sim/secrets.c), used by connections and embedding providers ---- */
+/* Secret id of the secret named name (malloc'd), NULL when unknown. */
+char *sim_secret_id_by_name(struct sim_ws *ws, const char *name);
+/* 1 when a secret with this id exists. */
+int sim_secret_exists_id(struct sim_ws *ws, const char *id);
+/* Create or update the secret name with value; id_out (64 bytes) gets its id. 0 on success. */
+int sim_secret_put(struct sim_ws *ws, const char *name, const char *value, char id_out[64]);
+/* Delete a secret by id (no-op when unknown). */
+void sim_secret_delete_id(struct sim_ws *ws, const char *id);
+
+/* ---- uploads (sim/uploads.c), used by datasets ---- */
+/* Path of a stored upload (malloc'd) and its content type (malloc'd or NULL); NULL when the
+ * upload is unknown. */
+char *sim_upload_path(struct sim_ws *ws, const char *upload_id, char **content_type);
+/* Set an upload's status ("uploaded", "consumed"). */
+void sim_upload_set_status(struct sim_ws *ws, const char *upload_id, const char *status);
+
+/* ---- embedding providers (sim/embedding.c), used by indexes ---- */
+/* 1 when an embedding provider with this id exists. */
+int sim_embedding_exists(struct sim_ws *ws, const char *id);
+
+/* ---- indexes (sim/indexes.c), used by connections ---- */
+/* Forget the index metadata (and SQLite indexes) of a connection, or of one of its tables
+ * when schema/table are not NULL. */
+void sim_indexes_drop_for(struct sim_ws *ws, const char *conn_id, const char *schema,
+                          const char *table);
+#endif
+
 #endif

@@ -1,0 +1,168 @@
+/*
+ * res_common: small helpers shared by the simulator's resource areas (see sim_res.h):
+ * SQLite row -> JSON, paging parameters, identifier quoting, SQLite declared type -> API
+ * data type, table column introspection.
+ *
+ * Rules: loop thread only (like everything in sim/); no state of its own.
+ */
+#include "sim.h"
+#include "sim_res.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+json_t *sim_res_col_json(sqlite3_stmt *st, int i)
+{
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_INTEGER:
+        return json_integer(sqlite3_column_int64(st, i));
+    case SQLITE_FLOAT:
+        return json_real(sqlite3_column_double(st, i));
+    case SQLITE_NULL:
+        return json_null();
+    default: {
+        const char *t = (const char *)sqlite3_column_text(st, i);
+        json_t *v = json_stringn(t ? t : "", (size_t)sqlite3_column_bytes(st, i));
+        return v ? v : json_string("");
+    }
+    }
+}
+
+const char *sim_res_col_text(sqlite3_stmt *st, int i)
+{
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return NULL;
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+json_t *sim_res_str_or_null(const char *s)
+{
+    json_t *v = s ? json_string(s) : NULL;
+    return v ? v : json_null();
+}
+
+int sim_res_page(struct sim_req *req, long def, long *limit, long *offset)
+{
+    if (sim_req_query_int(req, "limit", def, 1, 1000, limit) != 0)
+        return -1;
+    if (sim_req_query_int(req, "offset", 0, 0, 1000000000L, offset) != 0)
+        return -1;
+    return 0;
+}
+
+char *sim_res_quote_ident(const char *name)
+{
+    size_t n = strlen(name), q = 0;
+    for (size_t i = 0; i < n; i++)
+        q += name[i] == '"';
+    char *out = malloc(n + q + 3);
+    if (!out)
+        abort();
+    char *o = out;
+    *o++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] == '"')
+            *o++ = '"';
+        *o++ = name[i];
+    }
+    *o++ = '"';
+    *o = '\0';
+    return out;
+}
+
+const char *sim_res_decl_type(const char *decl)
+{
+    if (!decl || !*decl)
+        return "Utf8";
+    if (strcasestr(decl, "BOOL"))
+        return "Boolean";
+    if (strcasestr(decl, "TIMESTAMP") || strcasestr(decl, "DATETIME"))
+        return "Timestamp(Microsecond, None)";
+    if (strcasestr(decl, "DATE"))
+        return "Date32";
+    if (strcasestr(decl, "INT"))
+        return "Int64";
+    if (strcasestr(decl, "REAL") || strcasestr(decl, "FLOA") || strcasestr(decl, "DOUB") ||
+        strcasestr(decl, "NUMERIC") || strcasestr(decl, "DECIMAL"))
+        return "Float64";
+    if (strcasestr(decl, "BLOB"))
+        return "Binary";
+    return "Utf8";
+}
+
+json_t *sim_res_table_columns(sqlite3 *db, const char *sqlite_table)
+{
+    sqlite3_stmt *st = NULL;
+    /* table_xinfo via the pragma function form, so the name is a bound parameter */
+    if (sqlite3_prepare_v2(db, "SELECT name, type, \"notnull\" FROM pragma_table_info(?1)", -1, &st,
+                           NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_bind_text(st, 1, sqlite_table, -1, SQLITE_TRANSIENT);
+    json_t *cols = json_array();
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *name = sim_res_col_text(st, 0);
+        const char *decl = sim_res_col_text(st, 1);
+        json_array_append_new(cols, json_pack("{s:s,s:s,s:b}", "name", name ? name : "",
+                                              "data_type", sim_res_decl_type(decl), "nullable",
+                                              sqlite3_column_int(st, 2) == 0));
+    }
+    sqlite3_finalize(st);
+    if (json_array_size(cols) == 0) {
+        json_decref(cols);
+        return NULL;
+    }
+    return cols;
+}
+
+int sim_res_table_has_column(sqlite3 *db, const char *sqlite_table, const char *col, char **decl)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT type FROM pragma_table_info(?1) WHERE name = ?2 COLLATE NOCASE",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, sqlite_table, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, col, -1, SQLITE_TRANSIENT);
+    int found = sqlite3_step(st) == SQLITE_ROW;
+    if (found && decl) {
+        const char *t = sim_res_col_text(st, 0);
+        *decl = strdup(t ? t : "");
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+int sim_res_query_bool(struct sim_req *req, const char *name, bool def, bool *out)
+{
+    const char *v = sim_req_query(req, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+        *out = true;
+        return 0;
+    }
+    if (strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0) {
+        *out = false;
+        return 0;
+    }
+    sim_reply_error(req, 400, "BAD_REQUEST", "Query parameter '%s' must be true or false", name);
+    return -1;
+}
+
+int sim_res_step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc;
+}
+
+void sim_res_reply_db_error(struct sim_req *req)
+{
+    sim_reply_error(req, 500, "INTERNAL_SERVER_ERROR", "Database error: %s",
+                    req->db ? sqlite3_errmsg(req->db) : "no workspace database");
+}
