@@ -1,0 +1,1124 @@
+/*
+ * sqlkey: SQL canonicalisation, classification and table references (see sqlkey.h).
+ *
+ * Rules: stateless and thread-safe; every scan is a single left-to-right pass over the tokens
+ * with bounded lookahead, iterative (paren nesting lives in a heap stack, not the C stack), and
+ * never reads outside [sql, sql+len). Owned by the sqlkey module; the cache and the route
+ * module are its users.
+ */
+#include "sqlkey.h"
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* ---- lexer ------------------------------------------------------------------------------ */
+
+static bool is_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static bool is_ident_start(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+
+static bool is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_ident_cont(unsigned char c)
+{
+    return is_ident_start(c) || is_digit(c) || c == '$';
+}
+
+static bool is_op_char(unsigned char c)
+{
+    return strchr("+-*/<>=~!@#%^&|`?", c) != NULL && c != 0;
+}
+
+/* Quoted run starting at s[i] == q: q q is an escaped q; with bs, a backslash escapes any byte. */
+static size_t lex_quoted(const char *s, size_t len, size_t i, char q, bool bs, bool *unterminated)
+{
+    i++; /* opening quote */
+    while (i < len) {
+        char c = s[i];
+        if (bs && c == '\\') {
+            if (i + 1 >= len) {
+                i = len;
+                break;
+            }
+            i += 2;
+            continue;
+        }
+        if (c == q) {
+            if (i + 1 < len && s[i + 1] == q) {
+                i += 2;
+                continue;
+            }
+            *unterminated = false;
+            return i + 1;
+        }
+        i++;
+    }
+    *unterminated = true;
+    return len;
+}
+
+/* Dollar-quote opener at s[i] == '$': returns the tag length including both '$' (>= 2), or 0. */
+static size_t dollar_tag(const char *s, size_t len, size_t i)
+{
+    size_t j = i + 1;
+    if (j < len && s[j] == '$')
+        return 2;
+    if (j >= len || !is_ident_start((unsigned char)s[j]))
+        return 0;
+    j++;
+    while (j < len && (is_ident_start((unsigned char)s[j]) || is_digit((unsigned char)s[j])))
+        j++;
+    if (j < len && s[j] == '$')
+        return j - i + 1;
+    return 0;
+}
+
+void sqlkey_lex(const char *s, size_t len, size_t off, struct sqlkey_tok *t)
+{
+    size_t i = off;
+    unsigned char c = (unsigned char)s[i];
+    t->off = off;
+    t->unterminated = false;
+
+    if (is_space(c)) {
+        while (i < len && is_space((unsigned char)s[i]))
+            i++;
+        t->kind = SQLKEY_TOK_SPACE;
+    } else if (c == '-' && i + 1 < len && s[i + 1] == '-') {
+        while (i < len && s[i] != '\n')
+            i++;
+        t->kind = SQLKEY_TOK_COMMENT;
+    } else if (c == '/' && i + 1 < len && s[i + 1] == '*') {
+        size_t depth = 1;
+        i += 2;
+        while (i < len && depth > 0) {
+            if (s[i] == '*' && i + 1 < len && s[i + 1] == '/') {
+                depth--;
+                i += 2;
+            } else if (s[i] == '/' && i + 1 < len && s[i + 1] == '*') {
+                depth++;
+                i += 2;
+            } else {
+                i++;
+            }
+        }
+        t->unterminated = depth > 0;
+        if (t->unterminated)
+            i = len;
+        t->kind = SQLKEY_TOK_COMMENT;
+    } else if (c == '\'') {
+        i = lex_quoted(s, len, i, '\'', false, &t->unterminated);
+        t->kind = SQLKEY_TOK_STRING;
+    } else if ((c == 'e' || c == 'E') && i + 1 < len && s[i + 1] == '\'') {
+        i = lex_quoted(s, len, i + 1, '\'', true, &t->unterminated);
+        t->kind = SQLKEY_TOK_STRING;
+    } else if ((c == 'b' || c == 'B' || c == 'x' || c == 'X' || c == 'n' || c == 'N') &&
+               i + 1 < len && s[i + 1] == '\'') {
+        i = lex_quoted(s, len, i + 1, '\'', false, &t->unterminated);
+        t->kind = SQLKEY_TOK_STRING;
+    } else if ((c == 'u' || c == 'U') && i + 2 < len && s[i + 1] == '&' &&
+               (s[i + 2] == '\'' || s[i + 2] == '"')) {
+        bool str = s[i + 2] == '\'';
+        i = lex_quoted(s, len, i + 2, s[i + 2], false, &t->unterminated);
+        t->kind = str ? SQLKEY_TOK_STRING : SQLKEY_TOK_QIDENT;
+    } else if (c == '"') {
+        i = lex_quoted(s, len, i, '"', false, &t->unterminated);
+        t->kind = SQLKEY_TOK_QIDENT;
+    } else if (is_ident_start(c)) {
+        while (i < len && is_ident_cont((unsigned char)s[i]))
+            i++;
+        t->kind = SQLKEY_TOK_WORD;
+    } else if (c == '$') {
+        size_t tag = dollar_tag(s, len, i);
+        if (i + 1 < len && is_digit((unsigned char)s[i + 1])) {
+            i++;
+            while (i < len && is_digit((unsigned char)s[i]))
+                i++;
+            t->kind = SQLKEY_TOK_PARAM;
+        } else if (tag > 0) {
+            /* body runs to the next occurrence of the same tag */
+            const char *open = s + i;
+            size_t j = i + tag;
+            t->unterminated = true;
+            while (j + tag <= len) {
+                const char *d = memchr(s + j, '$', len - j);
+                if (!d || (size_t)(d - s) + tag > len)
+                    break;
+                j = (size_t)(d - s);
+                if (memcmp(s + j, open, tag) == 0) {
+                    t->unterminated = false;
+                    j += tag;
+                    break;
+                }
+                j++;
+            }
+            i = t->unterminated ? len : j;
+            t->kind = SQLKEY_TOK_DOLLAR;
+        } else {
+            i++;
+            t->kind = SQLKEY_TOK_OTHER;
+        }
+    } else if (is_digit(c) || (c == '.' && i + 1 < len && is_digit((unsigned char)s[i + 1]))) {
+        while (i < len) {
+            unsigned char d = (unsigned char)s[i];
+            if (is_digit(d) || d == '.' || d == '_' || (d >= 'a' && d <= 'z') ||
+                (d >= 'A' && d <= 'Z')) {
+                i++;
+                if ((d == 'e' || d == 'E') && i + 1 < len && (s[i] == '+' || s[i] == '-') &&
+                    is_digit((unsigned char)s[i + 1]))
+                    i++;
+            } else {
+                break;
+            }
+        }
+        t->kind = SQLKEY_TOK_NUMBER;
+    } else if (c == ':') {
+        i += (i + 1 < len && s[i + 1] == ':') ? 2 : 1;
+        t->kind = SQLKEY_TOK_OPERATOR;
+    } else if (is_op_char(c)) {
+        i++;
+        while (i < len && is_op_char((unsigned char)s[i])) {
+            if ((s[i] == '-' && i + 1 < len && s[i + 1] == '-') ||
+                (s[i] == '/' && i + 1 < len && s[i + 1] == '*'))
+                break;
+            i++;
+        }
+        t->kind = SQLKEY_TOK_OPERATOR;
+    } else if (strchr("()[],;.", c) != NULL && c != 0) {
+        i++;
+        t->kind = SQLKEY_TOK_PUNCT;
+    } else {
+        i++;
+        t->kind = SQLKEY_TOK_OTHER;
+    }
+    t->len = i - off;
+}
+
+/* ---- canonical form --------------------------------------------------------------------- */
+
+/* Output sink: a caller buffer, or a SHA-256 context fed through a small staging buffer. */
+struct sink {
+    char *out;
+    size_t n;
+    EVP_MD_CTX *md;
+    char stage[4096];
+    size_t staged;
+};
+
+static void sink_put(struct sink *k, const char *p, size_t n)
+{
+    if (k->out) {
+        memcpy(k->out + k->n, p, n);
+        k->n += n;
+        return;
+    }
+    k->n += n;
+    if (k->staged + n > sizeof(k->stage)) {
+        EVP_DigestUpdate(k->md, k->stage, k->staged);
+        k->staged = 0;
+        if (n > sizeof(k->stage)) {
+            EVP_DigestUpdate(k->md, p, n);
+            return;
+        }
+    }
+    memcpy(k->stage + k->staged, p, n);
+    k->staged += n;
+}
+
+static bool is_string_tok(const struct sqlkey_tok *t)
+{
+    return t->kind == SQLKEY_TOK_STRING;
+}
+
+/*
+ * Emit the canonical form. Gap = whitespace/comment run between two tokens: emitted as one
+ * separator (a newline when it follows a string literal and contains a newline). A ';' is held
+ * back with its separator until a later token shows it is not the trailing one.
+ */
+static void canonicalise(const char *s, size_t len, struct sink *k)
+{
+    size_t off = 0;
+    bool any = false;      /* something emitted */
+    bool gap = false;      /* gap since the last significant token */
+    bool gap_nl = false;   /* ... containing a newline */
+    bool prev_str = false; /* last significant token was a string literal */
+    bool held = false;     /* a ';' is held back */
+    char held_sep = 0;     /* its separator (0 = none) */
+
+    while (off < len) {
+        struct sqlkey_tok t;
+        sqlkey_lex(s, len, off, &t);
+        off += t.len;
+        if (t.kind == SQLKEY_TOK_SPACE || (t.kind == SQLKEY_TOK_COMMENT && !t.unterminated)) {
+            gap = true;
+            if (!gap_nl) {
+                if (t.kind == SQLKEY_TOK_SPACE)
+                    gap_nl = memchr(s + t.off, '\n', t.len) != NULL;
+                else if (s[t.off] == '-' && off < len) /* line comment ends at a newline */
+                    gap_nl = true;
+                else if (s[t.off] == '/')
+                    gap_nl = memchr(s + t.off, '\n', t.len) != NULL;
+            }
+            continue;
+        }
+        char sep = 0;
+        if (any && gap)
+            sep = (prev_str && gap_nl) ? '\n' : ' ';
+        if (held) {
+            if (held_sep)
+                sink_put(k, &held_sep, 1);
+            sink_put(k, ";", 1);
+            held = false;
+        }
+        if (t.kind == SQLKEY_TOK_PUNCT && s[t.off] == ';') {
+            held = true;
+            held_sep = sep;
+        } else {
+            if (sep)
+                sink_put(k, &sep, 1);
+            sink_put(k, s + t.off, t.len);
+        }
+        any = true;
+        gap = gap_nl = false;
+        prev_str = is_string_tok(&t);
+    }
+    /* a held ';' is the trailing one: dropped, with its separator */
+}
+
+size_t sqlkey_canonical(const char *sql, size_t len, char *out)
+{
+    struct sink k = {.out = out};
+    canonicalise(sql, len, &k);
+    out[k.n] = '\0';
+    return k.n;
+}
+
+void sqlkey_hash(const char *sql, size_t len, char out[65])
+{
+    util_sha256_hex(sql, len, out);
+}
+
+void sqlkey_cache_key(const char *sql, size_t len, char out[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    struct sink sk = {0}, *k = &sk;
+    k->md = EVP_MD_CTX_new();
+    if (!k->md || EVP_DigestInit_ex(k->md, EVP_sha256(), NULL) != 1)
+        abort();
+    canonicalise(sql, len, k);
+    if (k->staged)
+        EVP_DigestUpdate(k->md, k->stage, k->staged);
+    EVP_DigestFinal_ex(k->md, md, &mdlen);
+    EVP_MD_CTX_free(k->md);
+    util_hex(md, 32, out);
+}
+
+/* ---- token window ----------------------------------------------------------------------- */
+
+/* Significant tokens only (no whitespace, no complete comments), with one token of lookahead. */
+struct sigit {
+    const char *s;
+    size_t len, off;
+};
+
+static bool sig_next(struct sigit *it, struct sqlkey_tok *t)
+{
+    while (it->off < it->len) {
+        sqlkey_lex(it->s, it->len, it->off, t);
+        it->off += t->len;
+        if (t->kind == SQLKEY_TOK_SPACE || (t->kind == SQLKEY_TOK_COMMENT && !t->unterminated))
+            continue;
+        return true;
+    }
+    return false;
+}
+
+/* Lower-cased copy of a word token into buf[cap] (empty when it does not fit or is no word). */
+static const char *word(const char *s, const struct sqlkey_tok *t, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (t->kind != SQLKEY_TOK_WORD || t->len >= cap)
+        return buf;
+    for (size_t i = 0; i < t->len; i++) {
+        char c = s[t->off + i];
+        buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    buf[t->len] = '\0';
+    return buf;
+}
+
+static bool is_punct(const char *s, const struct sqlkey_tok *t, char c)
+{
+    return t->kind == SQLKEY_TOK_PUNCT && s[t->off] == c;
+}
+
+static bool in_list(const char *w, const char *const *list)
+{
+    if (!w[0])
+        return false;
+    for (size_t i = 0; list[i]; i++)
+        if (strcmp(w, list[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Volatile or side-effecting functions that are only calls when followed by '('. */
+static const char *const volatile_funcs[] = {"now",
+                                             "clock_timestamp",
+                                             "statement_timestamp",
+                                             "transaction_timestamp",
+                                             "timeofday",
+                                             "random",
+                                             "random_normal",
+                                             "rand",
+                                             "setseed",
+                                             "uuid",
+                                             "gen_random_uuid",
+                                             "uuid_generate_v1",
+                                             "uuid_generate_v1mc",
+                                             "uuid_generate_v4",
+                                             "uuidv4",
+                                             "uuidv7",
+                                             "newid",
+                                             "nextval",
+                                             "currval",
+                                             "setval",
+                                             "lastval",
+                                             "pg_sleep",
+                                             "pg_sleep_for",
+                                             "pg_sleep_until",
+                                             "txid_current",
+                                             "txid_current_if_assigned",
+                                             "pg_current_xact_id",
+                                             "pg_current_xact_id_if_assigned",
+                                             "pg_backend_pid",
+                                             "inet_client_addr",
+                                             "inet_client_port",
+                                             "pg_postmaster_start_time",
+                                             "pg_conf_load_time",
+                                             "set_config",
+                                             "pg_advisory_lock",
+                                             "pg_advisory_xact_lock",
+                                             "pg_try_advisory_lock",
+                                             "pg_try_advisory_xact_lock",
+                                             "pg_notify",
+                                             "pg_cancel_backend",
+                                             "pg_terminate_backend",
+                                             "lo_import",
+                                             "lo_export",
+                                             "dblink",
+                                             "dblink_exec",
+                                             "pg_read_file",
+                                             "pg_ls_dir",
+                                             "today",
+                                             "get_current_time",
+                                             "get_current_timestamp",
+                                             "current_localtime",
+                                             "current_localtimestamp",
+                                             "getdate",
+                                             "sysdate",
+                                             "systimestamp",
+                                             "unix_timestamp",
+                                             "utc_timestamp",
+                                             "utc_date",
+                                             "utc_time",
+                                             "curdate",
+                                             "curtime",
+                                             "current_timestamp",
+                                             "current_date",
+                                             "current_time",
+                                             "localtimestamp",
+                                             "localtime",
+                                             NULL};
+
+/* SQL-standard value functions written without parentheses (also volatile with them). */
+static const char *const volatile_keywords[] = {
+    "current_timestamp", "current_date", "current_time", "localtimestamp", "localtime",
+    "current_user",      "session_user", "current_role", "tablesample",    NULL};
+
+static const char *const datetime_types[] = {"timestamp", "timestamptz", "date",     "time",
+                                             "timetz",    "zone",        "interval", NULL};
+
+static const char *const special_inputs[] = {"now", "today", "tomorrow", "yesterday", NULL};
+
+/* Content of a plain '...' literal, trimmed and lower-cased, if short; else "". */
+static const char *literal_word(const char *s, const struct sqlkey_tok *t, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (t->kind != SQLKEY_TOK_STRING || t->unterminated || s[t->off] != '\'' || t->len < 2)
+        return buf;
+    size_t a = t->off + 1, b = t->off + t->len - 1;
+    while (a < b && is_space((unsigned char)s[a]))
+        a++;
+    while (b > a && is_space((unsigned char)s[b - 1]))
+        b--;
+    if (b - a >= cap)
+        return buf;
+    for (size_t i = a; i < b; i++) {
+        char c = s[i];
+        buf[i - a] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    buf[b - a] = '\0';
+    return buf;
+}
+
+/* Quoted identifier equal to a volatile function name ("now"). */
+static bool qident_volatile(const char *s, const struct sqlkey_tok *t)
+{
+    char buf[40];
+    if (t->kind != SQLKEY_TOK_QIDENT || t->unterminated || s[t->off] != '"' || t->len < 3 ||
+        t->len - 2 >= sizeof(buf))
+        return false;
+    memcpy(buf, s + t->off + 1, t->len - 2);
+    buf[t->len - 2] = '\0';
+    return in_list(buf, volatile_funcs) || in_list(buf, volatile_keywords);
+}
+
+/* ---- classification --------------------------------------------------------------------- */
+
+const char *sqlkey_reason_str(enum sqlkey_reason r)
+{
+    switch (r) {
+    case SQLKEY_OK:
+        return "ok";
+    case SQLKEY_EMPTY:
+        return "empty";
+    case SQLKEY_UNTERMINATED:
+        return "unterminated";
+    case SQLKEY_MULTI_STATEMENT:
+        return "multi_statement";
+    case SQLKEY_NOT_READ_ONLY:
+        return "not_read_only";
+    case SQLKEY_DATA_MODIFYING:
+        return "data_modifying";
+    case SQLKEY_SELECT_INTO:
+        return "select_into";
+    case SQLKEY_LOCKING_CLAUSE:
+        return "locking_clause";
+    case SQLKEY_EXPLAIN_ANALYZE:
+        return "explain_analyze";
+    case SQLKEY_VOLATILE:
+        return "volatile";
+    case SQLKEY_REASON__COUNT:
+        break;
+    }
+    return "unknown";
+}
+
+bool sqlkey_reason_may_write(enum sqlkey_reason r)
+{
+    switch (r) {
+    case SQLKEY_UNTERMINATED:
+    case SQLKEY_MULTI_STATEMENT:
+    case SQLKEY_NOT_READ_ONLY:
+    case SQLKEY_DATA_MODIFYING:
+    case SQLKEY_SELECT_INTO:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static const char *const read_starts[] = {"select", "values", "table", "show", "with", NULL};
+
+bool sqlkey_is_cacheable(const char *sql, size_t len, enum sqlkey_reason *reason)
+{
+    /* flags[r] = reason r applies; the most severe (lowest enum after OK) wins */
+    bool flags[SQLKEY_REASON__COUNT] = {0};
+    struct sigit it = {sql, len, 0};
+    struct sqlkey_tok prev2 = {0}, prev = {0}, cur, next;
+    bool have_prev = false, have_prev2 = false, have_next;
+    bool first_word_seen = false, explain = false, explain_opts = false;
+    bool after_semicolon = false, any = false;
+    size_t explain_depth = 0, depth = 0;
+    char w[40], pw[40], ppw[40], nw[40], lw[16];
+
+    have_next = sig_next(&it, &next);
+    while (have_next) {
+        cur = next;
+        have_next = sig_next(&it, &next);
+        word(sql, &cur, w, sizeof(w));
+        word(sql, have_prev ? &prev : &cur, pw, sizeof(pw));
+        if (!have_prev)
+            pw[0] = '\0';
+        word(sql, have_prev2 ? &prev2 : &cur, ppw, sizeof(ppw));
+        if (!have_prev2)
+            ppw[0] = '\0';
+        if (have_next)
+            word(sql, &next, nw, sizeof(nw));
+        else
+            nw[0] = '\0';
+
+        if (cur.unterminated)
+            flags[SQLKEY_UNTERMINATED] = true;
+        if (after_semicolon)
+            flags[SQLKEY_MULTI_STATEMENT] = true;
+        if (is_punct(sql, &cur, ';')) {
+            after_semicolon = true;
+            goto shift;
+        }
+        any = true;
+
+        if (is_punct(sql, &cur, '('))
+            depth++;
+        else if (is_punct(sql, &cur, ')') && depth > 0)
+            depth--;
+
+        /* statement kind: the first word (after any opening parentheses) */
+        if (!first_word_seen) {
+            if (is_punct(sql, &cur, '('))
+                goto shift;
+            first_word_seen = true;
+            if (strcmp(w, "explain") == 0) {
+                explain = explain_opts = true;
+                explain_depth = depth;
+            } else if (!in_list(w, read_starts)) {
+                flags[SQLKEY_NOT_READ_ONLY] = true;
+            }
+            goto shift;
+        }
+        if (explain_opts) {
+            /* EXPLAIN [ ( options ) ] [ANALYZE] [VERBOSE] statement */
+            if (strcmp(w, "analyze") == 0 || strcmp(w, "analyse") == 0)
+                flags[SQLKEY_EXPLAIN_ANALYZE] = true;
+            if (depth > explain_depth || is_punct(sql, &cur, ')'))
+                goto shift;
+            if (strcmp(w, "verbose") == 0 || strcmp(w, "analyze") == 0 ||
+                strcmp(w, "analyse") == 0 || is_punct(sql, &cur, '('))
+                goto shift;
+            explain_opts = false;
+            if (!in_list(w, read_starts) || strcmp(w, "show") == 0)
+                flags[SQLKEY_NOT_READ_ONLY] = true;
+            goto shift;
+        }
+
+        if (cur.kind == SQLKEY_TOK_WORD) {
+            if (strcmp(w, "insert") == 0 || strcmp(w, "delete") == 0 || strcmp(w, "merge") == 0) {
+                flags[SQLKEY_DATA_MODIFYING] = true;
+            } else if (strcmp(w, "update") == 0) {
+                if (strcmp(pw, "for") == 0 || strcmp(pw, "key") == 0)
+                    flags[SQLKEY_LOCKING_CLAUSE] = true;
+                else
+                    flags[SQLKEY_DATA_MODIFYING] = true;
+            } else if (strcmp(w, "for") == 0 &&
+                       (strcmp(nw, "update") == 0 || strcmp(nw, "share") == 0 ||
+                        strcmp(nw, "no") == 0 || strcmp(nw, "key") == 0)) {
+                flags[SQLKEY_LOCKING_CLAUSE] = true;
+            } else if (strcmp(w, "into") == 0) {
+                flags[SQLKEY_SELECT_INTO] = true;
+            } else if (in_list(w, volatile_keywords)) {
+                flags[SQLKEY_VOLATILE] = true;
+            } else if (have_next && is_punct(sql, &next, '(') && in_list(w, volatile_funcs)) {
+                flags[SQLKEY_VOLATILE] = true;
+            }
+        } else if (cur.kind == SQLKEY_TOK_QIDENT) {
+            if (have_next && is_punct(sql, &next, '(') && qident_volatile(sql, &cur))
+                flags[SQLKEY_VOLATILE] = true;
+        } else if (cur.kind == SQLKEY_TOK_STRING) {
+            if (in_list(literal_word(sql, &cur, lw, sizeof(lw)), special_inputs)) {
+                bool cast = have_next && next.kind == SQLKEY_TOK_OPERATOR && next.len == 2 &&
+                            sql[next.off] == ':';
+                if (cast || in_list(pw, datetime_types) ||
+                    (have_prev && is_punct(sql, &prev, '(') && strcmp(ppw, "cast") == 0))
+                    flags[SQLKEY_VOLATILE] = true;
+            }
+        }
+    shift:
+        prev2 = prev;
+        have_prev2 = have_prev;
+        prev = cur;
+        have_prev = true;
+    }
+
+    enum sqlkey_reason r = SQLKEY_OK;
+    if (!any) {
+        r = flags[SQLKEY_UNTERMINATED] ? SQLKEY_UNTERMINATED : SQLKEY_EMPTY;
+    } else {
+        for (int i = 1; i < SQLKEY_REASON__COUNT; i++) {
+            if (flags[i]) {
+                r = (enum sqlkey_reason)i;
+                break;
+            }
+        }
+        if (r == SQLKEY_OK && explain && explain_opts)
+            r = SQLKEY_NOT_READ_ONLY; /* EXPLAIN without a statement */
+    }
+    if (reason)
+        *reason = r;
+    return r == SQLKEY_OK;
+}
+
+/* ---- table references ------------------------------------------------------------------- */
+
+#define MAX_REFS 1024
+#define MAX_CTES 256
+
+/* A name part: lower-cased when unquoted, dequoted ("" -> ") when quoted. malloc'd. */
+static char *name_part(const char *s, const struct sqlkey_tok *t)
+{
+    char *p;
+    if (t->kind == SQLKEY_TOK_QIDENT) {
+        size_t a = t->off, n = t->len;
+        if (s[a] != '"') { /* U&"..." keeps its escapes, lower-case nothing */
+            p = malloc(n + 1);
+            if (p) {
+                memcpy(p, s + a, n);
+                p[n] = '\0';
+            }
+            return p;
+        }
+        size_t end = t->unterminated ? a + n : a + n - 1;
+        p = malloc(n + 1);
+        if (!p)
+            return NULL;
+        size_t k = 0;
+        for (size_t i = a + 1; i < end; i++) {
+            p[k++] = s[i];
+            if (s[i] == '"' && i + 1 < end && s[i + 1] == '"')
+                i++;
+        }
+        p[k] = '\0';
+        return p;
+    }
+    p = malloc(t->len + 1);
+    if (!p)
+        return NULL;
+    for (size_t i = 0; i < t->len; i++) {
+        char c = s[t->off + i];
+        p[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    p[t->len] = '\0';
+    return p;
+}
+
+static bool is_name_tok(const struct sqlkey_tok *t)
+{
+    return t->kind == SQLKEY_TOK_WORD || t->kind == SQLKEY_TOK_QIDENT;
+}
+
+static int refs_add(struct sqlkey_refs *r, char *parts[3])
+{
+    for (size_t i = 0; i < r->n; i++) {
+        if (strcmp(r->v[i].conn, parts[0]) == 0 && strcmp(r->v[i].schema, parts[1]) == 0 &&
+            strcmp(r->v[i].table, parts[2]) == 0) {
+            free(parts[0]);
+            free(parts[1]);
+            free(parts[2]);
+            return 0;
+        }
+    }
+    if (r->n >= MAX_REFS) {
+        r->unknown = true; /* too many to tag precisely: treat as unknown */
+        free(parts[0]);
+        free(parts[1]);
+        free(parts[2]);
+        return 0;
+    }
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 8;
+        struct sqlkey_table *v = realloc(r->v, cap * sizeof(*v));
+        if (!v)
+            goto oom;
+        r->v = v;
+        r->cap = cap;
+    }
+    size_t a = strlen(parts[0]), b = strlen(parts[1]), c = strlen(parts[2]);
+    char *full = malloc(a + b + c + 3);
+    if (!full)
+        goto oom;
+    snprintf(full, a + b + c + 3, "%s.%s.%s", parts[0], parts[1], parts[2]);
+    r->v[r->n++] = (struct sqlkey_table){parts[0], parts[1], parts[2], full};
+    return 0;
+oom:
+    free(parts[0]);
+    free(parts[1]);
+    free(parts[2]);
+    return -1;
+}
+
+void sqlkey_refs_free(struct sqlkey_refs *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->v[i].conn);
+        free(r->v[i].schema);
+        free(r->v[i].table);
+        free(r->v[i].full);
+    }
+    free(r->v);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Per parenthesis level state. */
+struct level {
+    bool in_from;     /* inside a FROM list at this level: ',' starts another table item */
+    bool func_from;   /* paren of extract/substring/trim/overlay/position: FROM is no table */
+    bool table_cand;  /* paren opened where a table was expected: first name may be a table */
+    bool cte_pending; /* a CTE body closes back to this level: ',' introduces another CTE */
+};
+
+struct refs_ctx {
+    const char *s;
+    struct sqlkey_refs *r;
+    char **ctes;
+    size_t nctes;
+    bool cte_overflow;
+};
+
+static bool is_cte(struct refs_ctx *c, const char *name)
+{
+    for (size_t i = 0; i < c->nctes; i++)
+        if (strcmp(c->ctes[i], name) == 0)
+            return true;
+    return false;
+}
+
+static const char *const from_func_parens[] = {"extract", "substring", "trim",
+                                               "overlay", "position",  NULL};
+static const char *const from_enders[] = {
+    "where",  "group", "having", "order",     "limit",   "offset", "window", "union", "intersect",
+    "except", "fetch", "for",    "returning", "qualify", "select", "values", "set",   NULL};
+static const char *const table_skip[] = {"lateral", "only", "rows", NULL};
+static const char *const subquery_starts[] = {"select", "values", "with", "table", NULL};
+
+/* CTE declaration state machine */
+enum cte_state { CTE_NONE, CTE_NAME, CTE_AFTER_NAME, CTE_COLS, CTE_AS };
+
+int sqlkey_table_refs(const char *s, size_t len, struct sqlkey_refs *r)
+{
+    memset(r, 0, sizeof(*r));
+    struct refs_ctx c = {.s = s, .r = r};
+    struct level *lv = calloc(16, sizeof(*lv));
+    size_t lcap = 16, depth = 0;
+    struct sigit it = {s, len, 0};
+    struct sqlkey_tok cur, next, prev = {0};
+    bool have_next, have_prev = false;
+    bool expect_table = false;
+    enum cte_state cs = CTE_NONE;
+    size_t cte_cols_depth = 0;
+    char *cte_cand = NULL;
+    int rc = 0;
+    char w[40], pw[40], nw[40], ppw[40];
+    struct sqlkey_tok prev2 = {0};
+    bool have_prev2 = false;
+
+    if (!lv) {
+        r->unknown = true;
+        return -1;
+    }
+    have_next = sig_next(&it, &next);
+    while (have_next) {
+        cur = next;
+        have_next = sig_next(&it, &next);
+        word(s, &cur, w, sizeof(w));
+        if (have_next)
+            word(s, &next, nw, sizeof(nw));
+        else
+            nw[0] = '\0';
+        if (have_prev)
+            word(s, &prev, pw, sizeof(pw));
+        else
+            pw[0] = '\0';
+        if (have_prev2)
+            word(s, &prev2, ppw, sizeof(ppw));
+        else
+            ppw[0] = '\0';
+
+        /* --- CTE declarations: WITH [RECURSIVE] name [(cols)] AS [NOT] [MATERIALIZED] ( --- */
+        switch (cs) {
+        case CTE_NAME:
+            if (strcmp(w, "recursive") == 0 || is_punct(s, &cur, ','))
+                goto shift;
+            if (is_name_tok(&cur)) {
+                free(cte_cand);
+                cte_cand = name_part(s, &cur);
+                if (!cte_cand)
+                    goto oom;
+                cs = CTE_AFTER_NAME;
+                goto dotted; /* still scan it as a possible dotted name */
+            }
+            cs = CTE_NONE;
+            break;
+        case CTE_AFTER_NAME:
+            if (strcmp(w, "as") == 0) {
+                cs = CTE_AS;
+                goto shift;
+            }
+            if (is_punct(s, &cur, '(')) {
+                cs = CTE_COLS;
+                cte_cols_depth = depth;
+                break; /* the paren is still pushed below */
+            }
+            cs = CTE_NONE;
+            break;
+        case CTE_COLS:
+            if (is_punct(s, &cur, ')') && depth == cte_cols_depth + 1) {
+                cs = CTE_AFTER_NAME;
+                depth--;
+                goto shift;
+            }
+            break;
+        case CTE_AS:
+            if (strcmp(w, "not") == 0 || strcmp(w, "materialized") == 0)
+                goto shift;
+            if (is_punct(s, &cur, '(') && cte_cand) {
+                if (c.nctes < MAX_CTES) {
+                    char **n = realloc(c.ctes, (c.nctes + 1) * sizeof(*n));
+                    if (!n)
+                        goto oom;
+                    c.ctes = n;
+                    c.ctes[c.nctes++] = cte_cand;
+                } else {
+                    free(cte_cand);
+                    c.cte_overflow = true;
+                    r->unknown = true;
+                }
+                cte_cand = NULL;
+                lv[depth].cte_pending = true;
+            }
+            cs = CTE_NONE;
+            break;
+        case CTE_NONE:
+            break;
+        }
+        if (cs == CTE_NONE && strcmp(w, "with") == 0 && have_next && (is_name_tok(&next)) &&
+            strcmp(nw, "time") != 0 && strcmp(nw, "ordinality") != 0 && strcmp(nw, "ties") != 0) {
+            cs = CTE_NAME;
+            goto shift;
+        }
+
+        /* --- parentheses --- */
+        if (is_punct(s, &cur, '(')) {
+            if (depth + 1 >= lcap) {
+                struct level *n = realloc(lv, lcap * 2 * sizeof(*lv));
+                if (!n)
+                    goto oom;
+                lv = n;
+                memset(lv + lcap, 0, lcap * sizeof(*lv));
+                lcap *= 2;
+            }
+            depth++;
+            lv[depth] = (struct level){0};
+            lv[depth].func_from = in_list(pw, from_func_parens);
+            lv[depth].table_cand = expect_table || lv[depth - 1].table_cand;
+            lv[depth - 1].table_cand = false;
+            expect_table = false;
+            goto shift;
+        }
+        if (is_punct(s, &cur, ')')) {
+            expect_table = false;
+            if (depth > 0)
+                depth--;
+            if (lv[depth].cte_pending) {
+                lv[depth].cte_pending = false;
+                if (have_next && is_punct(s, &next, ','))
+                    cs = CTE_NAME;
+            }
+            goto shift;
+        }
+        if (lv[depth].table_cand) {
+            lv[depth].table_cand = false;
+            if (in_list(w, subquery_starts)) {
+                /* a subquery: its own FROM will be seen */
+            } else if (is_name_tok(&cur)) {
+                lv[depth].in_from = true;
+                expect_table = true;
+            }
+        }
+        if (cs == CTE_NAME && is_punct(s, &cur, ','))
+            goto shift;
+
+        /* --- FROM / JOIN / TABLE / INTO / UPDATE positions --- */
+        if (cur.kind == SQLKEY_TOK_WORD) {
+            if (strcmp(w, "from") == 0) {
+                bool distinct_from = strcmp(pw, "distinct") == 0 &&
+                                     (strcmp(ppw, "is") == 0 || strcmp(ppw, "not") == 0);
+                bool rows_from = strcmp(pw, "rows") == 0;
+                if (!lv[depth].func_from && !distinct_from && !rows_from) {
+                    lv[depth].in_from = true;
+                    expect_table = true;
+                    goto shift;
+                }
+            } else if (strcmp(w, "join") == 0 || strcmp(w, "into") == 0 ||
+                       strcmp(w, "update") == 0 || strcmp(w, "truncate") == 0 ||
+                       strcmp(w, "copy") == 0) {
+                expect_table =
+                    strcmp(w, "update") != 0 ||
+                    (strcmp(pw, "for") != 0 && strcmp(pw, "key") != 0 && strcmp(pw, "do") != 0);
+                goto shift;
+            } else if (strcmp(w, "table") == 0) {
+                expect_table = true;
+                goto shift;
+            } else if (in_list(w, from_enders)) {
+                lv[depth].in_from = false;
+                expect_table = false;
+            }
+        }
+        if (is_punct(s, &cur, ',') && lv[depth].in_from) {
+            expect_table = true;
+            goto shift;
+        }
+
+    dotted:
+        /* --- dotted names: a.b.c[.d...] --- */
+        if (is_name_tok(&cur) && !(have_prev && is_punct(s, &prev, '.'))) {
+            bool table_pos = expect_table;
+            if (expect_table && cur.kind == SQLKEY_TOK_WORD && in_list(w, table_skip) &&
+                !(have_next && is_punct(s, &next, '.')))
+                goto shift; /* LATERAL, ONLY, ROWS: the table (or function) follows */
+            expect_table = false;
+            /* collect up to three parts; consume the rest of the chain */
+            struct sqlkey_tok parts[3], last = cur;
+            size_t np = 1;
+            parts[0] = cur;
+            bool func = false;
+            while (have_next && is_punct(s, &next, '.')) {
+                have_next = sig_next(&it, &next);
+                if (!have_next || !is_name_tok(&next))
+                    break;
+                if (np < 3)
+                    parts[np] = next;
+                np++;
+                last = next;
+                have_next = sig_next(&it, &next);
+            }
+            if (have_next && is_punct(s, &next, '('))
+                func = true;
+            if (np >= 3) {
+                char *p[3];
+                p[0] = name_part(s, &parts[0]);
+                p[1] = name_part(s, &parts[1]);
+                p[2] = name_part(s, &parts[2]);
+                if (!p[0] || !p[1] || !p[2]) {
+                    free(p[0]);
+                    free(p[1]);
+                    free(p[2]);
+                    goto oom;
+                }
+                if (refs_add(r, p) < 0)
+                    goto oom;
+            } else if (table_pos && !func) {
+                if (np == 2) {
+                    r->unknown = true;
+                } else {
+                    char *n = name_part(s, &parts[0]);
+                    if (!n)
+                        goto oom;
+                    if (!is_cte(&c, n))
+                        r->unknown = true;
+                    free(n);
+                }
+            }
+            prev2 = prev;
+            have_prev2 = have_prev;
+            prev = last;
+            have_prev = true;
+            continue;
+        }
+        if (expect_table && !(cur.kind == SQLKEY_TOK_WORD && in_list(w, table_skip))) {
+            /* something other than a name or '(' where a table was expected */
+            if (!is_punct(s, &cur, ','))
+                r->unknown = true;
+            expect_table = false;
+        }
+    shift:
+        prev2 = prev;
+        have_prev2 = have_prev;
+        prev = cur;
+        have_prev = true;
+    }
+    if (expect_table)
+        r->unknown = true; /* truncated right where a table was expected */
+    goto done;
+oom:
+    rc = -1;
+    r->unknown = true;
+done:
+    free(cte_cand);
+    for (size_t i = 0; i < c.nctes; i++)
+        free(c.ctes[i]);
+    free(c.ctes);
+    free(lv);
+    return rc;
+}
+
+/* ---- POST /v1/query body ---------------------------------------------------------------- */
+
+static int body_err(struct sqlkey_query_req *req, char *err, size_t errlen, const char *msg)
+{
+    free(req->sql);
+    memset(req, 0, sizeof(*req));
+    if (err && errlen)
+        snprintf(err, errlen, "%s", msg);
+    return -1;
+}
+
+int sqlkey_parse_query_body(const char *body, size_t len, struct sqlkey_query_req *req, char *err,
+                            size_t errlen)
+{
+    memset(req, 0, sizeof(*req));
+    json_error_t jerr;
+    json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, &jerr);
+    int rc = 0;
+    if (!root)
+        return body_err(req, err, errlen, "invalid JSON body");
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return body_err(req, err, errlen, "body must be a JSON object");
+    }
+    json_t *sql = json_object_get(root, "sql");
+    json_t *async = json_object_get(root, "async");
+    json_t *after = json_object_get(root, "async_after_ms");
+    if (!json_is_string(sql)) {
+        rc = body_err(req, err, errlen, "\"sql\" must be a string");
+        goto out;
+    }
+    if (async && !json_is_boolean(async) && !json_is_null(async)) {
+        rc = body_err(req, err, errlen, "\"async\" must be a boolean");
+        goto out;
+    }
+    if (after && !json_is_integer(after) && !json_is_null(after)) {
+        rc = body_err(req, err, errlen, "\"async_after_ms\" must be an integer or null");
+        goto out;
+    }
+    req->sql_len = json_string_length(sql);
+    req->sql = malloc(req->sql_len + 1);
+    if (!req->sql) {
+        rc = body_err(req, err, errlen, "out of memory");
+        goto out;
+    }
+    memcpy(req->sql, json_string_value(sql), req->sql_len);
+    req->sql[req->sql_len] = '\0';
+    req->async = json_is_true(async);
+    if (json_is_integer(after)) {
+        req->has_async_after_ms = true;
+        req->async_after_ms = (int64_t)json_integer_value(after);
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+void sqlkey_query_req_free(struct sqlkey_query_req *req)
+{
+    if (!req)
+        return;
+    free(req->sql);
+    memset(req, 0, sizeof(*req));
+}
