@@ -123,6 +123,11 @@ void sim_upload_set_status(struct sim_ws *ws, const char *upload_id, const char 
 /* 1 when an embedding provider with this id exists. */
 int sim_embedding_exists(struct sim_ws *ws, const char *id);
 
+/* ---- connections (sim/connections.c), used by indexes ---- */
+/* 1 and the real SQLite table (malloc'd) of a connection's schema.table, 0 when unknown. */
+int sim_conn_table_sqlite(struct sim_ws *ws, const char *conn_id, const char *schema,
+                          const char *table, char **sqlite_table);
+
 /* ---- indexes (sim/indexes.c), used by connections ---- */
 /* Forget the index metadata (and SQLite indexes) of a connection, or of one of its tables
  * when schema/table are not NULL. */
