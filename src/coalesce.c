@@ -192,6 +192,19 @@ enum coalesce_join coalesce_join(const cachekey *key, struct event_base *base,
     return out;
 }
 
+int coalesce_busy(const cachekey *key)
+{
+    shard *s = &g_shards[shard_of(key)];
+    uint64_t now = util_mono_ms();
+    pthread_mutex_lock(&s->lock);
+    struct coalesce_flight *f = s->b[bucket_of(key)];
+    while (f && memcmp(f->key.k, key->k, CACHEKEY_LEN) != 0)
+        f = f->next;
+    int busy = f && (f->state == F_INFLIGHT || f->linger_until > now);
+    pthread_mutex_unlock(&s->lock);
+    return busy;
+}
+
 int coalesce_leave(const cachekey *key, void *arg)
 {
     shard *s = &g_shards[shard_of(key)];

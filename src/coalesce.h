@@ -36,9 +36,12 @@ enum coalesce_kind {
     COALESCE_KIND_LEAD,      /* (delivery only) you are the leader now: fetch, then complete */
 };
 
+#define COALESCE_F_STALE 0x1u /* the entry is a stale one served on the fetch's failure */
+
 typedef struct coalesce_result {
     int refs; /* atomic */
     enum coalesce_kind kind;
+    unsigned flags;
     int status;
     char code[48];
     char message[160];
@@ -72,6 +75,9 @@ void coalesce_result_unref(coalesce_result *r);
 enum coalesce_join coalesce_join(const cachekey *key, struct event_base *base,
                                  coalesce_deliver_fn fn, void *arg, coalesce_flight **flight,
                                  coalesce_result **done);
+
+/* 1 when a flight for key is in the table (in flight or lingering). */
+int coalesce_busy(const cachekey *key);
 
 /* Remove a waiter before delivery (its client went away). 1 removed, 0 already delivered
  * or being delivered (the callback will still run). */

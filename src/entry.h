@@ -24,7 +24,7 @@
 #define ENTRY_VERSION 1
 #define ENTRY_HDR_SIZE 64
 #define ENTRY_FRESH_FOREVER UINT64_MAX /* immutable: fresh until evicted */
-#define ENTRY_MAX_GENS 16
+#define ENTRY_MAX_GENS 40
 
 /* flags */
 #define ENTRY_F_NEGATIVE 0x1u /* a cached 404 (negative cache) */

@@ -1,0 +1,1459 @@
+/*
+ * cache: see cache.h for the job and the rules. Layout of this file:
+ *   state, generations, tags        (global, shared read-mostly)
+ *   serving an entry                 (hit, stale, coalesced, 304)
+ *   fills                            (what the leader / a background refresh accumulates)
+ *   the stage                        (lookup, coalesce, bypass, invalidation taps)
+ *   admin purge, metrics, init/shutdown
+ *
+ * Ownership: a request's struct cctx lives in req->cache_ctx and is freed by the cleanup
+ * registered with server_req_add_cleanup; a background refresh owns its struct bgfetch
+ * until its upstream on_done. Fills own their accumulated head/body.
+ */
+#include "cache.h"
+
+#include "cachekey.h"
+#include "coalesce.h"
+#include "config.h"
+#include "entry.h"
+#include "metrics.h"
+#include "route.h"
+#include "sqlkey.h"
+#include "store.h"
+#include "store_lmdb.h"
+#include "upstream.h"
+#include "util.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define GEN_SLOTS 65536u
+#define GEN_ALL 0u
+#define GEN_CLEAN (GEN_SLOTS - 1)    /* 1 after a clean shutdown, 0 while running */
+#define FILL_HARD_CAP (256ull << 20) /* bodies larger than this are not shared */
+#define LINGER_STORED_MS 1000        /* cover the store's commit lag for just-fetched entries */
+#define MAX_TAGS (ENTRY_MAX_GENS - 2)
+
+/* ---- state ---- */
+typedef struct cred_id {
+    const struct hg_credential *cred;
+    char id[33];
+} cred_id;
+
+static struct {
+    const struct hg_config *cfg;
+    int enabled;
+    store *st;
+    cred_id *creds;
+    size_t n_creds;
+    uint64_t ttl_query_ms, ttl_metadata_ms, ttl_immutable_ms, swr_ms, sie_ms, poll_ms, neg_ms;
+    uint64_t max_entry;
+} G;
+
+static _Atomic uint64_t g_gens[GEN_SLOTS];
+
+static atomic_uint_fast64_t s_hit, s_miss, s_stale, s_coalesced, s_bypass, s_stores,
+    s_store_skipped, s_invalidations, s_not_modified, s_only_if_cached, s_corrupt, s_sie,
+    s_revalidations, s_gen_mismatch, s_purges;
+
+#define INC(c) atomic_fetch_add_explicit(&(c), 1, memory_order_relaxed)
+
+/* ---- generations and tags ---- */
+static uint32_t gen_slot(const char *scoped_tag)
+{
+    uint64_t h = entry_hash64(scoped_tag, strlen(scoped_tag), 0x9e3779b97f4a7c15ULL);
+    return 1u + (uint32_t)(h % (GEN_SLOTS - 2));
+}
+
+static uint64_t gen_load(uint32_t slot)
+{
+    return atomic_load_explicit(&g_gens[slot], memory_order_acquire);
+}
+
+static void gen_bump(uint32_t slot)
+{
+    atomic_fetch_add_explicit(&g_gens[slot], 1, memory_order_acq_rel);
+}
+
+/* The workspace-scoped form of a route tag ("workspaces" is global: no workspace). */
+static void scope_tag(const char *ws, const char *tag, char *out, size_t cap)
+{
+    if (strcmp(tag, "workspaces") == 0)
+        snprintf(out, cap, "*|workspaces");
+    else
+        snprintf(out, cap, "%s|%s", ws && *ws ? ws : "-", tag);
+}
+
+static void ws_tag(const char *ws, char *out, size_t cap)
+{
+    snprintf(out, cap, "ws:%s", ws && *ws ? ws : "-");
+}
+
+/* An entry's generations still current? */
+static int gens_current(const entry_view *v)
+{
+    for (size_t i = 0; i < v->n_gens; i++) {
+        entry_gen g = entry_gen_at(v, i);
+        if (g.slot >= GEN_SLOTS || gen_load(g.slot) != g.gen)
+            return 0;
+    }
+    return 1;
+}
+
+typedef struct tagset {
+    size_t n;
+    char *v[MAX_TAGS + 1];
+    entry_gen gens[ENTRY_MAX_GENS];
+    size_t ngens;
+    int overflow;
+} tagset;
+
+static void tagset_add(tagset *t, const char *scoped)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->v[i], scoped) == 0)
+            return;
+    if (t->n >= MAX_TAGS) {
+        t->overflow = 1;
+        return;
+    }
+    t->v[t->n] = strdup(scoped);
+    if (!t->v[t->n])
+        abort();
+    t->n++;
+}
+
+static void tagset_add_route(tagset *t, const char *ws, const struct route_tags *rt)
+{
+    if (rt->overflow)
+        t->overflow = 1;
+    for (size_t i = 0; i < rt->n; i++) {
+        char buf[600];
+        scope_tag(ws, route_tags_get(rt, i), buf, sizeof buf);
+        tagset_add(t, buf);
+    }
+}
+
+/* Snapshot the generations of the tags (and the global one) now. */
+static void tagset_snapshot(tagset *t)
+{
+    t->ngens = 0;
+    t->gens[t->ngens++] = (entry_gen){GEN_ALL, gen_load(GEN_ALL)};
+    for (size_t i = 0; i < t->n && t->ngens < ENTRY_MAX_GENS; i++) {
+        uint32_t slot = gen_slot(t->v[i]);
+        int dup = 0;
+        for (size_t j = 0; j < t->ngens; j++)
+            dup |= t->gens[j].slot == slot;
+        if (!dup)
+            t->gens[t->ngens++] = (entry_gen){slot, gen_load(slot)};
+    }
+}
+
+static int tagset_current(const tagset *t)
+{
+    for (size_t i = 0; i < t->ngens; i++)
+        if (gen_load(t->gens[i].slot) != t->gens[i].gen)
+            return 0;
+    return 1;
+}
+
+static void tagset_free(tagset *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i]);
+    t->n = 0;
+}
+
+/* The coalescing key: the cache key mixed with the generations of the fill. */
+static void coalesce_key_of(const cachekey *key, const tagset *t, cachekey *out)
+{
+    *out = *key;
+    uint64_t h = entry_hash64(t->gens, sizeof(entry_gen) * t->ngens, 0);
+    for (int i = 0; i < 8; i++)
+        out->k[24 + i] ^= (uint8_t)(h >> (8 * i));
+}
+
+/* Invalidate: bump the generations, then queue the deletion of the tagged entries. */
+static void invalidate_scoped(const char *scoped)
+{
+    gen_bump(gen_slot(scoped));
+    if (G.st)
+        store_del_tag(G.st, scoped);
+}
+
+static void invalidate_route_tags(const char *ws, const struct route_tags *rt, bool all_ws)
+{
+    char buf[600];
+    if (all_ws || rt->overflow) {
+        ws_tag(ws, buf, sizeof buf);
+        invalidate_scoped(buf);
+    }
+    for (size_t i = 0; i < rt->n; i++) {
+        scope_tag(ws, route_tags_get(rt, i), buf, sizeof buf);
+        invalidate_scoped(buf);
+    }
+    INC(s_invalidations);
+}
+
+/* ---- credential identity ---- */
+static const char *cred_identity(const struct hg_credential *cred)
+{
+    for (size_t i = 0; i < G.n_creds; i++)
+        if (G.creds[i].cred == cred)
+            return G.creds[i].id;
+    return cred && cred->name ? cred->name : "-";
+}
+
+/* ---- Cache-Control ---- */
+typedef struct cc {
+    int no_store, no_cache, only_if_cached;
+    long max_age; /* -1: none */
+} cc;
+
+static void parse_cc(const struct hg_req *req, cc *c)
+{
+    memset(c, 0, sizeof *c);
+    c->max_age = -1;
+    const char *v = evhttp_find_header(&req->headers, "Cache-Control");
+    const char *pragma = evhttp_find_header(&req->headers, "Pragma");
+    if (pragma && strcasestr(pragma, "no-cache"))
+        c->no_cache = 1;
+    if (!v)
+        return;
+    const char *p = v;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *s = p;
+        while (*p && *p != ',')
+            p++;
+        size_t n = (size_t)(p - s);
+        while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+            n--;
+        if (n == 8 && strncasecmp(s, "no-store", 8) == 0)
+            c->no_store = 1;
+        else if (n == 8 && strncasecmp(s, "no-cache", 8) == 0)
+            c->no_cache = 1;
+        else if (n == 14 && strncasecmp(s, "only-if-cached", 14) == 0)
+            c->only_if_cached = 1;
+        else if (n > 8 && strncasecmp(s, "max-age=", 8) == 0) {
+            char num[24];
+            size_t l = n - 8 < sizeof num - 1 ? n - 8 : sizeof num - 1;
+            memcpy(num, s + 8, l);
+            num[l] = '\0';
+            if (num[0] == '"')
+                memmove(num, num + 1, strlen(num));
+            char *end;
+            long a = strtol(num, &end, 10);
+            if (end != num && a >= 0)
+                c->max_age = a;
+        }
+    }
+}
+
+/* ---- serving an entry ---- */
+static void entry_etag(const entry_view *v, char *out, size_t cap)
+{
+    if (v->etag_len && v->etag_len < cap) {
+        memcpy(out, v->etag, v->etag_len);
+        out[v->etag_len] = '\0';
+        return;
+    }
+    snprintf(out, cap, "\"hg-%016llx\"", (unsigned long long)v->checksum);
+}
+
+/* If-None-Match (RFC 9110 13.1.2, weak comparison) against etag. */
+static int etag_matches(const char *inm, const char *etag)
+{
+    if (!inm)
+        return 0;
+    const char *e = etag;
+    if (strncmp(e, "W/", 2) == 0)
+        e += 2;
+    size_t el = strlen(e);
+    const char *p = inm;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (strncmp(p, "W/", 2) == 0)
+            p += 2;
+        const char *s = p;
+        while (*p && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        if ((size_t)(p - s) == el && memcmp(s, e, el) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void add_header_n(struct evkeyvalq *h, const char *name, size_t nl, const char *value,
+                         size_t vl)
+{
+    char nb[128], vb[1024];
+    char *vp = vl < sizeof vb ? vb : malloc(vl + 1);
+    if (!vp)
+        abort();
+    if (nl >= sizeof nb) {
+        if (vp != vb)
+            free(vp);
+        return;
+    }
+    memcpy(nb, name, nl);
+    nb[nl] = '\0';
+    memcpy(vp, value, vl);
+    vp[vl] = '\0';
+    evhttp_add_header(h, nb, vp);
+    if (vp != vb)
+        free(vp);
+}
+
+static void serve_entry(struct hg_req *req, const entry_view *v, const char *xcache,
+                        uint64_t now_ms, const cachekey *key)
+{
+    struct evkeyvalq h;
+    TAILQ_INIT(&h);
+    size_t pos = 0;
+    entry_header eh;
+    while (entry_header_next(v, &pos, &eh))
+        add_header_n(&h, eh.name, eh.name_len, eh.value, eh.value_len);
+    char etag[160], age[24];
+    entry_etag(v, etag, sizeof etag);
+    evhttp_add_header(&h, "ETag", etag);
+    snprintf(age, sizeof age, "%llu", (unsigned long long)(entry_age_ms(v, now_ms) / 1000));
+    evhttp_add_header(&h, "Age", age);
+    evhttp_add_header(&h, "X-Cache", xcache);
+    if (key) {
+        char hex[65];
+        cachekey_hex(key, hex);
+        evhttp_add_header(&h, "X-Cache-Key", hex);
+    }
+    const char *inm = evhttp_find_header(&req->headers, "If-None-Match");
+    if (v->status == 200 && etag_matches(inm, etag)) {
+        INC(s_not_modified);
+        server_respond_buffer(req, 304, &h, NULL);
+    } else {
+        struct evbuffer *b = evbuffer_new();
+        if (!b)
+            abort();
+        if (v->body_len)
+            evbuffer_add(b, v->body, v->body_len); /* the one copy, out of the mmap */
+        server_respond_buffer(req, v->status, &h, b);
+        evbuffer_free(b);
+    }
+    evhttp_clear_headers(&h);
+}
+
+/* ---- fills ---- */
+enum fill_class { FILL_QUERY, FILL_METADATA, FILL_IMMUTABLE };
+
+typedef struct fill {
+    cachekey key, ckey;
+    coalesce_flight *flight; /* NULL: fetch alone (no-cache, over the waiter cap) */
+    enum fill_class cls;
+    struct route_policy pol; /* copy: a background fill outlives its request */
+    int no_store;            /* compute the answer for waiters, but store nothing */
+    tagset tags;
+    /* response */
+    int status, head_seen, done;
+    struct evkeyvalq hdrs;
+    char *etag;
+    unsigned char *body;
+    size_t blen, bcap;
+    int too_big;
+    /* stale-if-error fallback: a copy of the expired entry */
+    unsigned char *stale;
+    size_t stale_len;
+} fill;
+
+static void fill_init(fill *f)
+{
+    memset(f, 0, sizeof *f);
+    TAILQ_INIT(&f->hdrs);
+}
+
+static void fill_reset_response(fill *f)
+{
+    evhttp_clear_headers(&f->hdrs);
+    TAILQ_INIT(&f->hdrs);
+    free(f->etag);
+    f->etag = NULL;
+    f->blen = 0;
+    f->too_big = 0;
+    f->status = 0;
+}
+
+static void fill_free(fill *f)
+{
+    fill_reset_response(f);
+    free(f->body);
+    f->body = NULL;
+    free(f->stale);
+    f->stale = NULL;
+    tagset_free(&f->tags);
+}
+
+static void fill_head(fill *f, int status, const struct evkeyvalq *headers)
+{
+    fill_reset_response(f);
+    f->head_seen = 1;
+    f->status = status;
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, headers, next)
+    {
+        if (strcasecmp(kv->key, "ETag") == 0) {
+            free(f->etag);
+            f->etag = strdup(kv->value);
+        } else if (entry_header_keep(kv->key)) {
+            evhttp_add_header(&f->hdrs, kv->key, kv->value);
+        }
+    }
+}
+
+static void fill_data(fill *f, const struct evbuffer *chunk)
+{
+    size_t n = evbuffer_get_length(chunk);
+    if (f->too_big || !n)
+        return;
+    if (f->blen + n > FILL_HARD_CAP) {
+        f->too_big = 1;
+        return;
+    }
+    if (f->blen + n > f->bcap) {
+        size_t cap = f->bcap ? f->bcap : 4096;
+        while (cap < f->blen + n)
+            cap *= 2;
+        unsigned char *nb = realloc(f->body, cap);
+        if (!nb)
+            abort();
+        f->body = nb;
+        f->bcap = cap;
+    }
+    evbuffer_copyout((struct evbuffer *)chunk, f->body + f->blen, n);
+    f->blen += n;
+}
+
+/* Encode the fill's response; *storable tells whether it may go to the store, *linger how
+ * long it may answer later requests from memory. */
+static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t *linger)
+{
+    uint64_t fresh = 0;
+    uint32_t flags = 0;
+    *storable = 0;
+    *linger = 0;
+    const char *body = (const char *)f->body;
+    int st = f->status;
+    if (st == 200 && !f->no_store) {
+        switch (f->cls) {
+        case FILL_QUERY:
+            if (route_body_cacheable(body, f->blen)) {
+                fresh = G.ttl_query_ms;
+                *storable = 1;
+            }
+            break;
+        case FILL_METADATA:
+            fresh = G.ttl_metadata_ms;
+            *storable = 1;
+            break;
+        case FILL_IMMUTABLE:
+            if (route_body_is_terminal(&f->pol, st, body, f->blen)) {
+                fresh = G.ttl_immutable_ms ? G.ttl_immutable_ms : ENTRY_FRESH_FOREVER;
+                *storable = 1;
+            }
+            break;
+        }
+    }
+    if (!*storable && f->cls == FILL_IMMUTABLE && st >= 200 && st < 300 && G.poll_ms) {
+        /* a non-terminal poll answer: micro-cached in memory for the poll window */
+        fresh = G.poll_ms;
+        flags |= ENTRY_F_POLL;
+        *linger = G.poll_ms;
+    }
+    if (st == 404 && G.neg_ms && !f->no_store && f->cls != FILL_QUERY) {
+        fresh = G.neg_ms;
+        flags |= ENTRY_F_NEGATIVE;
+        *storable = 1;
+    }
+    if (*storable && (f->tags.overflow || f->blen > G.max_entry || !fresh))
+        *storable = 0;
+    if (*storable)
+        *linger = fresh < LINGER_STORED_MS ? fresh : LINGER_STORED_MS;
+
+    entry_header hv[32];
+    size_t nh = 0;
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, &f->hdrs, next)
+    {
+        if (nh == 32)
+            break;
+        hv[nh++] = (entry_header){kv->key, strlen(kv->key), kv->value, strlen(kv->value)};
+    }
+    entry_in in;
+    memset(&in, 0, sizeof in);
+    in.status = st;
+    in.flags = flags;
+    in.stored_ms = util_wall_ms();
+    in.fresh_ms = fresh;
+    if (*storable && !(flags & (ENTRY_F_NEGATIVE | ENTRY_F_POLL)) && f->cls != FILL_IMMUTABLE) {
+        in.swr_ms = (uint32_t)G.swr_ms;
+        in.sie_ms = (uint32_t)G.sie_ms;
+    }
+    in.etag = f->etag;
+    in.etag_len = f->etag ? strlen(f->etag) : 0;
+    in.headers = hv;
+    in.n_headers = nh;
+    in.tags = (const char *const *)f->tags.v;
+    in.n_tags = f->tags.n;
+    in.gens = f->tags.gens;
+    in.n_gens = f->tags.ngens;
+    in.body = f->body;
+    in.body_len = f->blen;
+    unsigned char *blob;
+    if (entry_encode(&in, &blob, len) != ENTRY_OK) {
+        *storable = 0;
+        *linger = 0;
+        return NULL;
+    }
+    return blob;
+}
+
+/*
+ * The fill is over: store what may be stored and complete the flight.
+ * ok: the upstream exchange completed; res may be NULL. Returns the result handed to the
+ * flight (a borrowed pointer, valid while the caller holds no other reference: only for
+ * inspection right away) or NULL.
+ */
+static void fill_finish(fill *f, int ok, const struct upstream_result *res)
+{
+    if (f->done)
+        return;
+    f->done = 1;
+    coalesce_result *cr = NULL;
+    uint64_t linger = 0;
+    int failed = !ok || !f->head_seen || f->status >= 500 || f->status == 429;
+    if (failed && f->stale) {
+        /* stale-if-error: the waiters get the expired entry too */
+        cr = coalesce_result_new(COALESCE_KIND_ENTRY, f->stale, f->stale_len);
+        cr->flags |= COALESCE_F_STALE;
+    } else if (ok && f->head_seen && !f->too_big) {
+        size_t len = 0;
+        int storable = 0;
+        unsigned char *blob = fill_encode(f, &len, &storable, &linger);
+        if (blob) {
+            if (storable && G.st && tagset_current(&f->tags)) {
+                uint32_t exp = 0;
+                entry_view v;
+                if (entry_decode_nocheck(blob, len, &v) == ENTRY_OK)
+                    exp = entry_hard_expiry_s(v.stored_ms, v.fresh_ms, v.swr_ms, v.sie_ms);
+                if (store_put(G.st, f->key.k, blob, len, exp, (const char *const *)f->tags.v,
+                              f->tags.n) == 0)
+                    INC(s_stores);
+                else
+                    INC(s_store_skipped);
+            } else if (storable) {
+                INC(s_store_skipped);
+                linger = 0; /* invalidated while in flight: do not hand it to late comers */
+            }
+            cr = coalesce_result_new(COALESCE_KIND_ENTRY, NULL, 0);
+            cr->blob = blob; /* moved */
+            cr->len = len;
+        }
+    }
+    if (!f->flight)
+        return;
+    if (!cr) {
+        if (f->too_big) {
+            /* nothing to share: let the next waiter fetch for itself */
+            coalesce_abandon(f->flight);
+            f->flight = NULL;
+            return;
+        }
+        cr = coalesce_result_new(COALESCE_KIND_ERROR, NULL, 0);
+        const char *code = "BAD_GATEWAY", *msg = "upstream failed";
+        int status = 502;
+        if (res && res->outcome != UPSTREAM_OK)
+            status = upstream_error_status(res->outcome, &code, &msg);
+        cr->status = status;
+        snprintf(cr->code, sizeof cr->code, "%s", code ? code : "BAD_GATEWAY");
+        snprintf(cr->message, sizeof cr->message, "%s", msg ? msg : "upstream failed");
+    }
+    coalesce_complete(f->flight, cr, linger);
+    f->flight = NULL;
+}
+
+/* ---- per-request context ---- */
+enum { X_NONE = 0, X_MISS, X_BYPASS, X_STALE };
+
+typedef struct cctx {
+    struct hg_req *req;
+    int xcache;         /* X-Cache for responses that stream from upstream */
+    int leading;        /* fill is active (leader or fetching alone) */
+    int waiting;        /* registered as a waiter */
+    int answered_stale; /* stale-if-error answer given by the cache */
+    fill f;
+    /* invalidation after a 2xx */
+    int inval;
+    struct route_tags inval_tags;
+    bool inval_all_ws;
+    char *inval_body; /* POST /v1/refresh body */
+    size_t inval_body_len;
+    char ws[256];
+} cctx;
+
+static void ctx_cleanup(struct hg_req *req, void *arg)
+{
+    cctx *c = arg;
+    (void)req;
+    if (c->leading && c->f.flight) {
+        /* the leader went away without a result: hand the flight over */
+        coalesce_abandon(c->f.flight);
+        c->f.flight = NULL;
+    }
+    fill_free(&c->f);
+    free(c->inval_body);
+    free(c);
+}
+
+static cctx *ctx_of(struct hg_req *req)
+{
+    if (req->cache_ctx)
+        return req->cache_ctx;
+    cctx *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->req = req;
+    fill_init(&c->f);
+    snprintf(c->ws, sizeof c->ws, "%s", req->workspace ? req->workspace : "");
+    req->cache_ctx = c;
+    server_req_add_cleanup(req, ctx_cleanup, c);
+    return c;
+}
+
+/* the tap: invalidation on 2xx and the leader's fill */
+static int tap_head(struct hg_req *req, void *arg, int status, const struct evkeyvalq *headers)
+{
+    cctx *c = arg;
+    (void)req;
+    if (c->inval && status >= 200 && status < 300) {
+        struct route_tags t;
+        bool all_ws = c->inval_all_ws;
+        if (c->inval_body || c->f.pol.needs_body) {
+            memset(&t, 0, sizeof t);
+            route_invalidation_tags(&c->f.pol, c->inval_body, c->inval_body_len, NULL, NULL, &t,
+                                    &all_ws);
+            invalidate_route_tags(c->ws, &t, all_ws || c->inval_all_ws);
+        }
+        invalidate_route_tags(c->ws, &c->inval_tags, all_ws);
+        c->inval = 0; /* once */
+    }
+    if (c->leading)
+        fill_head(&c->f, status, headers);
+    return 0;
+}
+
+static void tap_data(struct hg_req *req, void *arg, const struct evbuffer *chunk)
+{
+    cctx *c = arg;
+    (void)req;
+    if (c->leading)
+        fill_data(&c->f, chunk);
+}
+
+static void tap_done(struct hg_req *req, void *arg, int ok, const struct upstream_result *res)
+{
+    cctx *c = arg;
+    (void)req;
+    if (c->leading) {
+        fill_finish(&c->f, ok, res);
+        c->leading = 0;
+    }
+}
+
+static void add_tap(struct hg_req *req, cctx *c)
+{
+    struct hg_tap t = {tap_head, tap_data, tap_done, c};
+    for (int i = 0; i < req->ntaps; i++)
+        if (req->taps[i].arg == c)
+            return;
+    server_req_add_tap(req, &t);
+}
+
+/* ---- background refresh (stale-while-revalidate) ---- */
+typedef struct bgfetch {
+    fill f;
+} bgfetch;
+
+static int bg_head(void *arg, int status, const struct evkeyvalq *headers)
+{
+    bgfetch *b = arg;
+    fill_head(&b->f, status, headers);
+    return 0;
+}
+
+static int bg_data(void *arg, struct evbuffer *chunk)
+{
+    bgfetch *b = arg;
+    fill_data(&b->f, chunk);
+    evbuffer_drain(chunk, evbuffer_get_length(chunk));
+    return 0;
+}
+
+static void bg_done(void *arg, const struct upstream_result *res)
+{
+    bgfetch *b = arg;
+    fill_finish(&b->f, res && res->outcome == UPSTREAM_OK, res);
+    fill_free(&b->f);
+    free(b);
+}
+
+static void noop_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
+{
+    (void)arg;
+    if (res->kind == COALESCE_KIND_LEAD)
+        coalesce_abandon(flight);
+    coalesce_result_unref(res);
+}
+
+static const struct upstream_callbacks bg_cb = {bg_head, bg_data, bg_done, NULL};
+
+static void bg_refresh(struct hg_req *req, const fill *proto)
+{
+    if (coalesce_busy(&proto->ckey))
+        return;
+    struct upstream *up = server_req_upstream(req);
+    if (!up || !req->cred || !req->cred->token.data)
+        return;
+    coalesce_flight *fl;
+    coalesce_result *done;
+    if (coalesce_join(&proto->ckey, NULL, noop_deliver, NULL, &fl, &done) != COALESCE_LEADER) {
+        /* lost a race: someone else refreshes (our waiter slot gets a no-op) */
+        if (done)
+            coalesce_result_unref(done);
+        return;
+    }
+    bgfetch *b = calloc(1, sizeof *b);
+    if (!b)
+        abort();
+    fill_init(&b->f);
+    b->f.key = proto->key;
+    b->f.ckey = proto->ckey;
+    b->f.cls = proto->cls;
+    b->f.pol = proto->pol;
+    b->f.flight = fl;
+    for (size_t i = 0; i < proto->tags.n; i++)
+        tagset_add(&b->f.tags, proto->tags.v[i]);
+    b->f.tags.overflow = proto->tags.overflow;
+    memcpy(b->f.tags.gens, proto->tags.gens, sizeof proto->tags.gens);
+    b->f.tags.ngens = proto->tags.ngens;
+
+    char *target = NULL;
+    if (asprintf(&target, "%s%s%s", req->path, req->query ? "?" : "",
+                 req->query ? req->query : "") < 0)
+        abort();
+    struct upstream_req *u = upstream_req_new(up, req->method_name, target);
+    free(target);
+    if (!u) {
+        fill_finish(&b->f, 0, NULL);
+        fill_free(&b->f);
+        free(b);
+        return;
+    }
+    upstream_req_set_bearer(u, req->cred->token.data, req->cred->token.len);
+    if (req->workspace)
+        upstream_req_add_header(u, "X-Workspace-Id", req->workspace);
+    const char *acc = evhttp_find_header(&req->headers, "Accept");
+    if (acc)
+        upstream_req_add_header(u, "Accept", acc);
+    if (req->body_kind == HG_BODY_MEMORY && req->body) {
+        const char *ct = evhttp_find_header(&req->headers, "Content-Type");
+        upstream_req_add_header(u, "Content-Type", ct ? ct : "application/json");
+        struct evbuffer *copy = evbuffer_new();
+        size_t n = evbuffer_get_length(req->body);
+        evbuffer_add(copy, evbuffer_pullup(req->body, (ev_ssize_t)n), n);
+        upstream_req_set_body_memory(u, copy);
+        evbuffer_free(copy);
+    }
+    INC(s_revalidations);
+    if (upstream_send(u, &bg_cb, b) != 0) {
+        fill_finish(&b->f, 0, NULL);
+        fill_free(&b->f);
+        free(b);
+    }
+}
+
+/* ---- waiters ---- */
+static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
+{
+    cctx *c = arg;
+    struct hg_req *req = c->req;
+    c->waiting = 0;
+    if (res->kind == COALESCE_KIND_LEAD) {
+        coalesce_result_unref(res);
+        if (req->client_gone) {
+            coalesce_abandon(flight);
+            server_req_release(req);
+            return;
+        }
+        /* promoted: fetch for the others */
+        c->f.flight = flight;
+        c->leading = 1;
+        c->xcache = X_MISS;
+        req->cache_outcome = "miss";
+        add_tap(req, c);
+        server_pipeline_resume(req);
+        return;
+    }
+    if (!req->client_gone) {
+        if (res->kind == COALESCE_KIND_ENTRY) {
+            entry_view v;
+            if (entry_decode(res->blob, res->len, &v) == ENTRY_OK) {
+                int stale = (res->flags & COALESCE_F_STALE) != 0;
+                req->cache_outcome = stale ? "stale" : "coalesced";
+                if (stale)
+                    INC(s_stale);
+                else
+                    INC(s_coalesced);
+                serve_entry(req, &v, stale ? "STALE" : "COALESCED", util_wall_ms(), &c->f.key);
+            } else {
+                server_respond_error(req, 502, "BAD_GATEWAY", "coalesced answer unreadable", NULL);
+            }
+        } else {
+            req->cache_outcome = "coalesced";
+            INC(s_coalesced);
+            server_respond_error(req, res->status ? res->status : 502, res->code, res->message,
+                                 NULL);
+        }
+    }
+    coalesce_result_unref(res);
+    server_req_release(req);
+}
+
+/* The tags of a cacheable request: its workspace, the route's, and for queries the
+ * tables the SQL reads. */
+static void build_tags(tagset *t, const struct hg_req *req, const struct route_policy *p,
+                       const struct sqlkey_query_req *q)
+{
+    char buf[600];
+    ws_tag(req->workspace, buf, sizeof buf);
+    tagset_add(t, buf);
+    tagset_add_route(t, req->workspace, &p->tags);
+    if (q) {
+        struct sqlkey_refs refs = {0};
+        sqlkey_table_refs(q->sql, q->sql_len, &refs);
+        struct route_tags qt;
+        memset(&qt, 0, sizeof qt);
+        route_query_tags(&refs, &qt);
+        tagset_add_route(t, req->workspace, &qt);
+        sqlkey_refs_free(&refs);
+    }
+}
+
+/* ---- the stage ---- */
+static int class_of(const struct route_policy *p, enum fill_class *cls)
+{
+    switch (p->cache_class) {
+    case ROUTE_CACHE_QUERY:
+        *cls = FILL_QUERY;
+        return 1;
+    case ROUTE_CACHE_METADATA:
+        *cls = FILL_METADATA;
+        return 1;
+    case ROUTE_CACHE_IMMUTABLE:
+        *cls = FILL_IMMUTABLE;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Set up invalidation after a 2xx for a request that changes upstream state. */
+static void arm_invalidation(struct hg_req *req, cctx *c, const struct route_policy *p)
+{
+    c->inval = 1;
+    c->inval_tags = p->inval;
+    c->inval_all_ws = p->inval_workspace;
+    if (p->needs_body && req->body_kind == HG_BODY_MEMORY && req->body) {
+        size_t n = evbuffer_get_length(req->body);
+        c->inval_body = malloc(n + 1);
+        if (!c->inval_body)
+            abort();
+        evbuffer_copyout(req->body, c->inval_body, n);
+        c->inval_body[n] = '\0';
+        c->inval_body_len = n;
+    } else if (p->needs_body) {
+        c->inval_all_ws = true; /* body not available: the widest action */
+    }
+    if (c->f.pol.id != p->id)
+        c->f.pol = *p;
+    add_tap(req, c);
+}
+
+/* Forwarded SQL that may write: invalidate what it may have written after a 2xx. */
+static void add_write_tags(cctx *c, const struct sqlkey_query_req *q)
+{
+    struct sqlkey_refs refs = {0};
+    sqlkey_table_refs(q->sql, q->sql_len, &refs);
+    struct route_tags wt;
+    memset(&wt, 0, sizeof wt);
+    bool all = false;
+    route_sql_write_tags(&refs, &wt, &all);
+    sqlkey_refs_free(&refs);
+    for (size_t i = 0; i < wt.n; i++)
+        route_tags_add(&c->inval_tags, "", route_tags_get(&wt, i), SIZE_MAX);
+    c->inval_all_ws |= all || wt.overflow || c->inval_tags.overflow;
+}
+
+static void only_if_cached_miss(struct hg_req *req)
+{
+    INC(s_only_if_cached);
+    req->cache_outcome = "miss";
+    server_respond_error(req, 504, "GATEWAY_TIMEOUT",
+                         "not in cache (Cache-Control: only-if-cached)", NULL);
+}
+
+enum hg_stage_result cache_stage(struct hg_req *req)
+{
+    const struct route_policy *p = req->route;
+    if (!G.enabled || !p || p->id == ROUTE_NOT_API)
+        return HG_NEXT;
+    int safe = req->method == EVHTTP_REQ_GET || req->method == EVHTTP_REQ_HEAD;
+    enum fill_class cls;
+    int cacheable = class_of(p, &cls) && !p->head && !p->mutation;
+
+    if (!cacheable) {
+        if (p->mutation || (p->id == ROUTE_UNKNOWN && !safe)) {
+            cctx *c = ctx_of(req);
+            arm_invalidation(req, c, p);
+        }
+        return HG_NEXT;
+    }
+
+    cc ccv;
+    parse_cc(req, &ccv);
+
+    /* ---- the key ---- */
+    cachekey_in ki;
+    memset(&ki, 0, sizeof ki);
+    ki.cred_id = cred_identity(req->cred);
+    ki.workspace = req->workspace;
+    ki.method = req->method_name;
+    ki.path = req->path;
+    ki.query = req->query;
+    ki.accept = evhttp_find_header(&req->headers, "Accept");
+    char sqlkey_hex[65];
+    struct sqlkey_query_req q;
+    memset(&q, 0, sizeof q);
+    int is_query = p->id == ROUTE_QUERY;
+    if (is_query) {
+        if (req->body_kind != HG_BODY_MEMORY || !req->body) {
+            req->cache_outcome = "bypass";
+            INC(s_bypass);
+            cctx *c = ctx_of(req);
+            c->xcache = X_BYPASS;
+            c->f.pol = *p;
+            arm_invalidation(req, c, p);
+            c->inval_all_ws = true; /* SQL unknown: it could write anywhere */
+            return HG_NEXT;
+        }
+        size_t n = evbuffer_get_length(req->body);
+        const char *b = (const char *)evbuffer_pullup(req->body, (ev_ssize_t)n);
+        char err[128];
+        if (sqlkey_parse_query_body(b, n, &q, err, sizeof err) != 0) {
+            /* not ours to judge: the upstream answers the bad request */
+            req->cache_outcome = "bypass";
+            INC(s_bypass);
+            ctx_of(req)->xcache = X_BYPASS;
+            return HG_NEXT;
+        }
+        if (!req->sql_hash[0])
+            sqlkey_hash(q.sql, q.sql_len, req->sql_hash);
+        sqlkey_cache_key(q.sql, q.sql_len, sqlkey_hex);
+        ki.body_extra = sqlkey_hex;
+        ki.body_extra_len = 64;
+        ki.method = "QUERY"; /* the same SQL keys the same whatever else the body says */
+    }
+    int async_only = is_query && q.async && !q.has_async_after_ms;
+    int async_after = is_query && q.async && q.has_async_after_ms;
+
+    if (ccv.no_store || async_only) {
+        req->cache_outcome = "bypass";
+        INC(s_bypass);
+        cctx *c = ctx_of(req);
+        c->xcache = X_BYPASS;
+        if (is_query) {
+            c->f.pol = *p;
+            arm_invalidation(req, c, p);
+            enum sqlkey_reason why;
+            if (!sqlkey_is_cacheable(q.sql, q.sql_len, &why) && sqlkey_reason_may_write(why))
+                add_write_tags(c, &q);
+        }
+        sqlkey_query_req_free(&q);
+        return HG_NEXT;
+    }
+
+    cachekey key;
+    cachekey_derive(&ki, &key);
+
+    /* ---- lookup ---- */
+    uint64_t now = util_wall_ms();
+    unsigned char *stale_copy = NULL;
+    size_t stale_len = 0;
+    if (!ccv.no_cache && G.st) {
+        store_val sv;
+        int rc = store_get(G.st, key.k, &sv);
+        if (rc == 0) {
+            entry_view v;
+            int drc = entry_decode(sv.data, sv.len, &v);
+            if (drc != ENTRY_OK) {
+                INC(s_corrupt);
+                store_del(G.st, key.k);
+            } else if (!gens_current(&v)) {
+                INC(s_gen_mismatch);
+            } else {
+                uint64_t age_s = entry_age_ms(&v, now) / 1000;
+                int age_ok = ccv.max_age < 0 || age_s <= (uint64_t)ccv.max_age;
+                if (entry_is_fresh(&v, now) && age_ok) {
+                    INC(s_hit);
+                    req->cache_outcome = "hit";
+                    serve_entry(req, &v, "HIT", now, &key);
+                    store_release(G.st);
+                    G.st->api->touch(G.st, key.k);
+                    sqlkey_query_req_free(&q);
+                    return HG_DONE;
+                }
+                if (entry_in_swr(&v, now) && ccv.max_age < 0 && !async_after) {
+                    INC(s_stale);
+                    req->cache_outcome = "stale";
+                    serve_entry(req, &v, "STALE", now, &key);
+                    store_release(G.st);
+                    /* refresh in the background, once per key */
+                    fill proto;
+                    fill_init(&proto);
+                    proto.key = key;
+                    proto.cls = cls;
+                    proto.pol = *p;
+                    build_tags(&proto.tags, req, p, is_query ? &q : NULL);
+                    tagset_snapshot(&proto.tags);
+                    coalesce_key_of(&key, &proto.tags, &proto.ckey);
+                    bg_refresh(req, &proto);
+                    fill_free(&proto);
+                    sqlkey_query_req_free(&q);
+                    return HG_DONE;
+                }
+                if (entry_in_sie(&v, now) && ccv.max_age < 0 && v.status == 200) {
+                    stale_copy = malloc(sv.len);
+                    if (!stale_copy)
+                        abort();
+                    memcpy(stale_copy, sv.data, sv.len);
+                    stale_len = sv.len;
+                }
+            }
+        }
+        store_release(G.st);
+    }
+
+    if (ccv.only_if_cached) {
+        free(stale_copy);
+        sqlkey_query_req_free(&q);
+        only_if_cached_miss(req);
+        return HG_DONE;
+    }
+
+    /* ---- miss: tags, cacheability, coalescing ---- */
+    cctx *c = ctx_of(req);
+    fill *f = &c->f;
+    f->key = key;
+    f->cls = cls;
+    f->pol = *p;
+    f->stale = stale_copy;
+    f->stale_len = stale_len;
+    if (is_query) {
+        enum sqlkey_reason why;
+        int ok = sqlkey_is_cacheable(q.sql, q.sql_len, &why);
+        /* forwarded queries change the run/result lists (and writing SQL its tables) */
+        arm_invalidation(req, c, p);
+        if (!ok) {
+            if (sqlkey_reason_may_write(why))
+                add_write_tags(c, &q);
+            sqlkey_query_req_free(&q);
+            req->cache_outcome = "bypass";
+            INC(s_bypass);
+            c->xcache = X_BYPASS;
+            free(f->stale);
+            f->stale = NULL;
+            return HG_NEXT;
+        }
+        build_tags(&f->tags, req, p, &q);
+    } else {
+        build_tags(&f->tags, req, p, NULL);
+        if (p->id == ROUTE_SAVED_QUERIES_EXECUTE)
+            arm_invalidation(req, c, p);
+    }
+    sqlkey_query_req_free(&q);
+    if (async_after)
+        f->no_store = 1; /* an async answer is not the sync one: share it, do not keep it */
+    tagset_snapshot(&f->tags);
+    coalesce_key_of(&key, &f->tags, &f->ckey);
+
+    if (ccv.no_cache) {
+        /* go upstream ourselves and refresh the entry */
+        req->cache_outcome = "miss";
+        INC(s_miss);
+        c->xcache = X_MISS;
+        c->leading = 1;
+        add_tap(req, c);
+        return HG_NEXT;
+    }
+    coalesce_flight *fl = NULL;
+    coalesce_result *done = NULL;
+    switch (coalesce_join(&f->ckey, server_req_base(req), on_deliver, c, &fl, &done)) {
+    case COALESCE_DONE: {
+        entry_view v;
+        if (entry_decode(done->blob, done->len, &v) == ENTRY_OK && gens_current(&v) &&
+            (entry_is_fresh(&v, now) || (v.flags & ENTRY_F_POLL))) {
+            INC(s_hit);
+            req->cache_outcome = "hit";
+            serve_entry(req, &v, "HIT", now, &key);
+            coalesce_result_unref(done);
+            return HG_DONE;
+        }
+        coalesce_result_unref(done);
+        /* an unusable lingering result: fetch alone, do not disturb the table */
+        req->cache_outcome = "miss";
+        INC(s_miss);
+        c->xcache = X_MISS;
+        c->leading = 1;
+        add_tap(req, c);
+        return HG_NEXT;
+    }
+    case COALESCE_WAITER:
+        c->waiting = 1;
+        req->cache_outcome = "coalesced";
+        return HG_ASYNC;
+    case COALESCE_LEADER:
+    default:
+        f->flight = fl;
+        req->cache_outcome = "miss";
+        INC(s_miss);
+        c->xcache = X_MISS;
+        c->leading = 1;
+        add_tap(req, c);
+        return HG_NEXT;
+    }
+}
+
+void cache_response_headers(struct hg_req *req, struct evkeyvalq *headers)
+{
+    cctx *c = req->cache_ctx;
+    if (!c || !headers)
+        return;
+    const char *x = NULL;
+    switch (c->xcache) {
+    case X_MISS:
+        x = "MISS";
+        break;
+    case X_BYPASS:
+        x = "BYPASS";
+        break;
+    case X_STALE:
+        x = "STALE";
+        break;
+    default:
+        break;
+    }
+    if (x && !evhttp_find_header(headers, "X-Cache"))
+        evhttp_add_header(headers, "X-Cache", x);
+}
+
+int cache_upstream_failed(struct hg_req *req, int status)
+{
+    cctx *c = req->cache_ctx;
+    if (!c || !c->f.stale || c->answered_stale)
+        return 0;
+    if (!(status == 0 || status == 429 || status >= 500))
+        return 0;
+    entry_view v;
+    if (entry_decode(c->f.stale, c->f.stale_len, &v) != ENTRY_OK || !gens_current(&v))
+        return 0;
+    c->answered_stale = 1;
+    INC(s_sie);
+    INC(s_stale);
+    req->cache_outcome = "stale";
+    serve_entry(req, &v, "STALE", util_wall_ms(), &c->f.key);
+    return 1;
+}
+
+/* ---- admin purge ---- */
+static void admin_reply(struct evhttp_request *r, int status, const char *json)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, json, strlen(json));
+    evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "application/json");
+    evhttp_send_reply(r, status, status == 200 ? "OK" : "Error", b);
+    evbuffer_free(b);
+}
+
+static void admin_error(struct evhttp_request *r, int status, const char *msg)
+{
+    char *j = util_api_error_json(status, NULL, msg);
+    admin_reply(r, status, j);
+    free(j);
+}
+
+static void admin_purge(struct evhttp_request *r, void *arg)
+{
+    (void)arg;
+    if (evhttp_request_get_command(r) != EVHTTP_REQ_POST) {
+        admin_error(r, 405, "use POST");
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(r);
+    size_t n = evbuffer_get_length(in);
+    const char *b = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    json_error_t je;
+    json_t *o = n ? json_loadb(b, n, 0, &je) : NULL;
+    if (!o || !json_is_object(o)) {
+        json_decref(o);
+        admin_error(r, 400,
+                    "body must be a JSON object: {\"all\":true} | {\"workspace\":W} | "
+                    "{\"workspace\":W,\"tag\":T} | {\"key\":HEX}");
+        return;
+    }
+    const char *ws = json_string_value(json_object_get(o, "workspace"));
+    const char *tag = json_string_value(json_object_get(o, "tag"));
+    const char *key = json_string_value(json_object_get(o, "key"));
+    json_t *all = json_object_get(o, "all");
+    char what[700];
+    if (json_is_true(all)) {
+        gen_bump(GEN_ALL);
+        if (G.st)
+            G.st->api->purge_all(G.st);
+        snprintf(what, sizeof what, "all");
+    } else if (key) {
+        cachekey k;
+        if (cachekey_parse_hex(key, &k) != 0) {
+            json_decref(o);
+            admin_error(r, 400, "key must be 64 hex characters (the X-Cache-Key header)");
+            return;
+        }
+        if (G.st)
+            store_del(G.st, k.k);
+        snprintf(what, sizeof what, "key");
+    } else if (tag && ws) {
+        char buf[600];
+        scope_tag(ws, tag, buf, sizeof buf);
+        invalidate_scoped(buf);
+        snprintf(what, sizeof what, "tag");
+    } else if (ws) {
+        char buf[600];
+        ws_tag(ws, buf, sizeof buf);
+        invalidate_scoped(buf);
+        snprintf(what, sizeof what, "workspace");
+    } else {
+        json_decref(o);
+        admin_error(r, 400, "nothing to purge: give all, workspace (+ tag) or key");
+        return;
+    }
+    json_decref(o);
+    coalesce_forget_all();
+    if (G.st)
+        store_flush(G.st);
+    INC(s_purges);
+    char out[800];
+    snprintf(out, sizeof out, "{\"ok\":true,\"purged\":\"%s\"}", what);
+    admin_reply(r, 200, out);
+}
+
+/* ---- metrics ---- */
+void cache_metrics(struct evbuffer *out, void *arg)
+{
+    (void)arg;
+    evbuffer_add_printf(out, "# HELP hotgate_cache_requests_total Cacheable requests by cache "
+                             "outcome.\n# TYPE hotgate_cache_requests_total counter\n");
+    const struct {
+        const char *n;
+        atomic_uint_fast64_t *v;
+    } o[] = {{"hit", &s_hit},
+             {"miss", &s_miss},
+             {"stale", &s_stale},
+             {"coalesced", &s_coalesced},
+             {"bypass", &s_bypass}};
+    for (size_t i = 0; i < sizeof o / sizeof o[0]; i++)
+        evbuffer_add_printf(out, "hotgate_cache_requests_total{outcome=\"%s\"} %llu\n", o[i].n,
+                            (unsigned long long)atomic_load(o[i].v));
+    const struct {
+        const char *n, *h;
+        uint64_t v;
+    } c[] = {
+        {"hotgate_cache_stores_total", "Entries handed to the store.", atomic_load(&s_stores)},
+        {"hotgate_cache_store_skipped_total", "Cacheable answers not stored.",
+         atomic_load(&s_store_skipped)},
+        {"hotgate_cache_invalidations_total", "Mutations that invalidated tags.",
+         atomic_load(&s_invalidations)},
+        {"hotgate_cache_not_modified_total", "304 answers to If-None-Match.",
+         atomic_load(&s_not_modified)},
+        {"hotgate_cache_only_if_cached_misses_total", "504 answers to only-if-cached.",
+         atomic_load(&s_only_if_cached)},
+        {"hotgate_cache_corrupt_total", "Entries failing their checksum (deleted).",
+         atomic_load(&s_corrupt)},
+        {"hotgate_cache_stale_if_error_total", "Stale answers given on upstream failure.",
+         atomic_load(&s_sie)},
+        {"hotgate_cache_revalidations_total", "Background refreshes started.",
+         atomic_load(&s_revalidations)},
+        {"hotgate_cache_generation_misses_total", "Entries found but invalidated.",
+         atomic_load(&s_gen_mismatch)},
+        {"hotgate_cache_admin_purges_total", "Admin purges.", atomic_load(&s_purges)},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", c[i].n, c[i].h,
+                            c[i].n, c[i].n, (unsigned long long)c[i].v);
+    if (G.st) {
+        store_stats st;
+        G.st->api->stats(G.st, &st);
+        evbuffer_add_printf(
+            out,
+            "# HELP hotgate_cache_evictions_total Entries evicted (LRU) or expired.\n"
+            "# TYPE hotgate_cache_evictions_total counter\n"
+            "hotgate_cache_evictions_total{reason=\"lru\"} %llu\n"
+            "hotgate_cache_evictions_total{reason=\"expired\"} %llu\n"
+            "# HELP hotgate_cache_bytes_used Bytes of the cache map in use.\n"
+            "# TYPE hotgate_cache_bytes_used gauge\nhotgate_cache_bytes_used %llu\n"
+            "# HELP hotgate_cache_bytes_max Size of the cache map.\n"
+            "# TYPE hotgate_cache_bytes_max gauge\nhotgate_cache_bytes_max %llu\n"
+            "# HELP hotgate_cache_entries Entries in the store.\n"
+            "# TYPE hotgate_cache_entries gauge\nhotgate_cache_entries %llu\n"
+            "# HELP hotgate_cache_store_map_full_total MDB_MAP_FULL met and handled.\n"
+            "# TYPE hotgate_cache_store_map_full_total counter\n"
+            "hotgate_cache_store_map_full_total %llu\n"
+            "# HELP hotgate_cache_store_dropped_total Puts the store dropped.\n"
+            "# TYPE hotgate_cache_store_dropped_total counter\n"
+            "hotgate_cache_store_dropped_total %llu\n",
+            (unsigned long long)st.evictions, (unsigned long long)st.expired,
+            (unsigned long long)st.bytes_used, (unsigned long long)st.map_size,
+            (unsigned long long)st.entries, (unsigned long long)st.map_full,
+            (unsigned long long)st.put_skipped);
+    }
+    coalesce_stats cs;
+    coalesce_get_stats(&cs);
+    evbuffer_add_printf(out,
+                        "# HELP hotgate_cache_flights_total Coalesced fetches started.\n"
+                        "# TYPE hotgate_cache_flights_total counter\n"
+                        "hotgate_cache_flights_total %llu\n"
+                        "# HELP hotgate_cache_flights Fetches in flight or lingering.\n"
+                        "# TYPE hotgate_cache_flights gauge\nhotgate_cache_flights %llu\n",
+                        (unsigned long long)cs.flights, (unsigned long long)cs.inflight);
+}
+
+/* ---- init / shutdown ---- */
+static void persist_gens(int clean)
+{
+    if (!G.st)
+        return;
+    uint32_t *slots = malloc(sizeof(uint32_t) * GEN_SLOTS);
+    uint64_t *vals = malloc(sizeof(uint64_t) * GEN_SLOTS);
+    if (!slots || !vals)
+        abort();
+    size_t n = 0;
+    for (uint32_t i = 0; i < GEN_SLOTS - 1; i++) {
+        uint64_t g = gen_load(i);
+        if (g) {
+            slots[n] = i;
+            vals[n++] = g;
+        }
+    }
+    slots[n] = GEN_CLEAN;
+    vals[n++] = (uint64_t)clean;
+    if (G.st->api->gens_save(G.st, slots, vals, n) != 0)
+        fprintf(stderr, "cache: could not persist the invalidation generations\n");
+    free(slots);
+    free(vals);
+}
+
+int cache_init(const struct hg_config *cfg)
+{
+    memset(&G, 0, sizeof G);
+    G.cfg = cfg;
+    G.enabled = cfg->cache.enabled;
+    G.ttl_query_ms = cfg->cache.ttl_query_ms;
+    G.ttl_metadata_ms = cfg->cache.ttl_metadata_ms;
+    G.ttl_immutable_ms = cfg->cache.ttl_immutable_ms;
+    G.swr_ms = cfg->cache.stale_while_revalidate_ms;
+    G.sie_ms = cfg->cache.stale_if_error_ms;
+    G.poll_ms = cfg->cache.poll_window_ms;
+    G.neg_ms = cfg->cache.negative_ttl_ms;
+    G.max_entry = cfg->cache.max_entry_size ? cfg->cache.max_entry_size : (64ull << 20);
+    G.creds = calloc(cfg->n_credentials + 1, sizeof *G.creds);
+    if (!G.creds)
+        abort();
+    for (size_t i = 0; i < cfg->n_credentials; i++) {
+        const struct hg_credential *cr = &cfg->credentials[i];
+        char hex[65];
+        if (cr->token.data)
+            util_sha256_hex(cr->token.data, cr->token.len, hex);
+        else
+            util_sha256_hex(cr->name, strlen(cr->name), hex);
+        G.creds[i].cred = cr;
+        memcpy(G.creds[i].id, hex, 32);
+        G.creds[i].id[32] = '\0';
+    }
+    G.n_creds = cfg->n_credentials;
+    for (uint32_t i = 0; i < GEN_SLOTS; i++)
+        atomic_store(&g_gens[i], 0);
+    server_admin_register("/admin/purge", admin_purge, NULL);
+    metrics_register(cache_metrics, NULL);
+    if (!G.enabled)
+        return 0;
+    store_opts o;
+    memset(&o, 0, sizeof o);
+    o.dir = cfg->cache.dir;
+    o.map_size = cfg->cache.size;
+    o.high_water = cfg->cache.high_water > 0 ? cfg->cache.high_water : 0.9;
+    o.max_entry_size = G.max_entry;
+    const char *sync = getenv("HOTGATE_CACHE_NOSYNC");
+    o.sync_mode = sync && *sync == '1' ? STORE_SYNC_NONE : STORE_SYNC_META_ASYNC;
+    char err[512];
+    if (store_lmdb_api.open(&G.st, &o, err, sizeof err) != 0) {
+        fprintf(stderr, "cache: %s\n", err);
+        G.st = NULL;
+        return -1;
+    }
+    uint64_t *table = calloc(GEN_SLOTS, sizeof *table);
+    if (!table)
+        abort();
+    G.st->api->gens_load(G.st, table, GEN_SLOTS);
+    int clean = table[GEN_CLEAN] == 1;
+    for (uint32_t i = 0; i < GEN_SLOTS - 1; i++)
+        atomic_store(&g_gens[i], table[i]);
+    free(table);
+    if (!clean) {
+        /* the last run did not end cleanly: invalidations may be lost, trust nothing */
+        gen_bump(GEN_ALL);
+    }
+    persist_gens(0); /* running */
+    return 0;
+}
+
+void cache_shutdown(void)
+{
+    if (G.st) {
+        store_flush(G.st);
+        persist_gens(1);
+        store_close(G.st);
+        G.st = NULL;
+    }
+    coalesce_shutdown();
+    free(G.creds);
+    G.creds = NULL;
+    G.enabled = 0;
+}

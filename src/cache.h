@@ -1,0 +1,66 @@
+/*
+ * cache: the cache stage of hotgate's pipeline -- the reason hotgate exists.
+ *
+ * Job. For every request that has a route policy (route.h):
+ *   - cacheable reads (query results, metadata, immutable objects once terminal): derive
+ *     the key (cachekey.h), look it up in the store (store.h; LMDB by default) and answer a
+ *     fresh hit at once (X-Cache: HIT, Age, ETag; If-None-Match -> 304); a stale entry
+ *     inside stale-while-revalidate is served (X-Cache: STALE) and refreshed in the
+ *     background, once per key; otherwise join or lead the coalesced fetch for the key
+ *     (coalesce.h): the leader goes on to the budget and upstream stages with a response
+ *     tap that stores what comes back, waiters get the same answer (X-Cache: COALESCED);
+ *   - mutations (and forwarded writing SQL): after the upstream answered 2xx, and before
+ *     the answer goes to the client, bump the invalidation generations of their tags
+ *     (route.h), so no later request can be served an older entry, and queue the deletion
+ *     of the tagged entries;
+ *   - Cache-Control from the client (RFC 9111): no-store (bypass), no-cache (refetch and
+ *     store), max-age=N, only-if-cached (504 when absent).
+ *
+ * Invalidation generations. A table of 65536 counters indexed by a hash of each
+ * workspace-scoped tag (slot 0: everything). An entry records the counters of its tags
+ * as they were when its fill STARTED; a hit is served only while they are unchanged. A
+ * mutation bumps the counters (in memory, atomically) before its response is sent, so
+ * invalidation is synchronous with respect to later requests and also covers fills that
+ * were in flight. The counters are persisted on clean shutdown; after an unclean one the
+ * global counter is bumped at start (everything older is invalid), so a crash can make
+ * the cache cold but never stale. Coalescing keys include the counters too, so a request
+ * that arrives after an invalidation never joins a fetch that started before it.
+ *
+ * Threading: cache_stage, the taps and the delivery callbacks run on the request's worker
+ * thread; the hit path takes no lock shared by all workers (LMDB per-thread read txns,
+ * atomic generation loads). The store's writer thread does all LMDB writes.
+ */
+#ifndef HG_CACHE_H
+#define HG_CACHE_H
+
+#include <event2/keyvalq_struct.h>
+
+#include "server.h"
+
+struct hg_config;
+
+/* Open the store, load generations, register /admin/purge and the metrics. Before
+ * server_start(). 0, or -1 (logged). A disabled cache ([cache] enabled = no) is fine. */
+int cache_init(const struct hg_config *cfg);
+
+/* After server_stop(): flush and close the store, persist the generations. */
+void cache_shutdown(void);
+
+/* The stage (server_stage_cache calls it). */
+enum hg_stage_result cache_stage(struct hg_req *req);
+
+/*
+ * Response path hooks for responses that stream from the upstream (server.c calls them):
+ * cache_response_headers adds X-Cache (MISS/BYPASS/...) to the head about to be sent;
+ * cache_upstream_failed is asked before the server answers a failed upstream exchange
+ * (status >= 500, 429, or 0 for a connection error/timeout) and returns 1 when the cache
+ * answered the client itself with a stale entry (stale-if-error): the server then drops
+ * the upstream's answer.
+ */
+void cache_response_headers(struct hg_req *req, struct evkeyvalq *headers);
+int cache_upstream_failed(struct hg_req *req, int status);
+
+/* Metrics text (also registered with metrics_register by cache_init). */
+void cache_metrics(struct evbuffer *out, void *arg);
+
+#endif
