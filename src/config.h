@@ -37,9 +37,9 @@ struct hg_secret {
 
 enum hg_secret_source {
     HG_SECRET_NONE = 0,
-    HG_SECRET_FILE,      /* token_file */
-    HG_SECRET_ENV,       /* token_env */
-    HG_SECRET_SYSTEMD,   /* token_credential */
+    HG_SECRET_FILE,    /* token_file */
+    HG_SECRET_ENV,     /* token_env */
+    HG_SECRET_SYSTEMD, /* token_credential */
 };
 
 struct hg_credential {
@@ -51,6 +51,8 @@ struct hg_credential {
     double rate;             /* upstream requests per second, 0 = unlimited */
     unsigned burst;          /* token bucket depth, 0 = max(1, rate) */
     unsigned max_concurrent; /* in-flight upstream requests, 0 = unlimited */
+    int token_line;          /* line of the token_* key, for errors */
+    const char *token_key;   /* "token_file", "token_env" or "token_credential" */
 };
 
 struct hg_class {
@@ -76,6 +78,7 @@ struct hg_client {
     double rate;         /* per-client admission rate, 0 = unlimited */
     unsigned burst;      /* 0 = max(1, rate) */
     unsigned max_queued; /* 0 = [queue] max_per_client */
+    int credential_line, class_line, default_workspace_line, key_line; /* for errors */
 };
 
 struct hg_config {
@@ -84,16 +87,16 @@ struct hg_config {
     struct {
         char **listen; /* "host:port" */
         size_t n_listen;
-        char *unix_socket;       /* NULL if none */
-        unsigned threads;        /* resolved: "auto" = online cores */
-        size_t max_header_size;  /* whole request head */
-        uint64_t max_body_size;  /* 0 = unlimited */
+        char *unix_socket;             /* NULL if none */
+        unsigned threads;              /* resolved: "auto" = online cores */
+        size_t max_header_size;        /* whole request head */
+        uint64_t max_body_size;        /* 0 = unlimited */
         uint64_t read_timeout_ms;      /* max gap while reading a request */
         uint64_t write_timeout_ms;     /* max gap while writing a response */
         uint64_t keepalive_timeout_ms; /* idle keep-alive connection */
         uint64_t drain_timeout_ms;     /* on SIGTERM */
-        char *access_log; /* "stderr", "off" or a path */
-        int log_level;    /* LOG_ERR.. LOG_DEBUG (syslog numbers) */
+        char *access_log;              /* "stderr", "off" or a path */
+        int log_level;                 /* LOG_ERR.. LOG_DEBUG (syslog numbers) */
     } server;
 
     struct {
@@ -102,10 +105,12 @@ struct hg_config {
         enum hg_secret_source token_source;
         char *token_source_value;
         struct hg_secret token; /* empty = no token required */
+        int token_line;
+        const char *token_key;
     } admin;
 
     struct {
-        char *url;    /* scheme://host[:port][/prefix], no trailing slash */
+        char *url;     /* scheme://host[:port][/prefix], no trailing slash */
         char *ca_file; /* NULL = system store */
         int tls_verify;
         int http2;

@@ -48,12 +48,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h> /* TAILQ_* for struct evkeyvalq */
 
 #include <event2/event.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+struct hg_req;
 struct hg_config;
 struct hg_client;
 struct hg_credential;
@@ -143,9 +145,9 @@ struct hg_req {
     /* route/cache/budget stages: slots owned by those modules (the server never reads
      * them except to pass them back); each module frees what it put here in its
      * tap on_done or in server_req_add_cleanup() */
-    const void *route;  /* route policy for this method+path (route.h) */
-    void *cache_ctx;    /* cache module state */
-    void *budget_ctx;   /* budget module state */
+    const void *route; /* route policy for this method+path (route.h) */
+    void *cache_ctx;   /* cache module state */
+    void *budget_ctx;  /* budget module state */
 
     /* access log fields other stages fill in */
     const char *cache_outcome; /* "-" (default), "hit", "miss", "stale", "coalesced", ... */
@@ -156,10 +158,10 @@ struct hg_req {
     int status;          /* status sent to the client (0 until the head went out) */
     int upstream_status; /* status the upstream answered (0 if none) */
     int upstream_attempts;
-    uint64_t bytes_in;     /* request body bytes read from the client */
-    uint64_t bytes_out;    /* response body bytes written to the client */
-    int client_gone;       /* the client connection closed before the end */
-    int responded;         /* a response head was sent (or an error answered) */
+    uint64_t bytes_in;       /* request body bytes read from the client */
+    uint64_t bytes_out;      /* response body bytes written to the client */
+    int client_gone;         /* the client connection closed before the end */
+    int responded;           /* a response head was sent (or an error answered) */
     struct upstream_req *up; /* the upstream exchange in flight, if any */
 
     struct hg_tap taps[HG_MAX_TAPS];

@@ -42,6 +42,8 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <sys/queue.h>
+
 #include <event2/keyvalq_struct.h>
 
 struct hg_config;
@@ -60,15 +62,15 @@ enum upstream_outcome {
 
 struct upstream_result {
     enum upstream_outcome outcome;
-    int http_status;      /* final HTTP status, 0 if none */
-    int attempts;         /* attempts made (1 = no retry) */
-    int request_sent;     /* any byte of the request (head or body) reached the network */
-    int body_started;     /* curl took any byte of the request body */
-    int curl_code;        /* CURLcode of the last attempt */
-    uint64_t bytes_in;    /* response body bytes received */
-    uint64_t bytes_out;   /* request body bytes sent */
-    long num_connects;    /* new connections made for the last attempt (CURLINFO_NUM_CONNECTS) */
-    const char *error;    /* short human text, no secrets; valid during on_done */
+    int http_status;    /* final HTTP status, 0 if none */
+    int attempts;       /* attempts made (1 = no retry) */
+    int request_sent;   /* any byte of the request (head or body) reached the network */
+    int body_started;   /* curl took any byte of the request body */
+    int curl_code;      /* CURLcode of the last attempt */
+    uint64_t bytes_in;  /* response body bytes received */
+    uint64_t bytes_out; /* request body bytes sent */
+    long num_connects;  /* new connections made for the last attempt (CURLINFO_NUM_CONNECTS) */
+    const char *error;  /* short human text, no secrets; valid during on_done */
 };
 
 #define UPSTREAM_PAUSE 1

@@ -1,0 +1,33 @@
+/*
+ * auth: client key -> profile, workspace and mode rules.
+ *
+ *   - Clients send "Authorization: Bearer <client key>". The key is hashed (SHA-256) and
+ *     the hash compared with every configured client's key_sha256 in constant time
+ *     (util_ct_equal), without stopping at a match, so neither the time nor anything else
+ *     depends on which client (if any) matched. The key itself is never stored or logged.
+ *   - Workspaces: a request's X-Workspace-Id must be one of the client's workspaces (or the
+ *     client has "*"). Absent, the client's default_workspace is injected; a client limited
+ *     to a list and without a default must send one (403). /v1/workspaces is addressed by
+ *     token alone: no default is injected there.
+ *   - Modes: read-only allows GET and HEAD, plus POST /v1/query and
+ *     POST /v1/queries/{id}/execute (reads that are sent as POST). full allows everything.
+ *
+ * Rules: pure functions over the immutable config; thread-safe.
+ */
+#ifndef HG_AUTH_H
+#define HG_AUTH_H
+
+#include "config.h"
+
+/* The client for an Authorization header value (may be NULL), or NULL (-> 401). */
+const struct hg_client *auth_client(const struct hg_config *cfg, const char *authorization);
+
+/* Workspace check. ws_header: the request's X-Workspace-Id or NULL. On 0, *effective is
+ * the workspace to send upstream (NULL: send none). On -1 (-> 403), *reason says why. */
+int auth_workspace(const struct hg_client *cl, const char *path, const char *ws_header,
+                   const char **effective, const char **reason);
+
+/* 1 when the client's mode allows method on path. */
+int auth_mode_allows(enum hg_mode mode, const char *method, const char *path);
+
+#endif

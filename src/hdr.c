@@ -1,0 +1,117 @@
+/*
+ * hdr: see hdr.h.
+ */
+#include "hdr.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/http.h>
+
+#include "util.h"
+
+static const char *const hop_by_hop[] = {
+    "Connection", "Keep-Alive", "TE", "Trailer", "Trailers", "Transfer-Encoding", "Upgrade",
+};
+
+int hdr_is_hop_by_hop(const char *name)
+{
+    for (size_t i = 0; i < sizeof hop_by_hop / sizeof *hop_by_hop; i++)
+        if (strcasecmp(name, hop_by_hop[i]) == 0)
+            return 1;
+    return strncasecmp(name, "Proxy-", 6) == 0;
+}
+
+void hdr_strip_hop_by_hop(struct evkeyvalq *h)
+{
+    /* names listed in Connection (possibly several Connection headers) */
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, h, next)
+    {
+        if (strcasecmp(kv->key, "Connection") != 0)
+            continue;
+        char *copy = strdup(kv->value), *save = NULL;
+        if (!copy)
+            abort();
+        for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+            /* never let Connection remove end-to-end headers hotgate relies on */
+            if (strcasecmp(t, "X-Request-Id") == 0 || strcasecmp(t, "Authorization") == 0)
+                continue;
+            while (evhttp_remove_header(h, t) == 0)
+                ;
+        }
+        free(copy);
+    }
+    struct evkeyval *next;
+    for (kv = TAILQ_FIRST(h); kv; kv = next) {
+        next = TAILQ_NEXT(kv, next);
+        if (hdr_is_hop_by_hop(kv->key)) {
+            TAILQ_REMOVE(h, kv, next);
+            free(kv->key);
+            free(kv->value);
+            free(kv);
+        }
+    }
+}
+
+int hdr_forward_to_upstream(const char *name)
+{
+    static const char *const own[] = {"Host",          "Content-Length", "Expect",
+                                      "Authorization", "X-Request-Id",   "X-Workspace-Id"};
+    if (hdr_is_hop_by_hop(name))
+        return 0;
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+        if (strcasecmp(name, own[i]) == 0)
+            return 0;
+    return 1;
+}
+
+int hdr_forward_to_client(const char *name)
+{
+    if (hdr_is_hop_by_hop(name))
+        return 0;
+    return strcasecmp(name, "Content-Length") != 0;
+}
+
+void hdr_request_id(const char *v, char out[65])
+{
+    if (v) {
+        size_t n = strlen(v);
+        int ok = n >= 1 && n <= 64;
+        for (size_t i = 0; ok && i < n; i++) {
+            unsigned char c = (unsigned char)v[i];
+            ok = isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':';
+        }
+        if (ok) {
+            memcpy(out, v, n + 1);
+            return;
+        }
+    }
+    unsigned char rnd[16];
+    util_random(rnd, sizeof rnd);
+    util_hex(rnd, sizeof rnd, out);
+}
+
+int hdr_value_ok(const char *v)
+{
+    for (; *v; v++) {
+        unsigned char c = (unsigned char)*v;
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
+int hdr_name_ok(const char *name, size_t len)
+{
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!(isalnum(c) || strchr("!#$%&'*+-.^_`|~", c)) || c == 0)
+            return 0;
+    }
+    return 1;
+}

@@ -1,0 +1,46 @@
+/*
+ * hdr: header rules shared by the request and the response direction.
+ *
+ *   - hop-by-hop headers (Connection, Keep-Alive, TE, Trailer, Transfer-Encoding, Upgrade,
+ *     every Proxy-* header, and every header named in Connection) never cross hotgate;
+ *   - towards the upstream, hotgate also drops what it sets itself: Host, Content-Length,
+ *     Expect, Authorization (replaced by the credential's token), X-Request-Id and
+ *     X-Workspace-Id (re-added with the checked values);
+ *   - X-Request-Id: a client's value is kept when it is 1..64 characters of
+ *     [A-Za-z0-9._:-]; otherwise (or when absent) hotgate makes one (32 hex digits).
+ *
+ * Rules: pure functions over libevent's struct evkeyvalq; thread-safe.
+ */
+#ifndef HG_HDR_H
+#define HG_HDR_H
+
+#include <stddef.h>
+
+#include <sys/queue.h>
+
+#include <event2/keyvalq_struct.h>
+
+/* 1 when name is a hop-by-hop header by itself (not counting Connection's list). */
+int hdr_is_hop_by_hop(const char *name);
+
+/* Remove hop-by-hop headers, including those listed in Connection, from h. */
+void hdr_strip_hop_by_hop(struct evkeyvalq *h);
+
+/* 1 when a client request header (already hop-by-hop stripped) goes upstream as is. */
+int hdr_forward_to_upstream(const char *name);
+
+/* 1 when an upstream response header goes to the client as is (Content-Length is handled
+ * by the server's framing, so it is not forwarded as a header). */
+int hdr_forward_to_client(const char *name);
+
+/* The request id: the client's value if acceptable, else a fresh one. out: 65 bytes. */
+void hdr_request_id(const char *client_value, char out[65]);
+
+/* 1 when a header value is safe to emit (no CR, LF or NUL; no other control bytes but
+ * tab). */
+int hdr_value_ok(const char *v);
+
+/* 1 when name is a valid field name (RFC 9110 token). */
+int hdr_name_ok(const char *name, size_t len);
+
+#endif

@@ -1,0 +1,215 @@
+/*
+ * log: see log.h.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "config.h"
+#include "server.h"
+#include "util.h"
+
+static int g_level = LOG_INFO;
+static int g_journal;        /* stderr is the journal: use <N> prefixes */
+static int g_access_fd = -1; /* -1 = off */
+static char *g_access_path;  /* NULL for stderr/off */
+static pthread_mutex_t g_fd_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#define ACCESS_FLUSH_BYTES (64 * 1024)
+
+struct log_access {
+    struct evbuffer *buf;
+    struct event *timer;
+};
+
+int log_init(int level, const char *access_log)
+{
+    g_level = level;
+    g_journal = getenv("JOURNAL_STREAM") != NULL;
+    free(g_access_path);
+    g_access_path = NULL;
+    if (!access_log || strcmp(access_log, "off") == 0) {
+        g_access_fd = -1;
+    } else if (strcmp(access_log, "stderr") == 0) {
+        g_access_fd = 2;
+    } else {
+        g_access_path = strdup(access_log);
+        int fd = open(access_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0) {
+            log_msg(LOG_ERR, "cannot open access log %s: %s", access_log, strerror(errno));
+            return -1;
+        }
+        g_access_fd = fd;
+    }
+    return 0;
+}
+
+int log_reopen(void)
+{
+    if (!g_access_path)
+        return 0;
+    int fd = open(g_access_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        log_msg(LOG_ERR, "cannot reopen access log %s: %s", g_access_path, strerror(errno));
+        return -1;
+    }
+    pthread_mutex_lock(&g_fd_lock);
+    int old = g_access_fd;
+    g_access_fd = fd;
+    pthread_mutex_unlock(&g_fd_lock);
+    if (old > 2)
+        close(old);
+    return 0;
+}
+
+void log_shutdown(void)
+{
+    if (g_access_fd > 2)
+        close(g_access_fd);
+    g_access_fd = -1;
+    free(g_access_path);
+    g_access_path = NULL;
+}
+
+int log_enabled(int level)
+{
+    return level <= g_level;
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+    if (level > g_level)
+        return;
+    static const char *names[] = {"emerg", "alert",  "crit", "error",
+                                  "warn",  "notice", "info", "debug"};
+    char line[2048];
+    int off;
+    if (g_journal) {
+        off = snprintf(line, sizeof line, "<%d>", level);
+    } else {
+        char ts[32];
+        util_rfc3339((int64_t)(util_wall_ms() / 1000), ts);
+        off =
+            snprintf(line, sizeof line, "%s hotgate[%d] %s: ", ts, (int)getpid(), names[level & 7]);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line + off, sizeof line - (size_t)off - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)off + (n < 0 ? 0 : (size_t)n);
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    line[len++] = '\n';
+    ssize_t w = write(2, line, len);
+    (void)w;
+}
+
+static void flush_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    log_access_flush(arg);
+}
+
+struct log_access *log_access_new(struct event_base *base)
+{
+    struct log_access *la = calloc(1, sizeof *la);
+    if (!la)
+        abort();
+    la->buf = evbuffer_new();
+    la->timer = event_new(base, -1, EV_PERSIST, flush_cb, la);
+    struct timeval tv = {0, 100000};
+    event_add(la->timer, &tv);
+    return la;
+}
+
+void log_access_flush(struct log_access *la)
+{
+    size_t n = evbuffer_get_length(la->buf);
+    if (n == 0)
+        return;
+    pthread_mutex_lock(&g_fd_lock);
+    int fd = g_access_fd;
+    while (fd >= 0 && evbuffer_get_length(la->buf) > 0) {
+        int w = evbuffer_write(la->buf, fd);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+    }
+    pthread_mutex_unlock(&g_fd_lock);
+    evbuffer_drain(la->buf, evbuffer_get_length(la->buf));
+}
+
+void log_access_free(struct log_access *la)
+{
+    if (!la)
+        return;
+    log_access_flush(la);
+    event_free(la->timer);
+    evbuffer_free(la->buf);
+    free(la);
+}
+
+/* JSON string body escaping for values that are already restricted (paths, names), kept
+ * anyway so that a bug elsewhere cannot break the log's format. */
+static void add_json_str(struct evbuffer *b, const char *s)
+{
+    evbuffer_add(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f)
+            continue;
+        if (s > run)
+            evbuffer_add(b, run, (size_t)(s - run));
+        evbuffer_add_printf(b, "\\u%04x", c);
+        run = s + 1;
+    }
+    if (s > run)
+        evbuffer_add(b, run, (size_t)(s - run));
+    evbuffer_add(b, "\"", 1);
+}
+
+void log_access_write(struct log_access *la, const struct hg_req *req)
+{
+    if (g_access_fd < 0 || !la)
+        return;
+    struct evbuffer *b = la->buf;
+    char ts[32];
+    util_rfc3339((int64_t)(req->wall_ms / 1000), ts);
+    ts[19] = '\0'; /* drop the Z, add milliseconds */
+    uint64_t now = util_mono_us();
+    evbuffer_add_printf(b, "{\"time\":\"%s.%03uZ\",\"request_id\":", ts,
+                        (unsigned)(req->wall_ms % 1000));
+    add_json_str(b, req->request_id);
+    evbuffer_add(b, ",\"client\":", 10);
+    add_json_str(b, req->client ? req->client->name : "-");
+    evbuffer_add(b, ",\"method\":", 10);
+    add_json_str(b, req->method_name ? req->method_name : "-");
+    evbuffer_add(b, ",\"path\":", 8);
+    add_json_str(b, req->path ? req->path : "-");
+    evbuffer_add_printf(b,
+                        ",\"status\":%d,\"upstream_status\":%d,\"bytes_in\":%llu,"
+                        "\"bytes_out\":%llu,\"latency_us\":%llu,\"cache\":",
+                        req->status, req->upstream_status, (unsigned long long)req->bytes_in,
+                        (unsigned long long)req->bytes_out,
+                        (unsigned long long)(now - req->start_us));
+    add_json_str(b, req->cache_outcome ? req->cache_outcome : "-");
+    if (req->sql_hash[0]) {
+        evbuffer_add(b, ",\"sql_hash\":", 12);
+        add_json_str(b, req->sql_hash);
+    }
+    evbuffer_add_printf(b, ",\"attempts\":%d%s}\n", req->upstream_attempts,
+                        req->client_gone ? ",\"client_gone\":true" : "");
+    if (evbuffer_get_length(b) >= ACCESS_FLUSH_BYTES)
+        log_access_flush(la);
+}

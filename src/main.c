@@ -1,0 +1,167 @@
+/*
+ * main: command line, process setup, signals and the daemon's lifetime.
+ *
+ *   hotgate --config FILE          run (foreground; systemd Type=notify)
+ *   hotgate --check-config FILE    validate FILE (tokens included), print errors, exit 0/1
+ *   hotgate --hash-key             read a client key on stdin, print its SHA-256 hex
+ *   hotgate --version | --help
+ *
+ * Tokens are never taken from the command line. The process is made non-dumpable
+ * (PR_SET_DUMPABLE 0) before any secret is read. Signals are blocked in every thread and
+ * taken synchronously by the main thread with sigwait(): SIGTERM/SIGINT drain and exit 0,
+ * SIGHUP reopens the access log.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#ifdef HG_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: hotgate --config FILE      run the gateway\n"
+               "       hotgate --check-config FILE  validate a configuration and exit\n"
+               "       hotgate --hash-key         read a client key on stdin, print "
+               "its key_sha256\n"
+               "       hotgate --version | --help\n");
+}
+
+static int hash_key(void)
+{
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, stdin);
+    while (n &&
+           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        n--;
+    if (n == 0) {
+        fprintf(stderr, "hotgate: no key on stdin\n");
+        return 1;
+    }
+    char hex[65];
+    util_sha256_hex(buf, n, hex);
+    util_wipe(buf, sizeof buf);
+    printf("%s\n", hex);
+    return 0;
+}
+
+static void notify(const char *msg)
+{
+#ifdef HG_HAVE_SYSTEMD
+    sd_notify(0, msg);
+#else
+    (void)msg;
+#endif
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf = NULL;
+    int check = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("hotgate %s (libcurl %s, libevent %s)\n", HG_VERSION,
+                   curl_version_info(CURLVERSION_NOW)->version, event_get_version());
+            return 0;
+        } else if (strcmp(argv[i], "--hash-key") == 0) {
+            return hash_key();
+        } else if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "-c") == 0) &&
+                   i + 1 < argc) {
+            conf = argv[++i];
+        } else if (strcmp(argv[i], "--check-config") == 0 && i + 1 < argc) {
+            conf = argv[++i];
+            check = 1;
+        } else {
+            fprintf(stderr, "hotgate: unknown argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!conf) {
+        usage(stderr);
+        return 2;
+    }
+
+    /* no core dumps or ptrace by other users once secrets are in memory */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+    char err[8192];
+    struct hg_config *cfg = config_load(conf, 1, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "%s", err);
+        return 1;
+    }
+    if (check) {
+        printf("%s: ok (%zu client(s), %zu credential(s), upstream %s)\n", conf, cfg->n_clients,
+               cfg->n_credentials, cfg->upstream.url);
+        config_free(cfg);
+        return 0;
+    }
+
+    if (log_init(cfg->server.log_level, cfg->server.access_log) != 0) {
+        config_free(cfg);
+        return 1;
+    }
+    evthread_use_pthreads();
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_msg(LOG_ERR, "curl_global_init failed");
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by the workers */
+
+    /* MODULE INIT HOOKS: modules with process-wide state (cache, budget) start here,
+     * before server_start(), and stop after server_stop(). */
+
+    if (server_start(cfg) != 0) {
+        log_msg(LOG_ERR, "startup failed");
+        server_stop();
+        config_free(cfg);
+        curl_global_cleanup();
+        return 1;
+    }
+    notify("READY=1");
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            log_msg(LOG_INFO, "SIGHUP: reopening the access log");
+            log_reopen();
+            continue;
+        }
+        log_msg(LOG_INFO, "%s: draining (up to %llu ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                (unsigned long long)cfg->server.drain_timeout_ms);
+        break;
+    }
+    notify("STOPPING=1");
+    server_stop();
+    log_msg(LOG_INFO, "stopped");
+    log_shutdown();
+    config_free(cfg);
+    curl_global_cleanup();
+    libevent_global_shutdown();
+    return 0;
+}

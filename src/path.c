@@ -1,0 +1,143 @@
+/*
+ * path: see path.h. One pass over the target, no decoding, no allocation until the verdict.
+ */
+#include "path.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* RFC 3986 pchar minus '%' (handled apart): unreserved / sub-delims / ':' / '@' */
+static int is_pchar(unsigned char c)
+{
+    if (isalnum(c))
+        return 1;
+    return strchr("-._~!$&'()*+,;=:@", c) != NULL && c != '\0';
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (unsigned char)tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Check an escape at s[0] == '%'; returns the decoded byte or -1. */
+static int escape_at(const char *s, size_t left)
+{
+    if (left < 3)
+        return -1;
+    int hi = hexval((unsigned char)s[1]), lo = hexval((unsigned char)s[2]);
+    if (hi < 0 || lo < 0)
+        return -1;
+    return hi << 4 | lo;
+}
+
+enum path_verdict path_check(const char *target, size_t len, char **path, char **query,
+                             const char **reason)
+{
+    const char *why = NULL;
+    *path = NULL;
+    *query = NULL;
+    if (len == 0 || target[0] != '/') {
+        why = "request target must be a path (absolute-form is not accepted)";
+        goto bad;
+    }
+    size_t plen = len;
+    const char *q = memchr(target, '?', len);
+    if (q)
+        plen = (size_t)(q - target);
+
+    /* path */
+    size_t seg_start = 1;
+    for (size_t i = 1; i <= plen; i++) {
+        if (i == plen || target[i] == '/') {
+            size_t seglen = i - seg_start;
+            const char *seg = target + seg_start;
+            if (i < plen && seglen == 0) {
+                why = "empty path segment ('//')";
+                goto bad;
+            }
+            if ((seglen == 1 && seg[0] == '.') || (seglen == 2 && seg[0] == '.' && seg[1] == '.')) {
+                why = "dot segment in path";
+                goto bad;
+            }
+            seg_start = i + 1;
+            continue;
+        }
+        unsigned char c = (unsigned char)target[i];
+        if (c == '%') {
+            int v = escape_at(target + i, plen - i);
+            if (v < 0) {
+                why = "malformed percent-escape in path";
+                goto bad;
+            }
+            if (v == '/' || v == '\\' || v == '.' || v == '%' || v < 0x20 || v == 0x7f) {
+                why = "encoded '/', '\\', '.', '%' or control character in path";
+                goto bad;
+            }
+            i += 2;
+            continue;
+        }
+        if (c == '\\') {
+            why = "backslash in path";
+            goto bad;
+        }
+        if (c == '#') {
+            why = "fragment in request target";
+            goto bad;
+        }
+        if (!is_pchar(c)) {
+            why = "invalid character in path";
+            goto bad;
+        }
+    }
+
+    /* query */
+    if (q) {
+        for (size_t i = plen + 1; i < len; i++) {
+            unsigned char c = (unsigned char)target[i];
+            if (c == '%') {
+                int v = escape_at(target + i, len - i);
+                if (v < 0) {
+                    why = "malformed percent-escape in query";
+                    goto bad;
+                }
+                i += 2;
+                continue;
+            }
+            if (c == '#') {
+                why = "fragment in request target";
+                goto bad;
+            }
+            if (!is_pchar(c) && c != '/' && c != '?') {
+                why = "invalid character in query";
+                goto bad;
+            }
+        }
+    }
+
+    if (plen < 4 || memcmp(target, "/v1/", 4) != 0) {
+        if (reason)
+            *reason = "not found: hotgate serves /v1/ only";
+        return PATH_NOT_FOUND;
+    }
+    *path = strndup(target, plen);
+    if (!*path)
+        abort();
+    if (q) {
+        *query = strndup(q + 1, len - plen - 1);
+        if (!*query)
+            abort();
+    }
+    if (reason)
+        *reason = NULL;
+    return PATH_OK;
+bad:
+    if (reason)
+        *reason = why;
+    return PATH_BAD;
+}

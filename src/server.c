@@ -1,0 +1,1712 @@
+/*
+ * server: see server.h. Workers, the HTTP/1.1 codec for clients, the pipeline, the
+ * responses, drain on shutdown and the admin listener.
+ *
+ * The client side speaks HTTP/1.1 (and 1.0) with a strict parser of our own over
+ * bufferevents, because evhttp (libevent 2.1.12) reads every request body whole into
+ * memory before any callback runs. Parsing rules (to leave no room for request
+ * smuggling): request line "METHOD SP origin-form SP HTTP/1.x", header names are tokens
+ * with no blank before the colon, no obsolete line folding, Transfer-Encoding only as
+ * exactly "chunked" on HTTP/1.1 and never together with Content-Length, Content-Length
+ * digits only and consistent when repeated. Anything else: 400 and close.
+ *
+ * Bodies: up to MEM_BODY_MAX with a Content-Length, the body is read whole before the
+ * pipeline runs (HG_BODY_MEMORY: replayable, hashable); larger or chunked bodies stream
+ * (HG_BODY_STREAM): the pipeline runs right after the head and the bytes flow to the
+ * upstream as they come, with reading from the client paused while the upstream is
+ * UPSTREAM_BODY_HIGHWATER behind. Responses stream the other way with
+ * SERVER_WRITE_HIGHWATER on the client's output buffer pausing the upstream transfer.
+ *
+ * Threading: each worker runs its own event_base, listeners (SO_REUSEPORT per worker for
+ * TCP, one shared socket for the unix socket), connections, curl multi and access-log
+ * buffer. The only cross-thread signals are the stop events (event_active, with
+ * evthread_use_pthreads() on).
+ */
+#include "server.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "auth.h"
+#include "config.h"
+#include "hdr.h"
+#include "log.h"
+#include "metrics.h"
+#include "path.h"
+#include "upstream.h"
+#include "util.h"
+
+#define MEM_BODY_MAX (1u << 20) /* Content-Length up to this: read whole (HG_BODY_MEMORY) */
+#define MAX_HEADERS 128
+#define READ_CHUNK_MAX (256u << 10)
+
+/* ---- types ---- */
+
+enum conn_state {
+    CS_HEAD = 0, /* waiting for / reading a request head */
+    CS_BODY,     /* reading a memory body before the pipeline */
+    CS_BUSY,     /* request in the pipeline (a stream body may still be arriving) */
+    CS_CLOSING,  /* flushing the last response, then close */
+};
+
+enum body_framing { BF_NONE, BF_LENGTH, BF_CHUNKED };
+enum chunk_state { CK_SIZE, CK_DATA, CK_DATA_CRLF, CK_TRAILER, CK_DONE };
+
+struct hg_worker {
+    int index;
+    pthread_t thread;
+    struct event_base *base;
+    const struct hg_config *cfg;
+    struct upstream *up;
+    struct log_access *alog;
+    struct evconnlistener *listeners[16];
+    int nlisteners;
+    struct evhttp *admin;
+    struct event *stop_ev;
+    struct event *drain_timer;
+    uint64_t drain_deadline_ms;
+    int draining;
+    unsigned nconns;
+    struct hg_conn *conns; /* list of open connections */
+};
+
+struct hg_conn {
+    struct hg_worker *w;
+    struct bufferevent *bev;
+    struct hg_conn *next, *prev;
+    enum conn_state state;
+    struct hg_req *req; /* the request being read or answered */
+    int keepalive;      /* the connection may carry another request */
+    size_t head_bytes;  /* bytes of the current head so far */
+    int nheaders;
+    /* request body decoding */
+    enum body_framing framing;
+    uint64_t body_left; /* BF_LENGTH: bytes still to read; BF_CHUNKED: of this chunk */
+    enum chunk_state ck;
+    int body_done;
+    int read_paused;          /* reading stopped for upstream backpressure */
+    struct evbuffer *pending; /* stream body read before the upstream request exists */
+    /* response */
+    int resp_chunked;
+    int resp_no_body;
+    int resp_started, resp_done;
+    void (*drain_fn)(struct hg_req *, void *);
+    void *drain_arg;
+    int drain_wanted;
+};
+
+struct req_priv {
+    struct hg_req pub;
+    void (*cleanup_fn[4])(struct hg_req *, void *);
+    void *cleanup_arg[4];
+    int ncleanup;
+    int logged;
+    int tap_head_called;
+    int retry_requested;
+};
+
+static struct {
+    const struct hg_config *cfg;
+    struct hg_worker *workers;
+    unsigned nworkers;
+    int unix_fd;
+    struct {
+        char path[128];
+        server_admin_fn fn;
+        void *arg;
+    } admin[16];
+    int nadmin;
+} S = {.unix_fd = -1};
+
+static void pipeline_run(struct hg_req *req);
+static void conn_free(struct hg_conn *c);
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_process(struct hg_conn *c);
+static void req_finish(struct hg_req *req);
+static void req_unref(struct hg_req *req);
+static void upstream_hold_release(struct hg_req *req);
+
+/* ---- small helpers ---- */
+
+static const char *reason_phrase(int s)
+{
+    switch (s) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Payload Too Large";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return s < 300 ? "OK" : s < 400 ? "Redirect" : s < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static struct timeval ms_tv(uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    return tv;
+}
+
+static struct req_priv *priv(struct hg_req *r)
+{
+    return (struct req_priv *)r;
+}
+
+struct event_base *server_req_base(const struct hg_req *req)
+{
+    return req->worker->base;
+}
+
+struct upstream *server_req_upstream(const struct hg_req *req)
+{
+    return req->worker->up;
+}
+
+const struct hg_config *server_req_config(const struct hg_req *req)
+{
+    return req->worker->cfg;
+}
+
+int server_req_add_tap(struct hg_req *req, const struct hg_tap *tap)
+{
+    if (req->ntaps >= HG_MAX_TAPS)
+        return -1;
+    req->taps[req->ntaps++] = *tap;
+    return 0;
+}
+
+int server_req_add_cleanup(struct hg_req *req, void (*fn)(struct hg_req *, void *), void *arg)
+{
+    struct req_priv *p = priv(req);
+    if (p->ncleanup >= 4)
+        return -1;
+    p->cleanup_fn[p->ncleanup] = fn;
+    p->cleanup_arg[p->ncleanup] = arg;
+    p->ncleanup++;
+    return 0;
+}
+
+/* ---- request objects ---- */
+
+static struct hg_req *req_new(struct hg_conn *c)
+{
+    struct req_priv *p = calloc(1, sizeof *p);
+    if (!p)
+        abort();
+    struct hg_req *r = &p->pub;
+    r->worker = c->w;
+    r->conn = c;
+    r->start_us = util_mono_us();
+    r->wall_ms = util_wall_ms();
+    TAILQ_INIT(&r->headers);
+    r->body_length = 0;
+    r->cache_outcome = "-";
+    r->refs = 1;
+    metrics_gauge_add(G_REQUESTS_INFLIGHT, 1);
+    return r;
+}
+
+static void req_free(struct hg_req *r)
+{
+    struct req_priv *p = priv(r);
+    assert(r->refs == 0);
+    assert(!r->up);
+    for (int i = 0; i < p->ncleanup; i++)
+        p->cleanup_fn[i](r, p->cleanup_arg[i]);
+    evhttp_clear_headers(&r->headers);
+    if (r->body)
+        evbuffer_free(r->body);
+    free((char *)r->method_name);
+    free(r->path);
+    free(r->query);
+    free(p);
+    metrics_gauge_add(G_REQUESTS_INFLIGHT, -1);
+}
+
+static void req_unref(struct hg_req *r)
+{
+    assert(r->refs > 0);
+    if (--r->refs == 0)
+        req_free(r);
+}
+
+void server_req_release(struct hg_req *req)
+{
+    req_unref(req);
+}
+
+/* Access log + metrics, once per request. */
+static void req_log(struct hg_req *r)
+{
+    struct req_priv *p = priv(r);
+    if (p->logged)
+        return;
+    p->logged = 1;
+    log_access_write(r->worker->alog, r);
+    metrics_request_done(r, util_mono_us() - r->start_us);
+}
+
+/* ---- connections ---- */
+
+static void conn_set_read_timeout(struct hg_conn *c, uint64_t ms)
+{
+    const struct hg_config *cfg = c->w->cfg;
+    struct timeval rt = ms_tv(ms), wt = ms_tv(cfg->server.write_timeout_ms);
+    bufferevent_set_timeouts(c->bev, ms ? &rt : NULL, &wt);
+}
+
+static void conn_unlink(struct hg_conn *c)
+{
+    struct hg_worker *w = c->w;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    w->nconns--;
+    metrics_gauge_add(G_CONNECTIONS_OPEN, -1);
+}
+
+/* The client is gone (or we give up on it) while a request is attached. */
+static void req_detach_client(struct hg_req *r)
+{
+    if (!r->conn)
+        return;
+    r->conn = NULL;
+    r->client_gone = 1;
+    if (!r->responded)
+        r->status = 499; /* nginx's "client closed request" */
+    req_log(r);
+    r->refs++;    /* keep it through the hooks below */
+    req_unref(r); /* the connection's reference */
+    /* CLIENT-GONE HOOK: a stage holding the request asynchronously (budget queue,
+     * coalescing wait) must learn it here and drop its hold (server_req_release). */
+    if (r->up) {
+        struct upstream_req *u = r->up;
+        r->up = NULL;
+        upstream_cancel(u);
+        struct req_priv *p = priv(r);
+        if (p->tap_head_called)
+            for (int i = 0; i < r->ntaps; i++)
+                if (r->taps[i].on_done)
+                    r->taps[i].on_done(r, r->taps[i].arg, 0, NULL);
+        req_unref(r); /* the upstream stage's hold: no on_done will come */
+    }
+    req_unref(r);
+}
+
+static void conn_free(struct hg_conn *c)
+{
+    if (c->req) {
+        struct hg_req *r = c->req;
+        c->req = NULL;
+        req_detach_client(r);
+    }
+    conn_unlink(c);
+    bufferevent_free(c->bev);
+    if (c->pending)
+        evbuffer_free(c->pending);
+    free(c);
+}
+
+static void conn_close_after_write(struct hg_conn *c)
+{
+    c->state = CS_CLOSING;
+    c->keepalive = 0;
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        conn_free(c);
+}
+
+/* Write a complete response on the connection (used for errors made by hotgate before or
+ * without a hg_req, e.g. parse errors). Always closes afterwards. */
+static void conn_error_close(struct hg_conn *c, int status, const char *message)
+{
+    char *body = util_api_error_json(status, NULL, message);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                        "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                        status, reason_phrase(status), strlen(body), body);
+    free(body);
+    conn_close_after_write(c);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct hg_conn *c = arg;
+    if (what & BEV_EVENT_TIMEOUT) {
+        if ((what & BEV_EVENT_READING) && c->state == CS_HEAD && c->head_bytes > 0) {
+            conn_error_close(c, 408, "timed out reading the request");
+            return;
+        }
+        if ((what & BEV_EVENT_READING) && c->state == CS_BODY) {
+            if (c->req) {
+                struct hg_req *r = c->req;
+                c->req = NULL;
+                r->status = 408;
+                req_detach_client(r);
+            }
+            conn_error_close(c, 408, "timed out reading the request body");
+            return;
+        }
+    }
+    conn_free(c); /* EOF, error, idle or write timeout */
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct hg_conn *c = arg;
+    if (c->state == CS_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            conn_free(c);
+        return;
+    }
+    if (c->drain_wanted && c->req) {
+        c->drain_wanted = 0;
+        if (c->drain_fn)
+            c->drain_fn(c->req, c->drain_arg);
+    }
+}
+
+static void conn_new(struct hg_worker *w, evutil_socket_t fd)
+{
+    struct hg_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->w = w;
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    metrics_gauge_add(G_CONNECTIONS_OPEN, 1);
+    metrics_inc(M_CONNECTIONS_ACCEPTED, 1);
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, SERVER_WRITE_HIGHWATER / 4, 0);
+    conn_set_read_timeout(c, w->cfg->server.read_timeout_ms);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* ---- request head parsing ---- */
+
+static int method_known(const char *m, enum evhttp_cmd_type *t)
+{
+    static const struct {
+        const char *name;
+        enum evhttp_cmd_type type;
+    } methods[] = {{"GET", EVHTTP_REQ_GET},       {"POST", EVHTTP_REQ_POST},
+                   {"HEAD", EVHTTP_REQ_HEAD},     {"PUT", EVHTTP_REQ_PUT},
+                   {"DELETE", EVHTTP_REQ_DELETE}, {"OPTIONS", EVHTTP_REQ_OPTIONS},
+                   {"PATCH", EVHTTP_REQ_PATCH}};
+    for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
+        if (strcmp(m, methods[i].name) == 0) {
+            *t = methods[i].type;
+            return 1;
+        }
+    return 0;
+}
+
+/* Parse the request line into a new request. 0, or an HTTP status to refuse with. */
+static int parse_request_line(struct hg_conn *c, char *line, const char **why)
+{
+    char *sp1 = strchr(line, ' ');
+    if (!sp1) {
+        *why = "malformed request line";
+        return 400;
+    }
+    char *sp2 = strchr(sp1 + 1, ' ');
+    if (!sp2 || strchr(sp2 + 1, ' ')) {
+        *why = "malformed request line";
+        return 400;
+    }
+    *sp1 = *sp2 = '\0';
+    const char *method = line, *target = sp1 + 1, *version = sp2 + 1;
+    if (!hdr_name_ok(method, strlen(method))) {
+        *why = "malformed method";
+        return 400;
+    }
+    int minor;
+    if (strcmp(version, "HTTP/1.1") == 0)
+        minor = 1;
+    else if (strcmp(version, "HTTP/1.0") == 0)
+        minor = 0;
+    else {
+        *why = "only HTTP/1.0 and HTTP/1.1 are supported";
+        return strncmp(version, "HTTP/", 5) == 0 ? 505 : 400;
+    }
+    struct hg_req *r = req_new(c);
+    c->req = r;
+    r->http_minor = minor;
+    r->method_name = strdup(method);
+    if (!r->method_name)
+        abort();
+    if (!method_known(method, &r->method)) {
+        *why = "method not supported";
+        return 405;
+    }
+    const char *reason = NULL;
+    enum path_verdict v = path_check(target, strlen(target), &r->path, &r->query, &reason);
+    if (v != PATH_OK) {
+        *why = reason;
+        metrics_inc(v == PATH_BAD ? M_REQUESTS_REFUSED_PATH : M_REQUESTS_NOT_FOUND, 1);
+        /* keep what we can for the access log */
+        if (!r->path && target[0] == '/') {
+            size_t n = strcspn(target, "?");
+            r->path = strndup(target, n > 200 ? 200 : n);
+        }
+        return (int)v;
+    }
+    return 0;
+}
+
+static int parse_header_line(struct hg_conn *c, char *line, const char **why)
+{
+    if (line[0] == ' ' || line[0] == '\t') {
+        *why = "obsolete header line folding";
+        return 400;
+    }
+    char *colon = strchr(line, ':');
+    if (!colon || !hdr_name_ok(line, (size_t)(colon - line))) {
+        *why = "malformed header";
+        return 400;
+    }
+    *colon = '\0';
+    char *v = colon + 1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        v[--n] = '\0';
+    if (!hdr_value_ok(v)) {
+        *why = "control character in header value";
+        return 400;
+    }
+    if (++c->nheaders > MAX_HEADERS) {
+        *why = "too many headers";
+        return 431;
+    }
+    evhttp_add_header(&c->req->headers, line, v);
+    return 0;
+}
+
+/* After the blank line: framing, keep-alive, request id. 0 or a status. */
+static int finish_head(struct hg_conn *c, const char **why)
+{
+    struct hg_req *r = c->req;
+    const struct hg_config *cfg = c->w->cfg;
+    struct evkeyvalq *h = &r->headers;
+    /* keep-alive: decided from Connection before hop-by-hop headers are stripped */
+    int close = 0, ka = 0;
+    struct evkeyval *kv;
+    const char *te = NULL, *cl = NULL;
+    int n_te = 0;
+    TAILQ_FOREACH(kv, h, next)
+    {
+        if (strcasecmp(kv->key, "Connection") == 0) {
+            if (strcasestr(kv->value, "close"))
+                close = 1;
+            if (strcasestr(kv->value, "keep-alive"))
+                ka = 1;
+        } else if (strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+            te = kv->value;
+            n_te++;
+        } else if (strcasecmp(kv->key, "Content-Length") == 0) {
+            if (cl && strcmp(cl, kv->value) != 0) {
+                *why = "conflicting Content-Length headers";
+                return 400;
+            }
+            cl = kv->value;
+        }
+    }
+    c->keepalive = r->http_minor == 1 ? !close : (ka && !close);
+    if (te) {
+        if (n_te != 1 || strcasecmp(te, "chunked") != 0 || r->http_minor == 0 || cl) {
+            *why = "unsupported Transfer-Encoding";
+            c->keepalive = 0;
+            return te && strcasecmp(te, "chunked") != 0 ? 501 : 400;
+        }
+        c->framing = BF_CHUNKED;
+        c->ck = CK_SIZE;
+        c->body_left = 0;
+        r->body_length = -1;
+    } else if (cl) {
+        if (!*cl || strspn(cl, "0123456789") != strlen(cl) || strlen(cl) > 18) {
+            *why = "invalid Content-Length";
+            c->keepalive = 0;
+            return 400;
+        }
+        uint64_t len = strtoull(cl, NULL, 10);
+        c->framing = len ? BF_LENGTH : BF_NONE;
+        c->body_left = len;
+        r->body_length = (int64_t)len;
+    } else {
+        c->framing = BF_NONE;
+        r->body_length = 0;
+    }
+    if (cfg->server.max_body_size && r->body_length > 0 &&
+        (uint64_t)r->body_length > cfg->server.max_body_size) {
+        *why = "request body larger than max_body_size";
+        c->keepalive = 0;
+        return 413;
+    }
+    const char *expect = evhttp_find_header(h, "Expect");
+    if (expect && strcasecmp(expect, "100-continue") != 0) {
+        *why = "unsupported Expect";
+        return 417;
+    }
+    hdr_request_id(evhttp_find_header(h, "X-Request-Id"), r->request_id);
+    hdr_strip_hop_by_hop(h);
+    if (c->framing == BF_NONE) {
+        r->body_kind = HG_BODY_NONE;
+    } else if (c->framing == BF_LENGTH && c->body_left <= MEM_BODY_MAX) {
+        r->body_kind = HG_BODY_MEMORY;
+        r->body = evbuffer_new();
+    } else {
+        r->body_kind = HG_BODY_STREAM;
+    }
+    if (expect && r->body_kind != HG_BODY_NONE && r->http_minor == 1)
+        evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+    c->body_done = c->framing == BF_NONE;
+    return 0;
+}
+
+/* Answer a request that failed before the pipeline (the req exists). Closes. */
+static void early_refuse(struct hg_conn *c, int status, const char *why)
+{
+    struct hg_req *r = c->req;
+    if (!r) {
+        conn_error_close(c, status, why);
+        return;
+    }
+    c->keepalive = 0;
+    if (!r->request_id[0])
+        hdr_request_id(NULL, r->request_id);
+    server_respond_error(r, status, NULL, why, NULL);
+}
+
+/* ---- request body ---- */
+
+/* Move decoded body bytes from in to dst (at most what the framing allows). Returns 0,
+ * or -1 on a malformed chunked body. */
+static int body_decode(struct hg_conn *c, struct evbuffer *in, struct evbuffer *dst, size_t max_out)
+{
+    size_t moved = 0;
+    while (!c->body_done && evbuffer_get_length(in) > 0 && moved < max_out) {
+        if (c->framing == BF_LENGTH) {
+            size_t n = evbuffer_get_length(in);
+            if (n > c->body_left)
+                n = (size_t)c->body_left;
+            if (n > max_out - moved)
+                n = max_out - moved;
+            evbuffer_remove_buffer(in, dst, n);
+            c->body_left -= n;
+            moved += n;
+            if (c->body_left == 0)
+                c->body_done = 1;
+            continue;
+        }
+        /* chunked */
+        switch (c->ck) {
+        case CK_SIZE: {
+            size_t ll;
+            char *line = evbuffer_readln(in, &ll, EVBUFFER_EOL_CRLF);
+            if (!line) {
+                if (evbuffer_get_length(in) > 1024)
+                    return -1;
+                return 0;
+            }
+            char *ext = strchr(line, ';');
+            if (ext)
+                *ext = '\0';
+            size_t hexlen = strspn(line, "0123456789abcdefABCDEF");
+            if (hexlen == 0 || hexlen > 15 ||
+                (line[hexlen] && line[hexlen] != ' ' && line[hexlen] != '\t')) {
+                free(line);
+                return -1;
+            }
+            c->body_left = strtoull(line, NULL, 16);
+            free(line);
+            c->ck = c->body_left ? CK_DATA : CK_TRAILER;
+            break;
+        }
+        case CK_DATA: {
+            size_t n = evbuffer_get_length(in);
+            if (n > c->body_left)
+                n = (size_t)c->body_left;
+            if (n > max_out - moved)
+                n = max_out - moved;
+            evbuffer_remove_buffer(in, dst, n);
+            c->body_left -= n;
+            moved += n;
+            if (c->body_left == 0)
+                c->ck = CK_DATA_CRLF;
+            break;
+        }
+        case CK_DATA_CRLF: {
+            size_t ll;
+            char *line = evbuffer_readln(in, &ll, EVBUFFER_EOL_CRLF);
+            if (!line)
+                return evbuffer_get_length(in) > 2 ? -1 : 0;
+            int bad = ll != 0;
+            free(line);
+            if (bad)
+                return -1;
+            c->ck = CK_SIZE;
+            break;
+        }
+        case CK_TRAILER: {
+            size_t ll;
+            char *line = evbuffer_readln(in, &ll, EVBUFFER_EOL_CRLF);
+            if (!line)
+                return evbuffer_get_length(in) > 8192 ? -1 : 0;
+            free(line);
+            if (ll == 0) {
+                c->ck = CK_DONE;
+                c->body_done = 1;
+            }
+            break;
+        }
+        case CK_DONE:
+            c->body_done = 1;
+            break;
+        }
+    }
+    return 0;
+}
+
+static void stream_body_pump(struct hg_conn *c);
+
+static void body_drain_cb(void *arg)
+{
+    struct hg_conn *c = arg;
+    if (c->read_paused) {
+        c->read_paused = 0;
+        bufferevent_enable(c->bev, EV_READ);
+        stream_body_pump(c);
+    }
+}
+
+/* Stream body: decode what arrived and hand it to the upstream (or keep it pending). */
+static void stream_body_pump(struct hg_conn *c)
+{
+    struct hg_req *r = c->req;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (!r || c->body_done)
+        return;
+    if (!c->pending)
+        c->pending = evbuffer_new();
+    size_t before = evbuffer_get_length(c->pending);
+    if (body_decode(c, in, c->pending, READ_CHUNK_MAX * 4) != 0) {
+        /* malformed chunked body: the upstream gets an aborted body */
+        c->keepalive = 0;
+        if (r->up) {
+            struct upstream_req *u = r->up;
+            r->up = NULL;
+            upstream_cancel(u);
+        }
+        if (!r->responded)
+            server_respond_error(r, 400, NULL, "malformed chunked request body", NULL);
+        return;
+    }
+    size_t got = evbuffer_get_length(c->pending) - before;
+    r->bytes_in += got;
+    const struct hg_config *cfg = c->w->cfg;
+    if (cfg->server.max_body_size && r->bytes_in > cfg->server.max_body_size) {
+        c->keepalive = 0;
+        if (r->up) {
+            struct upstream_req *u = r->up;
+            r->up = NULL;
+            upstream_cancel(u);
+        }
+        if (!r->responded)
+            server_respond_error(r, 413, NULL, "request body larger than max_body_size", NULL);
+        else
+            conn_close_after_write(c);
+        return;
+    }
+    size_t buffered = evbuffer_get_length(c->pending);
+    if (r->up) {
+        buffered = upstream_body_write(r->up, c->pending);
+        if (c->body_done)
+            upstream_body_end(r->up);
+    }
+    if (buffered >= UPSTREAM_BODY_HIGHWATER && !c->read_paused && !c->body_done) {
+        c->read_paused = 1;
+        bufferevent_disable(c->bev, EV_READ);
+    }
+}
+
+/* ---- the read side: heads, bodies ---- */
+
+static void start_pipeline(struct hg_conn *c)
+{
+    struct hg_req *r = c->req;
+    c->state = CS_BUSY;
+    /* no read timeout while the request is processed: the upstream may take its time; a
+     * stream body keeps the read timeout */
+    conn_set_read_timeout(
+        c, r->body_kind == HG_BODY_STREAM && !c->body_done ? c->w->cfg->server.read_timeout_ms : 0);
+    r->stage = HG_STAGE_AUTH;
+    r->refs++; /* held by the pipeline run itself, so that a synchronous finish is safe */
+    pipeline_run(r);
+    req_unref(r);
+}
+
+static void conn_process(struct hg_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    const struct hg_config *cfg = c->w->cfg;
+    for (;;) {
+        if (c->state == CS_HEAD) {
+            if (c->w->draining && c->head_bytes == 0) {
+                conn_free(c);
+                return;
+            }
+            size_t ll = 0;
+            char *line = evbuffer_readln(in, &ll, EVBUFFER_EOL_CRLF);
+            if (!line) {
+                if (c->head_bytes + evbuffer_get_length(in) > cfg->server.max_header_size)
+                    conn_error_close(c, c->req ? 431 : 414, "request head too large");
+                return;
+            }
+            c->head_bytes += ll + 2;
+            if (c->head_bytes > cfg->server.max_header_size) {
+                free(line);
+                early_refuse(c, 431, "request head too large");
+                return;
+            }
+            const char *why = NULL;
+            int st = 0;
+            if (!c->req) {
+                if (ll == 0 && c->head_bytes <= 4) {
+                    /* blank lines before a request are tolerated (RFC 9112 2.2) */
+                    c->head_bytes = 0;
+                    free(line);
+                    continue;
+                }
+                conn_set_read_timeout(c, cfg->server.read_timeout_ms);
+                st = parse_request_line(c, line, &why);
+                free(line);
+                if (st) {
+                    c->keepalive = 0;
+                    if (c->req)
+                        hdr_request_id(NULL, c->req->request_id);
+                    early_refuse(c, st, why);
+                    return;
+                }
+                continue;
+            }
+            if (ll > 0) {
+                st = parse_header_line(c, line, &why);
+                free(line);
+                if (st) {
+                    hdr_request_id(NULL, c->req->request_id);
+                    early_refuse(c, st, why);
+                    return;
+                }
+                continue;
+            }
+            free(line);
+            st = finish_head(c, &why);
+            if (st) {
+                if (!c->req->request_id[0])
+                    hdr_request_id(NULL, c->req->request_id);
+                early_refuse(c, st, why);
+                return;
+            }
+            if (c->req->body_kind == HG_BODY_MEMORY) {
+                c->state = CS_BODY;
+                continue;
+            }
+            start_pipeline(c);
+            return; /* conn may be gone; the response path continues processing */
+        }
+        if (c->state == CS_BODY) {
+            struct hg_req *r = c->req;
+            size_t before = evbuffer_get_length(r->body);
+            body_decode(c, in, r->body, MEM_BODY_MAX + 1);
+            r->bytes_in += evbuffer_get_length(r->body) - before;
+            if (!c->body_done)
+                return;
+            start_pipeline(c);
+            return;
+        }
+        if (c->state == CS_BUSY) {
+            if (c->req && c->req->body_kind == HG_BODY_STREAM && !c->body_done) {
+                stream_body_pump(c);
+                return;
+            }
+            /* pipelined data waits; don't buffer without bound */
+            if (evbuffer_get_length(in) > cfg->server.max_header_size)
+                bufferevent_disable(c->bev, EV_READ);
+            return;
+        }
+        return; /* CS_CLOSING: ignore input */
+    }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    conn_process(arg);
+}
+
+/* The response to the current request is complete: log, next request or close. */
+static void req_finish(struct hg_req *r)
+{
+    struct hg_conn *c = r->conn;
+    req_log(r);
+    if (!c)
+        return;
+    assert(c->req == r);
+    c->req = NULL;
+    r->conn = NULL;
+    int reuse = c->keepalive && c->body_done && !c->w->draining && c->state != CS_CLOSING;
+    req_unref(r); /* the connection's reference */
+    c->resp_started = c->resp_done = 0;
+    c->drain_fn = NULL;
+    c->drain_wanted = 0;
+    if (!reuse) {
+        conn_close_after_write(c);
+        return;
+    }
+    c->state = CS_HEAD;
+    c->head_bytes = 0;
+    c->nheaders = 0;
+    c->framing = BF_NONE;
+    c->read_paused = 0;
+    conn_set_read_timeout(c, c->w->cfg->server.keepalive_timeout_ms);
+    bufferevent_enable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        conn_process(c); /* a pipelined request */
+}
+
+/* ---- responses ---- */
+
+static void write_headers(struct hg_req *r, struct evbuffer *out, int status,
+                          const struct evkeyvalq *headers, int64_t content_length)
+{
+    struct hg_conn *c = r->conn;
+    evbuffer_add_printf(out, "HTTP/1.%d %d %s\r\n", r->http_minor, status, reason_phrase(status));
+    int has_date = 0;
+    if (headers) {
+        const struct evkeyval *kv;
+        TAILQ_FOREACH(kv, headers, next)
+        {
+            if (!hdr_forward_to_client(kv->key) || strcasecmp(kv->key, "X-Request-Id") == 0)
+                continue;
+            if (strcasecmp(kv->key, "Date") == 0)
+                has_date = 1;
+            evbuffer_add_printf(out, "%s: %s\r\n", kv->key, kv->value);
+        }
+    }
+    if (!has_date) {
+        char date[64];
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        evbuffer_add_printf(out, "Date: %s\r\n", date);
+    }
+    evbuffer_add_printf(out, "X-Request-Id: %s\r\n", r->request_id);
+    int no_body = r->method == EVHTTP_REQ_HEAD || status == 204 || status == 304 || status < 200;
+    c->resp_no_body = no_body;
+    c->resp_chunked = 0;
+    if (status == 204 || status == 304) {
+        /* no framing headers */
+    } else if (content_length >= 0) {
+        evbuffer_add_printf(out, "Content-Length: %lld\r\n", (long long)content_length);
+    } else if (no_body) {
+        /* HEAD without a known length: say nothing */
+    } else if (r->http_minor == 1) {
+        evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+        c->resp_chunked = 1;
+    } else {
+        c->keepalive = 0; /* HTTP/1.0: the end of the body is the end of the connection */
+    }
+    if (c->w->draining || !c->body_done)
+        c->keepalive = 0;
+    if (!c->keepalive)
+        evbuffer_add_printf(out, "Connection: close\r\n\r\n");
+    else if (r->http_minor == 0)
+        evbuffer_add_printf(out, "Connection: keep-alive\r\n\r\n");
+    else
+        evbuffer_add(out, "\r\n", 2);
+}
+
+void server_respond_start(struct hg_req *req, int status, const struct evkeyvalq *headers,
+                          int64_t content_length)
+{
+    assert(!req->responded);
+    req->responded = 1;
+    req->status = status;
+    req->stage = HG_STAGE_RESPOND;
+    struct hg_conn *c = req->conn;
+    if (!c)
+        return;
+    c->resp_started = 1;
+    write_headers(req, bufferevent_get_output(c->bev), status, headers, content_length);
+}
+
+size_t server_respond_data(struct hg_req *req, struct evbuffer *chunk)
+{
+    struct hg_conn *c = req->conn;
+    size_t n = evbuffer_get_length(chunk);
+    if (!c || n == 0 || c->resp_no_body) {
+        evbuffer_drain(chunk, n);
+        return 0;
+    }
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->resp_chunked)
+        evbuffer_add_printf(out, "%zx\r\n", n);
+    evbuffer_add_buffer(out, chunk);
+    if (c->resp_chunked)
+        evbuffer_add(out, "\r\n", 2);
+    req->bytes_out += n;
+    return evbuffer_get_length(out);
+}
+
+void server_respond_end(struct hg_req *req)
+{
+    struct hg_conn *c = req->conn;
+    if (c) {
+        assert(c->resp_started);
+        if (c->resp_chunked && !c->resp_no_body)
+            evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+        c->resp_done = 1;
+        if (!c->body_done)
+            c->keepalive = 0; /* the rest of a request body we never read */
+    }
+    req_finish(req);
+}
+
+void server_respond_on_drain(struct hg_req *req, void (*fn)(struct hg_req *, void *), void *arg)
+{
+    struct hg_conn *c = req->conn;
+    if (!c)
+        return;
+    c->drain_fn = fn;
+    c->drain_arg = arg;
+    c->drain_wanted = fn != NULL;
+}
+
+void server_respond_buffer(struct hg_req *req, int status, const struct evkeyvalq *headers,
+                           struct evbuffer *body)
+{
+    size_t n = body ? evbuffer_get_length(body) : 0;
+    server_respond_start(req, status, headers, (int64_t)n);
+    if (body)
+        server_respond_data(req, body);
+    server_respond_end(req);
+}
+
+void server_respond_error(struct hg_req *req, int status, const char *code, const char *message,
+                          const struct evkeyvalq *extra_headers)
+{
+    if (req->responded) {
+        /* too late for an error answer: cut the connection so the client sees it */
+        if (req->conn) {
+            req->conn->keepalive = 0;
+            struct hg_conn *c = req->conn;
+            req_detach_client(req);
+            c->req = NULL;
+            conn_free(c);
+        }
+        return;
+    }
+    char *body = util_api_error_json(status, code, message);
+    struct evkeyvalq h;
+    TAILQ_INIT(&h);
+    evhttp_add_header(&h, "Content-Type", "application/json");
+    if (extra_headers) {
+        const struct evkeyval *kv;
+        TAILQ_FOREACH(kv, extra_headers, next)
+        evhttp_add_header(&h, kv->key, kv->value);
+    }
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_reference(b, body, strlen(body), NULL, NULL);
+    server_respond_buffer(req, status, &h, b);
+    evbuffer_free(b);
+    free(body);
+    evhttp_clear_headers(&h);
+}
+
+/* ---- pipeline stages ---- */
+
+static enum hg_stage_result server_stage_auth(struct hg_req *req)
+{
+    const struct hg_config *cfg = req->worker->cfg;
+    const char *authz = evhttp_find_header(&req->headers, "Authorization");
+    req->client = auth_client(cfg, authz);
+    /* the client's key must not travel further, nor linger */
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, &req->headers, next)
+    if (strcasecmp(kv->key, "Authorization") == 0)
+        util_wipe(kv->value, strlen(kv->value));
+    while (evhttp_remove_header(&req->headers, "Authorization") == 0)
+        ;
+    if (!req->client) {
+        metrics_inc(M_AUTH_UNAUTHORIZED, 1);
+        server_respond_error(req, 401, NULL,
+                             authz ? "invalid client key" : "missing Authorization: Bearer key",
+                             NULL);
+        return HG_DONE;
+    }
+    req->cred = req->client->credential;
+    const char *ws = evhttp_find_header(&req->headers, "X-Workspace-Id");
+    const char *eff = NULL, *why = NULL;
+    if (auth_workspace(req->client, req->path, ws, &eff, &why) != 0) {
+        metrics_inc(M_AUTH_FORBIDDEN, 1);
+        server_respond_error(req, 403, NULL, why, NULL);
+        return HG_DONE;
+    }
+    if (eff && !ws) {
+        evhttp_add_header(&req->headers, "X-Workspace-Id", eff);
+        eff = evhttp_find_header(&req->headers, "X-Workspace-Id");
+    }
+    req->workspace = eff;
+    return HG_NEXT;
+}
+
+static void compute_sql_hash(struct hg_req *req)
+{
+    if (req->method != EVHTTP_REQ_POST || strcmp(req->path, "/v1/query") != 0 ||
+        req->body_kind != HG_BODY_MEMORY)
+        return;
+    size_t n = evbuffer_get_length(req->body);
+    json_t *j = json_loadb((const char *)evbuffer_pullup(req->body, -1), n, 0, NULL);
+    json_t *sql = j ? json_object_get(j, "sql") : NULL;
+    if (json_is_string(sql))
+        util_sha256_hex(json_string_value(sql), json_string_length(sql), req->sql_hash);
+    json_decref(j);
+}
+
+static enum hg_stage_result server_stage_route(struct hg_req *req)
+{
+    if (!auth_mode_allows(req->client->mode, req->method_name, req->path)) {
+        metrics_inc(M_AUTH_FORBIDDEN, 1);
+        server_respond_error(req, 403, NULL, "method not allowed for a read-only client", NULL);
+        return HG_DONE;
+    }
+    compute_sql_hash(req);
+    /* ROUTE HOOK: the route policy (route.h) for method+path is looked up here and stored
+     * in req->route for the cache and budget stages. */
+    return HG_NEXT;
+}
+
+static enum hg_stage_result server_stage_cache(struct hg_req *req)
+{
+    /* CACHE STAGE: pass-through until the cache module plugs in here (fresh hit ->
+     * server_respond_*() + HG_DONE; coalesced wait -> HG_ASYNC; miss -> add a tap to
+     * store the answer, HG_NEXT). */
+    return HG_NEXT;
+}
+
+static enum hg_stage_result server_stage_budget(struct hg_req *req)
+{
+    /* BUDGET STAGE: pass-through until the budget module plugs in here (admit ->
+     * HG_NEXT; queue -> HG_ASYNC + server_pipeline_resume(); shed -> 429 + HG_DONE). */
+    return HG_NEXT;
+}
+
+/* upstream stage: callbacks */
+
+/* upstream stage finished its hold: called from up_on_done paths via this wrapper */
+static void upstream_hold_release(struct hg_req *req)
+{
+    struct req_priv *p = priv(req);
+    if (p->retry_requested && req->conn && !req->responded) {
+        p->retry_requested = 0;
+        /* taps stay: they see the next attempt too */
+        req->stage = HG_STAGE_BUDGET;
+        pipeline_run(req);
+    }
+    req_unref(req);
+}
+
+static void upstream_hold_release_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    upstream_hold_release(arg);
+}
+
+static void up_drain_cb(struct hg_req *req, void *arg)
+{
+    if (req->up)
+        upstream_resume(req->up);
+}
+
+static int up_on_head(void *arg, int status, const struct evkeyvalq *headers)
+{
+    struct hg_req *req = arg;
+    struct req_priv *p = priv(req);
+    req->upstream_status = status;
+    p->tap_head_called = 1;
+    int retry = 0;
+    for (int i = 0; i < req->ntaps; i++)
+        if (req->taps[i].on_head &&
+            req->taps[i].on_head(req, req->taps[i].arg, status, headers) == HG_TAP_RETRY)
+            retry = 1;
+    if (retry && req->body_kind != HG_BODY_STREAM && !req->responded && req->conn) {
+        /* drop this answer; the pipeline re-runs from the budget stage, out of curl's
+         * callback */
+        p->retry_requested = 1;
+        req->up = NULL;
+        struct timeval zero = {0, 0};
+        event_base_once(req->worker->base, -1, EV_TIMEOUT, upstream_hold_release_cb, req, &zero);
+        return -1;
+    }
+    int64_t cl = -1;
+    const char *cls = evhttp_find_header(headers, "Content-Length");
+    if (cls && *cls && strspn(cls, "0123456789") == strlen(cls) && strlen(cls) <= 18)
+        cl = strtoll(cls, NULL, 10);
+    server_respond_start(req, status, headers, cl);
+    return 0;
+}
+
+static int up_on_data(void *arg, struct evbuffer *chunk)
+{
+    struct hg_req *req = arg;
+    for (int i = 0; i < req->ntaps; i++)
+        if (req->taps[i].on_data)
+            req->taps[i].on_data(req, req->taps[i].arg, chunk);
+    size_t queued = server_respond_data(req, chunk);
+    if (queued >= SERVER_WRITE_HIGHWATER && req->conn) {
+        server_respond_on_drain(req, up_drain_cb, NULL);
+        return UPSTREAM_PAUSE;
+    }
+    return 0;
+}
+
+static void up_on_body_drain(void *arg)
+{
+    struct hg_req *req = arg;
+    if (req->conn)
+        body_drain_cb(req->conn);
+}
+
+static void up_on_done_inner(struct hg_req *req, const struct upstream_result *res)
+{
+    struct req_priv *p = priv(req);
+    req->upstream_attempts += res->attempts;
+    if (res->http_status)
+        req->upstream_status = res->http_status;
+    int ok = res->outcome == UPSTREAM_OK;
+    if (p->tap_head_called)
+        for (int i = 0; i < req->ntaps; i++)
+            if (req->taps[i].on_done)
+                req->taps[i].on_done(req, req->taps[i].arg, ok, res);
+    if (!req->conn)
+        return;
+    if (ok) {
+        server_respond_end(req);
+        return;
+    }
+    if (!req->responded) {
+        const char *code, *msg;
+        int st = upstream_error_status(res->outcome, &code, &msg);
+        if (res->outcome == UPSTREAM_BODY_ERROR && req->conn)
+            req->conn->keepalive = 0;
+        server_respond_error(req, st, code, msg, NULL);
+        return;
+    }
+    /* failed in the middle of the body: the client must see a broken response */
+    server_respond_error(req, 502, "UPSTREAM_UNAVAILABLE", "upstream failed mid-response", NULL);
+}
+
+static void up_on_done(void *arg, const struct upstream_result *res)
+{
+    struct hg_req *req = arg;
+    req->up = NULL;
+    up_on_done_inner(req, res);
+    upstream_hold_release(req);
+}
+
+static const struct upstream_callbacks up_callbacks = {
+    .on_head = up_on_head,
+    .on_data = up_on_data,
+    .on_done = up_on_done,
+    .on_body_drain = up_on_body_drain,
+};
+
+static enum hg_stage_result server_stage_upstream(struct hg_req *req)
+{
+    struct req_priv *p = priv(req);
+    p->tap_head_called = 0;
+    p->retry_requested = 0;
+    size_t tl = strlen(req->path) + (req->query ? strlen(req->query) + 1 : 0) + 1;
+    char *target = malloc(tl);
+    if (!target)
+        abort();
+    snprintf(target, tl, "%s%s%s", req->path, req->query ? "?" : "", req->query ? req->query : "");
+    struct upstream_req *u = upstream_req_new(req->worker->up, req->method_name, target);
+    free(target);
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, &req->headers, next)
+    {
+        if (hdr_forward_to_upstream(kv->key))
+            upstream_req_add_header(u, kv->key, kv->value);
+    }
+    if (req->workspace)
+        upstream_req_add_header(u, "X-Workspace-Id", req->workspace);
+    upstream_req_add_header(u, "X-Request-Id", req->request_id);
+    if (req->cred && req->cred->token.data)
+        upstream_req_set_bearer(u, req->cred->token.data, req->cred->token.len);
+    if (req->body_kind == HG_BODY_MEMORY) {
+        /* a copy: the request keeps its body for a replay requested by a tap */
+        struct evbuffer *copy = evbuffer_new();
+        size_t n = evbuffer_get_length(req->body);
+        evbuffer_add(copy, evbuffer_pullup(req->body, -1), n);
+        upstream_req_set_body_memory(u, copy);
+        evbuffer_free(copy);
+    } else if (req->body_kind == HG_BODY_STREAM) {
+        upstream_req_set_body_stream(u, req->body_length);
+    }
+    req->up = u;
+    if (upstream_send(u, &up_callbacks, req) != 0) {
+        req->up = NULL;
+        server_respond_error(req, 502, "UPSTREAM_UNAVAILABLE",
+                             "could not start the upstream request", NULL);
+        return HG_DONE;
+    }
+    /* a stream body read so far goes out now; the rest follows from the read side */
+    struct hg_conn *c = req->conn;
+    if (req->body_kind == HG_BODY_STREAM && c) {
+        if (c->pending && evbuffer_get_length(c->pending))
+            upstream_body_write(u, c->pending);
+        if (c->body_done)
+            upstream_body_end(u);
+        else
+            stream_body_pump(c);
+    }
+    req->refs++; /* held until the upstream exchange ends */
+    return HG_ASYNC;
+}
+
+/* Run stages from req->stage on. */
+static void pipeline_run(struct hg_req *req)
+{
+    for (;;) {
+        if (!req->conn || req->client_gone)
+            return;
+        enum hg_stage_result r;
+        switch (req->stage) {
+        case HG_STAGE_AUTH:
+            r = server_stage_auth(req);
+            break;
+        case HG_STAGE_ROUTE:
+            r = server_stage_route(req);
+            break;
+        case HG_STAGE_CACHE:
+            r = server_stage_cache(req);
+            break;
+        case HG_STAGE_BUDGET:
+            r = server_stage_budget(req);
+            break;
+        case HG_STAGE_UPSTREAM:
+            r = server_stage_upstream(req);
+            break;
+        default:
+            return;
+        }
+        if (r == HG_DONE)
+            return;
+        if (r == HG_ASYNC) {
+            if (req->stage != HG_STAGE_UPSTREAM)
+                req->refs++; /* the stage's hold, dropped by server_pipeline_resume/release */
+            return;
+        }
+        req->stage++;
+    }
+}
+
+void server_pipeline_resume(struct hg_req *req)
+{
+    if (req->stage < HG_STAGE_UPSTREAM)
+        req->stage++;
+    req->refs++;
+    req_unref(req); /* the stage's hold (the extra ref keeps it alive through the run) */
+    pipeline_run(req);
+    req_unref(req);
+}
+
+/* ---- workers ---- */
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    struct hg_worker *w = arg;
+    if (w->draining) {
+        evutil_closesocket(fd);
+        return;
+    }
+    int one = 1;
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    conn_new(w, fd);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    log_msg(LOG_WARNING, "accept: %s", evutil_socket_error_to_string(err));
+}
+
+static int worker_listen(struct hg_worker *w)
+{
+    const struct hg_config *cfg = w->cfg;
+    for (size_t i = 0; i < cfg->server.n_listen; i++) {
+        struct sockaddr_storage ss;
+        int sl = sizeof ss;
+        if (evutil_parse_sockaddr_port(cfg->server.listen[i], (struct sockaddr *)&ss, &sl) != 0) {
+            log_msg(LOG_ERR, "listen %s: not an address (use an IP, not a name)",
+                    cfg->server.listen[i]);
+            return -1;
+        }
+        struct evconnlistener *l =
+            evconnlistener_new_bind(w->base, accept_cb, w,
+                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                        LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
+                                    1024, (struct sockaddr *)&ss, sl);
+        if (!l) {
+            log_msg(LOG_ERR, "listen %s: %s", cfg->server.listen[i], strerror(errno));
+            return -1;
+        }
+        evconnlistener_set_error_cb(l, accept_error_cb);
+        w->listeners[w->nlisteners++] = l;
+    }
+    if (S.unix_fd >= 0) {
+        struct evconnlistener *l =
+            evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_EXEC, -1, S.unix_fd);
+        if (!l)
+            return -1;
+        w->listeners[w->nlisteners++] = l;
+    }
+    return 0;
+}
+
+/* ---- admin ---- */
+
+static int admin_authorized(struct evhttp_request *r)
+{
+    const struct hg_secret *tok = &S.cfg->admin.token;
+    if (!tok->data)
+        return 1;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(r), "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return 0;
+    const char *k = h + 7;
+    unsigned char a[32], b[32];
+    util_sha256(k, strlen(k), a);
+    util_sha256(tok->data, tok->len, b);
+    int ok = util_ct_equal(a, b, 32);
+    util_wipe(a, 32);
+    util_wipe(b, 32);
+    return ok;
+}
+
+static void admin_reply_error(struct evhttp_request *r, int status, const char *msg)
+{
+    char *body = util_api_error_json(status, NULL, msg);
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, body, strlen(body));
+    evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "application/json");
+    evhttp_send_reply(r, status, reason_phrase(status), b);
+    evbuffer_free(b);
+    free(body);
+}
+
+static void admin_cb(struct evhttp_request *r, void *arg)
+{
+    const char *uri = evhttp_request_get_uri(r);
+    size_t plen = strcspn(uri, "?");
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)(plen < 255 ? plen : 255), uri);
+    if (strcmp(path, "/healthz") == 0 && evhttp_request_get_command(r) == EVHTTP_REQ_GET) {
+        /* health is public: a load balancer needs no token */
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add_printf(b, "{\"status\":\"ok\"}\n");
+        evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "application/json");
+        evhttp_send_reply(r, 200, "OK", b);
+        evbuffer_free(b);
+        return;
+    }
+    if (!admin_authorized(r)) {
+        admin_reply_error(r, 401, "admin token required");
+        return;
+    }
+    if (strcmp(path, "/metrics") == 0 && evhttp_request_get_command(r) == EVHTTP_REQ_GET) {
+        struct evbuffer *b = evbuffer_new();
+        metrics_render(b);
+        evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type",
+                          "text/plain; version=0.0.4");
+        evhttp_send_reply(r, 200, "OK", b);
+        evbuffer_free(b);
+        return;
+    }
+    for (int i = 0; i < S.nadmin; i++)
+        if (strcmp(S.admin[i].path, path) == 0) {
+            S.admin[i].fn(r, S.admin[i].arg);
+            return;
+        }
+    admin_reply_error(r, 404, "no such admin endpoint");
+}
+
+int server_admin_register(const char *path, server_admin_fn fn, void *arg)
+{
+    if (S.nadmin >= 16 || strlen(path) >= sizeof S.admin[0].path)
+        return -1;
+    snprintf(S.admin[S.nadmin].path, sizeof S.admin[0].path, "%s", path);
+    S.admin[S.nadmin].fn = fn;
+    S.admin[S.nadmin].arg = arg;
+    S.nadmin++;
+    return 0;
+}
+
+static int admin_start(struct hg_worker *w)
+{
+    const struct hg_config *cfg = w->cfg;
+    if (cfg->admin.n_listen == 0)
+        return 0;
+    w->admin = evhttp_new(w->base);
+    evhttp_set_gencb(w->admin, admin_cb, NULL);
+    evhttp_set_timeout(w->admin, 10);
+    evhttp_set_max_body_size(w->admin, 1 << 20);
+    evhttp_set_allowed_methods(w->admin, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
+    for (size_t i = 0; i < cfg->admin.n_listen; i++) {
+        char host[256];
+        snprintf(host, sizeof host, "%s", cfg->admin.listen[i]);
+        char *colon = strrchr(host, ':');
+        *colon = '\0';
+        int port = atoi(colon + 1);
+        char *h = host;
+        if (h[0] == '[') {
+            h++;
+            h[strlen(h) - 1] = '\0';
+        }
+        if (evhttp_bind_socket(w->admin, h, (ev_uint16_t)port) != 0) {
+            log_msg(LOG_ERR, "admin listen %s: %s", cfg->admin.listen[i], strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- drain and stop ---- */
+
+static void drain_check_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    struct hg_worker *w = arg;
+    /* idle keep-alive connections go now; busy ones close after their response */
+    struct hg_conn *c = w->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (!c->req && c->state == CS_HEAD)
+            conn_free(c);
+    }
+    if (w->nconns == 0 || util_mono_ms() >= w->drain_deadline_ms) {
+        if (w->nconns)
+            log_msg(LOG_WARNING, "worker %d: drain timeout, %u connection(s) cut", w->index,
+                    w->nconns);
+        event_base_loopbreak(w->base);
+    }
+}
+
+static void stop_cb(evutil_socket_t fd, short ev, void *arg)
+{
+    struct hg_worker *w = arg;
+    if (w->draining)
+        return;
+    w->draining = 1;
+    for (int i = 0; i < w->nlisteners; i++)
+        evconnlistener_free(w->listeners[i]);
+    w->nlisteners = 0;
+    w->drain_deadline_ms = util_mono_ms() + w->cfg->server.drain_timeout_ms;
+    w->drain_timer = event_new(w->base, -1, EV_PERSIST, drain_check_cb, w);
+    struct timeval tv = {0, 20000};
+    event_add(w->drain_timer, &tv);
+    drain_check_cb(-1, 0, w);
+}
+
+static void *worker_main(void *arg)
+{
+    struct hg_worker *w = arg;
+    event_base_dispatch(w->base);
+    /* cut what is left */
+    while (w->conns)
+        conn_free(w->conns);
+    log_access_flush(w->alog);
+    return NULL;
+}
+
+static int unix_listen(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(path); /* a stale socket from a previous run */
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 1024) != 0) {
+        log_msg(LOG_ERR, "unix socket %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    chmod(path, 0660);
+    return fd;
+}
+
+int server_start(const struct hg_config *cfg)
+{
+    S.cfg = cfg;
+    S.nworkers = cfg->server.threads ? cfg->server.threads : 1;
+    S.workers = calloc(S.nworkers, sizeof *S.workers);
+    if (!S.workers)
+        abort();
+    if (cfg->server.unix_socket) {
+        S.unix_fd = unix_listen(cfg->server.unix_socket);
+        if (S.unix_fd < 0)
+            return -1;
+    }
+    for (unsigned i = 0; i < S.nworkers; i++) {
+        struct hg_worker *w = &S.workers[i];
+        w->index = (int)i;
+        w->cfg = cfg;
+        w->base = event_base_new();
+        if (!w->base)
+            return -1;
+        w->up = upstream_new(w->base, cfg);
+        if (!w->up)
+            return -1;
+        w->alog = log_access_new(w->base);
+        w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
+        if (worker_listen(w) != 0)
+            return -1;
+        if (i == 0 && admin_start(w) != 0)
+            return -1;
+    }
+    for (unsigned i = 0; i < S.nworkers; i++) {
+        struct hg_worker *w = &S.workers[i];
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            log_msg(LOG_ERR, "pthread_create: %s", strerror(errno));
+            return -1;
+        }
+    }
+    log_msg(LOG_INFO, "hotgate %s: %u worker(s), upstream %s", HG_VERSION, S.nworkers,
+            cfg->upstream.url);
+    return 0;
+}
+
+void server_stop(void)
+{
+    if (!S.workers)
+        return;
+    for (unsigned i = 0; i < S.nworkers; i++)
+        if (S.workers[i].stop_ev && S.workers[i].thread)
+            event_active(S.workers[i].stop_ev, EV_TIMEOUT, 0);
+    for (unsigned i = 0; i < S.nworkers; i++)
+        if (S.workers[i].thread)
+            pthread_join(S.workers[i].thread, NULL);
+    for (unsigned i = 0; i < S.nworkers; i++) {
+        struct hg_worker *w = &S.workers[i];
+        for (int k = 0; k < w->nlisteners; k++)
+            evconnlistener_free(w->listeners[k]);
+        if (w->admin)
+            evhttp_free(w->admin);
+        if (w->drain_timer)
+            event_free(w->drain_timer);
+        if (w->stop_ev)
+            event_free(w->stop_ev);
+        log_access_free(w->alog);
+        upstream_free(w->up);
+        if (w->base)
+            event_base_free(w->base);
+    }
+    free(S.workers);
+    S.workers = NULL;
+    if (S.unix_fd >= 0) {
+        close(S.unix_fd);
+        S.unix_fd = -1;
+        if (S.cfg->server.unix_socket)
+            unlink(S.cfg->server.unix_socket);
+    }
+}
