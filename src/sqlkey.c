@@ -711,11 +711,27 @@ static bool is_name_tok(const struct sqlkey_tok *t)
     return t->kind == SQLKEY_TOK_WORD || t->kind == SQLKEY_TOK_QIDENT;
 }
 
-static int refs_add(struct sqlkey_refs *r, char *parts[3])
+/* Hash of the three parts, for deduplication without a quadratic scan. */
+static uint32_t parts_hash(char *parts[3])
 {
-    for (size_t i = 0; i < r->n; i++) {
-        if (strcmp(r->v[i].conn, parts[0]) == 0 && strcmp(r->v[i].schema, parts[1]) == 0 &&
-            strcmp(r->v[i].table, parts[2]) == 0) {
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 3; i++) {
+        for (const char *p = parts[i]; *p; p++)
+            h = (h ^ (unsigned char)*p) * 16777619u;
+        h = (h ^ 0xff) * 16777619u; /* part separator */
+    }
+    return h;
+}
+
+#define REFS_HT 4096 /* power of two, > 2 * MAX_REFS */
+
+static int refs_add(struct sqlkey_refs *r, uint16_t *ht, char *parts[3])
+{
+    uint32_t slot = parts_hash(parts) & (REFS_HT - 1);
+    for (; ht[slot]; slot = (slot + 1) & (REFS_HT - 1)) {
+        const struct sqlkey_table *e = &r->v[ht[slot] - 1];
+        if (strcmp(e->conn, parts[0]) == 0 && strcmp(e->schema, parts[1]) == 0 &&
+            strcmp(e->table, parts[2]) == 0) {
             free(parts[0]);
             free(parts[1]);
             free(parts[2]);
@@ -743,6 +759,7 @@ static int refs_add(struct sqlkey_refs *r, char *parts[3])
         goto oom;
     snprintf(full, a + b + c + 3, "%s.%s.%s", parts[0], parts[1], parts[2]);
     r->v[r->n++] = (struct sqlkey_table){parts[0], parts[1], parts[2], full};
+    ht[slot] = (uint16_t)r->n;
     return 0;
 oom:
     free(parts[0]);
@@ -774,6 +791,7 @@ struct level {
 };
 
 struct refs_ctx {
+    uint16_t ht[REFS_HT]; /* index + 1 into r->v, 0 = empty */
     const char *s;
     struct sqlkey_refs *r;
     char **ctes;
@@ -1011,7 +1029,7 @@ int sqlkey_table_refs(const char *s, size_t len, struct sqlkey_refs *r)
                     free(p[2]);
                     goto oom;
                 }
-                if (refs_add(r, p) < 0)
+                if (refs_add(r, c.ht, p) < 0)
                     goto oom;
             } else if (table_pos && !func) {
                 if (np == 2) {

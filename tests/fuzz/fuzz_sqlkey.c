@@ -1,0 +1,126 @@
+/*
+ * fuzz_sqlkey: libFuzzer target for src/sqlkey.c (and the JSON helpers of src/route.c).
+ *
+ * Checks, besides memory safety (ASan) on arbitrary, truncated input:
+ *   - the canonical form is never longer than the input and hashes to sqlkey_cache_key;
+ *   - it keeps the significant token sequence byte for byte (only gaps and one trailing ';'
+ *     change), which is what makes the cache key injective on meaning;
+ *   - it is idempotent (except for the one trailing ';' it removes per pass).
+ * Build: CC=clang BUILD_DIR=build-fuzz ./scripts/build.sh -DHG_FUZZ=ON; run build-fuzz/fuzz_sqlkey.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "route.h"
+#include "sqlkey.h"
+#include "util.h"
+
+static bool significant(const struct sqlkey_tok *t)
+{
+    return !(t->kind == SQLKEY_TOK_SPACE || (t->kind == SQLKEY_TOK_COMMENT && !t->unterminated));
+}
+
+/* Next significant token at or after *off; false at the end. */
+static bool next_sig(const char *s, size_t len, size_t *off, struct sqlkey_tok *t)
+{
+    while (*off < len) {
+        sqlkey_lex(s, len, *off, t);
+        if (t->len == 0 || *off + t->len > len)
+            abort(); /* the lexer must always consume, and stay inside the input */
+        *off += t->len;
+        if (significant(t))
+            return true;
+    }
+    return false;
+}
+
+/* Significant tokens of a and b are equal, except that a may have one extra trailing ';'. */
+static void same_tokens(const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t ia = 0, ib = 0;
+    struct sqlkey_tok ta, tb;
+    for (;;) {
+        bool ha = next_sig(a, alen, &ia, &ta);
+        bool hb = next_sig(b, blen, &ib, &tb);
+        if (!ha && !hb)
+            return;
+        if (ha && !hb) {
+            /* only a final ';' may be missing from b */
+            struct sqlkey_tok t2;
+            if (ta.kind == SQLKEY_TOK_PUNCT && a[ta.off] == ';' && !next_sig(a, alen, &ia, &t2))
+                return;
+            abort();
+        }
+        if (!ha || ta.kind != tb.kind || ta.len != tb.len ||
+            memcmp(a + ta.off, b + tb.off, ta.len) != 0)
+            abort();
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* an exact-size heap copy so ASan sees any read past the end */
+    char *sql = malloc(size ? size : 1);
+    if (!sql)
+        return 0;
+    memcpy(sql, data, size);
+
+    char *c1 = malloc(size + 1);
+    size_t n1 = sqlkey_canonical(sql, size, c1);
+    if (n1 > size || c1[n1] != '\0')
+        abort();
+    same_tokens(sql, size, c1, n1);
+
+    char k[65], h[65];
+    sqlkey_cache_key(sql, size, k);
+    util_sha256_hex(c1, n1, h);
+    if (strcmp(k, h) != 0)
+        abort();
+
+    char *c2 = malloc(n1 + 1);
+    size_t n2 = sqlkey_canonical(c1, n1, c2);
+    if (!(n1 > 0 && c1[n1 - 1] == ';') && (n2 != n1 || memcmp(c1, c2, n1) != 0))
+        abort();
+
+    enum sqlkey_reason r;
+    bool ok = sqlkey_is_cacheable(sql, size, &r);
+    if (ok != (r == SQLKEY_OK) || (unsigned)r >= SQLKEY_REASON__COUNT)
+        abort();
+    /* formatting never changes the verdict */
+    enum sqlkey_reason r1;
+    sqlkey_is_cacheable(c1, n1, &r1);
+    if (r1 != r && r != SQLKEY_MULTI_STATEMENT && r1 != SQLKEY_MULTI_STATEMENT)
+        abort();
+
+    struct sqlkey_refs refs;
+    sqlkey_table_refs(sql, size, &refs);
+    for (size_t i = 0; i < refs.n; i++)
+        if (!refs.v[i].full || !refs.v[i].conn || !refs.v[i].schema || !refs.v[i].table)
+            abort();
+    struct route_tags tags;
+    bool all;
+    route_query_tags(&refs, &tags);
+    route_sql_write_tags(&refs, &tags, &all);
+    sqlkey_refs_free(&refs);
+
+    struct sqlkey_query_req req;
+    if (sqlkey_parse_query_body(sql, size, &req, NULL, 0) == 0) {
+        char kk[65];
+        sqlkey_cache_key(req.sql, req.sql_len, kk);
+        sqlkey_query_req_free(&req);
+    }
+
+    route_refresh_tags(sql, size, NULL, NULL, &tags, &all);
+    const char *v;
+    size_t vl;
+    if (route_json_top_field(sql, size, "status", &v, &vl) && (v < sql || v + vl > sql + size))
+        abort();
+    route_body_cacheable(sql, size);
+
+    free(c2);
+    free(c1);
+    free(sql);
+    return 0;
+}
