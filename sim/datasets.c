@@ -1,0 +1,1326 @@
+/*
+ * datasets: /v1/datasets of hotdata-sim. A dataset is a user-managed table built from an
+ * upload (CSV with a header row, or JSON: an array of objects or one object per line) or
+ * from inline data, queryable as datasets.<schema_name>.<table_name> through the framework's
+ * table registry. Every load of data (create, PUT with a new "source", POST /v1/refresh
+ * with dataset_id) is a new version with its own SQLite table; the registry points at the
+ * pinned version when one is pinned, else at the latest.
+ *
+ * Accepted `source` shapes (anything else is 400):
+ *   {"upload_id": "upl_...", "format": "csv" | "json"}         format optional: inferred from
+ *                                                              the upload's content type / bytes
+ *   {"inline": {"columns": ["a", {"name": "b", "data_type": "Int64"}], "rows": [[1, 2], ...]}}
+ *   {"inline": {"rows": [{"a": 1, "b": "x"}, ...]}}          columns from the keys, in order
+ *   {"inline": {"format": "csv" | "json", "content": "a,b\n1,x\n"}}
+ * ("type": "upload" | "inline" may accompany them; the inline object may also be the source
+ * itself.) Column types are inferred from the data: Int64, Float64, Boolean, Utf8.
+ *
+ * Rules: label unique (409) and (schema_name, table_name) unique (409); table_name derived
+ * from the label by sim_ds_table_name_from_label unless given (must be an identifier, 400);
+ * pinned_version: omitted = unchanged, null = unpin, N = pin to an existing version (400
+ * otherwise). Parsing never crashes on bad input: malformed data is a 400 with the reason.
+ */
+#include "sim.h"
+#include "sim_res.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define SIM_DS_SCHEMA "main"
+#define SIM_DS_MAX_COLS 1000
+
+static const char sim_ds_schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS res_datasets ("
+    " id TEXT PRIMARY KEY, label TEXT NOT NULL UNIQUE, schema_name TEXT NOT NULL COLLATE NOCASE,"
+    " table_name TEXT NOT NULL COLLATE NOCASE, source_type TEXT NOT NULL, source TEXT NOT NULL,"
+    " latest_version INTEGER NOT NULL, pinned_version INTEGER, created_at TEXT NOT NULL,"
+    " updated_at TEXT NOT NULL, UNIQUE (schema_name, table_name));"
+    "CREATE TABLE IF NOT EXISTS res_dataset_versions ("
+    " dataset_id TEXT NOT NULL, version INTEGER NOT NULL, id TEXT NOT NULL,"
+    " source_type TEXT NOT NULL, sqlite_table TEXT NOT NULL, row_count INTEGER NOT NULL,"
+    " created_at TEXT NOT NULL, PRIMARY KEY (dataset_id, version));";
+
+/* ------------------------------------------------------------------------------------ */
+/* Loading tabular data into a new SQLite table                                          */
+
+struct sim_ds_cols {
+    size_t n;
+    char **names;
+    enum sim_ds_type *types;
+    int *declared; /* type given by the client: values must fit it */
+    int *nulls;
+};
+
+static void sim_ds_cols_free(struct sim_ds_cols *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->names[i]);
+    free(c->names);
+    free(c->types);
+    free(c->declared);
+    free(c->nulls);
+    memset(c, 0, sizeof *c);
+}
+
+static void sim_ds_cols_add(struct sim_ds_cols *c, const char *name)
+{
+    c->names = realloc(c->names, (c->n + 1) * sizeof *c->names);
+    c->types = realloc(c->types, (c->n + 1) * sizeof *c->types);
+    c->declared = realloc(c->declared, (c->n + 1) * sizeof *c->declared);
+    c->nulls = realloc(c->nulls, (c->n + 1) * sizeof *c->nulls);
+    if (!c->names || !c->types || !c->declared || !c->nulls)
+        abort();
+    c->names[c->n] = strdup(name);
+    c->types[c->n] = SIM_DS_NULL;
+    c->declared[c->n] = 0;
+    c->nulls[c->n] = 0;
+    c->n++;
+}
+
+static ssize_t sim_ds_cols_find(const struct sim_ds_cols *c, const char *name)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcasecmp(c->names[i], name) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+/* Names: non-empty (else column_<i>), unique case-insensitively. 0 or -1 with *err. */
+static int sim_ds_cols_check(struct sim_ds_cols *c, char **err)
+{
+    if (c->n == 0)
+        return asprintf(err, "No columns found"), -1;
+    if (c->n > SIM_DS_MAX_COLS)
+        return asprintf(err, "Too many columns (%zu, max %d)", c->n, SIM_DS_MAX_COLS), -1;
+    for (size_t i = 0; i < c->n; i++) {
+        if (!*c->names[i]) {
+            free(c->names[i]);
+            if (asprintf(&c->names[i], "column_%zu", i + 1) < 0)
+                abort();
+        }
+    }
+    for (size_t i = 0; i < c->n; i++)
+        for (size_t j = i + 1; j < c->n; j++)
+            if (strcasecmp(c->names[i], c->names[j]) == 0)
+                return asprintf(err, "Duplicate column name '%s'", c->names[i]), -1;
+    return 0;
+}
+
+static const char *sim_ds_sqlite_type(enum sim_ds_type t)
+{
+    switch (t) {
+    case SIM_DS_INT:
+        return "INTEGER";
+    case SIM_DS_FLOAT:
+        return "DOUBLE";
+    case SIM_DS_BOOL:
+        return "BOOLEAN";
+    default:
+        return "TEXT";
+    }
+}
+
+/* CREATE TABLE phys with the inferred types; NOT NULL where no value was null. */
+static int sim_ds_create_table(sqlite3 *db, const char *phys, const struct sim_ds_cols *c,
+                               char **err)
+{
+    size_t cap = 128, len = 0;
+    char *sql = malloc(cap);
+    if (!sql)
+        abort();
+    char *qt = sim_res_quote_ident(phys);
+    for (int pass = 0; pass < 2; pass++) {
+        len = 0;
+#define SIM_DS_APPEND(...)                                                                         \
+    do {                                                                                           \
+        int w_ = snprintf(sql + len, cap > len ? cap - len : 0, __VA_ARGS__);                      \
+        len += (size_t)w_;                                                                         \
+    } while (0)
+        SIM_DS_APPEND("DROP TABLE IF EXISTS %s; CREATE TABLE %s (", qt, qt);
+        for (size_t i = 0; i < c->n; i++) {
+            char *qc = sim_res_quote_ident(c->names[i]);
+            SIM_DS_APPEND("%s%s %s%s", i ? ", " : "", qc, sim_ds_sqlite_type(c->types[i]),
+                          c->nulls[i] ? "" : " NOT NULL");
+            free(qc);
+        }
+        SIM_DS_APPEND(");");
+#undef SIM_DS_APPEND
+        if (len < cap)
+            break;
+        cap = len + 1;
+        sql = realloc(sql, cap);
+        if (!sql)
+            abort();
+    }
+    free(qt);
+    int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    free(sql);
+    if (rc != SQLITE_OK) {
+        if (asprintf(err, "Creating the dataset table failed: %s", sqlite3_errmsg(db)) < 0)
+            *err = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static sqlite3_stmt *sim_ds_insert_stmt(sqlite3 *db, const char *phys, size_t n)
+{
+    char *qt = sim_res_quote_ident(phys);
+    size_t cap = strlen(qt) + 32 + 2 * n;
+    char *sql = malloc(cap);
+    if (!sql)
+        abort();
+    size_t len = (size_t)snprintf(sql, cap, "INSERT INTO %s VALUES (", qt);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(sql + len, cap - len, i ? ",?" : "?");
+    snprintf(sql + len, cap - len, ")");
+    free(qt);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        st = NULL;
+    free(sql);
+    return st;
+}
+
+/* Bind one textual value (CSV) to a column of type t. */
+static void sim_ds_bind_text_value(sqlite3_stmt *st, int pos, const char *v, enum sim_ds_type t)
+{
+    if (!v || !*v) {
+        sqlite3_bind_null(st, pos);
+        return;
+    }
+    switch (t) {
+    case SIM_DS_INT:
+        sqlite3_bind_int64(st, pos, strtoll(v, NULL, 10));
+        break;
+    case SIM_DS_FLOAT:
+        sqlite3_bind_double(st, pos, strtod(v, NULL));
+        break;
+    case SIM_DS_BOOL:
+        sqlite3_bind_int(st, pos, strcasecmp(v, "true") == 0);
+        break;
+    default:
+        sqlite3_bind_text(st, pos, v, -1, SQLITE_TRANSIENT);
+        break;
+    }
+}
+
+static int sim_ds_is_blank_record(const sim_csv *c)
+{
+    return c->nfields == 1 && c->fields[0][0] == '\0';
+}
+
+/* Load a CSV stream (header row + records) into phys: two passes (types, then rows). */
+static int sim_ds_load_csv(sqlite3 *db, FILE *f, const char *phys, struct sim_ds_cols *cols,
+                           long long *rows, char **err)
+{
+    sim_csv c;
+    sim_csv_init(&c, f);
+    int r = sim_csv_next(&c);
+    while (r == 1 && sim_ds_is_blank_record(&c))
+        r = sim_csv_next(&c);
+    if (r != 1) {
+        sim_csv_free(&c);
+        return asprintf(err, r == 0 ? "CSV has no header row" : "Malformed CSV header"), -1;
+    }
+    for (size_t i = 0; i < c.nfields; i++)
+        sim_ds_cols_add(cols, c.fields[i]);
+    if (sim_ds_cols_check(cols, err) != 0) {
+        sim_csv_free(&c);
+        return -1;
+    }
+    long long n = 0;
+    while ((r = sim_csv_next(&c)) == 1) {
+        if (sim_ds_is_blank_record(&c))
+            continue;
+        if (c.nfields != cols->n) {
+            long line = c.line;
+            size_t got = c.nfields;
+            sim_csv_free(&c);
+            return asprintf(err, "CSV line %ld has %zu fields, expected %zu", line, got, cols->n),
+                   -1;
+        }
+        for (size_t i = 0; i < c.nfields; i++) {
+            enum sim_ds_type t = sim_ds_value_type(c.fields[i]);
+            if (t == SIM_DS_NULL)
+                cols->nulls[i] = 1;
+            cols->types[i] = sim_ds_type_merge(cols->types[i], t);
+        }
+        n++;
+    }
+    if (r < 0) {
+        long line = c.line;
+        sim_csv_free(&c);
+        return asprintf(err, "Malformed CSV at line %ld: unterminated quoted field", line), -1;
+    }
+    if (sim_ds_create_table(db, phys, cols, err) != 0) {
+        sim_csv_free(&c);
+        return -1;
+    }
+    sqlite3_stmt *st = sim_ds_insert_stmt(db, phys, cols->n);
+    if (!st || fseek(f, 0, SEEK_SET) != 0) {
+        sqlite3_finalize(st);
+        sim_csv_free(&c);
+        return asprintf(err, "Loading the CSV failed: %s", sqlite3_errmsg(db)), -1;
+    }
+    sim_csv_free(&c);
+    sim_csv_init(&c, f);
+    r = sim_csv_next(&c);
+    while (r == 1 && sim_ds_is_blank_record(&c))
+        r = sim_csv_next(&c);
+    int rc = 0;
+    while ((r = sim_csv_next(&c)) == 1) {
+        if (sim_ds_is_blank_record(&c))
+            continue;
+        for (size_t i = 0; i < cols->n && i < c.nfields; i++)
+            sim_ds_bind_text_value(st, (int)i + 1, c.fields[i], cols->types[i]);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            rc = -1;
+            if (asprintf(err, "Loading the CSV failed: %s", sqlite3_errmsg(db)) < 0)
+                *err = NULL;
+            break;
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    sqlite3_finalize(st);
+    sim_csv_free(&c);
+    *rows = n;
+    return rc;
+}
+
+static int sim_ds_parse_declared_type(const char *s, enum sim_ds_type *out)
+{
+    static const struct {
+        const char *name;
+        enum sim_ds_type t;
+    } map[] = {{"int64", SIM_DS_INT},     {"int", SIM_DS_INT},       {"integer", SIM_DS_INT},
+               {"bigint", SIM_DS_INT},    {"int32", SIM_DS_INT},     {"float64", SIM_DS_FLOAT},
+               {"float", SIM_DS_FLOAT},   {"double", SIM_DS_FLOAT},  {"real", SIM_DS_FLOAT},
+               {"numeric", SIM_DS_FLOAT}, {"decimal", SIM_DS_FLOAT}, {"boolean", SIM_DS_BOOL},
+               {"bool", SIM_DS_BOOL},     {"utf8", SIM_DS_TEXT},     {"string", SIM_DS_TEXT},
+               {"text", SIM_DS_TEXT},     {"varchar", SIM_DS_TEXT}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcasecmp(s, map[i].name) == 0) {
+            *out = map[i].t;
+            return 0;
+        }
+    return -1;
+}
+
+static enum sim_ds_type sim_ds_json_type(json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_NULL:
+        return SIM_DS_NULL;
+    case JSON_INTEGER:
+        return SIM_DS_INT;
+    case JSON_REAL:
+        return SIM_DS_FLOAT;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return SIM_DS_BOOL;
+    default:
+        return SIM_DS_TEXT;
+    }
+}
+
+/* Bind a JSON value to a column of type t; -1 when it does not fit a declared type. */
+static int sim_ds_bind_json_value(sqlite3_stmt *st, int pos, json_t *v, enum sim_ds_type t)
+{
+    if (!v || json_is_null(v))
+        return sqlite3_bind_null(st, pos), 0;
+    switch (t) {
+    case SIM_DS_INT:
+        if (json_is_integer(v))
+            return sqlite3_bind_int64(st, pos, json_integer_value(v)), 0;
+        if (json_is_string(v) && sim_ds_value_type(json_string_value(v)) == SIM_DS_INT)
+            return sqlite3_bind_int64(st, pos, strtoll(json_string_value(v), NULL, 10)), 0;
+        return -1;
+    case SIM_DS_FLOAT:
+        if (json_is_number(v))
+            return sqlite3_bind_double(st, pos, json_number_value(v)), 0;
+        if (json_is_string(v)) {
+            enum sim_ds_type vt = sim_ds_value_type(json_string_value(v));
+            if (vt == SIM_DS_INT || vt == SIM_DS_FLOAT)
+                return sqlite3_bind_double(st, pos, strtod(json_string_value(v), NULL)), 0;
+        }
+        return -1;
+    case SIM_DS_BOOL:
+        if (json_is_boolean(v))
+            return sqlite3_bind_int(st, pos, json_is_true(v)), 0;
+        if (json_is_string(v) && sim_ds_value_type(json_string_value(v)) == SIM_DS_BOOL)
+            return sqlite3_bind_int(st, pos, strcasecmp(json_string_value(v), "true") == 0), 0;
+        return -1;
+    default:
+        if (json_is_string(v))
+            return sqlite3_bind_text(st, pos, json_string_value(v), (int)json_string_length(v),
+                                     SQLITE_TRANSIENT),
+                   0;
+        {
+            char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+            sqlite3_bind_text(st, pos, s ? s : "", -1, SQLITE_TRANSIENT);
+            free(s);
+        }
+        return 0;
+    }
+}
+
+/* Load rows (a JSON array of arrays, each cols->n long) into phys. Types not declared are
+ * inferred from the JSON value types. */
+static int sim_ds_load_json_rows(sqlite3 *db, json_t *rows, const char *phys,
+                                 struct sim_ds_cols *cols, long long *nrows, char **err)
+{
+    if (sim_ds_cols_check(cols, err) != 0)
+        return -1;
+    size_t r;
+    json_t *row;
+    json_array_foreach(rows, r, row)
+    {
+        if (!json_is_array(row) || json_array_size(row) != cols->n)
+            return asprintf(err, "Row %zu must be an array of %zu values", r + 1, cols->n), -1;
+        for (size_t i = 0; i < cols->n; i++) {
+            json_t *v = json_array_get(row, i);
+            enum sim_ds_type t = sim_ds_json_type(v);
+            if (t == SIM_DS_NULL)
+                cols->nulls[i] = 1;
+            if (!cols->declared[i])
+                cols->types[i] = sim_ds_type_merge(cols->types[i], t);
+        }
+    }
+    if (sim_ds_create_table(db, phys, cols, err) != 0)
+        return -1;
+    sqlite3_stmt *st = sim_ds_insert_stmt(db, phys, cols->n);
+    if (!st)
+        return asprintf(err, "Loading rows failed: %s", sqlite3_errmsg(db)), -1;
+    int rc = 0;
+    json_array_foreach(rows, r, row)
+    {
+        for (size_t i = 0; i < cols->n && rc == 0; i++) {
+            if (sim_ds_bind_json_value(st, (int)i + 1, json_array_get(row, i), cols->types[i]) !=
+                0) {
+                rc = -1;
+                if (asprintf(err, "Row %zu: value of column '%s' is not %s", r + 1, cols->names[i],
+                             sim_ds_type_name(cols->types[i])) < 0)
+                    *err = NULL;
+            }
+        }
+        if (rc == 0 && sqlite3_step(st) != SQLITE_DONE) {
+            rc = -1;
+            if (asprintf(err, "Loading rows failed: %s", sqlite3_errmsg(db)) < 0)
+                *err = NULL;
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc != 0)
+            break;
+    }
+    sqlite3_finalize(st);
+    *nrows = (long long)json_array_size(rows);
+    return rc;
+}
+
+/* Array of objects -> columns (keys in order of first appearance) + array of arrays. */
+static int sim_ds_objects_to_rows(json_t *objs, struct sim_ds_cols *cols, json_t **rows_out,
+                                  char **err)
+{
+    size_t r;
+    json_t *o;
+    json_array_foreach(objs, r, o)
+    {
+        if (!json_is_object(o))
+            return asprintf(err, "Row %zu is not a JSON object", r + 1), -1;
+        const char *k;
+        json_t *v;
+        json_object_foreach(o, k, v)
+        {
+            if (sim_ds_cols_find(cols, k) < 0) {
+                if (cols->n >= SIM_DS_MAX_COLS)
+                    return asprintf(err, "Too many columns (max %d)", SIM_DS_MAX_COLS), -1;
+                sim_ds_cols_add(cols, k);
+            }
+        }
+    }
+    json_t *rows = json_array();
+    json_array_foreach(objs, r, o)
+    {
+        json_t *row = json_array();
+        for (size_t i = 0; i < cols->n; i++) {
+            json_t *v = json_object_get(o, cols->names[i]);
+            json_array_append(row, v ? v : json_null());
+        }
+        json_array_append_new(rows, row);
+    }
+    *rows_out = rows;
+    return 0;
+}
+
+/* JSON document text: an array of objects, or one object per line (NDJSON). */
+static int sim_ds_load_json_file(sqlite3 *db, FILE *f, const char *phys, struct sim_ds_cols *cols,
+                                 long long *nrows, char **err)
+{
+    json_error_t je;
+    json_t *doc = json_loadf(f, JSON_DISABLE_EOF_CHECK, &je);
+    json_t *objs = NULL;
+    if (doc && json_is_array(doc)) {
+        objs = doc;
+        doc = NULL;
+        /* nothing but whitespace may follow the array */
+        int ch;
+        while ((ch = getc(f)) != EOF)
+            if (ch != ' ' && ch != '\n' && ch != '\r' && ch != '\t') {
+                json_decref(objs);
+                return asprintf(err, "Invalid JSON: trailing data after the array"), -1;
+            }
+    } else if (doc && json_is_object(doc)) {
+        objs = json_array();
+        json_array_append_new(objs, doc);
+        doc = NULL;
+        for (;;) {
+            json_t *next = json_loadf(f, JSON_DISABLE_EOF_CHECK, &je);
+            if (!next) {
+                int ch;
+                while ((ch = getc(f)) != EOF &&
+                       (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t'))
+                    ;
+                if (ch != EOF) {
+                    json_decref(objs);
+                    return asprintf(err, "Invalid JSON at line %d: %s", je.line, je.text), -1;
+                }
+                break;
+            }
+            json_array_append_new(objs, next);
+        }
+    } else {
+        json_decref(doc);
+        return asprintf(err,
+                        "Invalid JSON data: expected an array of objects or one object "
+                        "per line%s%s",
+                        doc ? "" : ": ", doc ? "" : je.text),
+               -1;
+    }
+    json_t *rows = NULL;
+    int rc = sim_ds_objects_to_rows(objs, cols, &rows, err);
+    if (rc == 0)
+        rc = sim_ds_load_json_rows(db, rows, phys, cols, nrows, err);
+    json_decref(rows);
+    json_decref(objs);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Sources                                                                               */
+
+/*
+ * Validate and normalise a source into *kind ("upload" | "inline") and the object to
+ * store. 0 or -1 with *err (a 400 message).
+ */
+static int sim_ds_source_check(struct sim_ws *ws, json_t *src, const char **kind, char **err)
+{
+    if (!json_is_object(src))
+        return asprintf(err, "Field 'source' must be an object"), -1;
+    json_t *type = json_object_get(src, "type");
+    if (type && !json_is_string(type))
+        return asprintf(err, "source.type must be a string"), -1;
+    json_t *upload = json_object_get(src, "upload_id");
+    json_t *inl = json_object_get(src, "inline");
+    if (upload && !json_is_null(upload)) {
+        if (!json_is_string(upload))
+            return asprintf(err, "source.upload_id must be a string"), -1;
+        json_t *fmt = json_object_get(src, "format");
+        if (fmt && !json_is_null(fmt)) {
+            const char *f = json_string_value(fmt);
+            if (!f)
+                return asprintf(err, "source.format must be a string"), -1;
+            if (strcmp(f, "parquet") == 0)
+                return asprintf(err, "Parquet uploads are not supported by this server"), -1;
+            if (strcmp(f, "csv") != 0 && strcmp(f, "json") != 0)
+                return asprintf(err, "Unsupported source.format '%s': expected csv or json", f), -1;
+        }
+        char *path = sim_upload_path(ws, json_string_value(upload), NULL);
+        if (!path)
+            return asprintf(err, "Upload '%s' not found", json_string_value(upload)), -1;
+        free(path);
+        *kind = "upload";
+        return 0;
+    }
+    if (!inl)
+        inl = src; /* the inline object itself */
+    if (!json_is_object(inl))
+        return asprintf(err, "source.inline must be an object"), -1;
+    json_t *rows = json_object_get(inl, "rows"), *content = json_object_get(inl, "content");
+    if (rows && !json_is_array(rows))
+        return asprintf(err, "source.inline.rows must be an array"), -1;
+    if (content && !json_is_string(content))
+        return asprintf(err, "source.inline.content must be a string"), -1;
+    if (!rows && !content)
+        return asprintf(err, "source needs upload_id, or inline data (rows or content)"), -1;
+    if (content) {
+        const char *f = json_string_value(json_object_get(inl, "format"));
+        if (!f || (strcmp(f, "csv") != 0 && strcmp(f, "json") != 0))
+            return asprintf(err, "source.inline.format must be csv or json"), -1;
+    }
+    *kind = "inline";
+    return 0;
+}
+
+/* Sniff csv/json from a content type and the first non-space byte. */
+static const char *sim_ds_sniff_format(FILE *f, const char *content_type)
+{
+    if (content_type && strcasestr(content_type, "json"))
+        return "json";
+    if (content_type && strcasestr(content_type, "csv"))
+        return "csv";
+    int ch;
+    while ((ch = getc(f)) != EOF && (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t'))
+        ;
+    rewind(f);
+    return ch == '[' || ch == '{' ? "json" : "csv";
+}
+
+/* Load a (checked) source into a new SQLite table phys. */
+static int sim_ds_load_source(struct sim_ws *ws, json_t *src, const char *phys,
+                              struct sim_ds_cols *cols, long long *nrows, char **err)
+{
+    sqlite3 *db = ws->db;
+    json_t *upload = json_object_get(src, "upload_id");
+    if (json_is_string(upload)) {
+        char *ctype = NULL;
+        char *path = sim_upload_path(ws, json_string_value(upload), &ctype);
+        FILE *f = path ? fopen(path, "rb") : NULL;
+        free(path);
+        if (!f) {
+            free(ctype);
+            return asprintf(err, "Upload '%s' is no longer available", json_string_value(upload)),
+                   -1;
+        }
+        const char *fmt = json_string_value(json_object_get(src, "format"));
+        if (!fmt)
+            fmt = sim_ds_sniff_format(f, ctype);
+        free(ctype);
+        int rc = strcmp(fmt, "json") == 0 ? sim_ds_load_json_file(db, f, phys, cols, nrows, err)
+                                          : sim_ds_load_csv(db, f, phys, cols, nrows, err);
+        fclose(f);
+        return rc;
+    }
+    json_t *inl = json_object_get(src, "inline");
+    if (!inl)
+        inl = src;
+    json_t *content = json_object_get(inl, "content");
+    if (json_is_string(content)) {
+        const char *fmt = json_string_value(json_object_get(inl, "format"));
+        size_t len = json_string_length(content);
+        FILE *f = len ? fmemopen((void *)json_string_value(content), len, "rb") : NULL;
+        if (!f)
+            return asprintf(err, "source.inline.content is empty"), -1;
+        int rc = strcmp(fmt, "json") == 0 ? sim_ds_load_json_file(db, f, phys, cols, nrows, err)
+                                          : sim_ds_load_csv(db, f, phys, cols, nrows, err);
+        fclose(f);
+        return rc;
+    }
+    json_t *rowsj = json_object_get(inl, "rows");
+    json_t *colsj = json_object_get(inl, "columns");
+    bool objects = json_array_size(rowsj) > 0 && json_is_object(json_array_get(rowsj, 0));
+    if (colsj && !json_is_null(colsj)) {
+        if (!json_is_array(colsj))
+            return asprintf(err, "source.inline.columns must be an array"), -1;
+        size_t i;
+        json_t *c;
+        json_array_foreach(colsj, i, c)
+        {
+            const char *name = json_is_string(c) ? json_string_value(c)
+                                                 : json_string_value(json_object_get(c, "name"));
+            if (!name)
+                return asprintf(err, "source.inline.columns[%zu] needs a name", i), -1;
+            sim_ds_cols_add(cols, name);
+            json_t *dt = json_object_get(c, "data_type");
+            if (!dt)
+                dt = json_object_get(c, "type");
+            if (dt && !json_is_null(dt)) {
+                enum sim_ds_type t;
+                if (!json_is_string(dt) ||
+                    sim_ds_parse_declared_type(json_string_value(dt), &t) != 0)
+                    return asprintf(err, "Unsupported data_type for column '%s'", name), -1;
+                cols->types[cols->n - 1] = t;
+                cols->declared[cols->n - 1] = 1;
+            }
+        }
+        if (objects) {
+            /* rows as objects with declared columns: pick the values by name */
+            json_t *rows = json_array();
+            json_t *o;
+            size_t r;
+            json_array_foreach(rowsj, r, o)
+            {
+                if (!json_is_object(o)) {
+                    json_decref(rows);
+                    return asprintf(err, "Row %zu is not a JSON object", r + 1), -1;
+                }
+                json_t *row = json_array();
+                for (size_t k = 0; k < cols->n; k++) {
+                    json_t *v = json_object_get(o, cols->names[k]);
+                    json_array_append(row, v ? v : json_null());
+                }
+                json_array_append_new(rows, row);
+            }
+            int rc = sim_ds_load_json_rows(db, rows, phys, cols, nrows, err);
+            json_decref(rows);
+            return rc;
+        }
+        return sim_ds_load_json_rows(db, rowsj, phys, cols, nrows, err);
+    }
+    if (!objects && json_array_size(rowsj) > 0)
+        return asprintf(err, "source.inline.rows as arrays need source.inline.columns"), -1;
+    json_t *rows = NULL;
+    if (sim_ds_objects_to_rows(rowsj, cols, &rows, err) != 0)
+        return -1;
+    int rc = sim_ds_load_json_rows(db, rows, phys, cols, nrows, err);
+    json_decref(rows);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Versions and the table registry                                                       */
+
+/*
+ * Load src as version `version` of dataset id: a new SQLite table ds_<id>_v<version> and a
+ * res_dataset_versions row. 0 on success; -1 with *err (the client's fault: 400) or with
+ * *err NULL (a database failure: 500).
+ */
+static int sim_ds_make_version(struct sim_ws *ws, const char *id, int version, const char *kind,
+                               json_t *src, char **err)
+{
+    char phys[160], vid[64], now[40];
+    snprintf(phys, sizeof phys, "ds_%s_v%d", id, version);
+    sim_id_new("dsv", vid);
+    sim_now_rfc3339(now, false);
+    struct sim_ds_cols cols = {0};
+    long long rows = 0;
+    sim_db_exec(ws->db, "SAVEPOINT sim_ds_load");
+    int rc = sim_ds_load_source(ws, src, phys, &cols, &rows, err);
+    sim_ds_cols_free(&cols);
+    if (rc != 0) {
+        sim_db_exec(ws->db, "ROLLBACK TO sim_ds_load");
+        sim_db_exec(ws->db, "RELEASE sim_ds_load");
+        if (!*err && asprintf(err, "Loading the dataset failed") < 0)
+            *err = NULL;
+        return -1;
+    }
+    sqlite3_stmt *st = sim_db_stmt(ws, "INSERT OR REPLACE INTO res_dataset_versions(dataset_id,"
+                                       " version, id, source_type, sqlite_table, row_count,"
+                                       " created_at) VALUES (?1,?2,?3,?4,?5,?6,?7)");
+    rc = -1;
+    if (st) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(st, 2, version);
+        sqlite3_bind_text(st, 3, vid, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 4, kind, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 5, phys, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 6, rows);
+        sqlite3_bind_text(st, 7, now, -1, SQLITE_TRANSIENT);
+        rc = sim_res_step_done(st) == SQLITE_DONE ? 0 : -1;
+    }
+    if (rc != 0) {
+        sim_db_exec(ws->db, "ROLLBACK TO sim_ds_load");
+        sim_db_exec(ws->db, "RELEASE sim_ds_load");
+        return -1;
+    }
+    sim_db_exec(ws->db, "RELEASE sim_ds_load");
+    json_t *up = json_object_get(src, "upload_id");
+    if (json_is_string(up))
+        sim_upload_set_status(ws, json_string_value(up), "consumed");
+    return 0;
+}
+
+struct sim_ds_row {
+    char id[64];
+    char *label, *schema_name, *table_name, *source_type, *source, *created_at, *updated_at;
+    int latest_version;
+    int pinned_version; /* 0 = not pinned */
+};
+
+static void sim_ds_row_free(struct sim_ds_row *d)
+{
+    free(d->label);
+    free(d->schema_name);
+    free(d->table_name);
+    free(d->source_type);
+    free(d->source);
+    free(d->created_at);
+    free(d->updated_at);
+}
+
+static char *sim_ds_dup_col(sqlite3_stmt *st, int i)
+{
+    const char *t = sim_res_col_text(st, i);
+    return t ? strdup(t) : NULL;
+}
+
+static int sim_ds_load(struct sim_ws *ws, const char *id, struct sim_ds_row *d)
+{
+    memset(d, 0, sizeof *d);
+    sqlite3_stmt *st = sim_db_stmt(
+        ws, "SELECT id, label, schema_name, table_name, source_type, source, latest_version,"
+            " pinned_version, created_at, updated_at FROM res_datasets WHERE id = ?1");
+    if (!st)
+        return 0;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    int found = sqlite3_step(st) == SQLITE_ROW;
+    if (found) {
+        snprintf(d->id, sizeof d->id, "%s", (const char *)sqlite3_column_text(st, 0));
+        d->label = sim_ds_dup_col(st, 1);
+        d->schema_name = sim_ds_dup_col(st, 2);
+        d->table_name = sim_ds_dup_col(st, 3);
+        d->source_type = sim_ds_dup_col(st, 4);
+        d->source = sim_ds_dup_col(st, 5);
+        d->latest_version = sqlite3_column_int(st, 6);
+        d->pinned_version =
+            sqlite3_column_type(st, 7) == SQLITE_NULL ? 0 : sqlite3_column_int(st, 7);
+        d->created_at = sim_ds_dup_col(st, 8);
+        d->updated_at = sim_ds_dup_col(st, 9);
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+static int sim_ds_load_or_404(struct sim_req *req, struct sim_ds_row *d)
+{
+    const char *id = sim_req_param(req, "id");
+    if (!id || !sim_ds_load(req->ws, id, d)) {
+        sim_reply_error(req, 404, "NOT_FOUND", "Dataset '%s' not found", id ? id : "");
+        return -1;
+    }
+    return 0;
+}
+
+/* The SQLite table of one version, malloc'd, NULL when unknown. */
+static char *sim_ds_version_table(struct sim_ws *ws, const char *id, int version)
+{
+    sqlite3_stmt *st = sim_db_stmt(ws, "SELECT sqlite_table FROM res_dataset_versions WHERE"
+                                       " dataset_id = ?1 AND version = ?2");
+    if (!st)
+        return NULL;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 2, version);
+    char *t = sqlite3_step(st) == SQLITE_ROW ? sim_ds_dup_col(st, 0) : NULL;
+    sqlite3_reset(st);
+    return t;
+}
+
+/* Point datasets.<schema>.<table> at the effective version (pinned, else latest). */
+static int sim_ds_register(struct sim_ws *ws, const struct sim_ds_row *d)
+{
+    int v = d->pinned_version ? d->pinned_version : d->latest_version;
+    char *phys = sim_ds_version_table(ws, d->id, v);
+    if (!phys)
+        return -1;
+    int rc = sim_table_register(ws, "dataset", d->id, "datasets", d->schema_name, d->table_name,
+                                phys, true);
+    free(phys);
+    if (rc == 0) {
+        char now[40];
+        sim_now_rfc3339(now, false);
+        sqlite3_stmt *st = sim_db_stmt(ws, "UPDATE sim_tables SET last_sync = ?2 WHERE"
+                                           " owner_id = ?1 AND kind = 'dataset'");
+        if (st) {
+            sqlite3_bind_text(st, 1, d->id, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(st, 2, now, -1, SQLITE_TRANSIENT);
+            sim_res_step_done(st);
+        }
+    }
+    return rc;
+}
+
+/* 1 when another dataset (not except_id) already uses label / schema.table. */
+static int sim_ds_label_taken(struct sim_ws *ws, const char *label, const char *except_id)
+{
+    sqlite3_stmt *st =
+        sim_db_stmt(ws, "SELECT 1 FROM res_datasets WHERE label = ?1 AND id IS NOT ?2");
+    if (!st)
+        return 0;
+    sqlite3_bind_text(st, 1, label, -1, SQLITE_TRANSIENT);
+    if (except_id)
+        sqlite3_bind_text(st, 2, except_id, -1, SQLITE_TRANSIENT);
+    int taken = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return taken;
+}
+
+static int sim_ds_table_taken(struct sim_ws *ws, const char *schema, const char *table,
+                              const char *except_id)
+{
+    sqlite3_stmt *st = sim_db_stmt(ws, "SELECT 1 FROM res_datasets WHERE schema_name = ?1 AND"
+                                       " table_name = ?2 AND id IS NOT ?3");
+    if (!st)
+        return 0;
+    sqlite3_bind_text(st, 1, schema, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, table, -1, SQLITE_TRANSIENT);
+    if (except_id)
+        sqlite3_bind_text(st, 3, except_id, -1, SQLITE_TRANSIENT);
+    int taken = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return taken;
+}
+
+static void sim_ds_drop_versions(struct sim_ws *ws, const char *id)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(ws->db,
+                           "SELECT sqlite_table FROM res_dataset_versions WHERE dataset_id = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    json_t *names = json_array();
+    while (sqlite3_step(st) == SQLITE_ROW)
+        json_array_append_new(names, sim_res_col_json(st, 0));
+    sqlite3_finalize(st);
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n)
+    {
+        if (!json_is_string(n))
+            continue;
+        char *q = sim_res_quote_ident(json_string_value(n)), *sql;
+        if (asprintf(&sql, "DROP TABLE IF EXISTS %s", q) >= 0) {
+            sim_db_exec(ws->db, sql);
+            free(sql);
+        }
+        free(q);
+    }
+    json_decref(names);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Handlers                                                                              */
+
+static json_t *sim_ds_list_item(sqlite3_stmt *st)
+{
+    /* id, label, schema_name, table_name, latest_version, pinned_version, created_at,
+     * updated_at */
+    return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "created_at", sim_res_col_json(st, 6),
+                     "id", sim_res_col_json(st, 0), "label", sim_res_col_json(st, 1),
+                     "latest_version", sim_res_col_json(st, 4), "pinned_version",
+                     sim_res_col_json(st, 5), "schema_name", sim_res_col_json(st, 2), "table_name",
+                     sim_res_col_json(st, 3), "updated_at", sim_res_col_json(st, 7));
+}
+
+static void sim_ds_list(struct sim_req *req)
+{
+    long limit, offset;
+    if (sim_res_page(req, 100, &limit, &offset) != 0)
+        return;
+    sqlite3_stmt *st = sim_db_stmt(
+        req->ws, "SELECT id, label, schema_name, table_name, latest_version, pinned_version,"
+                 " created_at, updated_at FROM res_datasets ORDER BY created_at, id"
+                 " LIMIT ?1 OFFSET ?2");
+    if (!st) {
+        sim_res_reply_db_error(req);
+        return;
+    }
+    sqlite3_bind_int64(st, 1, limit + 1);
+    sqlite3_bind_int64(st, 2, offset);
+    json_t *arr = json_array();
+    bool more = false;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if ((long)json_array_size(arr) == limit) {
+            more = true;
+            break;
+        }
+        json_array_append_new(arr, sim_ds_list_item(st));
+    }
+    sqlite3_reset(st);
+    sim_reply_json(req, 200,
+                   json_pack("{s:I,s:o,s:b,s:I,s:I}", "count", (json_int_t)json_array_size(arr),
+                             "datasets", arr, "has_more", more, "limit", (json_int_t)limit,
+                             "offset", (json_int_t)offset));
+}
+
+static void sim_ds_create(struct sim_req *req)
+{
+    const char *label = NULL, *table_name = NULL;
+    bool has_table = false;
+    if (!json_is_object(req->body)) {
+        sim_reply_error(req, 400, "BAD_REQUEST", "Request body must be a JSON object");
+        return;
+    }
+    if (sim_body_str(req, "label", true, &label, NULL) != 0 ||
+        sim_body_str(req, "table_name", false, &table_name, &has_table) != 0)
+        return;
+    if (!*label) {
+        sim_reply_error(req, 400, "BAD_REQUEST", "Field 'label' must not be empty");
+        return;
+    }
+    json_t *src = json_object_get(req->body, "source");
+    if (!src || json_is_null(src)) {
+        sim_reply_error(req, 400, "BAD_REQUEST", "Missing required field 'source'");
+        return;
+    }
+    const char *kind = NULL;
+    char *err = NULL;
+    if (sim_ds_source_check(req->ws, src, &kind, &err) != 0) {
+        sim_reply_error(req, 400, "BAD_REQUEST", "%s", err ? err : "Invalid source");
+        free(err);
+        return;
+    }
+    char *tname = has_table ? strdup(table_name) : sim_ds_table_name_from_label(label);
+    if (!sim_ds_valid_ident(tname)) {
+        sim_reply_error(req, 400, "BAD_REQUEST",
+                        "Invalid table_name '%s': letters, digits and _, not starting with a "
+                        "digit, at most 63 characters%s",
+                        tname, has_table ? "" : " (derived from the label; pass table_name)");
+        free(tname);
+        return;
+    }
+    if (sim_ds_label_taken(req->ws, label, NULL)) {
+        sim_reply_error(req, 409, "CONFLICT", "Dataset with label '%s' already exists", label);
+        free(tname);
+        return;
+    }
+    if (sim_ds_table_taken(req->ws, SIM_DS_SCHEMA, tname, NULL)) {
+        sim_reply_error(req, 409, "CONFLICT", "Dataset table '%s.%s' already exists", SIM_DS_SCHEMA,
+                        tname);
+        free(tname);
+        return;
+    }
+    char id[64], now[40];
+    sim_id_new("ds", id);
+    sim_now_rfc3339(now, false);
+    if (sim_ds_make_version(req->ws, id, 1, kind, src, &err) != 0) {
+        if (err)
+            sim_reply_error(req, 400, "BAD_REQUEST", "%s", err);
+        else
+            sim_res_reply_db_error(req);
+        free(err);
+        free(tname);
+        return;
+    }
+    char *src_text = json_dumps(src, JSON_COMPACT);
+    sqlite3_stmt *st = sim_db_stmt(
+        req->ws, "INSERT INTO res_datasets(id, label, schema_name, table_name, source_type,"
+                 " source, latest_version, pinned_version, created_at, updated_at)"
+                 " VALUES (?1,?2,?3,?4,?5,?6,1,NULL,?7,?7)");
+    int rc = SQLITE_ERROR;
+    if (st) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, label, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, SIM_DS_SCHEMA, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, tname, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 5, kind, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, src_text ? src_text : "{}", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 7, now, -1, SQLITE_TRANSIENT);
+        rc = sim_res_step_done(st);
+    }
+    free(src_text);
+    struct sim_ds_row d;
+    if (rc != SQLITE_DONE || !sim_ds_load(req->ws, id, &d)) {
+        sim_ds_drop_versions(req->ws, id);
+        sim_res_reply_db_error(req);
+        free(tname);
+        return;
+    }
+    if (sim_ds_register(req->ws, &d) != 0) {
+        sim_ds_row_free(&d);
+        free(tname);
+        sim_res_reply_db_error(req);
+        return;
+    }
+    sim_ds_row_free(&d);
+    sim_reply_json(req, 201,
+                   json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:n,s:s,s:s}", "created_at", now, "id",
+                             id, "label", label, "schema_name", SIM_DS_SCHEMA, "status", "ready",
+                             "table_name", tname, "latest_version", 1, "pinned_version",
+                             "source_type", kind, "updated_at", now));
+    free(tname);
+}
+
+static void sim_ds_get(struct sim_req *req)
+{
+    struct sim_ds_row d;
+    if (sim_ds_load_or_404(req, &d) != 0)
+        return;
+    int v = d.pinned_version ? d.pinned_version : d.latest_version;
+    char *phys = sim_ds_version_table(req->ws, d.id, v);
+    json_t *cols = phys ? sim_res_table_columns(req->db, phys) : NULL;
+    free(phys);
+    sim_reply_json(req, 200,
+                   json_pack("{s:o,s:s,s:s,s:s,s:i,s:o,s:s,s:s,s:s,s:s}", "columns",
+                             cols ? cols : json_array(), "created_at", d.created_at, "id", d.id,
+                             "label", d.label, "latest_version", d.latest_version, "pinned_version",
+                             d.pinned_version ? json_integer(d.pinned_version) : json_null(),
+                             "schema_name", d.schema_name, "source_type", d.source_type,
+                             "table_name", d.table_name, "updated_at", d.updated_at));
+    sim_ds_row_free(&d);
+}
+
+static int sim_ds_save(struct sim_ws *ws, const struct sim_ds_row *d)
+{
+    sqlite3_stmt *st = sim_db_stmt(ws, "UPDATE res_datasets SET label = ?2, table_name = ?3,"
+                                       " latest_version = ?4, pinned_version = ?5,"
+                                       " updated_at = ?6, source = ?7, source_type = ?8"
+                                       " WHERE id = ?1");
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, d->id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, d->label, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, d->table_name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 4, d->latest_version);
+    if (d->pinned_version)
+        sqlite3_bind_int(st, 5, d->pinned_version);
+    sqlite3_bind_text(st, 6, d->updated_at, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 7, d->source, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 8, d->source_type, -1, SQLITE_TRANSIENT);
+    return sim_res_step_done(st) == SQLITE_DONE ? 0 : -1;
+}
+
+static void sim_ds_update(struct sim_req *req)
+{
+    struct sim_ds_row d;
+    if (sim_ds_load_or_404(req, &d) != 0)
+        return;
+    const char *label = NULL, *table_name = NULL;
+    bool has_label = false, has_table = false;
+    if (!json_is_object(req->body)) {
+        sim_ds_row_free(&d);
+        sim_reply_error(req, 400, "BAD_REQUEST", "Request body must be a JSON object");
+        return;
+    }
+    if (sim_body_str(req, "label", false, &label, &has_label) != 0 ||
+        sim_body_str(req, "table_name", false, &table_name, &has_table) != 0) {
+        sim_ds_row_free(&d);
+        return;
+    }
+    json_t *pin = json_object_get(req->body, "pinned_version");
+    json_t *src = json_object_get(req->body, "source");
+    if (src && json_is_null(src))
+        src = NULL;
+#define SIM_DS_FAIL(status, ...)                                                                   \
+    do {                                                                                           \
+        sim_ds_row_free(&d);                                                                       \
+        sim_reply_error(req, status, NULL, __VA_ARGS__);                                           \
+        return;                                                                                    \
+    } while (0)
+    if (has_label && !*label)
+        SIM_DS_FAIL(400, "Field 'label' must not be empty");
+    if (has_table && !sim_ds_valid_ident(table_name))
+        SIM_DS_FAIL(400, "Invalid table_name '%s'", table_name);
+    if (pin && !json_is_null(pin) && !json_is_integer(pin))
+        SIM_DS_FAIL(400, "Field 'pinned_version' must be an integer or null");
+    if (json_is_integer(pin) &&
+        (json_integer_value(pin) < 1 || json_integer_value(pin) > d.latest_version))
+        SIM_DS_FAIL(400, "Version %" JSON_INTEGER_FORMAT " of dataset '%s' does not exist",
+                    json_integer_value(pin), d.id);
+    const char *kind = NULL;
+    char *err = NULL;
+    if (src && sim_ds_source_check(req->ws, src, &kind, &err) != 0) {
+        sim_ds_row_free(&d);
+        sim_reply_error(req, 400, "BAD_REQUEST", "%s", err ? err : "Invalid source");
+        free(err);
+        return;
+    }
+    if (has_label && sim_ds_label_taken(req->ws, label, d.id))
+        SIM_DS_FAIL(409, "Dataset with label '%s' already exists", label);
+    if (has_table && sim_ds_table_taken(req->ws, d.schema_name, table_name, d.id))
+        SIM_DS_FAIL(409, "Dataset table '%s.%s' already exists", d.schema_name, table_name);
+#undef SIM_DS_FAIL
+    if (src) {
+        if (sim_ds_make_version(req->ws, d.id, d.latest_version + 1, kind, src, &err) != 0) {
+            sim_ds_row_free(&d);
+            if (err)
+                sim_reply_error(req, 400, "BAD_REQUEST", "%s", err);
+            else
+                sim_res_reply_db_error(req);
+            free(err);
+            return;
+        }
+        d.latest_version++;
+        free(d.source);
+        d.source = json_dumps(src, JSON_COMPACT);
+        free(d.source_type);
+        d.source_type = strdup(kind);
+    }
+    bool renamed = has_table && strcmp(table_name, d.table_name) != 0;
+    if (renamed)
+        sim_table_unregister(req->ws, "datasets", d.schema_name, d.table_name);
+    if (has_label) {
+        free(d.label);
+        d.label = strdup(label);
+    }
+    if (has_table) {
+        free(d.table_name);
+        d.table_name = strdup(table_name);
+    }
+    if (pin)
+        d.pinned_version = json_is_integer(pin) ? (int)json_integer_value(pin) : 0;
+    char now[40];
+    sim_now_rfc3339(now, false);
+    free(d.updated_at);
+    d.updated_at = strdup(now);
+    if (sim_ds_save(req->ws, &d) != 0 || sim_ds_register(req->ws, &d) != 0) {
+        sim_ds_row_free(&d);
+        sim_res_reply_db_error(req);
+        return;
+    }
+    sim_reply_json(req, 200,
+                   json_pack("{s:s,s:s,s:i,s:o,s:s,s:s}", "id", d.id, "label", d.label,
+                             "latest_version", d.latest_version, "pinned_version",
+                             d.pinned_version ? json_integer(d.pinned_version) : json_null(),
+                             "table_name", d.table_name, "updated_at", d.updated_at));
+    sim_ds_row_free(&d);
+}
+
+static void sim_ds_delete(struct sim_req *req)
+{
+    struct sim_ds_row d;
+    if (sim_ds_load_or_404(req, &d) != 0)
+        return;
+    sim_table_unregister_owner(req->ws, d.id);
+    sim_ds_drop_versions(req->ws, d.id);
+    sqlite3_stmt *st =
+        sim_db_stmt(req->ws, "DELETE FROM res_dataset_versions WHERE dataset_id = ?1");
+    if (st) {
+        sqlite3_bind_text(st, 1, d.id, -1, SQLITE_TRANSIENT);
+        sim_res_step_done(st);
+    }
+    st = sim_db_stmt(req->ws, "DELETE FROM res_datasets WHERE id = ?1");
+    int rc = SQLITE_ERROR;
+    if (st) {
+        sqlite3_bind_text(st, 1, d.id, -1, SQLITE_TRANSIENT);
+        rc = sim_res_step_done(st);
+    }
+    sim_ds_row_free(&d);
+    if (rc != SQLITE_DONE) {
+        sim_res_reply_db_error(req);
+        return;
+    }
+    sim_reply_empty(req, 204);
+}
+
+static void sim_ds_versions(struct sim_req *req)
+{
+    struct sim_ds_row d;
+    if (sim_ds_load_or_404(req, &d) != 0)
+        return;
+    long limit, offset;
+    if (sim_res_page(req, 100, &limit, &offset) != 0) {
+        sim_ds_row_free(&d);
+        return;
+    }
+    sqlite3_stmt *st = sim_db_stmt(req->ws, "SELECT id, version, source_type, created_at,"
+                                            " row_count FROM res_dataset_versions WHERE"
+                                            " dataset_id = ?1 ORDER BY version DESC"
+                                            " LIMIT ?2 OFFSET ?3");
+    if (!st) {
+        sim_ds_row_free(&d);
+        sim_res_reply_db_error(req);
+        return;
+    }
+    sqlite3_bind_text(st, 1, d.id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, limit + 1);
+    sqlite3_bind_int64(st, 3, offset);
+    json_t *arr = json_array();
+    bool more = false;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if ((long)json_array_size(arr) == limit) {
+            more = true;
+            break;
+        }
+        json_array_append_new(arr, json_pack("{s:o,s:o,s:o,s:o,s:o}", "created_at",
+                                             sim_res_col_json(st, 3), "id", sim_res_col_json(st, 0),
+                                             "source_type", sim_res_col_json(st, 2), "version",
+                                             sim_res_col_json(st, 1), "row_count",
+                                             sim_res_col_json(st, 4)));
+    }
+    sqlite3_reset(st);
+    sim_reply_json(req, 200,
+                   json_pack("{s:I,s:s,s:b,s:I,s:I,s:o}", "count", (json_int_t)json_array_size(arr),
+                             "dataset_id", d.id, "has_more", more, "limit", (json_int_t)limit,
+                             "offset", (json_int_t)offset, "versions", arr));
+    sim_ds_row_free(&d);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Refresh (POST /v1/refresh with dataset_id): reload the stored source as a new version  */
+
+static int sim_ds_refresh_now(struct sim_ws *ws, const char *id, char **err)
+{
+    struct sim_ds_row d;
+    if (!sim_ds_load(ws, id, &d))
+        return asprintf(err, "Dataset '%s' not found", id), -1;
+    json_t *src = json_loads(d.source ? d.source : "{}", 0, NULL);
+    int rc = sim_ds_make_version(ws, d.id, d.latest_version + 1, d.source_type, src, err);
+    json_decref(src);
+    if (rc == 0) {
+        d.latest_version++;
+        char now[40];
+        sim_now_rfc3339(now, false);
+        free(d.updated_at);
+        d.updated_at = strdup(now);
+        if (sim_ds_save(ws, &d) != 0 || sim_ds_register(ws, &d) != 0)
+            rc = -1;
+    }
+    sim_ds_row_free(&d);
+    return rc;
+}
+
+static enum sim_job_status sim_ds_refresh_job(struct sim_ctx *ctx, struct sim_ws *ws,
+                                              const char *job_id, json_t *args, json_t **result,
+                                              char **error)
+{
+    const char *id = json_string_value(json_object_get(args, "dataset_id"));
+    if (!id) {
+        *error = strdup("malformed dataset_refresh job");
+        return SIM_JOB_FAILED;
+    }
+    if (sim_ds_refresh_now(ws, id, error) != 0) {
+        if (!*error)
+            *error = strdup("dataset refresh failed");
+        return SIM_JOB_FAILED;
+    }
+    struct sim_ds_row d;
+    if (sim_ds_load(ws, id, &d)) {
+        *result = json_pack("{s:s,s:i}", "dataset_id", id, "version", d.latest_version);
+        sim_ds_row_free(&d);
+    }
+    return SIM_JOB_SUCCEEDED;
+}
+
+void sim_datasets_refresh(struct sim_req *req, const char *dataset_id, bool async)
+{
+    struct sim_ds_row d;
+    if (!sim_ds_load(req->ws, dataset_id, &d)) {
+        sim_reply_error(req, 404, "NOT_FOUND", "Dataset '%s' not found", dataset_id);
+        return;
+    }
+    sim_ds_row_free(&d);
+    if (async) {
+        char job[64];
+        if (sim_job_create(req->ctx, req->ws, "dataset_refresh", sim_ds_refresh_job,
+                           json_pack("{s:s}", "dataset_id", dataset_id), job) != 0) {
+            sim_res_reply_db_error(req);
+            return;
+        }
+        sim_jobs_reply_accepted(req, job, "dataset_refresh");
+        return;
+    }
+    char *err = NULL;
+    if (sim_ds_refresh_now(req->ws, dataset_id, &err) != 0) {
+        sim_reply_error(req, 400, "BAD_REQUEST", "%s", err ? err : "Dataset refresh failed");
+        free(err);
+        return;
+    }
+    sim_reply_json(req, 200, json_null());
+}
+
+void sim_datasets_register(struct sim_router *r)
+{
+    sim_router_add_schema(r, sim_ds_schema_sql);
+    sim_route(r, "GET", "/v1/datasets", sim_ds_list, SIM_ROUTE_DEFAULT);
+    sim_route(r, "POST", "/v1/datasets", sim_ds_create, SIM_ROUTE_DEFAULT);
+    sim_route(r, "GET", "/v1/datasets/{id}", sim_ds_get, SIM_ROUTE_DEFAULT);
+    sim_route(r, "PUT", "/v1/datasets/{id}", sim_ds_update, SIM_ROUTE_DEFAULT);
+    sim_route(r, "DELETE", "/v1/datasets/{id}", sim_ds_delete, SIM_ROUTE_DEFAULT);
+    sim_route(r, "GET", "/v1/datasets/{id}/versions", sim_ds_versions, SIM_ROUTE_DEFAULT);
+}
