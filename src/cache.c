@@ -673,11 +673,17 @@ static void tap_data(struct hg_req *req, void *arg, const struct evbuffer *chunk
 static void tap_done(struct hg_req *req, void *arg, int ok, const struct upstream_result *res)
 {
     cctx *c = arg;
-    (void)req;
-    if (c->leading) {
-        fill_finish(&c->f, ok, res);
-        c->leading = 0;
+    if (!c->leading)
+        return;
+    c->leading = 0;
+    if (!ok && !res && req->client_gone && c->f.flight) {
+        /* our client went away and the transfer was cancelled: another waiter fetches */
+        coalesce_abandon(c->f.flight);
+        c->f.flight = NULL;
+        c->f.done = 1;
+        return;
     }
+    fill_finish(&c->f, ok, res);
 }
 
 static void add_tap(struct hg_req *req, cctx *c)
@@ -922,10 +928,19 @@ static void only_if_cached_miss(struct hg_req *req)
                          "not in cache (Cache-Control: only-if-cached)", NULL);
 }
 
+static __thread struct route_policy tl_policy;
+
 enum hg_stage_result cache_stage(struct hg_req *req)
 {
+    if (!G.enabled)
+        return HG_NEXT;
     const struct route_policy *p = req->route;
-    if (!G.enabled || !p || p->id == ROUTE_NOT_API)
+    if (!p) {
+        /* no route stage in front of us: match here (the policy is copied where kept) */
+        route_match(req->method_name, req->path, req->query, &tl_policy);
+        p = &tl_policy;
+    }
+    if (p->id == ROUTE_NOT_API)
         return HG_NEXT;
     int safe = req->method == EVHTTP_REQ_GET || req->method == EVHTTP_REQ_HEAD;
     enum fill_class cls;
@@ -1153,44 +1168,42 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     }
 }
 
-void cache_response_headers(struct hg_req *req, struct evkeyvalq *headers)
+const char *cache_xcache(const struct hg_req *req)
 {
-    cctx *c = req->cache_ctx;
-    if (!c || !headers)
-        return;
-    const char *x = NULL;
+    const cctx *c = req->cache_ctx;
+    if (!c || c->answered_stale)
+        return NULL;
     switch (c->xcache) {
     case X_MISS:
-        x = "MISS";
-        break;
+        return "MISS";
     case X_BYPASS:
-        x = "BYPASS";
-        break;
-    case X_STALE:
-        x = "STALE";
-        break;
+        return "BYPASS";
     default:
-        break;
+        return NULL;
     }
-    if (x && !evhttp_find_header(headers, "X-Cache"))
-        evhttp_add_header(headers, "X-Cache", x);
 }
 
 int cache_upstream_failed(struct hg_req *req, int status)
 {
     cctx *c = req->cache_ctx;
-    if (!c || !c->f.stale || c->answered_stale)
+    if (!c || !c->f.stale || c->answered_stale || req->responded || !req->conn)
         return 0;
     if (!(status == 0 || status == 429 || status >= 500))
         return 0;
     entry_view v;
-    if (entry_decode(c->f.stale, c->f.stale_len, &v) != ENTRY_OK || !gens_current(&v))
+    if (entry_decode(c->f.stale, c->f.stale_len, &v) != ENTRY_OK || !gens_current(&v) ||
+        !entry_in_sie(&v, util_wall_ms()))
         return 0;
     c->answered_stale = 1;
     INC(s_sie);
     INC(s_stale);
     req->cache_outcome = "stale";
     serve_entry(req, &v, "STALE", util_wall_ms(), &c->f.key);
+    if (c->leading) {
+        /* the transfer is dropped: no tap on_done follows; the waiters get the stale one */
+        fill_finish(&c->f, 0, NULL);
+        c->leading = 0;
+    }
     return 1;
 }
 

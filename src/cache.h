@@ -51,13 +51,13 @@ enum hg_stage_result cache_stage(struct hg_req *req);
 
 /*
  * Response path hooks for responses that stream from the upstream (server.c calls them):
- * cache_response_headers adds X-Cache (MISS/BYPASS/...) to the head about to be sent;
- * cache_upstream_failed is asked before the server answers a failed upstream exchange
- * (status >= 500, 429, or 0 for a connection error/timeout) and returns 1 when the cache
- * answered the client itself with a stale entry (stale-if-error): the server then drops
- * the upstream's answer.
+ * cache_xcache gives the X-Cache value (MISS, BYPASS) for the head about to be written,
+ * or NULL; cache_upstream_failed is asked before the server forwards or answers a failed
+ * upstream exchange (status >= 500, 429, or 0 for a connection error/timeout) and returns
+ * 1 when the cache answered the client itself with a stale entry (stale-if-error): the
+ * server then drops the upstream's answer (and cancels the transfer if it is running).
  */
-void cache_response_headers(struct hg_req *req, struct evkeyvalq *headers);
+const char *cache_xcache(const struct hg_req *req);
 int cache_upstream_failed(struct hg_req *req, int status);
 
 /* Metrics text (also registered with metrics_register by cache_init). */

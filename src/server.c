@@ -49,6 +49,7 @@
 #include <event2/thread.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "config.h"
 #include "hdr.h"
 #include "log.h"
@@ -987,6 +988,9 @@ static void write_headers(struct hg_req *r, struct evbuffer *out, int status,
         evbuffer_add_printf(out, "Date: %s\r\n", date);
     }
     evbuffer_add_printf(out, "X-Request-Id: %s\r\n", r->request_id);
+    const char *xc = cache_xcache(r); /* X-Cache: MISS/BYPASS on forwarded answers */
+    if (xc && !(headers && evhttp_find_header(headers, "X-Cache")))
+        evbuffer_add_printf(out, "X-Cache: %s\r\n", xc);
     int no_body = r->method == EVHTTP_REQ_HEAD || status == 204 || status == 304 || status < 200;
     c->resp_no_body = no_body;
     c->resp_chunked = 0;
@@ -1174,10 +1178,9 @@ static enum hg_stage_result server_stage_route(struct hg_req *req)
 
 static enum hg_stage_result server_stage_cache(struct hg_req *req)
 {
-    /* CACHE STAGE: pass-through until the cache module plugs in here (fresh hit ->
-     * server_respond_*() + HG_DONE; coalesced wait -> HG_ASYNC; miss -> add a tap to
-     * store the answer, HG_NEXT). */
-    return HG_NEXT;
+    /* CACHE STAGE (cache.h): fresh hit -> server_respond_*() + HG_DONE; coalesced wait ->
+     * HG_ASYNC; miss -> a tap stores the answer, HG_NEXT. */
+    return cache_stage(req);
 }
 
 static enum hg_stage_result server_stage_budget(struct hg_req *req)
@@ -1233,6 +1236,13 @@ static int up_on_head(void *arg, int status, const struct evkeyvalq *headers)
         event_base_once(req->worker->base, -1, EV_TIMEOUT, upstream_hold_release_cb, req, &zero);
         return -1;
     }
+    if ((status >= 500 || status == 429) && cache_upstream_failed(req, status)) {
+        /* stale-if-error: the cache answered with a stale entry; drop this answer */
+        req->up = NULL;
+        struct timeval zero = {0, 0};
+        event_base_once(req->worker->base, -1, EV_TIMEOUT, upstream_hold_release_cb, req, &zero);
+        return -1;
+    }
     int64_t cl = -1;
     const char *cls = evhttp_find_header(headers, "Content-Length");
     if (cls && *cls && strspn(cls, "0123456789") == strlen(cls) && strlen(cls) <= 18)
@@ -1280,6 +1290,8 @@ static void up_on_done_inner(struct hg_req *req, const struct upstream_result *r
         return;
     }
     if (!req->responded) {
+        if (cache_upstream_failed(req, 0))
+            return; /* stale-if-error: answered from the cache */
         const char *code, *msg;
         int st = upstream_error_status(res->outcome, &code, &msg);
         if (res->outcome == UPSTREAM_BODY_ERROR && req->conn)
