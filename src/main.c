@@ -27,6 +27,8 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "budget_stage.h"
+#include "cache.h"
 #include "config.h"
 #include "log.h"
 #include "server.h"
@@ -134,10 +136,23 @@ int main(int argc, char **argv)
 
     /* MODULE INIT HOOKS: modules with process-wide state (cache, budget) start here,
      * before server_start(), and stop after server_stop(). */
+    if (cache_init(cfg) != 0) {
+        log_msg(LOG_ERR, "cache: startup failed");
+        config_free(cfg);
+        curl_global_cleanup();
+        return 1;
+    }
+    if (budget_stage_init(cfg) != 0) {
+        config_free(cfg);
+        curl_global_cleanup();
+        return 1;
+    }
 
     if (server_start(cfg) != 0) {
         log_msg(LOG_ERR, "startup failed");
         server_stop();
+        budget_stage_shutdown();
+        cache_shutdown();
         config_free(cfg);
         curl_global_cleanup();
         return 1;
@@ -158,6 +173,8 @@ int main(int argc, char **argv)
     }
     notify("STOPPING=1");
     server_stop();
+    budget_stage_shutdown();
+    cache_shutdown();
     log_msg(LOG_INFO, "stopped");
     log_shutdown();
     config_free(cfg);
