@@ -1106,7 +1106,7 @@ void server_respond_error(struct hg_req *req, int status, const char *code, cons
         evhttp_add_header(&h, kv->key, kv->value);
     }
     struct evbuffer *b = evbuffer_new();
-    evbuffer_add_reference(b, body, strlen(body), NULL, NULL);
+    evbuffer_add(b, body, strlen(body));
     server_respond_buffer(req, status, &h, b);
     evbuffer_free(b);
     free(body);

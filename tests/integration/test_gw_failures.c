@@ -1,0 +1,232 @@
+/*
+ * test_gw_failures: what hotgate does when the upstream misbehaves, and how it stops.
+ * Upstream: gw_upstream.h (a thread in this process) - it can refuse, stall and fail on
+ * purpose, which hotdata-sim is not for.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ctype.h>
+#include <jansson.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "util.h"
+
+#include "gw_upstream.h"
+
+static const char *const AUTH_ALICE[] = {"Authorization: Bearer ck_alice", NULL};
+
+static const char *error_code(const hresp *r)
+{
+    static char code[64];
+    code[0] = '\0';
+    json_t *j = json_loadb(r->body, r->len, 0, NULL);
+    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    if (c)
+        snprintf(code, sizeof code, "%s", c);
+    json_decref(j);
+    return code;
+}
+
+struct gw {
+    char *dir;
+    char *conf;
+    hproc hg;
+    int admin_port;
+};
+
+static void gw_up(struct gw *g, const char *upstream_url, const char *extra)
+{
+    memset(g, 0, sizeof *g);
+    g->dir = harness_tmpdir("gwfail");
+    int port;
+    g->conf = gw_write_conf(g->dir, upstream_url, extra, &port, &g->admin_port);
+    g->hg.port = port;
+    assert_int_equal(harness_start_hotgate(&g->hg, g->conf, NULL), 0);
+}
+
+static void gw_down(struct gw *g)
+{
+    if (g->hg.pid > 0)
+        harness_stop(&g->hg, 10000);
+    harness_rmdir(g->dir);
+    free(g->dir);
+    free(g->conf);
+}
+
+static void test_upstream_down_502(void **state)
+{
+    int dead = harness_free_port();
+    char *url = harness_url("http://127.0.0.1:%d", dead);
+    struct gw g;
+    gw_up(&g, url, "[upstream]\nretries = 1\nretry_backoff_ms = 10\n");
+    char *u = harness_url("http://127.0.0.1:%d/v1/echo", g.hg.port);
+    hresp r;
+    assert_int_equal(http_do("GET", u, AUTH_ALICE, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 502);
+    assert_string_equal(error_code(&r), "UPSTREAM_UNAVAILABLE");
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(j, "status")), 502);
+    assert_non_null(json_string_value(json_object_get(j, "message")));
+    json_decref(j);
+    char *rid = hresp_header(&r, "X-Request-Id");
+    assert_non_null(rid);
+    free(rid);
+    hresp_free(&r);
+    free(u);
+    free(url);
+    gw_down(&g);
+}
+
+static void test_upstream_stalled_504(void **state)
+{
+    struct gwu *up = g_gwu;
+    char *url = harness_url("http://127.0.0.1:%d", up->port);
+    struct gw g;
+    gw_up(&g, url, "[upstream]\ntimeout = 1\n");
+    char *u = harness_url("http://127.0.0.1:%d/v1/stall", g.hg.port);
+    hresp r;
+    uint64_t t0 = util_mono_ms();
+    assert_int_equal(http_do("GET", u, AUTH_ALICE, NULL, 0, &r), 0);
+    uint64_t took = util_mono_ms() - t0;
+    assert_int_equal(r.status, 504);
+    assert_string_equal(error_code(&r), "UPSTREAM_TIMEOUT");
+    assert_true(took < 8000);
+    hresp_free(&r);
+    free(u);
+    free(url);
+    gw_down(&g);
+}
+
+struct bg {
+    char *url;
+    const char *method;
+    hresp r;
+    int rc;
+    pthread_t t;
+};
+
+static void *bg_run(void *arg)
+{
+    struct bg *b = arg;
+    b->rc = http_do(b->method, b->url, AUTH_ALICE, NULL, 0, &b->r);
+    return NULL;
+}
+
+static void test_connect_failure_retried(void **state)
+{
+    /* the upstream comes up while hotgate is retrying the connection */
+    int port = harness_free_port();
+    char *url = harness_url("http://127.0.0.1:%d", port);
+    struct gw g;
+    gw_up(&g, url, "[upstream]\nretries = 8\nretry_backoff_ms = 100\ntimeout = 20\n");
+    struct bg b = {.url = harness_url("http://127.0.0.1:%d/v1/echo", g.hg.port), .method = "POST"};
+    pthread_create(&b.t, NULL, bg_run, &b);
+    gwu_sleep_ms(150);
+    struct gwu *main_up = g_gwu;
+    struct gwu *late = gwu_start(port);
+    assert_non_null(late);
+    pthread_join(b.t, NULL);
+    assert_int_equal(b.rc, 0);
+    assert_int_equal(b.r.status, 200);
+    assert_non_null(strstr(b.r.body, "\"method\":\"POST\""));
+    hresp_free(&b.r);
+    free(b.url);
+    gwu_stop(late);
+    g_gwu = main_up;
+    free(url);
+    gw_down(&g);
+}
+
+static void test_get_retried_on_503_post_not(void **state)
+{
+    struct gwu *up = g_gwu;
+    char *url = harness_url("http://127.0.0.1:%d", up->port);
+    struct gw g;
+    gw_up(&g, url, "[upstream]\nretries = 2\nretry_backoff_ms = 20\n");
+    char *u = harness_url("http://127.0.0.1:%d/v1/fail503", g.hg.port);
+    hresp r;
+    atomic_store(&up->fail_left, 1);
+    atomic_store(&up->fail_seen, 0);
+    assert_int_equal(http_do("GET", u, AUTH_ALICE, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(atomic_load(&up->fail_seen), 2);
+    hresp_free(&r);
+
+    /* a GET that keeps failing: bounded attempts, the last 503 passes through */
+    atomic_store(&up->fail_left, 100);
+    atomic_store(&up->fail_seen, 0);
+    assert_int_equal(http_do("GET", u, AUTH_ALICE, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_int_equal(atomic_load(&up->fail_seen), 3);
+    assert_string_equal(error_code(&r), "SERVICE_UNAVAILABLE");
+    hresp_free(&r);
+
+    /* a POST is never replayed */
+    atomic_store(&up->fail_left, 1);
+    atomic_store(&up->fail_seen, 0);
+    assert_int_equal(http_do("POST", u, AUTH_ALICE, "{}", 2, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_int_equal(atomic_load(&up->fail_seen), 1);
+    hresp_free(&r);
+    atomic_store(&up->fail_left, 0);
+    free(u);
+    free(url);
+    gw_down(&g);
+}
+
+static void test_sigterm_drains(void **state)
+{
+    struct gwu *up = g_gwu;
+    char *url = harness_url("http://127.0.0.1:%d", up->port);
+    struct gw g;
+    gw_up(&g, url, NULL);
+    struct bg b = {.url = harness_url("http://127.0.0.1:%d/v1/slow?ms=1500", g.hg.port),
+                   .method = "GET"};
+    pthread_create(&b.t, NULL, bg_run, &b);
+    gwu_sleep_ms(300);
+    int st = harness_stop(&g.hg, 10000);
+    pthread_join(b.t, NULL);
+    assert_int_equal(b.rc, 0);
+    assert_int_equal(b.r.status, 200); /* the in-flight request finished */
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    /* and nothing listens any more */
+    hresp r;
+    char *u = harness_url("http://127.0.0.1:%d/v1/echo", g.hg.port);
+    assert_int_not_equal(http_do("GET", u, AUTH_ALICE, NULL, 0, &r), 0);
+    hresp_free(&r);
+    free(u);
+    hresp_free(&b.r);
+    free(b.url);
+    free(url);
+    gw_down(&g);
+}
+
+static int setup(void **state)
+{
+    return gwu_start(0) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    gwu_stop(g_gwu);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_upstream_down_502),
+        cmocka_unit_test(test_upstream_stalled_504),
+        cmocka_unit_test(test_connect_failure_retried),
+        cmocka_unit_test(test_get_retried_on_503_post_not),
+        cmocka_unit_test(test_sigterm_drains),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
