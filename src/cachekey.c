@@ -9,8 +9,18 @@
 #include <assert.h>
 #include <ctype.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+static EVP_MD *g_md;
+
+static void fetch_md_once(void)
+{
+    g_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!g_md)
+        abort();
+}
 
 static void put_field(EVP_MD_CTX *c, const void *p, size_t len)
 {
@@ -140,10 +150,16 @@ void cachekey_sql_hash(const char *sql, size_t len, uint8_t out[32])
 void cachekey_derive(const cachekey_in *in, cachekey *out)
 {
     assert(in && in->cred_id && in->method && in->path);
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    if (!c)
+    /* one digest context per thread, and the SHA-256 implementation fetched once: the
+     * provider lookup of a fresh context costs more than hashing a short key */
+    static __thread EVP_MD_CTX *c;
+    static EVP_MD *md;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, fetch_md_once);
+    md = g_md;
+    if (!c && !(c = EVP_MD_CTX_new()))
         abort();
-    EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+    EVP_DigestInit_ex(c, md, NULL);
     put_str(c, "hotgate-cachekey-v1");
     put_str(c, in->cred_id);
     put_str(c, in->workspace);
@@ -184,7 +200,6 @@ void cachekey_derive(const cachekey_in *in, cachekey *out)
     unsigned int mdlen = 0;
     EVP_DigestFinal_ex(c, out->k, &mdlen);
     assert(mdlen == CACHEKEY_LEN);
-    EVP_MD_CTX_free(c);
 }
 
 void cachekey_hex(const cachekey *k, char out[65])
