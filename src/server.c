@@ -462,6 +462,8 @@ static void conn_new(struct hg_worker *w, evutil_socket_t fd)
     metrics_gauge_add(G_CONNECTIONS_OPEN, 1);
     metrics_inc(M_CONNECTIONS_ACCEPTED, 1);
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_set_max_single_read(c->bev, 65536);
+    bufferevent_set_max_single_write(c->bev, 262144);
     bufferevent_setwatermark(c->bev, EV_WRITE, SERVER_WRITE_HIGHWATER / 4, 0);
     conn_set_read_timeout(c, w->cfg->server.read_timeout_ms);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);

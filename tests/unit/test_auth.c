@@ -1,0 +1,132 @@
+/*
+ * test_auth: client key lookup by hash, workspace rules and modes (auth.h).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "util.h"
+
+static struct hg_config *cfg;
+
+static int setup(void **state)
+{
+    char path[] = "/tmp/hg-auth-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    char a[65], b[65], c[65];
+    util_sha256_hex("ck_alice", 8, a);
+    util_sha256_hex("ck_bob", 6, b);
+    util_sha256_hex("ck_carol", 8, c);
+    fprintf(f,
+            "[credential main]\ntoken_env = HG_TEST_TOKEN\n"
+            "[client alice]\nkey_sha256 = %s\ncredential = main\nworkspaces = ws_a, ws_b\n"
+            "default_workspace = ws_a\nmode = full\n"
+            "[client bob]\nkey_sha256 = %s\ncredential = main\nworkspaces = ws_a\n"
+            "mode = read-only\n"
+            "[client carol]\nkey_sha256 = %s\ncredential = main\nworkspaces = *\n",
+            a, b, c);
+    fclose(f);
+    char err[2048];
+    cfg = config_load(path, 0, err, sizeof err);
+    unlink(path);
+    if (!cfg)
+        fprintf(stderr, "%s", err);
+    return cfg ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    config_free(cfg);
+    return 0;
+}
+
+static void test_key_lookup(void **state)
+{
+    const struct hg_client *cl = auth_client(cfg, "Bearer ck_alice");
+    assert_non_null(cl);
+    assert_string_equal(cl->name, "alice");
+    cl = auth_client(cfg, "bearer   ck_bob  ");
+    assert_non_null(cl);
+    assert_string_equal(cl->name, "bob");
+    assert_string_equal(auth_client(cfg, "Bearer ck_carol")->name, "carol");
+    assert_null(auth_client(cfg, "Bearer ck_alicE"));
+    assert_null(auth_client(cfg, "Bearer ck_alice2"));
+    assert_null(auth_client(cfg, "Bearer "));
+    assert_null(auth_client(cfg, "Bearer"));
+    assert_null(auth_client(cfg, "Basic Y2tfYWxpY2U6"));
+    assert_null(auth_client(cfg, "Bearerck_alice"));
+    assert_null(auth_client(cfg, NULL));
+    assert_null(auth_client(cfg, ""));
+    /* the configured hash itself is not a key */
+    char h[65];
+    util_sha256_hex("ck_alice", 8, h);
+    char hdr[80];
+    snprintf(hdr, sizeof hdr, "Bearer %s", h);
+    assert_null(auth_client(cfg, hdr));
+}
+
+static void test_workspaces(void **state)
+{
+    const struct hg_client *alice = auth_client(cfg, "Bearer ck_alice");
+    const struct hg_client *bob = auth_client(cfg, "Bearer ck_bob");
+    const struct hg_client *carol = auth_client(cfg, "Bearer ck_carol");
+    const char *eff, *why;
+    assert_int_equal(auth_workspace(alice, "/v1/connections", "ws_b", &eff, &why), 0);
+    assert_string_equal(eff, "ws_b");
+    assert_int_equal(auth_workspace(alice, "/v1/connections", "ws_c", &eff, &why), -1);
+    assert_non_null(why);
+    /* default injected */
+    assert_int_equal(auth_workspace(alice, "/v1/connections", NULL, &eff, &why), 0);
+    assert_string_equal(eff, "ws_a");
+    /* ... but not for /v1/workspaces */
+    assert_int_equal(auth_workspace(alice, "/v1/workspaces", NULL, &eff, &why), 0);
+    assert_null(eff);
+    /* a listed workspace on /v1/workspaces still checked */
+    assert_int_equal(auth_workspace(bob, "/v1/workspaces", "ws_b", &eff, &why), -1);
+    /* restricted without default must name one */
+    assert_int_equal(auth_workspace(bob, "/v1/connections", NULL, &eff, &why), -1);
+    assert_int_equal(auth_workspace(bob, "/v1/connections", "ws_a", &eff, &why), 0);
+    /* "*" */
+    assert_int_equal(auth_workspace(carol, "/v1/connections", "anything", &eff, &why), 0);
+    assert_string_equal(eff, "anything");
+    assert_int_equal(auth_workspace(carol, "/v1/connections", NULL, &eff, &why), 0);
+    assert_null(eff);
+}
+
+static void test_modes(void **state)
+{
+    assert_true(auth_mode_allows(HG_MODE_READ_ONLY, "GET", "/v1/connections"));
+    assert_true(auth_mode_allows(HG_MODE_READ_ONLY, "HEAD", "/v1/results/r1"));
+    assert_true(auth_mode_allows(HG_MODE_READ_ONLY, "POST", "/v1/query"));
+    assert_true(auth_mode_allows(HG_MODE_READ_ONLY, "POST", "/v1/queries/sq_1/execute"));
+    assert_false(auth_mode_allows(HG_MODE_READ_ONLY, "POST", "/v1/queries/sq_1/x/execute"));
+    assert_false(auth_mode_allows(HG_MODE_READ_ONLY, "POST", "/v1/queries//execute"));
+    assert_false(auth_mode_allows(HG_MODE_READ_ONLY, "POST", "/v1/queries"));
+    assert_false(auth_mode_allows(HG_MODE_READ_ONLY, "POST", "/v1/query/x"));
+    assert_false(auth_mode_allows(HG_MODE_READ_ONLY, "POST", "/v1/connections"));
+    assert_false(auth_mode_allows(HG_MODE_READ_ONLY, "PUT", "/v1/secrets/x"));
+    assert_false(auth_mode_allows(HG_MODE_READ_ONLY, "DELETE", "/v1/connections/c1"));
+    assert_false(auth_mode_allows(HG_MODE_READ_ONLY, "PATCH", "/v1/datasets/d"));
+    assert_false(auth_mode_allows(HG_MODE_READ_ONLY, "POST", "/v1/files"));
+    assert_true(auth_mode_allows(HG_MODE_FULL, "DELETE", "/v1/connections/c1"));
+    assert_true(auth_mode_allows(HG_MODE_FULL, "POST", "/v1/files"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_lookup),
+        cmocka_unit_test(test_workspaces),
+        cmocka_unit_test(test_modes),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

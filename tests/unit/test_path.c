@@ -1,0 +1,123 @@
+/*
+ * test_path: the request-target rules of path.h (what may reach the upstream).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "path.h"
+
+static enum path_verdict check(const char *t, char **path, char **query)
+{
+    const char *why = NULL;
+    enum path_verdict v = path_check(t, strlen(t), path, query, &why);
+    if (v != PATH_OK)
+        assert_non_null(why);
+    return v;
+}
+
+static void expect(const char *t, enum path_verdict want)
+{
+    char *p = NULL, *q = NULL;
+    enum path_verdict v = check(t, &p, &q);
+    if (v != want)
+        fail_msg("%s: got %d, want %d", t, v, want);
+    free(p);
+    free(q);
+}
+
+static void test_ok_passthrough(void **state)
+{
+    char *p, *q;
+    assert_int_equal(check("/v1/connections", &p, &q), PATH_OK);
+    assert_string_equal(p, "/v1/connections");
+    assert_null(q);
+    free(p);
+    assert_int_equal(check("/v1/results/r1?offset=10&limit=5&format=arrow", &p, &q), PATH_OK);
+    assert_string_equal(p, "/v1/results/r1");
+    assert_string_equal(q, "offset=10&limit=5&format=arrow");
+    free(p);
+    free(q);
+    /* escapes that are not structural stay encoded, byte for byte */
+    assert_int_equal(check("/v1/connections/c1/tables/my%20schema/t%C3%A9/profile", &p, &q),
+                     PATH_OK);
+    assert_string_equal(p, "/v1/connections/c1/tables/my%20schema/t%C3%A9/profile");
+    free(p);
+    expect("/v1/", PATH_OK);
+    expect("/v1/connections/", PATH_OK);
+    expect("/v1/unknown/endpoint", PATH_OK);
+    expect("/v1/x?a=/b?c", PATH_OK);
+    expect("/v1/a.b/c..d/.e", PATH_OK); /* dots inside names are fine */
+}
+
+static void test_not_api_404(void **state)
+{
+    expect("/", PATH_NOT_FOUND);
+    expect("/v1", PATH_NOT_FOUND);
+    expect("/v2/connections", PATH_NOT_FOUND);
+    expect("/metrics", PATH_NOT_FOUND);
+    expect("/V1/connections", PATH_NOT_FOUND);
+    expect("/v1x/a", PATH_NOT_FOUND);
+}
+
+static void test_traversal_400(void **state)
+{
+    expect("/v1/../admin", PATH_BAD);
+    expect("/v1/./connections", PATH_BAD);
+    expect("/v1/connections/..", PATH_BAD);
+    expect("/v1/connections/.", PATH_BAD);
+    expect("/../v1/connections", PATH_BAD);
+    expect("/v1//connections", PATH_BAD);
+    expect("//v1/connections", PATH_BAD);
+    expect("/v1/a\\..\\b", PATH_BAD);
+    expect("/v1\\connections", PATH_BAD);
+}
+
+static void test_encoded_structure_400(void **state)
+{
+    expect("/v1/%2e%2e/admin", PATH_BAD);
+    expect("/v1/%2E%2E/admin", PATH_BAD);
+    expect("/v1/%2e/x", PATH_BAD);
+    expect("/v1%2fconnections", PATH_BAD);
+    expect("/v1/a%2Fb", PATH_BAD);
+    expect("/v1/a%5cb", PATH_BAD);
+    expect("/v1/a%252e", PATH_BAD); /* double encoding */
+    expect("/v1/a%00b", PATH_BAD);
+    expect("/v1/a%0d%0aX-Evil:%201", PATH_BAD);
+    expect("/v1/a%zz", PATH_BAD);
+    expect("/v1/a%4", PATH_BAD);
+    expect("/v1/a%", PATH_BAD);
+    expect("/v1/x?q=%zz", PATH_BAD);
+}
+
+static void test_forms_and_chars_400(void **state)
+{
+    expect("http://evil.example/v1/connections", PATH_BAD);
+    expect("https://api.hotdata.dev/v1/connections", PATH_BAD);
+    expect("evil.example:443", PATH_BAD);
+    expect("*", PATH_BAD);
+    expect("", PATH_BAD);
+    expect("/v1/a b", PATH_BAD);
+    expect("/v1/a\"b", PATH_BAD);
+    expect("/v1/a<b>", PATH_BAD);
+    expect("/v1/a#frag", PATH_BAD);
+    expect("/v1/a?x=1#frag", PATH_BAD);
+    expect("/v1/\xc3\xa9", PATH_BAD);
+    expect("/v1/a\tb", PATH_BAD);
+    expect("/v1/x?a b", PATH_BAD);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ok_passthrough),      cmocka_unit_test(test_not_api_404),
+        cmocka_unit_test(test_traversal_400),       cmocka_unit_test(test_encoded_structure_400),
+        cmocka_unit_test(test_forms_and_chars_400),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
