@@ -245,6 +245,50 @@ static bool is_string_tok(const struct sqlkey_tok *t)
 }
 
 /*
+ * Tokens whose extent another SQL lexer could see differently, so that what we call a literal
+ * could hide a statement there: a block comment with a nested opener (SQLite and many parsers
+ * do not nest), a line comment holding a carriage return (Postgres ends it there, others at the
+ * newline), and a plain '...' (or N'...') string holding a backslash (an escape when
+ * standard_conforming_strings is off, and in MySQL-style dialects). E'...' is not ambiguous:
+ * every lexer that accepts the E prefix gives the backslash its escape meaning.
+ */
+static bool tok_lex_ambiguous(const char *s, const struct sqlkey_tok *t)
+{
+    const char *p = s + t->off;
+    switch (t->kind) {
+    case SQLKEY_TOK_COMMENT:
+        if (p[0] == '-')
+            return memchr(p, '\r', t->len) != NULL;
+        return t->len > 4 && memmem(p + 2, t->len - 2, "/*", 2) != NULL;
+    case SQLKEY_TOK_STRING:
+        return (p[0] == '\'' || p[0] == 'n' || p[0] == 'N') && memchr(p, '\\', t->len) != NULL;
+    default:
+        return false;
+    }
+}
+
+/*
+ * For the canonical form, more: also dollar quotes (not every lexer has them), any string or
+ * quoted identifier with a backslash, and \v (whitespace in Postgres, illegal elsewhere). From
+ * such a token on, the canonical form is the input verbatim, so that whitespace we would
+ * collapse can never be inside another lexer's literal.
+ */
+static bool tok_canon_ambiguous(const char *s, const struct sqlkey_tok *t)
+{
+    switch (t->kind) {
+    case SQLKEY_TOK_DOLLAR:
+        return true;
+    case SQLKEY_TOK_SPACE:
+        return memchr(s + t->off, '\v', t->len) != NULL;
+    case SQLKEY_TOK_STRING:
+    case SQLKEY_TOK_QIDENT:
+        return memchr(s + t->off, '\\', t->len) != NULL;
+    default:
+        return tok_lex_ambiguous(s, t);
+    }
+}
+
+/*
  * Emit the canonical form. Gap = whitespace/comment run between two tokens: emitted as one
  * separator (a newline when it follows a string literal and contains a newline). A ';' is held
  * back with its separator until a later token shows it is not the trailing one.
@@ -263,15 +307,25 @@ static void canonicalise(const char *s, size_t len, struct sink *k)
         struct sqlkey_tok t;
         sqlkey_lex(s, len, off, &t);
         off += t.len;
+        if (tok_canon_ambiguous(s, &t)) {
+            /* the rest verbatim: injective whichever way another lexer reads it */
+            if (held) {
+                if (held_sep)
+                    sink_put(k, &held_sep, 1);
+                sink_put(k, ";", 1);
+            }
+            if (any && gap)
+                sink_put(k, (prev_str && gap_nl) ? "\n" : " ", 1);
+            sink_put(k, s + t.off, len - t.off);
+            return;
+        }
         if (t.kind == SQLKEY_TOK_SPACE || (t.kind == SQLKEY_TOK_COMMENT && !t.unterminated)) {
             gap = true;
             if (!gap_nl) {
-                if (t.kind == SQLKEY_TOK_SPACE)
-                    gap_nl = memchr(s + t.off, '\n', t.len) != NULL;
-                else if (s[t.off] == '-' && off < len) /* line comment ends at a newline */
+                if (s[t.off] == '-' && off < len) /* line comment ends at a newline */
                     gap_nl = true;
-                else if (s[t.off] == '/')
-                    gap_nl = memchr(s + t.off, '\n', t.len) != NULL;
+                else
+                    gap_nl = memchr(s + t.off, '\n', t.len) || memchr(s + t.off, '\r', t.len);
             }
             continue;
         }
@@ -334,6 +388,7 @@ void sqlkey_cache_key(const char *sql, size_t len, char out[65])
 struct sigit {
     const char *s;
     size_t len, off;
+    bool ambiguous; /* a token another lexer could read differently was seen */
 };
 
 static bool sig_next(struct sigit *it, struct sqlkey_tok *t)
@@ -341,6 +396,8 @@ static bool sig_next(struct sigit *it, struct sqlkey_tok *t)
     while (it->off < it->len) {
         sqlkey_lex(it->s, it->len, it->off, t);
         it->off += t->len;
+        if (tok_lex_ambiguous(it->s, t))
+            it->ambiguous = true;
         if (t->kind == SQLKEY_TOK_SPACE || (t->kind == SQLKEY_TOK_COMMENT && !t->unterminated))
             continue;
         return true;
@@ -500,6 +557,8 @@ const char *sqlkey_reason_str(enum sqlkey_reason r)
         return "empty";
     case SQLKEY_UNTERMINATED:
         return "unterminated";
+    case SQLKEY_AMBIGUOUS:
+        return "ambiguous_lexing";
     case SQLKEY_MULTI_STATEMENT:
         return "multi_statement";
     case SQLKEY_NOT_READ_ONLY:
@@ -524,6 +583,7 @@ bool sqlkey_reason_may_write(enum sqlkey_reason r)
 {
     switch (r) {
     case SQLKEY_UNTERMINATED:
+    case SQLKEY_AMBIGUOUS:
     case SQLKEY_MULTI_STATEMENT:
     case SQLKEY_NOT_READ_ONLY:
     case SQLKEY_DATA_MODIFYING:
@@ -540,7 +600,7 @@ bool sqlkey_is_cacheable(const char *sql, size_t len, enum sqlkey_reason *reason
 {
     /* flags[r] = reason r applies; the most severe (lowest enum after OK) wins */
     bool flags[SQLKEY_REASON__COUNT] = {0};
-    struct sigit it = {sql, len, 0};
+    struct sigit it = {sql, len, 0, false};
     struct sqlkey_tok prev2 = {0}, prev = {0}, cur, next;
     bool have_prev = false, have_prev2 = false, have_next;
     bool first_word_seen = false, explain = false, explain_opts = false;
@@ -646,8 +706,12 @@ bool sqlkey_is_cacheable(const char *sql, size_t len, enum sqlkey_reason *reason
     }
 
     enum sqlkey_reason r = SQLKEY_OK;
+    if (it.ambiguous)
+        flags[SQLKEY_AMBIGUOUS] = true;
     if (!any) {
-        r = flags[SQLKEY_UNTERMINATED] ? SQLKEY_UNTERMINATED : SQLKEY_EMPTY;
+        r = flags[SQLKEY_UNTERMINATED] ? SQLKEY_UNTERMINATED
+            : flags[SQLKEY_AMBIGUOUS]  ? SQLKEY_AMBIGUOUS
+                                       : SQLKEY_EMPTY;
     } else {
         for (int i = 1; i < SQLKEY_REASON__COUNT; i++) {
             if (flags[i]) {
@@ -824,7 +888,7 @@ int sqlkey_table_refs(const char *s, size_t len, struct sqlkey_refs *r)
     struct refs_ctx c = {.s = s, .r = r};
     struct level *lv = calloc(16, sizeof(*lv));
     size_t lcap = 16, depth = 0;
-    struct sigit it = {s, len, 0};
+    struct sigit it = {s, len, 0, false};
     struct sqlkey_tok cur, next, prev = {0};
     bool have_next, have_prev = false;
     bool expect_table = false;
@@ -1063,6 +1127,8 @@ int sqlkey_table_refs(const char *s, size_t len, struct sqlkey_refs *r)
     }
     if (expect_table)
         r->unknown = true; /* truncated right where a table was expected */
+    if (it.ambiguous)
+        r->unknown = true; /* another lexer could see other tables */
     goto done;
 oom:
     rc = -1;

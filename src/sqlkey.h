@@ -20,6 +20,10 @@
  * separator is a space, except a newline where the gap follows a string literal and holds a
  * newline (Postgres concatenates 'a'<newline>'b' but rejects 'a' 'b'). An unterminated block
  * comment is kept verbatim (the query is invalid; it must not share a key with a valid one).
+ * Dialect safety: from the first token that another lexer could read with a different extent
+ * (a nested block comment, a CR in a line comment, a backslash in a string or quoted identifier,
+ * a dollar quote, a \v) the rest of the text is copied verbatim, so the key stays injective
+ * even if the upstream lexes like SQLite or with standard_conforming_strings off.
  *
  * Case folding: NOT done. Postgres folds unquoted identifiers, so `SELECT a FROM T` and
  * `select a from t` mean the same query, but the output column names of unaliased expressions
@@ -84,6 +88,9 @@ enum sqlkey_reason {
     SQLKEY_OK = 0,          /* cacheable */
     SQLKEY_EMPTY,           /* no statement at all (only whitespace/comments/';') */
     SQLKEY_UNTERMINATED,    /* unterminated literal, identifier, dollar quote or comment */
+    SQLKEY_AMBIGUOUS,       /* lexes differently across SQL dialects: a backslash in a plain
+                               '...' string (an escape when standard_conforming_strings is off),
+                               a nested block comment, a CR inside a line comment */
     SQLKEY_MULTI_STATEMENT, /* more than one statement (or ';;') */
     SQLKEY_NOT_READ_ONLY,   /* not SELECT/VALUES/SHOW/TABLE/WITH..SELECT/EXPLAIN */
     SQLKEY_DATA_MODIFYING,  /* INSERT/UPDATE/DELETE/MERGE anywhere, e.g. inside a CTE */

@@ -72,7 +72,17 @@ static void test_canonical_whitespace_and_comments(void **state)
     assert_canon("SELECT 1; -- bye", "SELECT 1");
     assert_canon("SELECT/* c */1", "SELECT 1");
     assert_canon("SELECT a/**/b", "SELECT a b");
-    assert_canon("SELECT /* outer /* nested */ still comment */ 1", "SELECT 1");
+    /* nested comments lex as in Postgres, but from one on the text is kept verbatim (a lexer
+     * without nesting would end it early): still one key per spelling, never a shared one */
+    assert_canon("SELECT  /* outer /* nested */ still comment */  1 ;",
+                 "SELECT /* outer /* nested */ still comment */  1 ;");
+    assert_false(same_key("SELECT /* /* */ , 2 -- */\n 1", "SELECT 1"));
+    assert_false(same_key("SELECT 1 /* /* */ ,  2 -- */", "SELECT 1 /* /* */ , 2 -- */"));
+    /* a line comment with a CR: Postgres ends it at the CR, others at the newline */
+    assert_canon("SELECT 1 -- x\r, 2\n", "SELECT 1 -- x\r, 2\n");
+    assert_false(same_key("SELECT 1 -- x\r, 2\n", "SELECT 1"));
+    /* \v: whitespace to Postgres only */
+    assert_canon("SELECT  1\v ,  2", "SELECT 1\v ,  2");
     assert_canon("/* lead */ SELECT 1 /* tail */", "SELECT 1");
     assert_canon("SELECT 1+/*x*/2", "SELECT 1+ 2");
     assert_canon("SELECT 1--2\n", "SELECT 1");
@@ -99,8 +109,10 @@ static void test_canonical_literals_differ(void **state)
     assert_canon("SELECT '/* not */'", "SELECT '/* not */'");
     assert_canon("SELECT \"a  --b\"", "SELECT \"a  --b\"");
     assert_canon("SELECT $$ a  -- b $$", "SELECT $$ a  -- b $$");
-    assert_canon("SELECT $x$ a $$ b $x$ ;", "SELECT $x$ a $$ b $x$");
-    assert_canon("SELECT E'a\\'  -- b'", "SELECT E'a\\'  -- b'");
+    /* from a dollar quote on, verbatim (a lexer without them would see other literals) */
+    assert_canon("SELECT  $x$ a $$ b $x$ ;", "SELECT $x$ a $$ b $x$ ;");
+    assert_false(same_key("SELECT $$ ' $$  x  '", "SELECT $$ ' $$ x '"));
+    assert_canon("SELECT  E'a\\'  -- b'", "SELECT E'a\\'  -- b'");
     assert_canon("SELECT 'it''s  ok'  ", "SELECT 'it''s  ok'");
     assert_canon("SELECT \"a\"\"  b\"", "SELECT \"a\"\"  b\"");
 
@@ -116,10 +128,26 @@ static void test_canonical_literals_differ(void **state)
     assert_false(same_key("SELECT '/* y */'", "SELECT ''"));
     assert_false(same_key("SELECT 'a;'", "SELECT 'a'"));
     assert_false(same_key("SELECT 1 WHERE x = 'a' -- c", "SELECT 1 WHERE x = 'a -- c'"));
-    /* E-string: the quote after a backslash does not end it */
-    assert_canon("SELECT E'\\'  ' ,  1", "SELECT E'\\'  ' , 1");
-    /* a standard string has no backslash escapes */
-    assert_canon("SELECT '\\'  ,  1", "SELECT '\\' , 1");
+    /* E-string: the quote after a backslash does not end it (and the rest stays verbatim) */
+    assert_canon("SELECT  E'\\'  ' ,  1", "SELECT E'\\'  ' ,  1");
+    /* a standard string has no backslash escapes; with standard_conforming_strings off it
+     * would: both readings keep their own key, so the rest is verbatim */
+    assert_canon("SELECT  '\\'  ,  1", "SELECT '\\'  ,  1");
+    assert_false(same_key("SELECT 'a\\' || ' ; x -- '", "SELECT 'a\\' || ' ; x --  '"));
+    assert_false(same_key("SELECT 'a\\' -- x'", "SELECT 'a\\' -- y'"));
+    ASSERT_REASON("SELECT 'a\\' || ' ; DELETE FROM c.s.t; -- '", SQLKEY_AMBIGUOUS);
+    ASSERT_REASON("SELECT 1 /* /* */ ; DELETE FROM c.s.t -- */", SQLKEY_AMBIGUOUS);
+    ASSERT_REASON("SELECT 1 -- x\r; DELETE FROM c.s.t\n", SQLKEY_AMBIGUOUS);
+    ASSERT_REASON("SELECT E'a\\'b'", SQLKEY_OK);
+    ASSERT_REASON("SELECT $$a\\b$$", SQLKEY_OK);
+    assert_true(sqlkey_reason_may_write(SQLKEY_AMBIGUOUS));
+    {
+        struct sqlkey_refs r;
+        const char *q = "SELECT * FROM a.b.c WHERE x = 'a\\'";
+        assert_int_equal(sqlkey_table_refs(q, strlen(q), &r), 0);
+        assert_true(r.unknown);
+        sqlkey_refs_free(&r);
+    }
     /* string continuation across a newline keeps its newline */
     assert_canon("SELECT 'a'\n  'b'", "SELECT 'a'\n'b'");
     assert_canon("SELECT 'a' -- c\n 'b'", "SELECT 'a'\n'b'");
