@@ -232,7 +232,7 @@ int harness_start_sim(hproc *p, const char *dir, const char *const extra[])
 
 int harness_start_hotgate(hproc *p, const char *conf_path, const char *const extra_env[])
 {
-    char log[600];
+    char log[sizeof p->log];
     snprintf(log, sizeof log, "%s.log", conf_path);
     pid_t pid = 0;
     snprintf(p->log, sizeof p->log, "%s", log);
