@@ -955,12 +955,12 @@ static void set_defaults(struct hg_config *c)
     c->cache.dir = xstrdup("/var/lib/hotgate/cache");
     c->cache.size = 1ull << 30;
     c->cache.max_entry_size = 64ull << 20;
-    c->cache.ttl_query_ms = 60000;
-    c->cache.ttl_metadata_ms = 30000;
+    c->cache.ttl_query_ms = 300000; /* 300 s: query results (DESIGN) */
+    c->cache.ttl_metadata_ms = 60000;
     c->cache.ttl_immutable_ms = 86400000;
     c->cache.stale_while_revalidate_ms = 10000;
     c->cache.stale_if_error_ms = 300000;
-    c->cache.poll_window_ms = 2000;
+    c->cache.poll_window_ms = 250; /* one upstream poll per 250 ms per run */
     c->cache.negative_ttl_ms = 5000;
     c->cache.high_water = 0.9;
 
