@@ -49,6 +49,7 @@
 #include <event2/thread.h>
 
 #include "auth.h"
+#include "budget_stage.h"
 #include "cache.h"
 #include "config.h"
 #include "hdr.h"
@@ -354,6 +355,7 @@ static void req_detach_client(struct hg_req *r)
     req_unref(r); /* the connection's reference */
     /* CLIENT-GONE HOOK: a stage holding the request asynchronously (budget queue,
      * coalescing wait) must learn it here and drop its hold (server_req_release). */
+    budget_stage_client_gone(r); /* leaves the budget queue at once */
     if (r->up) {
         struct upstream_req *u = r->up;
         r->up = NULL;
@@ -1187,9 +1189,9 @@ static enum hg_stage_result server_stage_cache(struct hg_req *req)
 
 static enum hg_stage_result server_stage_budget(struct hg_req *req)
 {
-    /* BUDGET STAGE: pass-through until the budget module plugs in here (admit ->
-     * HG_NEXT; queue -> HG_ASYNC + server_pipeline_resume(); shed -> 429 + HG_DONE). */
-    return HG_NEXT;
+    /* BUDGET STAGE (budget_stage.h): admit -> HG_NEXT; queue -> HG_ASYNC +
+     * server_pipeline_resume(); shed -> 503/429 + Retry-After + HG_DONE. */
+    return budget_stage_run(req);
 }
 
 /* upstream stage: callbacks */
