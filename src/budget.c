@@ -735,13 +735,16 @@ static void sb_printf(sbuf *s, const char *fmt, ...)
 char *budget_metrics_text(budget *b)
 {
     sbuf s = {0};
-    sb_printf(&s, "# TYPE hotgate_budget_effective_rate gauge\n"
+    sb_printf(&s, "# HELP hotgate_budget_effective_rate upstream requests/s allowed now (AIMD)\n"
+                  "# TYPE hotgate_budget_rate gauge\n"
+                  "# TYPE hotgate_budget_effective_rate gauge\n"
                   "# TYPE hotgate_budget_cooldown_active gauge\n"
                   "# TYPE hotgate_budget_inflight gauge\n"
                   "# TYPE hotgate_budget_upstream_shed_total counter\n"
                   "# TYPE hotgate_budget_admitted_total counter\n"
                   "# TYPE hotgate_budget_rejected_total counter\n"
                   "# TYPE hotgate_budget_retries_total counter\n"
+                  "# TYPE hotgate_budget_queued gauge\n"
                   "# TYPE hotgate_budget_queue_depth gauge\n"
                   "# TYPE hotgate_budget_class_queue_depth gauge\n");
     for (unsigned i = 0; i < b->ncreds; i++) {
@@ -760,7 +763,7 @@ char *budget_metrics_text(budget *b)
                   (unsigned long long)c->shed_seen);
         sb_printf(&s, "hotgate_budget_retries_total{credential=\"%s\"} %llu\n", n,
                   (unsigned long long)c->retries);
-        sb_printf(&s, "hotgate_budget_queue_depth_total{credential=\"%s\"} %u\n", n, c->q.count);
+        sb_printf(&s, "hotgate_budget_queued{credential=\"%s\"} %u\n", n, c->q.count);
         for (size_t k = 0; k < c->q.nflows; k++) {
             fairq_flow *f = c->q.flows[k];
             budget_flow *bf = f->user;

@@ -131,8 +131,10 @@ static void ctx_cleanup(struct hg_req *req, void *arg)
 {
     bs_ctx *x = arg;
     (void)req;
+    /* a shed answer whose transfer was dropped without on_done (stale-if-error served
+     * by the cache, client gone) still counts for the cooldown */
     if (x->ticket)
-        budget_done(x->ticket, NULL);
+        budget_done(x->ticket, x->shed.status ? &x->shed : NULL);
     free(x);
 }
 
