@@ -17,6 +17,7 @@
  * can only collide, i.e. over-invalidate, never miss. Path parameters are percent-decoded.
  *   metadata (tags of cached GET responses; invalidated by the mutations listed):
  *     workspaces                 GET /v1/workspaces               <- POST /v1/workspaces
+ *                                (sent without X-Workspace-Id: scope it by credential, not ws)
  *     list:connections           GET /v1/connections              <- connection create/delete,
  *                                                                    purges, refresh
  *     conn:<c>                   connection get, table profiles, index lists of connection <c>
@@ -49,6 +50,9 @@
  *                                whose SQL is not known)          <- EVERY data change
  *   Data mutations (refresh, purges, connection delete, dataset mutations, writing SQL) always
  *   invalidate qunknown besides their precise tags.
+ *
+ * TABLE FUNCTIONS AND EXTERNAL DATA. A query reading only table functions (generate_series,
+ * read_parquet(...)) carries no q-tag but "queries": only its TTL bounds staleness.
  *
  * CONNECTION NAMES. SQL names a connection by its name (`prod_pg.public.orders`) while the API
  * paths and the refresh body carry its id. route_invalidation_tags therefore takes an optional

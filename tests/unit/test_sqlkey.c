@@ -376,6 +376,8 @@ static void test_volatile(void **state)
         "SELECT * FROM c.s.t TABLESAMPLE BERNOULLI (10)",
         "SELECT a FROM c.s.t WHERE b = (SELECT max(b) FROM c.s.u WHERE ts < now())",
         "SELECT current_user",
+        "SELECT * FROM c.s.t WHERE ts > timestamp with time zone 'now'",
+        "SELECT \"random\"()",
     };
     for (size_t i = 0; i < sizeof(vol) / sizeof(vol[0]); i++)
         ASSERT_REASON(vol[i], SQLKEY_VOLATILE);
@@ -449,6 +451,23 @@ static void test_table_refs(void **state)
     REFS("SELECT * FROM a.b.c ORDER BY x, y", false, "a.b.c", NULL);
     REFS("SELECT * FROM a.b.c GROUP BY x, y", false, "a.b.c", NULL);
     REFS("SELECT 'FROM x.y.z', \"a.b.c\" FROM a.b.c", false, "a.b.c", NULL);
+    REFS("WITH x AS MATERIALIZED (SELECT * FROM a.b.c) SELECT * FROM x", false, "a.b.c", NULL);
+    REFS("WITH x AS NOT MATERIALIZED (SELECT 1), y AS (SELECT * FROM x) SELECT * FROM y JOIN "
+         "d.e.f ON true",
+         false, "d.e.f", NULL);
+    REFS("SELECT * FROM ONLY a.b.c", false, "a.b.c", NULL);
+    REFS("SELECT * FROM a.b.c t1 JOIN LATERAL generate_series(1, t1.n) g ON true", false, "a.b.c",
+         NULL);
+    REFS("EXPLAIN SELECT * FROM a.b.c", false, "a.b.c", NULL);
+    REFS("SELECT * FROM unnest(ARRAY[1,2]) WITH ORDINALITY AS u(x, n)", false, NULL);
+    REFS("SELECT * FROM a.b.c AS x(p, q), d.e.f", false, "a.b.c", "d.e.f", NULL);
+    REFS("SELECT * FROM a.b.c UNION ALL TABLE d.e.f", false, "a.b.c", "d.e.f", NULL);
+    REFS("SELECT * FROM a.b.c CROSS JOIN (VALUES (1),(2)) v(n)", false, "a.b.c", NULL);
+    REFS("SELECT count(*) OVER (PARTITION BY a, b ORDER BY c, d) FROM a.b.c", false, "a.b.c", NULL);
+    /* writes: the written table counts too */
+    REFS("INSERT INTO orders SELECT * FROM a.b.c", true, "a.b.c", NULL);
+    REFS("UPDATE a.b.c SET x = 1 FROM d.e.f", false, "a.b.c", "d.e.f", NULL);
+    REFS("DELETE FROM a.b.c", false, "a.b.c", NULL);
     /* longer dotted names contribute their first three parts */
     REFS("SELECT a.b.c.d FROM a.b.c", false, "a.b.c", NULL);
 
