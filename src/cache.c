@@ -1183,28 +1183,30 @@ const char *cache_xcache(const struct hg_req *req)
     }
 }
 
-int cache_upstream_failed(struct hg_req *req, int status)
+int cache_upstream_failed(struct hg_req *req, int status, const struct upstream_result *res)
 {
     cctx *c = req->cache_ctx;
-    if (!c || !c->f.stale || c->answered_stale || req->responded || !req->conn)
+    if (!c || !(status == 0 || status == 429 || status >= 500))
         return 0;
-    if (!(status == 0 || status == 429 || status >= 500))
-        return 0;
+    int served = 0;
     entry_view v;
-    if (entry_decode(c->f.stale, c->f.stale_len, &v) != ENTRY_OK || !gens_current(&v) ||
-        !entry_in_sie(&v, util_wall_ms()))
-        return 0;
-    c->answered_stale = 1;
-    INC(s_sie);
-    INC(s_stale);
-    req->cache_outcome = "stale";
-    serve_entry(req, &v, "STALE", util_wall_ms(), &c->f.key);
-    if (c->leading) {
-        /* the transfer is dropped: no tap on_done follows; the waiters get the stale one */
-        fill_finish(&c->f, 0, NULL);
+    if (c->f.stale && !c->answered_stale && !req->responded && req->conn &&
+        entry_decode(c->f.stale, c->f.stale_len, &v) == ENTRY_OK && gens_current(&v) &&
+        entry_in_sie(&v, util_wall_ms())) {
+        c->answered_stale = 1;
+        INC(s_sie);
+        INC(s_stale);
+        req->cache_outcome = "stale";
+        serve_entry(req, &v, "STALE", util_wall_ms(), &c->f.key);
+        served = 1;
+    }
+    if (c->leading && (served || status == 0)) {
+        /* no tap on_done follows (the transfer is dropped, or failed before any head):
+         * complete the flight here; the waiters get the stale entry or the failure */
+        fill_finish(&c->f, 0, res);
         c->leading = 0;
     }
-    return 1;
+    return served;
 }
 
 /* ---- admin purge ---- */

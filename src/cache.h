@@ -56,9 +56,12 @@ enum hg_stage_result cache_stage(struct hg_req *req);
  * upstream exchange (status >= 500, 429, or 0 for a connection error/timeout) and returns
  * 1 when the cache answered the client itself with a stale entry (stale-if-error): the
  * server then drops the upstream's answer (and cancels the transfer if it is running).
+ * res: the failed exchange's result when status is 0 (it also completes the coalesced
+ * fetch with that failure, since no tap on_done follows a failure before any head).
  */
 const char *cache_xcache(const struct hg_req *req);
-int cache_upstream_failed(struct hg_req *req, int status);
+struct upstream_result;
+int cache_upstream_failed(struct hg_req *req, int status, const struct upstream_result *res);
 
 /* Metrics text (also registered with metrics_register by cache_init). */
 void cache_metrics(struct evbuffer *out, void *arg);

@@ -1240,7 +1240,7 @@ static int up_on_head(void *arg, int status, const struct evkeyvalq *headers)
         event_base_once(req->worker->base, -1, EV_TIMEOUT, upstream_hold_release_cb, req, &zero);
         return -1;
     }
-    if ((status >= 500 || status == 429) && cache_upstream_failed(req, status)) {
+    if ((status >= 500 || status == 429) && cache_upstream_failed(req, status, NULL)) {
         /* stale-if-error: the cache answered with a stale entry; drop this answer */
         req->up = NULL;
         struct timeval zero = {0, 0};
@@ -1294,7 +1294,7 @@ static void up_on_done_inner(struct hg_req *req, const struct upstream_result *r
         return;
     }
     if (!req->responded) {
-        if (cache_upstream_failed(req, 0))
+        if (cache_upstream_failed(req, 0, res))
             return; /* stale-if-error: answered from the cache */
         const char *code, *msg;
         int st = upstream_error_status(res->outcome, &code, &msg);

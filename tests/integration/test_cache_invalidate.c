@@ -1,0 +1,256 @@
+/*
+ * test_cache_invalidate: mutations passing through hotgate invalidate what they change,
+ * synchronously: the very next read after the mutation's 2xx answer is never the old
+ * entry. Covers a data refresh (the sim really changes the table, and the cached query
+ * result changes with it), secrets, connections, saved queries, isolation of workspaces
+ * (a mutation in one does not flush the other), and the admin purge endpoint (by key, tag,
+ * workspace, everything; API-shaped errors; token required) and the cache metrics.
+ */
+#include "cache_it.h"
+
+static cit_env E;
+
+static int setup(void **state)
+{
+    (void)state;
+    return cit_start(&E, "cache-inval",
+                     "ttl_query = 300s\nttl_metadata = 300s\nstale_while_revalidate = 0\n"
+                     "stale_if_error = 0\n",
+                     NULL);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    cit_stop(&E);
+    return 0;
+}
+
+static char *get_body(const char *key, const char *path, char *xc, size_t xcl)
+{
+    hresp r;
+    assert_int_equal(cit_req(&E, key, "GET", path, NULL, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    snprintf(xc, xcl, "%s", cit_xcache(&r));
+    char *b = strdup(r.body);
+    hresp_free(&r);
+    return b;
+}
+
+static void test_refresh_changes_query_results(void **state)
+{
+    (void)state;
+    const char *sql = "SELECT count(*) AS n, max(id) AS m FROM demo.public.orders";
+    hresp r1, r2, r3, r4;
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r1), 0);
+    assert_string_equal(cit_xcache(&r1), "MISS");
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r2), 0);
+    assert_string_equal(cit_xcache(&r2), "HIT");
+    char xc[32];
+    char *conns = get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc);
+    free(get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc));
+    assert_string_equal(xc, "HIT");
+    /* a data refresh of the demo connection changes its tables in the sim */
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/refresh",
+                             "{\"connection_id\":\"conn_demo\",\"data\":true}", NULL, NULL, &r3),
+                     0);
+    assert_true(r3.status >= 200 && r3.status < 300);
+    hresp_free(&r3);
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r4), 0);
+    assert_int_equal(r4.status, 200);
+    assert_string_equal(cit_xcache(&r4), "MISS");
+    fprintf(stderr, "  before refresh: %s\n  after refresh:  %s\n", r1.body, r4.body);
+    json_t *a = json_loadb(r1.body, r1.len, 0, NULL), *b = json_loadb(r4.body, r4.len, 0, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_false(json_equal(json_object_get(a, "rows"), json_object_get(b, "rows")));
+    json_decref(a);
+    json_decref(b);
+    assert_int_equal(cit_sim_sql_count(&E, sql), 2);
+    /* the connection list is refreshed too */
+    free(get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc));
+    assert_string_equal(xc, "MISS");
+    free(conns);
+    hresp_free(&r1);
+    hresp_free(&r2);
+    hresp_free(&r4);
+}
+
+static void test_secrets(void **state)
+{
+    (void)state;
+    char xc[32];
+    char *b = get_body(CIT_KEY_A, "/v1/secrets", xc, sizeof xc);
+    assert_string_equal(xc, "MISS");
+    assert_null(strstr(b, "inval_secret_1"));
+    free(b);
+    free(get_body(CIT_KEY_A, "/v1/secrets", xc, sizeof xc));
+    assert_string_equal(xc, "HIT");
+    /* the other workspace caches its own list */
+    free(get_body(CIT_KEY_B, "/v1/secrets", xc, sizeof xc));
+    assert_string_equal(xc, "MISS");
+    hresp r;
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/secrets",
+                             "{\"name\":\"inval_secret_1\",\"value\":\"v1\"}", NULL, NULL, &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    hresp_free(&r);
+    b = get_body(CIT_KEY_A, "/v1/secrets", xc, sizeof xc);
+    assert_string_equal(xc, "MISS");
+    assert_non_null(strstr(b, "inval_secret_1"));
+    free(b);
+    /* ws_other untouched: still a hit */
+    free(get_body(CIT_KEY_B, "/v1/secrets", xc, sizeof xc));
+    assert_string_equal(xc, "HIT");
+    /* get -> update -> get */
+    b = get_body(CIT_KEY_A, "/v1/secrets/inval_secret_1", xc, sizeof xc);
+    free(b);
+    free(get_body(CIT_KEY_A, "/v1/secrets/inval_secret_1", xc, sizeof xc));
+    assert_string_equal(xc, "HIT");
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "PUT", "/v1/secrets/inval_secret_1",
+                             "{\"value\":\"v2\"}", NULL, NULL, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    hresp_free(&r);
+    free(get_body(CIT_KEY_A, "/v1/secrets/inval_secret_1", xc, sizeof xc));
+    assert_string_equal(xc, "MISS");
+    /* delete -> the list forgets it at once */
+    assert_int_equal(
+        cit_req(&E, CIT_KEY_A, "DELETE", "/v1/secrets/inval_secret_1", NULL, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 204);
+    hresp_free(&r);
+    b = get_body(CIT_KEY_A, "/v1/secrets", xc, sizeof xc);
+    assert_string_equal(xc, "MISS");
+    assert_null(strstr(b, "inval_secret_1"));
+    free(b);
+}
+
+static void test_connections_and_saved_queries(void **state)
+{
+    (void)state;
+    char xc[32];
+    free(get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc));
+    free(get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc));
+    assert_string_equal(xc, "HIT");
+    hresp r;
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/connections",
+                             "{\"name\":\"inval_conn\",\"source_type\":\"postgres\",\"config\":{},"
+                             "\"skip_discovery\":true}",
+                             NULL, NULL, &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    char id[128];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    hresp_free(&r);
+    char *b = get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc);
+    assert_string_equal(xc, "MISS");
+    assert_non_null(strstr(b, "inval_conn"));
+    free(b);
+    char path[256];
+    snprintf(path, sizeof path, "/v1/connections/%s", id);
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "DELETE", path, NULL, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 204);
+    hresp_free(&r);
+    b = get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc);
+    assert_string_equal(xc, "MISS");
+    assert_null(strstr(b, "inval_conn"));
+    free(b);
+
+    free(get_body(CIT_KEY_A, "/v1/queries", xc, sizeof xc));
+    free(get_body(CIT_KEY_A, "/v1/queries", xc, sizeof xc));
+    assert_string_equal(xc, "HIT");
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/queries",
+                             "{\"name\":\"inval_sq\",\"sql\":\"SELECT 1 AS one\"}", NULL, NULL, &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    hresp_free(&r);
+    b = get_body(CIT_KEY_A, "/v1/queries", xc, sizeof xc);
+    assert_string_equal(xc, "MISS");
+    assert_non_null(strstr(b, "inval_sq"));
+    free(b);
+}
+
+static void test_admin_purge_and_metrics(void **state)
+{
+    (void)state;
+    char xc[32];
+    free(get_body(CIT_KEY_A, "/v1/connection-types", xc, sizeof xc));
+    free(get_body(CIT_KEY_A, "/v1/connection-types", xc, sizeof xc));
+    assert_string_equal(xc, "HIT");
+    hresp r;
+    /* by workspace */
+    assert_int_equal(cit_admin_post(&E, "/admin/purge", "{\"workspace\":\"ws_test\"}", &r), 0);
+    assert_int_equal(r.status, 200);
+    hresp_free(&r);
+    free(get_body(CIT_KEY_A, "/v1/connection-types", xc, sizeof xc));
+    assert_string_equal(xc, "MISS");
+    /* by key (the X-Cache-Key header) */
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "GET", "/v1/connection-types", NULL, NULL, NULL, &r),
+                     0);
+    assert_string_equal(cit_xcache(&r), "HIT");
+    char *key = hresp_header(&r, "X-Cache-Key");
+    assert_non_null(key);
+    hresp_free(&r);
+    char body[200];
+    snprintf(body, sizeof body, "{\"key\":\"%s\"}", key);
+    free(key);
+    cit_sleep_ms(1100); /* past the in-memory linger of the last fill */
+    assert_int_equal(cit_admin_post(&E, "/admin/purge", body, &r), 0);
+    assert_int_equal(r.status, 200);
+    hresp_free(&r);
+    free(get_body(CIT_KEY_A, "/v1/connection-types", xc, sizeof xc));
+    assert_string_equal(xc, "MISS");
+    /* by tag */
+    free(get_body(CIT_KEY_A, "/v1/connection-types", xc, sizeof xc));
+    assert_string_equal(xc, "HIT");
+    assert_int_equal(
+        cit_admin_post(&E, "/admin/purge", "{\"workspace\":\"ws_test\",\"tag\":\"conntypes\"}", &r),
+        0);
+    assert_int_equal(r.status, 200);
+    hresp_free(&r);
+    free(get_body(CIT_KEY_A, "/v1/connection-types", xc, sizeof xc));
+    assert_string_equal(xc, "MISS");
+    /* everything */
+    free(get_body(CIT_KEY_B, "/v1/connection-types", xc, sizeof xc));
+    free(get_body(CIT_KEY_B, "/v1/connection-types", xc, sizeof xc));
+    assert_string_equal(xc, "HIT");
+    assert_int_equal(cit_admin_post(&E, "/admin/purge", "{\"all\":true}", &r), 0);
+    assert_int_equal(r.status, 200);
+    hresp_free(&r);
+    free(get_body(CIT_KEY_B, "/v1/connection-types", xc, sizeof xc));
+    assert_string_equal(xc, "MISS");
+    /* errors are API-shaped */
+    assert_int_equal(cit_admin_post(&E, "/admin/purge", "not json", &r), 0);
+    assert_int_equal(r.status, 400);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    assert_non_null(json_object_get(json_object_get(j, "error"), "code"));
+    json_decref(j);
+    hresp_free(&r);
+    /* the admin token is required */
+    char url[200];
+    snprintf(url, sizeof url, "%s/admin/purge", E.admin);
+    assert_int_equal(http_do("POST", url, NULL, "{\"all\":true}", 12, &r), 0);
+    assert_int_equal(r.status, 401);
+    hresp_free(&r);
+    /* metrics */
+    assert_int_equal(cit_admin_get(&E, "/metrics", &r), 0);
+    assert_non_null(strstr(r.body, "hotgate_cache_requests_total{outcome=\"hit\"}"));
+    assert_non_null(strstr(r.body, "hotgate_cache_invalidations_total"));
+    assert_non_null(strstr(r.body, "hotgate_cache_bytes_used"));
+    assert_non_null(strstr(r.body, "hotgate_cache_evictions_total"));
+    hresp_free(&r);
+    assert_true(cit_metric(&E, "hotgate_cache_invalidations_total") >= 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refresh_changes_query_results),
+        cmocka_unit_test(test_secrets),
+        cmocka_unit_test(test_connections_and_saved_queries),
+        cmocka_unit_test(test_admin_purge_and_metrics),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
