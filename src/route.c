@@ -565,7 +565,7 @@ void route_refresh_tags(const char *body, size_t len, route_conn_name_fn resolve
     tags_reset(out);
     *all_ws = false;
     json_error_t err;
-    json_t *root = body ? json_loadb(body, len, 0, &err) : NULL;
+    json_t *root = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &err) : NULL;
     if (!root || !json_is_object(root)) {
         json_decref(root);
         *all_ws = true;

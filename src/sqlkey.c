@@ -1158,7 +1158,8 @@ int sqlkey_parse_query_body(const char *body, size_t len, struct sqlkey_query_re
 {
     memset(req, 0, sizeof(*req));
     json_error_t jerr;
-    json_t *root = json_loadb(body ? body : "", body ? len : 0, JSON_ALLOW_NUL, &jerr);
+    json_t *root = json_loadb(body ? body : "", body ? len : 0,
+                              JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
     int rc = 0;
     if (!root)
         return body_err(req, err, errlen, "invalid JSON body");

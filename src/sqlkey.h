@@ -174,7 +174,8 @@ struct sqlkey_query_req {
 
 /*
  * Parse a POST /v1/query JSON body with jansson. Returns 0 on success; -1 when the body is not
- * a JSON object, "sql" is missing or not a string, "async" is neither boolean nor null, or
+ * a JSON object (or has a duplicate key: the upstream might read the other copy), "sql" is
+ * missing or not a string, "async" is neither boolean nor null, or
  * "async_after_ms" is neither integer nor null; then err (if non-NULL) gets a short message
  * and *req is zeroed. Unknown fields are ignored. Free with sqlkey_query_req_free.
  */

@@ -391,6 +391,7 @@ static void test_refresh_bodies(void **state)
     refresh("{\"connection_id\":42}", false, "", true);
     refresh("{\"connection_id\":\"c\",\"table_name\":[1]}", false, "", true);
     refresh("{\"connection_id\":\"\"}", false, "", true);
+    refresh("{\"connection_id\":\"a\",\"connection_id\":\"b\"}", false, "", true);
 
     /* through route_invalidation_tags */
     struct route_policy p;

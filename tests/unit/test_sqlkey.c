@@ -541,6 +541,9 @@ static void test_query_body(void **state)
         "{\"sql\":\"SELECT 1\",\"async_after_ms\":\"1000\"}",
         "{\"sql\":\"SELECT 1\"",
         "{\"sql\":\"SELECT 1\"} trailing",
+        /* duplicate keys: the upstream might read the other one, so the key could lie */
+        "{\"sql\":\"SELECT 1\",\"sql\":\"SELECT 2\"}",
+        "{\"sql\":\"SELECT 1\",\"async\":false,\"async\":true}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err[0] = '\0';
