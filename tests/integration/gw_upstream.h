@@ -340,7 +340,7 @@ static __attribute__((unused)) void gwu_stop(struct gwu *u)
 static __attribute__((unused)) char *gw_write_conf(const char *dir, const char *upstream_url,
                                                    const char *extra, int *port, int *admin_port)
 {
-    char tokpath[512], path[512];
+    char tokpath[1024], path[1024];
     snprintf(tokpath, sizeof tokpath, "%s/upstream.token", dir);
     FILE *f = fopen(tokpath, "w");
     fputs("tok_test\n", f);
@@ -354,7 +354,7 @@ static __attribute__((unused)) char *gw_write_conf(const char *dir, const char *
     snprintf(path, sizeof path, "%s/hotgate.conf", dir);
     f = fopen(path, "w");
     fprintf(f,
-            "[server]\nlisten = 127.0.0.1:%d\nthreads = 2\ndrain_timeout = 10\n"
+            "[server]\nlisten = 127.0.0.1:%d\n%sdrain_timeout = 10\n"
             "access_log = %s/access.log\nlog_level = debug\n"
             "[admin]\nlisten = 127.0.0.1:%d\n"
             "[upstream]\nurl = %s\n"
@@ -364,7 +364,8 @@ static __attribute__((unused)) char *gw_write_conf(const char *dir, const char *
             "default_workspace = ws_test\nmode = full\n"
             "[client bob]\nkey_sha256 = %s\ncredential = main\nworkspaces = ws_test\n"
             "mode = read-only\n%s",
-            *port, dir, *admin_port, upstream_url, tokpath, ka, kb, extra ? extra : "");
+            *port, extra && strstr(extra, "threads") ? "" : "threads = 2\n", dir, *admin_port,
+            upstream_url, tokpath, ka, kb, extra ? extra : "");
     fclose(f);
     return strdup(path);
 }
