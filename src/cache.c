@@ -865,6 +865,19 @@ static void build_tags(tagset *t, const struct hg_req *req, const struct route_p
     }
 }
 
+void cache_client_gone(struct hg_req *req)
+{
+    cctx *c = req->cache_ctx;
+    if (!c || !c->waiting)
+        return;
+    if (coalesce_leave(&c->f.ckey, c)) {
+        /* removed before any delivery was scheduled: nothing will call us back */
+        c->waiting = 0;
+        server_req_release(req);
+    }
+    /* else a delivery is on its way to this thread; on_deliver sees client_gone */
+}
+
 /* ---- the stage ---- */
 static int class_of(const struct route_policy *p, enum fill_class *cls)
 {
@@ -1121,8 +1134,9 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     tagset_snapshot(&f->tags);
     coalesce_key_of(&key, &f->tags, &f->ckey);
 
-    if (ccv.no_cache) {
-        /* go upstream ourselves and refresh the entry */
+    if (ccv.no_cache || async_after) {
+        /* go upstream ourselves (and refresh the entry); an async submission's answer may
+         * be a 202, so it neither joins nor leads the sync fetches of the same SQL */
         req->cache_outcome = "miss";
         INC(s_miss);
         c->xcache = X_MISS;

@@ -63,6 +63,10 @@ const char *cache_xcache(const struct hg_req *req);
 struct upstream_result;
 int cache_upstream_failed(struct hg_req *req, int status, const struct upstream_result *res);
 
+/* The client went away (server.c's client-gone hook): a request waiting on a coalesced
+ * fetch leaves it now and drops its hold; the other waiters are not disturbed. */
+void cache_client_gone(struct hg_req *req);
+
 /* Metrics text (also registered with metrics_register by cache_init). */
 void cache_metrics(struct evbuffer *out, void *arg);
 

@@ -356,6 +356,7 @@ static void req_detach_client(struct hg_req *r)
     /* CLIENT-GONE HOOK: a stage holding the request asynchronously (budget queue,
      * coalescing wait) must learn it here and drop its hold (server_req_release). */
     budget_stage_client_gone(r); /* leaves the budget queue at once */
+    cache_client_gone(r);        /* leaves a coalesced wait at once */
     if (r->up) {
         struct upstream_req *u = r->up;
         r->up = NULL;
