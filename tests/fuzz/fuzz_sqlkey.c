@@ -1,5 +1,6 @@
 /*
- * fuzz_sqlkey: libFuzzer target for src/sqlkey.c (and the JSON helpers of src/route.c).
+ * fuzz_sqlkey: libFuzzer target for src/sqlkey.c (and route_match and the body helpers of
+ * src/route.c, fed the same bytes).
  *
  * Checks, besides memory safety (ASan) on arbitrary, truncated input:
  *   - the canonical form is never longer than the input and hashes to sqlkey_cache_key;
@@ -118,6 +119,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (route_json_top_field(sql, size, "status", &v, &vl) && (v < sql || v + vl > sql + size))
         abort();
     route_body_cacheable(sql, size);
+
+    /* the input as a request path (NUL-terminated copy), with each method */
+    static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"};
+    char *path = malloc(size + 1);
+    memcpy(path, data, size);
+    path[size] = '\0';
+    struct route_policy *pol = malloc(sizeof(*pol));
+    route_match(methods[size % 6], path, NULL, pol);
+    if (!pol->name || !pol->ttl_class || pol->tags.n > ROUTE_MAX_TAGS ||
+        pol->inval.n > ROUTE_MAX_TAGS || pol->pused > sizeof(pol->pbuf))
+        abort();
+    for (int i = 0; i < ROUTE_P__COUNT; i++) {
+        const char *pv = route_param(pol, (enum route_param_id)i);
+        if (pv && strlen(pv) >= sizeof(pol->pbuf))
+            abort();
+    }
+    if (pol->mutation && pol->cache_class != ROUTE_CACHE_NEVER)
+        abort();
+    route_invalidation_tags(pol, sql, size, NULL, NULL, &tags, &all);
+    route_body_is_terminal(pol, 200, sql, size);
+    free(pol);
+    free(path);
 
     free(c2);
     free(c1);
