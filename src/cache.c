@@ -529,10 +529,9 @@ static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t 
 }
 
 /*
- * The fill is over: store what may be stored and complete the flight.
- * ok: the upstream exchange completed; res may be NULL. Returns the result handed to the
- * flight (a borrowed pointer, valid while the caller holds no other reference: only for
- * inspection right away) or NULL.
+ * The fill is over: store what may be stored and complete the flight (every waiter gets
+ * the answer, or the stale entry, or the failure). ok: the upstream exchange completed;
+ * res may be NULL.
  */
 static void fill_finish(fill *f, int ok, const struct upstream_result *res)
 {
@@ -570,8 +569,11 @@ static void fill_finish(fill *f, int ok, const struct upstream_result *res)
             cr->len = len;
         }
     }
-    if (!f->flight)
+    if (!f->flight) {
+        /* fetched alone (no-cache, async): nobody waits for it */
+        coalesce_result_unref(cr);
         return;
+    }
     if (!cr) {
         if (f->too_big) {
             /* nothing to share: let the next waiter fetch for itself */

@@ -14,11 +14,18 @@
 #include <string.h>
 
 static EVP_MD *g_md;
+static pthread_key_t g_ctx_key;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void ctx_free(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
 
 static void fetch_md_once(void)
 {
     g_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (!g_md)
+    if (!g_md || pthread_key_create(&g_ctx_key, ctx_free) != 0)
         abort();
 }
 
@@ -150,15 +157,17 @@ void cachekey_sql_hash(const char *sql, size_t len, uint8_t out[32])
 void cachekey_derive(const cachekey_in *in, cachekey *out)
 {
     assert(in && in->cred_id && in->method && in->path);
-    /* one digest context per thread, and the SHA-256 implementation fetched once: the
-     * provider lookup of a fresh context costs more than hashing a short key */
-    static __thread EVP_MD_CTX *c;
-    static EVP_MD *md;
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, fetch_md_once);
-    md = g_md;
-    if (!c && !(c = EVP_MD_CTX_new()))
-        abort();
+    /* one digest context per thread (freed at thread exit), and the SHA-256
+     * implementation fetched once: the provider lookup of a fresh context costs more than
+     * hashing a short key */
+    pthread_once(&g_once, fetch_md_once);
+    EVP_MD_CTX *c = pthread_getspecific(g_ctx_key);
+    if (!c) {
+        if (!(c = EVP_MD_CTX_new()))
+            abort();
+        pthread_setspecific(g_ctx_key, c);
+    }
+    const EVP_MD *md = g_md;
     EVP_DigestInit_ex(c, md, NULL);
     put_str(c, "hotgate-cachekey-v1");
     put_str(c, in->cred_id);
