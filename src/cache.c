@@ -444,6 +444,17 @@ static void fill_data(fill *f, const struct evbuffer *chunk)
     f->blen += n;
 }
 
+/* The TTL of a route's class: [cache] ttl.<class> when configured, else dflt. */
+static uint64_t class_ttl(const struct route_policy *p, uint64_t dflt)
+{
+    if (!G.cfg || !p->ttl_class || !p->ttl_class[0])
+        return dflt;
+    for (size_t i = 0; i < G.cfg->cache.n_class_ttl; i++)
+        if (strcmp(G.cfg->cache.class_ttl[i].name, p->ttl_class) == 0)
+            return G.cfg->cache.class_ttl[i].ms;
+    return dflt;
+}
+
 /* Encode the fill's response; *storable tells whether it may go to the store, *linger how
  * long it may answer later requests from memory. */
 static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t *linger)
@@ -458,17 +469,19 @@ static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t 
         switch (f->cls) {
         case FILL_QUERY:
             if (route_body_cacheable(body, f->blen)) {
-                fresh = G.ttl_query_ms;
+                fresh = class_ttl(&f->pol, G.ttl_query_ms);
                 *storable = 1;
             }
             break;
         case FILL_METADATA:
-            fresh = G.ttl_metadata_ms;
+            fresh = class_ttl(&f->pol, G.ttl_metadata_ms);
             *storable = 1;
             break;
         case FILL_IMMUTABLE:
             if (route_body_is_terminal(&f->pol, st, body, f->blen)) {
-                fresh = G.ttl_immutable_ms ? G.ttl_immutable_ms : ENTRY_FRESH_FOREVER;
+                fresh = class_ttl(&f->pol, G.ttl_immutable_ms);
+                if (!fresh)
+                    fresh = ENTRY_FRESH_FOREVER;
                 *storable = 1;
             }
             break;

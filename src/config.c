@@ -819,6 +819,18 @@ static int handle_cache(struct parse *p, int line, const char *section, const ch
         DUR(c->cache.poll_window_ms, 1);
     } else if (strcmp(name, "negative_ttl") == 0) {
         DUR(c->cache.negative_ttl_ms, 0);
+    } else if (strncmp(name, "ttl.", 4) == 0) {
+        const char *cls = name + 4;
+        size_t cl = strlen(cls);
+        if (cl == 0 || cl >= sizeof c->cache.class_ttl[0].name ||
+            strspn(cls, "abcdefghijklmnopqrstuvwxyz0123456789_-") != cl)
+            BAD("ttl.<class>: a class name of 1 to 31 characters [a-z0-9_-]");
+        if (c->cache.n_class_ttl >= sizeof c->cache.class_ttl / sizeof c->cache.class_ttl[0])
+            BAD("too many ttl.<class> keys");
+        size_t i = c->cache.n_class_ttl;
+        DUR(c->cache.class_ttl[i].ms, 0);
+        memcpy(c->cache.class_ttl[i].name, cls, cl + 1);
+        c->cache.n_class_ttl++;
     } else if (strcmp(name, "high_water") == 0) {
         char *end = NULL;
         double v = strtod(value, &end);

@@ -148,6 +148,13 @@ struct hg_config {
         uint64_t poll_window_ms;
         uint64_t negative_ttl_ms;
         double high_water; /* fraction of size, 0 < x <= 1 */
+        /* ttl.<class> = duration: per TTL class of route.h (e.g. ttl.connections = 30s,
+         * ttl.information_schema = 5m), overriding ttl_metadata/ttl_query/ttl_immutable */
+        struct {
+            char name[32];
+            uint64_t ms;
+        } class_ttl[32];
+        size_t n_class_ttl;
     } cache;
 
     struct {
