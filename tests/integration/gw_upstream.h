@@ -229,8 +229,10 @@ static void *gwu_conn(void *arg)
             long long n = atoll(strstr(path, "n=") ? strstr(path, "n=") + 2 : "0");
             char head[256];
             int hl = snprintf(head, sizeof head,
-                              "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                              "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n"
                               "Content-Length: %lld\r\n\r\n",
+                              strstr(path, "ct=arrow") ? "application/vnd.apache.arrow.stream"
+                                                       : "application/octet-stream",
                               n);
             gwu_write_all(fd, head, (size_t)hl);
             static char blk[65536];
