@@ -16,6 +16,7 @@
 #include "coalesce.h"
 #include "config.h"
 #include "entry.h"
+#include "log.h"
 #include "metrics.h"
 #include "route.h"
 #include "sqlkey.h"
@@ -1419,7 +1420,7 @@ static void persist_gens(int clean)
     slots[n] = GEN_CLEAN;
     vals[n++] = (uint64_t)clean;
     if (G.st->api->gens_save(G.st, slots, vals, n) != 0)
-        fprintf(stderr, "cache: could not persist the invalidation generations\n");
+        log_msg(LOG_ERR, "cache: could not persist the invalidation generations");
     free(slots);
     free(vals);
 }
@@ -1468,7 +1469,7 @@ int cache_init(const struct hg_config *cfg)
     o.sync_mode = sync && *sync == '1' ? STORE_SYNC_NONE : STORE_SYNC_META_ASYNC;
     char err[512];
     if (store_lmdb_api.open(&G.st, &o, err, sizeof err) != 0) {
-        fprintf(stderr, "cache: %s\n", err);
+        log_msg(LOG_ERR, "cache: %s", err);
         G.st = NULL;
         return -1;
     }
@@ -1481,8 +1482,11 @@ int cache_init(const struct hg_config *cfg)
         atomic_store(&g_gens[i], table[i]);
     free(table);
     if (!clean) {
-        /* the last run did not end cleanly: invalidations may be lost, trust nothing */
+        /* the last run did not end cleanly: invalidations may be lost, trust nothing (and
+         * free the space of what can no longer be served) */
         gen_bump(GEN_ALL);
+        G.st->api->purge_all(G.st);
+        log_msg(LOG_WARNING, "cache: the previous run did not stop cleanly: cache emptied");
     }
     persist_gens(0); /* running */
     return 0;
