@@ -1,10 +1,366 @@
 /*
- * main: hotdata-sim entry point (placeholder while the framework lands; see sim/sim.h).
+ * main: hotdata-sim entry point. Parses the command line into struct sim_config and the
+ * initial fault set, registers every API area with the router, opens (and on first start
+ * seeds) the data dir, and runs the event loop until SIGINT/SIGTERM.
+ *
+ * Rules: everything after setup runs on the single event-loop thread (see sim/sim.h).
  */
-#include <stdio.h>
+#include "sim_int.h"
+#include "util.h"
 
-int main(void)
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void sim_usage(FILE *f)
 {
-    fprintf(stderr, "hotdata-sim: not built yet\n");
-    return 1;
+    fprintf(f,
+            "usage: hotdata-sim --listen HOST:PORT --token TOKEN[=WS1,WS2] --workspace WS\n"
+            "                   --data-dir DIR [options]\n"
+            "\n"
+            "A local stand-in for the Hotdata /v1 API (SQLite-backed). See sim/README.md.\n"
+            "\n"
+            "identity and storage:\n"
+            "  --listen HOST:PORT      address to listen on (default 127.0.0.1:8788)\n"
+            "  --token T[=WS,...]      accepted bearer token (repeatable); with =list it may use\n"
+            "                          only those workspaces, without it every workspace\n"
+            "  --workspace WS          workspace id to serve (repeatable); workspaces named in\n"
+            "                          --token lists are added too\n"
+            "  --data-dir DIR          state directory (SQLite files); survives restarts\n"
+            "                          (default ./hotdata-sim-data)\n"
+            "  --seed-rows N           rows of demo.public.orders seeded on the first start of a\n"
+            "                          data dir (default 100000)\n"
+            "\n"
+            "timing of background work:\n"
+            "  --async-delay-ms N      async query: time spent queued, then running (default 200)\n"
+            "  --result-delay-ms N     result: time spent pending, then processing (default 50;\n"
+            "                          0 = ready at once)\n"
+            "  --job-delay-ms N        job: time spent pending, then running (default 200)\n"
+            "\n"
+            "rate limiting (like the live service; off by default):\n"
+            "  --rate N                requests per second per bearer token (token bucket)\n"
+            "  --burst M               bucket size (default: N)\n"
+            "\n"
+            "fault injection (also settable at runtime: POST /_sim/faults):\n"
+            "  --latency-ms N          added latency before every /v1 answer (non-blocking)\n"
+            "  --jitter-ms N           plus a uniform random 0..N ms\n"
+            "  --error-rate P          fraction 0..1 of /v1 requests answered with an error\n"
+            "  --error-status S        status of injected errors: 500, 502 or 503 (default 500)\n"
+            "  --drop MODE             none | before (close before any response byte) | mid\n"
+            "                          (send headers and half the body, then close)\n"
+            "  --drop-rate P           fraction 0..1 of requests dropped (default 1)\n"
+            "  --stall-ms N            hold every request N ms, then close without answering\n"
+            "  --retry-after-count N   answer the next N requests 429 with Retry-After\n"
+            "  --retry-after-s S       the Retry-After seconds for those (default 1)\n"
+            "\n"
+            "  --quiet                 less logging\n"
+            "  --help                  this text\n"
+            "  --version               print the version\n");
+}
+
+static int sim_parse_int(const char *s, long min, long max, long *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int sim_parse_double(const char *s, double min, double max, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void sim_add_ws_id(struct sim_config *cfg, const char *id)
+{
+    for (size_t i = 0; i < cfg->nws_ids; i++)
+        if (strcmp(cfg->ws_ids[i], id) == 0)
+            return;
+    if (cfg->nws_ids < SIM_MAX_WS)
+        cfg->ws_ids[cfg->nws_ids++] = sim_strdup(id);
+}
+
+static int sim_add_token(struct sim_config *cfg, const char *arg)
+{
+    if (cfg->ntokens >= SIM_MAX_TOKENS)
+        return -1;
+    struct sim_token *t = &cfg->tokens[cfg->ntokens];
+    memset(t, 0, sizeof *t);
+    const char *eq = strchr(arg, '=');
+    t->token = eq ? strndup(arg, (size_t)(eq - arg)) : sim_strdup(arg);
+    if (!t->token || !*t->token)
+        return -1;
+    char hex[65];
+    util_sha256_hex(t->token, strlen(t->token), hex);
+    memcpy(t->hash12, hex, 12);
+    t->hash12[12] = '\0';
+    snprintf(t->user_public_id, sizeof t->user_public_id, "user_%.10s", hex);
+    t->all_workspaces = eq == NULL;
+    if (eq) {
+        char *list = sim_strdup(eq + 1), *save = NULL;
+        for (char *w = strtok_r(list, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+            t->allowed = realloc(t->allowed, (t->nallowed + 1) * sizeof(char *));
+            if (!t->allowed)
+                abort();
+            t->allowed[t->nallowed++] = sim_strdup(w);
+        }
+        free(list);
+    }
+    cfg->ntokens++;
+    return 0;
+}
+
+static void sim_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    event_base_loopbreak(arg);
+}
+
+enum {
+    OPT_LISTEN = 1000,
+    OPT_TOKEN,
+    OPT_WORKSPACE,
+    OPT_DATA_DIR,
+    OPT_SEED_ROWS,
+    OPT_ASYNC_DELAY,
+    OPT_RESULT_DELAY,
+    OPT_JOB_DELAY,
+    OPT_RATE,
+    OPT_BURST,
+    OPT_LATENCY,
+    OPT_JITTER,
+    OPT_ERROR_RATE,
+    OPT_ERROR_STATUS,
+    OPT_DROP,
+    OPT_DROP_RATE,
+    OPT_STALL,
+    OPT_RA_COUNT,
+    OPT_RA_S,
+    OPT_QUIET,
+    OPT_HELP,
+    OPT_VERSION,
+};
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"token", required_argument, NULL, OPT_TOKEN},
+        {"workspace", required_argument, NULL, OPT_WORKSPACE},
+        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+        {"seed-rows", required_argument, NULL, OPT_SEED_ROWS},
+        {"async-delay-ms", required_argument, NULL, OPT_ASYNC_DELAY},
+        {"result-delay-ms", required_argument, NULL, OPT_RESULT_DELAY},
+        {"job-delay-ms", required_argument, NULL, OPT_JOB_DELAY},
+        {"rate", required_argument, NULL, OPT_RATE},
+        {"burst", required_argument, NULL, OPT_BURST},
+        {"latency-ms", required_argument, NULL, OPT_LATENCY},
+        {"jitter-ms", required_argument, NULL, OPT_JITTER},
+        {"error-rate", required_argument, NULL, OPT_ERROR_RATE},
+        {"error-status", required_argument, NULL, OPT_ERROR_STATUS},
+        {"drop", required_argument, NULL, OPT_DROP},
+        {"drop-rate", required_argument, NULL, OPT_DROP_RATE},
+        {"stall-ms", required_argument, NULL, OPT_STALL},
+        {"retry-after-count", required_argument, NULL, OPT_RA_COUNT},
+        {"retry-after-s", required_argument, NULL, OPT_RA_S},
+        {"quiet", no_argument, NULL, OPT_QUIET},
+        {"help", no_argument, NULL, OPT_HELP},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    signal(SIGPIPE, SIG_IGN);
+    struct sim_ctx *ctx = sim_ctx_new();
+    struct sim_config *cfg = &ctx->cfg;
+    struct sim_faults *f = &ctx->faults;
+    int c;
+    long n;
+    double d;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        bool bad = false;
+        switch (c) {
+        case OPT_LISTEN: {
+            const char *colon = strrchr(optarg, ':');
+            if (!colon || sim_parse_int(colon + 1, 0, 65535, &n) < 0 ||
+                (size_t)(colon - optarg) >= sizeof cfg->listen_host) {
+                bad = true;
+                break;
+            }
+            memcpy(cfg->listen_host, optarg, (size_t)(colon - optarg));
+            cfg->listen_host[colon - optarg] = '\0';
+            if (!cfg->listen_host[0])
+                snprintf(cfg->listen_host, sizeof cfg->listen_host, "127.0.0.1");
+            cfg->listen_port = (int)n;
+            break;
+        }
+        case OPT_TOKEN:
+            bad = sim_add_token(cfg, optarg) < 0;
+            break;
+        case OPT_WORKSPACE:
+            sim_add_ws_id(cfg, optarg);
+            break;
+        case OPT_DATA_DIR:
+            free(cfg->data_dir);
+            cfg->data_dir = sim_strdup(optarg);
+            break;
+        case OPT_SEED_ROWS:
+            bad = sim_parse_int(optarg, 0, 100000000, &cfg->seed_rows) < 0;
+            break;
+        case OPT_ASYNC_DELAY:
+            bad = sim_parse_int(optarg, 0, 600000, &n) < 0;
+            cfg->async_delay_ms = (int)n;
+            break;
+        case OPT_RESULT_DELAY:
+            bad = sim_parse_int(optarg, 0, 600000, &n) < 0;
+            cfg->result_delay_ms = (int)n;
+            break;
+        case OPT_JOB_DELAY:
+            bad = sim_parse_int(optarg, 0, 600000, &n) < 0;
+            cfg->job_delay_ms = (int)n;
+            break;
+        case OPT_RATE:
+            bad = sim_parse_double(optarg, 0, 1e9, &cfg->rate) < 0;
+            break;
+        case OPT_BURST:
+            bad = sim_parse_double(optarg, 1, 1e9, &cfg->burst) < 0;
+            break;
+        case OPT_LATENCY:
+            bad = sim_parse_int(optarg, 0, 600000, &n) < 0;
+            f->global.latency_ms = (int)n;
+            break;
+        case OPT_JITTER:
+            bad = sim_parse_int(optarg, 0, 600000, &n) < 0;
+            f->global.jitter_ms = (int)n;
+            break;
+        case OPT_ERROR_RATE:
+            bad = sim_parse_double(optarg, 0, 1, &d) < 0;
+            f->global.error_rate = d;
+            break;
+        case OPT_ERROR_STATUS:
+            bad = sim_parse_int(optarg, 400, 599, &n) < 0;
+            f->global.error_status = (int)n;
+            break;
+        case OPT_DROP:
+            if (!strcmp(optarg, "none"))
+                f->global.drop = SIM_DROP_NONE;
+            else if (!strcmp(optarg, "before"))
+                f->global.drop = SIM_DROP_BEFORE;
+            else if (!strcmp(optarg, "mid"))
+                f->global.drop = SIM_DROP_MID;
+            else
+                bad = true;
+            break;
+        case OPT_DROP_RATE:
+            bad = sim_parse_double(optarg, 0, 1, &d) < 0;
+            f->global.drop_rate = d;
+            break;
+        case OPT_STALL:
+            bad = sim_parse_int(optarg, 0, 3600000, &n) < 0;
+            f->global.stall_ms = (int)n;
+            break;
+        case OPT_RA_COUNT:
+            bad = sim_parse_int(optarg, 0, 1000000, &n) < 0;
+            f->retry_after_count = (int)n;
+            break;
+        case OPT_RA_S:
+            bad = sim_parse_int(optarg, 1, 3600, &n) < 0;
+            f->retry_after_s = (int)n;
+            break;
+        case OPT_QUIET:
+            cfg->quiet = true;
+            break;
+        case OPT_HELP:
+            sim_usage(stdout);
+            sim_ctx_free(ctx);
+            return 0;
+        case OPT_VERSION:
+            printf("hotdata-sim %s\n", HG_VERSION);
+            sim_ctx_free(ctx);
+            return 0;
+        default:
+            bad = true;
+            break;
+        }
+        if (bad) {
+            if (c >= OPT_LISTEN)
+                fprintf(stderr, "hotdata-sim: invalid value for --%s: %s\n",
+                        opts[c - OPT_LISTEN].name, optarg ? optarg : "");
+            sim_usage(stderr);
+            sim_ctx_free(ctx);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "hotdata-sim: unexpected argument: %s\n", argv[optind]);
+        sim_ctx_free(ctx);
+        return 2;
+    }
+    if (cfg->ntokens == 0) {
+        fprintf(stderr, "hotdata-sim: at least one --token is required\n");
+        sim_usage(stderr);
+        sim_ctx_free(ctx);
+        return 2;
+    }
+    for (size_t i = 0; i < cfg->ntokens; i++)
+        for (size_t j = 0; j < cfg->tokens[i].nallowed; j++)
+            sim_add_ws_id(cfg, cfg->tokens[i].allowed[j]);
+    if (cfg->nws_ids == 0)
+        sim_add_ws_id(cfg, "ws_default");
+    if (!cfg->data_dir)
+        cfg->data_dir = sim_strdup("./hotdata-sim-data");
+
+    ctx->base = event_base_new();
+    if (!ctx->base) {
+        sim_ctx_free(ctx);
+        return 1;
+    }
+    struct sim_router *r = &ctx->router;
+    sim_query_register(r);
+    sim_jobs_register(r);
+    sim_refresh_register(r);
+    sim_connections_register(r);
+    sim_secrets_register(r);
+    sim_datasets_register(r);
+    sim_uploads_register(r);
+    sim_saved_queries_register(r);
+    sim_indexes_register(r);
+    sim_embedding_register(r);
+    sim_workspaces_register(r);
+
+    if (sim_store_open(ctx) < 0) {
+        sim_log("cannot open the data dir %s", cfg->data_dir);
+        sim_ctx_free(ctx);
+        return 1;
+    }
+    sim_query_startup(ctx);
+    sim_jobs_startup(ctx);
+    if (sim_server_start(ctx) < 0) {
+        sim_ctx_free(ctx);
+        return 1;
+    }
+    struct event *sigint = evsignal_new(ctx->base, SIGINT, sim_on_signal, ctx->base);
+    struct event *sigterm = evsignal_new(ctx->base, SIGTERM, sim_on_signal, ctx->base);
+    evsignal_add(sigint, NULL);
+    evsignal_add(sigterm, NULL);
+    if (!cfg->quiet)
+        sim_log("listening on %s:%d, %zu workspace(s), %zu route(s), data dir %s", cfg->listen_host,
+                cfg->listen_port, ctx->nws, ctx->router.n, cfg->data_dir);
+    event_base_dispatch(ctx->base);
+    if (!cfg->quiet)
+        sim_log("shutting down");
+    event_free(sigint);
+    event_free(sigterm);
+    ctx->waiters_shutdown = true;
+    sim_waiters_sweep(ctx);
+    sim_ctx_free(ctx);
+    return 0;
 }

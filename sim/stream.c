@@ -1,0 +1,444 @@
+/*
+ * stream: streams raw request bodies (routes flagged SIM_ROUTE_RAW_BODY, i.e. POST /v1/files)
+ * to disk as bytes arrive, so a 1 GiB upload never sits in memory.
+ *
+ * Why a filter: libevent 2.1's evhttp buffers every request body and offers no hook before
+ * the body is read for server-side requests (evhttp_set_newreqcb arrived in 2.2). So every
+ * accepted connection gets a bufferevent filter (evhttp_set_bevcb) in front of evhttp that
+ * follows HTTP/1.1 framing: request heads and ordinary bodies pass through untouched
+ * (Content-Length and chunked bodies are tracked only to find the next head); for a raw-body
+ * route the body is written to DIR/uploads/up-<id>.part (chunked framing decoded) and the
+ * head is handed to evhttp only when the body is complete, rewritten to "Content-Length: 0"
+ * plus "X-Sim-Upload-Id: <id>". The handler finds the file through sim_stream_take.
+ * "Expect: 100-continue" is answered by the filter itself.
+ *
+ * Rules: loop thread only. The filter context belongs to the connection's bufferevent and is
+ * freed with it (an unfinished upload file is unlinked). Finished uploads not yet taken live
+ * in ctx->uploads and are freed by sim_stream_free_all.
+ */
+#include "sim_int.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#define SIM_STREAM_MAX_HEAD (64 * 1024)
+
+enum sim_stream_state {
+    ST_HEAD,
+    ST_CL,      /* Content-Length body */
+    ST_CSIZE,   /* chunk size line */
+    ST_CDATA,   /* chunk data */
+    ST_CCRLF,   /* CRLF after chunk data */
+    ST_TRAILER, /* trailer lines until an empty one */
+    ST_PASS,    /* gave up parsing: everything passes through */
+};
+
+struct sim_stream {
+    struct sim_ctx *ctx;
+    struct bufferevent *under;
+    enum sim_stream_state st;
+    bool upload;           /* current body goes to a file */
+    uint64_t left;         /* bytes left in the CL body or the current chunk */
+    int fd;                /* upload file */
+    char *path;            /* upload file path */
+    uint64_t size;         /* upload bytes written */
+    uint64_t id;           /* upload id */
+    struct evbuffer *held; /* rewritten head, released when the body is complete */
+};
+
+static void sim_stream_ctx_free(void *arg)
+{
+    struct sim_stream *s = arg;
+    if (s->fd >= 0)
+        close(s->fd);
+    if (s->path) {
+        unlink(s->path);
+        free(s->path);
+    }
+    if (s->held)
+        evbuffer_free(s->held);
+    free(s);
+}
+
+/* Does method+target name a RAW_BODY route? */
+static bool sim_stream_is_raw(struct sim_ctx *ctx, const char *method, size_t mlen,
+                              const char *target, size_t tlen)
+{
+    char path[1024];
+    size_t pl = 0;
+    while (pl < tlen && target[pl] != '?' && pl < sizeof path - 1) {
+        path[pl] = target[pl];
+        pl++;
+    }
+    path[pl] = '\0';
+    for (size_t i = 0; i < ctx->router.n; i++) {
+        struct sim_route_ent *e = &ctx->router.routes[i];
+        if (!(e->flags & SIM_ROUTE_RAW_BODY))
+            continue;
+        if (strlen(e->method) != mlen || strncmp(e->method, method, mlen) != 0)
+            continue;
+        /* match segments: {param} matches any non-empty segment */
+        const char *p = path;
+        size_t j = 0;
+        for (; j < e->nseg; j++) {
+            while (*p == '/')
+                p++;
+            const char *end = strchr(p, '/');
+            size_t sl = end ? (size_t)(end - p) : strlen(p);
+            if (sl == 0)
+                break;
+            if (e->segs[j][0] != '{' && (strlen(e->segs[j]) != sl || strncmp(e->segs[j], p, sl)))
+                break;
+            p += sl;
+        }
+        while (*p == '/')
+            p++;
+        if (j == e->nseg && *p == '\0')
+            return true;
+    }
+    return false;
+}
+
+static bool sim_hdr_is(const char *line, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    return len > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0;
+}
+
+static const char *sim_hdr_value(const char *line, size_t len, size_t nl, size_t *vlen)
+{
+    const char *v = line + nl + 1;
+    const char *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *vlen = (size_t)(end - v);
+    return v;
+}
+
+/* Write n bytes of src to the upload file (drains them). -1 on a write error. */
+static int sim_stream_write(struct sim_stream *s, struct evbuffer *src, size_t n)
+{
+    while (n > 0) {
+        int w = evbuffer_write_atmost(src, s->fd, (ev_ssize_t)n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        n -= (size_t)w;
+        s->size += (uint64_t)w;
+    }
+    return 0;
+}
+
+static void sim_stream_finish_upload(struct sim_stream *s, struct evbuffer *dst)
+{
+    close(s->fd);
+    s->fd = -1;
+    struct sim_upload *u = calloc(1, sizeof *u);
+    if (!u)
+        abort();
+    u->id = s->id;
+    u->path = s->path;
+    u->size = s->size;
+    u->complete = true;
+    u->next = s->ctx->uploads;
+    s->ctx->uploads = u;
+    s->path = NULL;
+    s->upload = false;
+    evbuffer_add_buffer(dst, s->held);
+}
+
+/* Parse the head at the front of src (hlen bytes incl. the blank line). */
+static void sim_stream_head(struct sim_stream *s, struct evbuffer *src, size_t hlen,
+                            struct evbuffer *dst)
+{
+    char *h = malloc(hlen + 1);
+    if (!h)
+        abort();
+    evbuffer_remove(src, h, hlen);
+    h[hlen] = '\0';
+    /* request line */
+    char *line_end = strstr(h, "\r\n");
+    const char *sp1 = memchr(h, ' ', (size_t)(line_end - h));
+    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(line_end - sp1 - 1)) : NULL;
+    bool raw = sp1 && sp2 &&
+               sim_stream_is_raw(s->ctx, h, (size_t)(sp1 - h), sp1 + 1, (size_t)(sp2 - sp1 - 1));
+    uint64_t clen = 0;
+    bool chunked = false, expect = false, bad = false;
+    for (char *l = line_end + 2; l < h + hlen;) {
+        char *e = strstr(l, "\r\n");
+        if (!e || e == l)
+            break;
+        size_t len = (size_t)(e - l), vl;
+        if (sim_hdr_is(l, len, "Content-Length")) {
+            const char *v = sim_hdr_value(l, len, 14, &vl);
+            char num[32];
+            if (vl == 0 || vl >= sizeof num) {
+                bad = true;
+            } else {
+                memcpy(num, v, vl);
+                num[vl] = '\0';
+                char *end;
+                clen = strtoull(num, &end, 10);
+                if (*end)
+                    bad = true;
+            }
+        } else if (sim_hdr_is(l, len, "Transfer-Encoding")) {
+            const char *v = sim_hdr_value(l, len, 17, &vl);
+            if (vl >= 7 && strncasecmp(v + vl - 7, "chunked", 7) == 0)
+                chunked = true;
+        } else if (sim_hdr_is(l, len, "Expect")) {
+            const char *v = sim_hdr_value(l, len, 6, &vl);
+            if (vl == 12 && strncasecmp(v, "100-continue", 12) == 0)
+                expect = true;
+        }
+        l = e + 2;
+    }
+    if (bad) {
+        /* let evhttp reject it */
+        evbuffer_add(dst, h, hlen);
+        free(h);
+        s->st = ST_PASS;
+        return;
+    }
+    if (raw) {
+        char path[1024];
+        s->id = 0;
+        util_random(&s->id, sizeof s->id);
+        s->id &= 0x7fffffffffffffffULL;
+        snprintf(path, sizeof path, "%s/uploads/up-%llu.part", s->ctx->cfg.data_dir,
+                 (unsigned long long)s->id);
+        s->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (s->fd >= 0) {
+            s->path = sim_strdup(path);
+            s->size = 0;
+            s->upload = true;
+            s->held = evbuffer_new();
+            evbuffer_add(s->held, h, (size_t)(line_end - h) + 2);
+            for (char *l = line_end + 2; l < h + hlen;) {
+                char *e = strstr(l, "\r\n");
+                if (!e || e == l)
+                    break;
+                size_t len = (size_t)(e - l);
+                if (!sim_hdr_is(l, len, "Content-Length") &&
+                    !sim_hdr_is(l, len, "Transfer-Encoding") && !sim_hdr_is(l, len, "Expect") &&
+                    !sim_hdr_is(l, len, "X-Sim-Upload-Id"))
+                    evbuffer_add(s->held, l, len + 2);
+                l = e + 2;
+            }
+            evbuffer_add_printf(s->held, "Content-Length: 0\r\nX-Sim-Upload-Id: %llu\r\n\r\n",
+                                (unsigned long long)s->id);
+            if (expect)
+                bufferevent_write(s->under, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+            free(h);
+            if (chunked) {
+                s->st = ST_CSIZE;
+            } else if (clen > 0) {
+                s->left = clen;
+                s->st = ST_CL;
+            } else {
+                sim_stream_finish_upload(s, dst);
+                s->st = ST_HEAD;
+            }
+            return;
+        }
+        sim_log("cannot create upload file %s: %s", path, strerror(errno));
+    }
+    evbuffer_add(dst, h, hlen);
+    free(h);
+    if (chunked) {
+        s->st = ST_CSIZE;
+    } else if (clen > 0) {
+        s->left = clen;
+        s->st = ST_CL;
+    } else {
+        s->st = ST_HEAD;
+    }
+}
+
+/* Body bytes: to the file (upload) or through to evhttp. */
+static int sim_stream_body(struct sim_stream *s, struct evbuffer *src, struct evbuffer *dst,
+                           size_t n)
+{
+    if (s->upload)
+        return sim_stream_write(s, src, n);
+    evbuffer_remove_buffer(src, dst, n);
+    return 0;
+}
+
+/* Framing bytes of a chunked body: dropped for uploads, passed through otherwise. */
+static void sim_stream_framing(struct sim_stream *s, struct evbuffer *src, struct evbuffer *dst,
+                               size_t n)
+{
+    if (s->upload)
+        evbuffer_drain(src, n);
+    else
+        evbuffer_remove_buffer(src, dst, n);
+}
+
+static void sim_stream_body_done(struct sim_stream *s, struct evbuffer *dst)
+{
+    if (s->upload)
+        sim_stream_finish_upload(s, dst);
+    s->st = ST_HEAD;
+}
+
+static enum bufferevent_filter_result sim_stream_in(struct evbuffer *src, struct evbuffer *dst,
+                                                    ev_ssize_t limit,
+                                                    enum bufferevent_flush_mode mode, void *arg)
+{
+    (void)limit;
+    (void)mode;
+    struct sim_stream *s = arg;
+    for (;;) {
+        size_t len = evbuffer_get_length(src);
+        if (len == 0)
+            break;
+        switch (s->st) {
+        case ST_PASS:
+            evbuffer_add_buffer(dst, src);
+            return BEV_OK;
+        case ST_HEAD: {
+            /* tolerate blank lines between requests */
+            unsigned char c2[2];
+            if (evbuffer_copyout(src, c2, 2) == 2 && c2[0] == '\r' && c2[1] == '\n') {
+                evbuffer_remove_buffer(src, dst, 2);
+                continue;
+            }
+            struct evbuffer_ptr p = evbuffer_search(src, "\r\n\r\n", 4, NULL);
+            if (p.pos < 0) {
+                if (len > SIM_STREAM_MAX_HEAD)
+                    s->st = ST_PASS;
+                return BEV_OK;
+            }
+            sim_stream_head(s, src, (size_t)p.pos + 4, dst);
+            break;
+        }
+        case ST_CL: {
+            size_t n = len < s->left ? len : (size_t)s->left;
+            if (sim_stream_body(s, src, dst, n) < 0)
+                return BEV_ERROR;
+            s->left -= n;
+            if (s->left == 0)
+                sim_stream_body_done(s, dst);
+            break;
+        }
+        case ST_CSIZE:
+        case ST_TRAILER: {
+            size_t eol_len = 0;
+            struct evbuffer_ptr p = evbuffer_search_eol(src, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+            if (p.pos < 0) {
+                if (len > 4096)
+                    s->st = ST_PASS;
+                return BEV_OK;
+            }
+            size_t ll = (size_t)p.pos;
+            char line[64] = {0};
+            evbuffer_copyout(src, line, ll < sizeof line - 1 ? ll : sizeof line - 1);
+            sim_stream_framing(s, src, dst, ll + eol_len);
+            if (s->st == ST_TRAILER) {
+                if (ll == 0)
+                    sim_stream_body_done(s, dst);
+                break;
+            }
+            char *end;
+            unsigned long long n = strtoull(line, &end, 16);
+            if (end == line) {
+                s->st = ST_PASS;
+                break;
+            }
+            if (n == 0) {
+                s->st = ST_TRAILER;
+            } else {
+                s->left = n;
+                s->st = ST_CDATA;
+            }
+            break;
+        }
+        case ST_CDATA: {
+            size_t n = len < s->left ? len : (size_t)s->left;
+            if (sim_stream_body(s, src, dst, n) < 0)
+                return BEV_ERROR;
+            s->left -= n;
+            if (s->left == 0)
+                s->st = ST_CCRLF;
+            break;
+        }
+        case ST_CCRLF: {
+            if (len < 2)
+                return BEV_OK;
+            sim_stream_framing(s, src, dst, 2);
+            s->st = ST_CSIZE;
+            break;
+        }
+        }
+    }
+    return BEV_OK;
+}
+
+struct bufferevent *sim_stream_bevcb(struct event_base *base, void *arg)
+{
+    struct sim_ctx *ctx = arg;
+    struct bufferevent *under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!under)
+        return NULL;
+    struct sim_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    s->ctx = ctx;
+    s->under = under;
+    s->fd = -1;
+    s->st = ST_HEAD;
+    struct bufferevent *f = bufferevent_filter_new(under, sim_stream_in, NULL,
+                                                   BEV_OPT_CLOSE_ON_FREE, sim_stream_ctx_free, s);
+    if (!f) {
+        bufferevent_free(under);
+        free(s);
+        return NULL;
+    }
+    return f;
+}
+
+struct sim_upload *sim_stream_take(struct sim_ctx *ctx, const char *id_header)
+{
+    if (!id_header || !*id_header)
+        return NULL;
+    char *end;
+    unsigned long long id = strtoull(id_header, &end, 10);
+    if (*end)
+        return NULL;
+    for (struct sim_upload **pp = &ctx->uploads; *pp; pp = &(*pp)->next) {
+        if ((*pp)->id == id) {
+            struct sim_upload *u = *pp;
+            *pp = u->next;
+            u->next = NULL;
+            return u;
+        }
+    }
+    return NULL;
+}
+
+void sim_stream_free_all(struct sim_ctx *ctx)
+{
+    while (ctx->uploads) {
+        struct sim_upload *u = ctx->uploads;
+        ctx->uploads = u->next;
+        if (u->path) {
+            unlink(u->path);
+            free(u->path);
+        }
+        free(u);
+    }
+}
