@@ -92,7 +92,6 @@ run() { # name url script? headers...
     echo "$rps $p50 $p99"
 }
 
-DIRECT=(-s "" "Authorization: Bearer tok_test" "X-Workspace-Id: ws_test")
 printf 'scenario,direct_rps,hotgate_rps,ratio,direct_p50_us,hotgate_p50_us,added_p50_us,direct_p99_us,hotgate_p99_us\n' >"$OUT/passthrough.csv"
 {
     echo "| scenario | direct req/s | hotgate req/s | ratio | direct p50 | hotgate p50 | added p50 | direct p99 | hotgate p99 |"

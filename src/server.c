@@ -126,6 +126,8 @@ struct req_priv {
     int logged;
     int tap_head_called;
     int retry_requested;
+    int in_stage;      /* a stage function is running */
+    int resumed_early; /* server_pipeline_resume() came before the stage returned HG_ASYNC */
 };
 
 static struct {
@@ -1384,6 +1386,9 @@ static void pipeline_run(struct hg_req *req)
         if (!req->conn || req->client_gone)
             return;
         enum hg_stage_result r;
+        struct req_priv *p = priv(req);
+        p->in_stage = 1;
+        p->resumed_early = 0;
         switch (req->stage) {
         case HG_STAGE_AUTH:
             r = server_stage_auth(req);
@@ -1401,10 +1406,18 @@ static void pipeline_run(struct hg_req *req)
             r = server_stage_upstream(req);
             break;
         default:
+            p->in_stage = 0;
             return;
         }
+        p->in_stage = 0;
         if (r == HG_DONE)
             return;
+        if (r == HG_ASYNC && p->resumed_early && req->stage != HG_STAGE_UPSTREAM) {
+            /* the stage resumed the request before returning: carry on here, no hold */
+            p->resumed_early = 0;
+            req->stage++;
+            continue;
+        }
         if (r == HG_ASYNC) {
             if (req->stage != HG_STAGE_UPSTREAM)
                 req->refs++; /* the stage's hold, dropped by server_pipeline_resume/release */
@@ -1416,6 +1429,13 @@ static void pipeline_run(struct hg_req *req)
 
 void server_pipeline_resume(struct hg_req *req)
 {
+    struct req_priv *p = priv(req);
+    if (p->in_stage) {
+        /* called from inside the stage (a synchronous grant): pipeline_run goes on */
+        p->resumed_early = 1;
+        return;
+    }
+    assert(req->refs >= 1);
     if (req->stage < HG_STAGE_UPSTREAM)
         req->stage++;
     req->refs++;

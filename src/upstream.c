@@ -743,6 +743,7 @@ static void finish(struct upstream_req *u, CURLcode rc)
     curl_multi_remove_handle(up->multi, u->easy);
     u->in_multi = 0;
     if (u->cancelled) {
+        metrics_upstream_done(UPSTREAM_CANCELLED, u->status);
         if (!u->zombie)
             req_free(u);
         return;
