@@ -29,6 +29,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #define SIM_STREAM_MAX_HEAD (64 * 1024)
 
@@ -53,6 +54,8 @@ struct sim_stream {
     uint64_t size;         /* upload bytes written */
     uint64_t id;           /* upload id */
     struct evbuffer *held; /* rewritten head, released when the body is complete */
+    struct bufferevent *filter;
+    struct event *kick; /* flushes evhttp's output, see sim_stream_outcb */
 };
 
 static void sim_stream_ctx_free(void *arg)
@@ -66,6 +69,8 @@ static void sim_stream_ctx_free(void *arg)
     }
     if (s->held)
         evbuffer_free(s->held);
+    if (s->kick)
+        event_free(s->kick);
     free(s);
 }
 
@@ -302,6 +307,9 @@ static enum bufferevent_filter_result sim_stream_in(struct evbuffer *src, struct
     (void)limit;
     (void)mode;
     struct sim_stream *s = arg;
+    /* libevent calls us again while src is non-empty and we answer BEV_OK: answer NEED_MORE
+     * when nothing could be consumed */
+    size_t len0 = evbuffer_get_length(src);
     for (;;) {
         size_t len = evbuffer_get_length(src);
         if (len == 0)
@@ -309,7 +317,7 @@ static enum bufferevent_filter_result sim_stream_in(struct evbuffer *src, struct
         switch (s->st) {
         case ST_PASS:
             evbuffer_add_buffer(dst, src);
-            return BEV_OK;
+            goto out;
         case ST_HEAD: {
             /* tolerate blank lines between requests */
             unsigned char c2[2];
@@ -319,9 +327,11 @@ static enum bufferevent_filter_result sim_stream_in(struct evbuffer *src, struct
             }
             struct evbuffer_ptr p = evbuffer_search(src, "\r\n\r\n", 4, NULL);
             if (p.pos < 0) {
-                if (len > SIM_STREAM_MAX_HEAD)
+                if (len > SIM_STREAM_MAX_HEAD) {
                     s->st = ST_PASS;
-                return BEV_OK;
+                    continue;
+                }
+                goto out;
             }
             sim_stream_head(s, src, (size_t)p.pos + 4, dst);
             break;
@@ -340,9 +350,11 @@ static enum bufferevent_filter_result sim_stream_in(struct evbuffer *src, struct
             size_t eol_len = 0;
             struct evbuffer_ptr p = evbuffer_search_eol(src, NULL, &eol_len, EVBUFFER_EOL_CRLF);
             if (p.pos < 0) {
-                if (len > 4096)
+                if (len > 4096) {
                     s->st = ST_PASS;
-                return BEV_OK;
+                    continue;
+                }
+                goto out;
             }
             size_t ll = (size_t)p.pos;
             char line[64] = {0};
@@ -378,14 +390,37 @@ static enum bufferevent_filter_result sim_stream_in(struct evbuffer *src, struct
         }
         case ST_CCRLF: {
             if (len < 2)
-                return BEV_OK;
+                goto out;
             sim_stream_framing(s, src, dst, 2);
             s->st = ST_CSIZE;
             break;
         }
         }
     }
-    return BEV_OK;
+out:
+    return evbuffer_get_length(src) < len0 ? BEV_OK : BEV_NEED_MORE;
+}
+
+/*
+ * libevent 2.1's filter does not pass output on when EV_WRITE gets enabled after the data
+ * was written, which is exactly what evhttp does (it writes the response, then enables
+ * writing): responses would sit in the filter until the next socket event. Every addition to
+ * the filter's output therefore schedules a flush on the next loop iteration.
+ */
+static void sim_stream_kick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct sim_stream *s = arg;
+    bufferevent_flush(s->filter, EV_WRITE, BEV_NORMAL);
+}
+
+static void sim_stream_outcb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    struct sim_stream *s = arg;
+    if (info->n_added)
+        event_active(s->kick, EV_TIMEOUT, 0);
 }
 
 struct bufferevent *sim_stream_bevcb(struct event_base *base, void *arg)
@@ -408,6 +443,11 @@ struct bufferevent *sim_stream_bevcb(struct event_base *base, void *arg)
         free(s);
         return NULL;
     }
+    s->filter = f;
+    s->kick = event_new(base, -1, 0, sim_stream_kick, s);
+    if (!s->kick)
+        abort();
+    evbuffer_add_cb(bufferevent_get_output(f), sim_stream_outcb, s);
     return f;
 }
 
