@@ -1098,8 +1098,8 @@ static void sim_ds_update(struct sim_req *req)
         src = NULL;
 #define SIM_DS_FAIL(status, ...)                                                                   \
     do {                                                                                           \
-        sim_ds_row_free(&d);                                                                       \
         sim_reply_error(req, status, NULL, __VA_ARGS__);                                           \
+        sim_ds_row_free(&d);                                                                       \
         return;                                                                                    \
     } while (0)
     if (has_label && !*label)

@@ -244,8 +244,8 @@ static void sim_idx_create(struct sim_req *req)
     }
 #define IDX_FAIL(...)                                                                              \
     do {                                                                                           \
-        free(phys);                                                                                \
         sim_reply_error(req, 400, "BAD_REQUEST", __VA_ARGS__);                                     \
+        free(phys);                                                                                \
         return;                                                                                    \
     } while (0)
     if (!sim_ds_valid_ident(name))

@@ -335,7 +335,7 @@ static void test_update_versions_pinning(void **state)
     sim_api_expect_error("GET", "/v1/datasets/ds_nope", NULL, 404, "NOT_FOUND");
 
     /* POST /v1/refresh with dataset_id reloads the source as a new version */
-    char rbody[256];
+    char rbody[512];
     snprintf(rbody, sizeof rbody, "{\"dataset_id\":\"%s\"}", path + strlen("/v1/datasets/"));
     long status = 0;
     json_t *r = sim_api("POST", "/v1/refresh", rbody, &status);
