@@ -4,6 +4,7 @@
 #include "hdr.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -89,9 +90,19 @@ void hdr_request_id(const char *v, char out[65])
             return;
         }
     }
-    unsigned char rnd[16];
-    util_random(rnd, sizeof rnd);
-    util_hex(rnd, sizeof rnd, out);
+    /* unique, not secret: a per-thread random seed and a counter through splitmix64,
+     * instead of the CSPRNG on every request */
+    static __thread uint64_t seed[2], ctr;
+    if (!seed[0] && !seed[1])
+        util_random(seed, sizeof seed);
+    uint64_t rnd[2];
+    for (int i = 0; i < 2; i++) {
+        uint64_t z = seed[i] + (++ctr) * 0x9e3779b97f4a7c15ull;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        rnd[i] = z ^ (z >> 31);
+    }
+    util_hex((const unsigned char *)rnd, sizeof rnd, out);
 }
 
 int hdr_value_ok(const char *v)

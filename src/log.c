@@ -184,9 +184,14 @@ void log_access_write(struct log_access *la, const struct hg_req *req)
     if (g_access_fd < 0 || !la)
         return;
     struct evbuffer *b = la->buf;
-    char ts[32];
-    util_rfc3339((int64_t)(req->wall_ms / 1000), ts);
-    ts[19] = '\0'; /* drop the Z, add milliseconds */
+    static __thread char ts[32];
+    static __thread int64_t ts_at = -1;
+    int64_t sec = (int64_t)(req->wall_ms / 1000);
+    if (sec != ts_at) {
+        util_rfc3339(sec, ts);
+        ts[19] = '\0'; /* drop the Z, add milliseconds */
+        ts_at = sec;
+    }
     uint64_t now = util_mono_us();
     evbuffer_add_printf(b, "{\"time\":\"%s.%03uZ\",\"request_id\":", ts,
                         (unsigned)(req->wall_ms % 1000));

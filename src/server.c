@@ -135,6 +135,9 @@ static struct {
     struct hg_worker *workers;
     unsigned nworkers;
     int unix_fd;
+    int listen_fds[17]; /* TCP listeners + the unix socket, shared by all workers */
+    int nlisten_fds;
+    atomic_int listening_workers;
     struct {
         char path[128];
         server_admin_fn fn;
@@ -987,11 +990,15 @@ static void write_headers(struct hg_req *r, struct evbuffer *out, int status,
         }
     }
     if (!has_date) {
-        char date[64];
+        static __thread char date[64];
+        static __thread time_t date_at;
         time_t now = time(NULL);
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        if (now != date_at) {
+            struct tm tm;
+            gmtime_r(&now, &tm);
+            strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+            date_at = now;
+        }
         evbuffer_add_printf(out, "Date: %s\r\n", date);
     }
     evbuffer_add_printf(out, "X-Request-Id: %s\r\n", r->request_id);
@@ -1468,35 +1475,51 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 
 static int worker_listen(struct hg_worker *w)
 {
-    const struct hg_config *cfg = w->cfg;
-    for (size_t i = 0; i < cfg->server.n_listen; i++) {
-        struct sockaddr_storage ss;
-        int sl = sizeof ss;
-        if (evutil_parse_sockaddr_port(cfg->server.listen[i], (struct sockaddr *)&ss, &sl) != 0) {
-            log_msg(LOG_ERR, "listen %s: not an address (use an IP, not a name)",
-                    cfg->server.listen[i]);
-            return -1;
-        }
+    /* every worker accepts on the same sockets (made once in server_start): a second
+     * hotgate on the same address fails to bind instead of silently sharing the port, as
+     * it would with SO_REUSEPORT */
+    for (int i = 0; i < S.nlisten_fds; i++) {
         struct evconnlistener *l =
-            evconnlistener_new_bind(w->base, accept_cb, w,
-                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                        LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
-                                    1024, (struct sockaddr *)&ss, sl);
-        if (!l) {
-            log_msg(LOG_ERR, "listen %s: %s", cfg->server.listen[i], strerror(errno));
+            evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_EXEC, -1, S.listen_fds[i]);
+        if (!l)
             return -1;
-        }
         evconnlistener_set_error_cb(l, accept_error_cb);
         w->listeners[w->nlisteners++] = l;
     }
-    if (S.unix_fd >= 0) {
-        struct evconnlistener *l =
-            evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_EXEC, -1, S.unix_fd);
-        if (!l)
-            return -1;
-        w->listeners[w->nlisteners++] = l;
-    }
     return 0;
+}
+
+static int tcp_listen(const char *addr)
+{
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sl) != 0) {
+        log_msg(LOG_ERR, "listen %s: not an address (use an IP, not a name)", addr);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, (socklen_t)sl) != 0 || listen(fd, 1024) != 0) {
+        log_msg(LOG_ERR, "listen %s: %s", addr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The last worker to stop accepting closes the listening sockets, so that new
+ * connections are refused at once while in-flight requests drain. */
+static void listeners_release(void)
+{
+    if (atomic_fetch_sub(&S.listening_workers, 1) != 1)
+        return;
+    for (int i = 0; i < S.nlisten_fds; i++) {
+        if (S.listen_fds[i] != S.unix_fd)
+            close(S.listen_fds[i]);
+        S.listen_fds[i] = -1;
+    }
 }
 
 /* ---- admin ---- */
@@ -1634,6 +1657,8 @@ static void stop_cb(evutil_socket_t fd, short ev, void *arg)
     w->draining = 1;
     for (int i = 0; i < w->nlisteners; i++)
         evconnlistener_free(w->listeners[i]);
+    if (w->nlisteners)
+        listeners_release();
     w->nlisteners = 0;
     w->drain_deadline_ms = util_mono_ms() + w->cfg->server.drain_timeout_ms;
     w->drain_timer = event_new(w->base, -1, EV_PERSIST, drain_check_cb, w);
@@ -1679,16 +1704,29 @@ int server_start(const struct hg_config *cfg)
     S.workers = calloc(S.nworkers, sizeof *S.workers);
     if (!S.workers)
         abort();
+    for (size_t i = 0; i < cfg->server.n_listen && S.nlisten_fds < 16; i++) {
+        int fd = tcp_listen(cfg->server.listen[i]);
+        if (fd < 0)
+            return -1;
+        S.listen_fds[S.nlisten_fds++] = fd;
+    }
     if (cfg->server.unix_socket) {
         S.unix_fd = unix_listen(cfg->server.unix_socket);
         if (S.unix_fd < 0)
             return -1;
+        S.listen_fds[S.nlisten_fds++] = S.unix_fd;
     }
+    atomic_store(&S.listening_workers, (int)S.nworkers);
     for (unsigned i = 0; i < S.nworkers; i++) {
         struct hg_worker *w = &S.workers[i];
         w->index = (int)i;
         w->cfg = cfg;
-        w->base = event_base_new();
+        /* the changelist folds the del+add pairs curl asks for within one loop turn into
+         * one epoll_ctl (or none) */
+        struct event_config *ec = event_config_new();
+        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        w->base = event_base_new_with_config(ec);
+        event_config_free(ec);
         if (!w->base)
             return -1;
         w->up = upstream_new(w->base, cfg);
@@ -1740,6 +1778,10 @@ void server_stop(void)
     }
     free(S.workers);
     S.workers = NULL;
+    for (int i = 0; i < S.nlisten_fds; i++)
+        if (S.listen_fds[i] >= 0 && S.listen_fds[i] != S.unix_fd)
+            close(S.listen_fds[i]);
+    S.nlisten_fds = 0;
     if (S.unix_fd >= 0) {
         close(S.unix_fd);
         S.unix_fd = -1;

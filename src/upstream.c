@@ -34,6 +34,8 @@ struct upstream {
     uint64_t conns_opened;
     int in_action;                /* inside curl_multi_socket_action: don't recurse */
     struct upstream_req *zombies; /* cancelled during socket_action, freed after it */
+    CURL *spare[64];              /* easy handles kept for reuse (curl_easy_reset) */
+    int nspare;
 };
 
 struct sock_ctx {
@@ -232,6 +234,8 @@ static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socket
         sc->ev = event_new(up->base, s, kind, event_cb, up);
         curl_multi_assign(up->multi, s, sc);
     } else {
+        if (event_get_events(sc->ev) == kind && event_pending(sc->ev, EV_READ | EV_WRITE, NULL))
+            return 0; /* unchanged: spare the epoll_ctl calls */
         event_del(sc->ev);
         event_assign(sc->ev, up->base, s, kind, event_cb, up);
     }
@@ -277,6 +281,8 @@ void upstream_free(struct upstream *up)
     if (!up)
         return;
     /* requests still in flight belong to their callers, who cancel them first */
+    while (up->nspare)
+        curl_easy_cleanup(up->spare[--up->nspare]);
     curl_multi_cleanup(up->multi);
     event_free(up->timer);
     free(up);
@@ -470,7 +476,7 @@ struct upstream_req *upstream_req_new(struct upstream *up, const char *method, c
     snprintf(u->url, ul, "%s%s", up->cfg->upstream.url, target);
     TAILQ_INIT(&u->resp_headers);
     u->chunk = evbuffer_new();
-    u->easy = curl_easy_init();
+    u->easy = up->nspare ? up->spare[--up->nspare] : curl_easy_init();
     if (!u->easy)
         abort();
     up->inflight++;
@@ -554,6 +560,7 @@ static void setup_easy(struct upstream_req *u)
     curl_easy_setopt(e, CURLOPT_URL, u->url);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never a proxy from the environment */
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, u);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, u->errbuf);
@@ -685,7 +692,12 @@ static void req_free(struct upstream_req *u)
         curl_multi_remove_handle(up->multi, u->easy);
         u->in_multi = 0;
     }
-    curl_easy_cleanup(u->easy);
+    if (up->nspare < (int)(sizeof up->spare / sizeof *up->spare)) {
+        curl_easy_reset(u->easy); /* options gone; the pool lives in the multi handle */
+        up->spare[up->nspare++] = u->easy;
+    } else {
+        curl_easy_cleanup(u->easy);
+    }
     wipe_headers(u->headers);
     curl_slist_free_all(u->headers);
     evhttp_clear_headers(&u->resp_headers);
