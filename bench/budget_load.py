@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""budget_load: the load generator of bench/budget.sh (stdlib only).
+
+Sends N distinct POST /v1/query requests ("SELECT <offset+i>") with C keep-alive
+connections (one thread each) to a base URL, optionally retrying 429s the way the official
+clients do (honouring Retry-After), while a side thread samples the simulator's
+GET /_sim/stats once a second to get the upstream's per-second request and 429 counts.
+Prints one JSON object with the results.
+"""
+import argparse
+import http.client
+import json
+import threading
+import time
+import urllib.parse
+
+
+def sim_counts(stats):
+    """(requests, 429s) from the sim's stats document, whatever its nesting."""
+
+    def walk(o, key):
+        if isinstance(o, dict):
+            return sum((v if k == key and isinstance(v, int) else walk(v, key))
+                       for k, v in o.items())
+        if isinstance(o, list):
+            return sum(walk(v, key) for v in o)
+        return 0
+
+    return walk(stats.get("tokens", {}), "requests"), stats.get("responses_429", 0)
+
+
+def get_json(base, path):
+    u = urllib.parse.urlsplit(base)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return json.loads(r.read() or b"{}")
+    finally:
+        c.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--sim", required=True, help="sim base URL for /_sim/stats")
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--workspace", default=None)
+    ap.add_argument("-n", type=int, default=3000)
+    ap.add_argument("-c", type=int, default=50)
+    ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--retry-429", action="store_true",
+                    help="retry 429s after Retry-After, like the official clients")
+    ap.add_argument("--admin", default=None, help="hotgate admin URL for /admin/budget")
+    a = ap.parse_args()
+
+    u = urllib.parse.urlsplit(a.url)
+    lock = threading.Lock()
+    state = {"next": 0, "status": {}, "client_429": 0, "lat": [], "errors": 0}
+    done_flag = threading.Event()
+
+    def worker():
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=300)
+        while True:
+            with lock:
+                i = state["next"]
+                if i >= a.n:
+                    break
+                state["next"] += 1
+            body = json.dumps({"sql": "SELECT %d" % (a.offset + i)})
+            hdrs = {"Authorization": "Bearer " + a.key, "Content-Type": "application/json"}
+            if a.workspace:
+                hdrs["X-Workspace-Id"] = a.workspace
+            t0 = time.monotonic()
+            while True:
+                try:
+                    conn.request("POST", "/v1/query", body, hdrs)
+                    r = conn.getresponse()
+                    r.read()
+                    st = r.status
+                    ra = r.getheader("Retry-After")
+                except Exception:
+                    conn.close()
+                    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=300)
+                    with lock:
+                        state["errors"] += 1
+                    st, ra = None, None
+                    time.sleep(0.05)
+                    continue
+                if st == 429:
+                    with lock:
+                        state["client_429"] += 1
+                    if a.retry_429:
+                        try:
+                            time.sleep(max(0.0, float(ra)))
+                        except (TypeError, ValueError):
+                            time.sleep(1.0)
+                        continue
+                break
+            with lock:
+                state["status"][st] = state["status"].get(st, 0) + 1
+                state["lat"].append(time.monotonic() - t0)
+        conn.close()
+
+    samples = []
+    effs = []
+
+    def sampler():
+        while not done_flag.is_set():
+            try:
+                s = get_json(a.sim, "/_sim/stats")
+                samples.append((time.monotonic(),) + sim_counts(s))
+            except Exception:
+                pass
+            if a.admin:
+                try:
+                    b = get_json(a.admin, "/admin/budget")
+                    effs.append(b["credentials"][0]["effective_rate"])
+                except Exception:
+                    pass
+            done_flag.wait(1.0)
+
+    st = threading.Thread(target=sampler)
+    st.start()
+    time.sleep(0.2)
+    t_start = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(a.c)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    t_end = time.monotonic()
+    time.sleep(0.3)
+    done_flag.set()
+    st.join()
+    try:
+        s = get_json(a.sim, "/_sim/stats")
+        samples.append((time.monotonic(),) + sim_counts(s))
+    except Exception:
+        pass
+
+    per_sec, per_sec_429 = [], []
+    for (t0, r0, x0), (t1, r1, x1) in zip(samples, samples[1:]):
+        dt = t1 - t0
+        if dt > 0:
+            per_sec.append(round((r1 - r0) / dt, 1))
+            per_sec_429.append(round((x1 - x0) / dt, 1))
+    lat = sorted(state["lat"])
+
+    def pct(p):
+        return round(lat[min(len(lat) - 1, int(len(lat) * p))], 3) if lat else None
+
+    out = {
+        "n": a.n,
+        "conns": a.c,
+        "makespan_s": round(t_end - t_start, 2),
+        "status": {str(k): v for k, v in sorted(state["status"].items(), key=lambda x: str(x))},
+        "client_429": state["client_429"],
+        "errors": state["errors"],
+        "upstream_requests": (samples[-1][1] - samples[0][1]) if samples else None,
+        "upstream_429": (samples[-1][2] - samples[0][2]) if samples else None,
+        "upstream_per_s": per_sec,
+        "upstream_429_per_s": per_sec_429,
+        "upstream_max_1s": max(per_sec) if per_sec else None,
+        "latency_p50_s": pct(0.50),
+        "latency_p99_s": pct(0.99),
+        "effective_rate_min": min(effs) if effs else None,
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
