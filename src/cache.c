@@ -1478,10 +1478,13 @@ int cache_init(const struct hg_config *cfg)
         abort();
     G.st->api->gens_load(G.st, table, GEN_SLOTS);
     int clean = table[GEN_CLEAN] == 1;
+    int fresh_store = 1;
+    for (uint32_t i = 0; i < GEN_SLOTS && fresh_store; i++)
+        fresh_store = table[i] == 0;
     for (uint32_t i = 0; i < GEN_SLOTS - 1; i++)
         atomic_store(&g_gens[i], table[i]);
     free(table);
-    if (!clean) {
+    if (!clean && !fresh_store) {
         /* the last run did not end cleanly: invalidations may be lost, trust nothing (and
          * free the space of what can no longer be served) */
         gen_bump(GEN_ALL);

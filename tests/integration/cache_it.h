@@ -266,7 +266,8 @@ CIT_FN int cit_sim_faults(const cit_env *e, const char *json)
     int rc = http_do("POST", url, h, json, strlen(json), &r);
     int ok = rc == 0 && r.status >= 200 && r.status < 300;
     if (!ok)
-        fprintf(stderr, "faults %s -> %ld %s\n", json, r.status, r.body ? r.body : "");
+        fprintf(stderr, "faults %s -> rc %d status %ld %s\n", json, rc, r.status,
+                r.body ? r.body : "");
     hresp_free(&r);
     return ok ? 0 : -1;
 }

@@ -335,10 +335,16 @@ static void test_tiny_cache_never_fails(void **state)
             stored_hits++;
         hresp_free(&r);
     }
+    cit_sleep_ms(300); /* let the writer commit the last batch */
     double used = cit_metric(&t, "hotgate_cache_bytes_used");
     double max = cit_metric(&t, "hotgate_cache_bytes_max");
-    fprintf(stderr, "  tiny cache: used %.0f of %.0f, hits %d, errors %d\n", used, max, stored_hits,
-            errors);
+    double evicted = cit_metric(&t, "hotgate_cache_evictions_total");
+    double mapfull = cit_metric(&t, "hotgate_cache_store_map_full_total");
+    fprintf(stderr,
+            "  tiny cache: used %.0f of %.0f, evicted %.0f, MAP_FULL met %.0f, hits %d, "
+            "errors %d\n",
+            used, max, evicted, mapfull, stored_hits, errors);
+    assert_true(evicted > 0);
     assert_int_equal(errors, 0);
     assert_true(stored_hits > 50);
     assert_true(used > 0 && used <= 0.8 * max + 16 * 4096);

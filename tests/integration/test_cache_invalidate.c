@@ -46,7 +46,7 @@ static void test_refresh_changes_query_results(void **state)
     assert_string_equal(cit_xcache(&r1), "MISS");
     assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r2), 0);
     assert_string_equal(cit_xcache(&r2), "HIT");
-    char xc[32];
+    char xc[64];
     char *conns = get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc);
     free(get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc));
     assert_string_equal(xc, "HIT");
@@ -79,7 +79,7 @@ static void test_refresh_changes_query_results(void **state)
 static void test_secrets(void **state)
 {
     (void)state;
-    char xc[32];
+    char xc[64];
     char *b = get_body(CIT_KEY_A, "/v1/secrets", xc, sizeof xc);
     assert_string_equal(xc, "MISS");
     assert_null(strstr(b, "inval_secret_1"));
@@ -128,7 +128,7 @@ static void test_secrets(void **state)
 static void test_connections_and_saved_queries(void **state)
 {
     (void)state;
-    char xc[32];
+    char xc[64];
     free(get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc));
     free(get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc));
     assert_string_equal(xc, "HIT");
@@ -175,7 +175,7 @@ static void test_connections_and_saved_queries(void **state)
 static void test_admin_purge_and_metrics(void **state)
 {
     (void)state;
-    char xc[32];
+    char xc[64];
     free(get_body(CIT_KEY_A, "/v1/connection-types", xc, sizeof xc));
     free(get_body(CIT_KEY_A, "/v1/connection-types", xc, sizeof xc));
     assert_string_equal(xc, "HIT");
