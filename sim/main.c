@@ -318,7 +318,16 @@ int main(int argc, char **argv)
     if (!cfg->data_dir)
         cfg->data_dir = sim_strdup("./hotdata-sim-data");
 
-    ctx->base = event_base_new();
+    /* the epoll changelist folds evhttp's per-request enable/disable churn into fewer
+     * epoll_ctl calls */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg) {
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+        ctx->base = event_base_new_with_config(ecfg);
+        event_config_free(ecfg);
+    }
+    if (!ctx->base)
+        ctx->base = event_base_new();
     if (!ctx->base) {
         sim_ctx_free(ctx);
         return 1;

@@ -545,8 +545,11 @@ static int sim_ws_open_db(struct sim_ctx *ctx, struct sim_ws *ws)
         return -1;
     }
     sqlite3_busy_timeout(ws->db, 2000);
-    sim_db_exec(ws->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                        "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16000");
+    /* Only this process opens the file: an exclusive lock taken once spares the per-query
+     * lock/unlock/stat system calls (and WAL then needs no -shm file). */
+    sim_db_exec(ws->db, "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
+                        "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"
+                        "PRAGMA cache_size=-16000");
     if (sim_db_exec(ws->db, sim_core_schema) < 0)
         return -1;
     for (size_t i = 0; i < ctx->router.nschemas; i++)
