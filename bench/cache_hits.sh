@@ -77,6 +77,14 @@ wrk.body = '$BODY'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
+# a ~1 KB connection list: the seeded demo connection plus a dozen more, made at the sim
+for i in $(seq -w 1 13); do
+    curl -s -o /dev/null -H "Authorization: Bearer tok_test" -H "X-Workspace-Id: ws_test" \
+        -H 'Content-Type: application/json' \
+        -d "{\"name\":\"bench_connection_$i\",\"source_type\":\"postgres\",\"config\":{},\"skip_discovery\":true}" \
+        "http://127.0.0.1:$SIM_PORT/v1/connections"
+done
+
 # warm the cache (and check that the second answer is a hit)
 for _ in 1 2; do
     curl -s -o /dev/null -H "Authorization: Bearer $KEY" "http://127.0.0.1:$HG_PORT/v1/connections"
