@@ -293,7 +293,14 @@ int budget_stage_init(const struct hg_config *cfg)
     p.queue_max_per_client = cfg->queue.max_per_client;
     p.queue_deadline_ms =
         cfg->queue.deadline_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)cfg->queue.deadline_ms;
+    if (cfg->queue.retry_after_max_ms)
+        g_ra_cap_ms = cfg->queue.retry_after_max_ms > UINT32_MAX
+                          ? UINT32_MAX
+                          : (uint32_t)cfg->queue.retry_after_max_ms;
     p.retry_after_cap_ms = g_ra_cap_ms;
+    p.aimd_decrease = cfg->queue.aimd_decrease;
+    p.aimd_floor = cfg->queue.aimd_floor;
+    p.aimd_increase = cfg->queue.aimd_increase;
     g_budget = budget_new(&p);
     free(creds);
     free(clients);

@@ -784,7 +784,22 @@ static int handle_queue(struct parse *p, int line, const char *section, const ch
         UINT(c->queue.max_per_client, 10000000);
     else if (strcmp(name, "deadline") == 0)
         DUR(c->queue.deadline_ms, 0);
-    else
+    else if (strcmp(name, "retry_after_max") == 0)
+        DUR(c->queue.retry_after_max_ms, 0);
+    else if (strcmp(name, "aimd_decrease") == 0 || strcmp(name, "aimd_floor") == 0 ||
+             strcmp(name, "aimd_increase") == 0) {
+        char *end = NULL;
+        double v = strtod(value, &end);
+        int is_decrease = strcmp(name, "aimd_decrease") == 0;
+        if (end == value || *end || !(v > 0) || v > 1 || (is_decrease && v == 1))
+            BAD("must be a fraction in (0, 1%s", is_decrease ? ")" : "]");
+        if (is_decrease)
+            c->queue.aimd_decrease = v;
+        else if (strcmp(name, "aimd_floor") == 0)
+            c->queue.aimd_floor = v;
+        else
+            c->queue.aimd_increase = v;
+    } else
         return 0;
     return 1;
 }
@@ -962,6 +977,10 @@ static void set_defaults(struct hg_config *c)
     c->queue.max_total = 10000;
     c->queue.max_per_client = 1000;
     c->queue.deadline_ms = 30000;
+    c->queue.retry_after_max_ms = 300000;
+    c->queue.aimd_decrease = 0.7;
+    c->queue.aimd_floor = 0.1;
+    c->queue.aimd_increase = 0.05;
 
     c->cache.enabled = 1;
     c->cache.dir = xstrdup("/var/lib/hotgate/cache");

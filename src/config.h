@@ -133,6 +133,10 @@ struct hg_config {
         unsigned max_total;
         unsigned max_per_client;
         uint64_t deadline_ms;
+        /* budget (budget.h): longest upstream Retry-After honoured; AIMD of the effective
+         * rate: x decrease on a shed, floor (fraction of rate), + increase x rate per s */
+        uint64_t retry_after_max_ms;
+        double aimd_decrease, aimd_floor, aimd_increase;
     } queue;
 
     struct {
