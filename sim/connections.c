@@ -560,33 +560,13 @@ static void sim_conn_delete(struct sim_req *req)
     if (sim_conn_load_or_404(req, &c) != 0)
         return;
     /* drop the data of the connection's tables, then their mappings */
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(req->db,
-                           "SELECT sqlite_table FROM sim_tables WHERE owner_id = ?1 AND kind ="
-                           " 'connection'",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, c.id, -1, SQLITE_TRANSIENT);
-        json_t *names = json_array();
-        while (sqlite3_step(st) == SQLITE_ROW)
-            json_array_append_new(names, sim_res_col_json(st, 0));
-        sqlite3_finalize(st);
-        size_t i;
-        json_t *n;
-        json_array_foreach(names, i, n)
-        {
-            char *q = sim_res_quote_ident(json_string_value(n));
-            char *sql;
-            if (asprintf(&sql, "DROP TABLE IF EXISTS %s", q) >= 0) {
-                sim_db_exec(req->db, sql);
-                free(sql);
-            }
-            free(q);
-        }
-        json_decref(names);
-    }
+    sim_res_drop_listed(req->db, "TABLE",
+                        "SELECT sqlite_table FROM sim_tables WHERE owner_id = ?1 AND"
+                        " kind = 'connection'",
+                        c.id);
     sim_indexes_drop_for(req->ws, c.id, NULL, NULL);
     sim_table_unregister_owner(req->ws, c.id);
-    st = sim_db_stmt(req->ws, "DELETE FROM connections WHERE id = ?1");
+    sqlite3_stmt *st = sim_db_stmt(req->ws, "DELETE FROM connections WHERE id = ?1");
     int rc = SQLITE_ERROR;
     if (st) {
         sqlite3_bind_text(st, 1, c.id, -1, SQLITE_TRANSIENT);
@@ -718,42 +698,26 @@ static void sim_conn_profile(struct sim_req *req)
     }
     /* one scan: COUNT(*) then per column COUNT(DISTINCT), COUNT, MIN, MAX, AVG-or-lengths */
     size_t n = json_array_size(cols);
-    size_t cap = 64 + n * 256, len = 0;
-    char *sql = malloc(cap);
-    if (!sql)
-        abort();
-    len += (size_t)snprintf(sql + len, cap - len, "SELECT count(*)");
+    char *full;
+    size_t len;
+    FILE *m = sim_res_sql_open(&full, &len);
+    fputs("SELECT count(*)", m);
     for (size_t i = 0; i < n; i++) {
         json_t *col = json_array_get(cols, i);
         const char *cname = json_string_value(json_object_get(col, "name"));
         const char *dtype = json_string_value(json_object_get(col, "data_type"));
         bool numeric = strcmp(dtype, "Int64") == 0 || strcmp(dtype, "Float64") == 0;
         char *q = sim_res_quote_ident(cname);
-        size_t need = 6 * strlen(q) + 128;
-        if (len + need >= cap) {
-            cap = (len + need) * 2;
-            char *s2 = realloc(sql, cap);
-            if (!s2)
-                abort();
-            sql = s2;
-        }
         if (numeric)
-            len += (size_t)snprintf(sql + len, cap - len,
-                                    ", count(DISTINCT %s), count(%s), min(%s), max(%s), avg(%s)", q,
-                                    q, q, q, q);
+            fprintf(m, ", count(DISTINCT %s), count(%s), min(%s), max(%s), avg(%s)", q, q, q, q, q);
         else
-            len += (size_t)snprintf(sql + len, cap - len,
-                                    ", count(DISTINCT %s), count(%s), min(length(%s)),"
-                                    " max(length(%s)), NULL",
-                                    q, q, q, q);
+            fprintf(m, ", count(DISTINCT %s), count(%s), min(length(%s)), max(length(%s)), NULL", q,
+                    q, q, q);
         free(q);
     }
-    char *qt = sim_res_quote_ident(t.sqlite_table);
-    char *full;
-    if (asprintf(&full, "%s FROM %s", sql, qt) < 0)
-        abort();
-    free(qt);
-    free(sql);
+    fputs(" FROM ", m);
+    sim_res_put_ident(m, t.sqlite_table);
+    fclose(m);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(req->db, full, -1, &st, NULL);
     free(full);

@@ -127,35 +127,22 @@ static const char *sim_ds_sqlite_type(enum sim_ds_type t)
 static int sim_ds_create_table(sqlite3 *db, const char *phys, const struct sim_ds_cols *c,
                                char **err)
 {
-    size_t cap = 128, len = 0;
-    char *sql = malloc(cap);
-    if (!sql)
-        abort();
-    char *qt = sim_res_quote_ident(phys);
-    for (int pass = 0; pass < 2; pass++) {
-        len = 0;
-#define SIM_DS_APPEND(...)                                                                         \
-    do {                                                                                           \
-        int w_ = snprintf(sql + len, cap > len ? cap - len : 0, __VA_ARGS__);                      \
-        len += (size_t)w_;                                                                         \
-    } while (0)
-        SIM_DS_APPEND("DROP TABLE IF EXISTS %s; CREATE TABLE %s (", qt, qt);
-        for (size_t i = 0; i < c->n; i++) {
-            char *qc = sim_res_quote_ident(c->names[i]);
-            SIM_DS_APPEND("%s%s %s%s", i ? ", " : "", qc, sim_ds_sqlite_type(c->types[i]),
-                          c->nulls[i] ? "" : " NOT NULL");
-            free(qc);
-        }
-        SIM_DS_APPEND(");");
-#undef SIM_DS_APPEND
-        if (len < cap)
-            break;
-        cap = len + 1;
-        sql = realloc(sql, cap);
-        if (!sql)
-            abort();
+    char *sql;
+    size_t len;
+    FILE *m = sim_res_sql_open(&sql, &len);
+    fputs("DROP TABLE IF EXISTS ", m);
+    sim_res_put_ident(m, phys);
+    fputs("; CREATE TABLE ", m);
+    sim_res_put_ident(m, phys);
+    fputs(" (", m);
+    for (size_t i = 0; i < c->n; i++) {
+        if (i)
+            fputs(", ", m);
+        sim_res_put_ident(m, c->names[i]);
+        fprintf(m, " %s%s", sim_ds_sqlite_type(c->types[i]), c->nulls[i] ? "" : " NOT NULL");
     }
-    free(qt);
+    fputs(");", m);
+    fclose(m);
     int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
     free(sql);
     if (rc != SQLITE_OK) {
@@ -168,16 +155,16 @@ static int sim_ds_create_table(sqlite3 *db, const char *phys, const struct sim_d
 
 static sqlite3_stmt *sim_ds_insert_stmt(sqlite3 *db, const char *phys, size_t n)
 {
-    char *qt = sim_res_quote_ident(phys);
-    size_t cap = strlen(qt) + 32 + 2 * n;
-    char *sql = malloc(cap);
-    if (!sql)
-        abort();
-    size_t len = (size_t)snprintf(sql, cap, "INSERT INTO %s VALUES (", qt);
+    char *sql;
+    size_t len;
+    FILE *m = sim_res_sql_open(&sql, &len);
+    fputs("INSERT INTO ", m);
+    sim_res_put_ident(m, phys);
+    fputs(" VALUES (", m);
     for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(sql + len, cap - len, i ? ",?" : "?");
-    snprintf(sql + len, cap - len, ")");
-    free(qt);
+        fputs(i ? ",?" : "?", m);
+    fputc(')', m);
+    fclose(m);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         st = NULL;
@@ -867,30 +854,8 @@ static int sim_ds_table_taken(struct sim_ws *ws, const char *schema, const char 
 
 static void sim_ds_drop_versions(struct sim_ws *ws, const char *id)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(ws->db,
-                           "SELECT sqlite_table FROM res_dataset_versions WHERE dataset_id = ?1",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    json_t *names = json_array();
-    while (sqlite3_step(st) == SQLITE_ROW)
-        json_array_append_new(names, sim_res_col_json(st, 0));
-    sqlite3_finalize(st);
-    size_t i;
-    json_t *n;
-    json_array_foreach(names, i, n)
-    {
-        if (!json_is_string(n))
-            continue;
-        char *q = sim_res_quote_ident(json_string_value(n)), *sql;
-        if (asprintf(&sql, "DROP TABLE IF EXISTS %s", q) >= 0) {
-            sim_db_exec(ws->db, sql);
-            free(sql);
-        }
-        free(q);
-    }
-    json_decref(names);
+    sim_res_drop_listed(ws->db, "TABLE",
+                        "SELECT sqlite_table FROM res_dataset_versions WHERE dataset_id = ?1", id);
 }
 
 /* ------------------------------------------------------------------------------------ */

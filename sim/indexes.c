@@ -90,42 +90,24 @@ static void sim_idx_list(struct sim_req *req)
 static int sim_idx_build_sqlite(sqlite3 *db, const char *sqlite_index, const char *phys,
                                 json_t *columns)
 {
-    char *qi = sim_res_quote_ident(sqlite_index), *qt = sim_res_quote_ident(phys);
-    size_t cap = 256, len = 0;
-    char *sql = malloc(cap);
-    if (!sql)
-        abort();
-    len = (size_t)snprintf(sql, cap, "CREATE INDEX IF NOT EXISTS %s ON %s (", qi, qt);
-    while (len >= cap) {
-        cap *= 2;
-        sql = realloc(sql, cap);
-        if (!sql)
-            abort();
-        len = (size_t)snprintf(sql, cap, "CREATE INDEX IF NOT EXISTS %s ON %s (", qi, qt);
-    }
-    free(qi);
-    free(qt);
+    char *sql;
+    size_t len;
+    FILE *m = sim_res_sql_open(&sql, &len);
+    fputs("CREATE INDEX IF NOT EXISTS ", m);
+    sim_res_put_ident(m, sqlite_index);
+    fputs(" ON ", m);
+    sim_res_put_ident(m, phys);
+    fputs(" (", m);
     size_t i;
     json_t *c;
     json_array_foreach(columns, i, c)
     {
-        char *qc = sim_res_quote_ident(json_string_value(c));
-        size_t need = strlen(qc) + 4;
-        if (len + need >= cap) {
-            cap = (len + need) * 2;
-            sql = realloc(sql, cap);
-            if (!sql)
-                abort();
-        }
-        len += (size_t)snprintf(sql + len, cap - len, "%s%s", i ? ", " : "", qc);
-        free(qc);
+        if (i)
+            fputs(", ", m);
+        sim_res_put_ident(m, json_string_value(c));
     }
-    if (len + 2 >= cap) {
-        sql = realloc(sql, len + 2);
-        if (!sql)
-            abort();
-    }
-    strcpy(sql + len, ")");
+    fputc(')', m);
+    fclose(m);
     int rc = sim_db_exec(db, sql);
     free(sql);
     return rc;
@@ -409,59 +391,62 @@ static void sim_idx_create(struct sim_req *req)
     sim_reply_json(req, 201, o);
 }
 
+/* Prepare sql + the index filter (NULL filters match anything), bound. NULL on failure. */
+static sqlite3_stmt *sim_idx_filtered(sqlite3 *db, const char *verb, const char *conn,
+                                      const char *schema, const char *table, const char *name)
+{
+    char *sql;
+    if (asprintf(&sql,
+                 "%s FROM res_indexes WHERE connection_id = ?1 AND (?2 IS NULL OR schema_name ="
+                 " ?2) AND (?3 IS NULL OR table_name = ?3) AND (?4 IS NULL OR index_name = ?4)",
+                 verb) < 0)
+        abort();
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    free(sql);
+    if (rc != SQLITE_OK)
+        return NULL;
+    const char *vals[4] = {conn, schema, table, name};
+    for (int k = 0; k < 4; k++)
+        if (vals[k])
+            sqlite3_bind_text(st, k + 1, vals[k], -1, SQLITE_TRANSIENT);
+    return st;
+}
+
 /* Delete index rows (and their SQLite indexes) matching the filters; returns how many. */
 static int sim_idx_delete_rows(struct sim_ws *ws, const char *conn, const char *schema,
                                const char *table, const char *name)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(ws->db,
-                           "SELECT sqlite_index FROM res_indexes WHERE connection_id = ?1 AND"
-                           " (?2 IS NULL OR schema_name = ?2) AND (?3 IS NULL OR table_name = ?3)"
-                           " AND (?4 IS NULL OR index_name = ?4)",
-                           -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = sim_idx_filtered(ws->db, "SELECT sqlite_index", conn, schema, table, name);
+    if (!st)
         return 0;
-    sqlite3_bind_text(st, 1, conn, -1, SQLITE_TRANSIENT);
-    if (schema)
-        sqlite3_bind_text(st, 2, schema, -1, SQLITE_TRANSIENT);
-    if (table)
-        sqlite3_bind_text(st, 3, table, -1, SQLITE_TRANSIENT);
-    if (name)
-        sqlite3_bind_text(st, 4, name, -1, SQLITE_TRANSIENT);
+    /* collect first: DDL while the SELECT is open would fail with "table is locked" */
     json_t *drop = json_array();
     while (sqlite3_step(st) == SQLITE_ROW)
         json_array_append_new(drop, sim_res_col_json(st, 0));
-    sqlite3_reset(st);
+    sqlite3_finalize(st);
+    int n = (int)json_array_size(drop);
     size_t i;
     json_t *v;
     json_array_foreach(drop, i, v)
     {
         if (!json_is_string(v))
             continue;
-        char *q = sim_res_quote_ident(json_string_value(v)), *sql;
-        if (asprintf(&sql, "DROP INDEX IF EXISTS %s", q) >= 0) {
-            sim_db_exec(ws->db, sql);
-            free(sql);
-        }
-        free(q);
+        char *sql;
+        size_t len;
+        FILE *m = sim_res_sql_open(&sql, &len);
+        fputs("DROP INDEX IF EXISTS ", m);
+        sim_res_put_ident(m, json_string_value(v));
+        fclose(m);
+        sim_db_exec(ws->db, sql);
+        free(sql);
     }
-    int n = (int)json_array_size(drop);
     json_decref(drop);
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(ws->db,
-                           "DELETE FROM res_indexes WHERE connection_id = ?1 AND"
-                           " (?2 IS NULL OR schema_name = ?2) AND (?3 IS NULL OR table_name = ?3)"
-                           " AND (?4 IS NULL OR index_name = ?4)",
-                           -1, &st, NULL) != SQLITE_OK)
-        return n;
-    sqlite3_bind_text(st, 1, conn, -1, SQLITE_TRANSIENT);
-    if (schema)
-        sqlite3_bind_text(st, 2, schema, -1, SQLITE_TRANSIENT);
-    if (table)
-        sqlite3_bind_text(st, 3, table, -1, SQLITE_TRANSIENT);
-    if (name)
-        sqlite3_bind_text(st, 4, name, -1, SQLITE_TRANSIENT);
-    sqlite3_step(st);
-    sqlite3_finalize(st);
+    st = sim_idx_filtered(ws->db, "DELETE", conn, schema, table, name);
+    if (st) {
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
     return n;
 }
 

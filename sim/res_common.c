@@ -71,6 +71,55 @@ char *sim_res_quote_ident(const char *name)
     return out;
 }
 
+FILE *sim_res_sql_open(char **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    FILE *m = open_memstream(buf, len);
+    if (!m)
+        abort();
+    return m;
+}
+
+void sim_res_put_ident(FILE *m, const char *name)
+{
+    fputc('"', m);
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            fputc('"', m);
+        fputc(*p, m);
+    }
+    fputc('"', m);
+}
+
+void sim_res_drop_listed(sqlite3 *db, const char *what, const char *select_sql, const char *key)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, select_sql, -1, &st, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
+    /* collect first: DDL while the SELECT is open would disturb it */
+    json_t *names = json_array();
+    while (sqlite3_step(st) == SQLITE_ROW)
+        if (sqlite3_column_type(st, 0) == SQLITE_TEXT)
+            json_array_append_new(names, sim_res_col_json(st, 0));
+    sqlite3_finalize(st);
+    size_t i;
+    json_t *n;
+    json_array_foreach(names, i, n)
+    {
+        char *sql;
+        size_t len;
+        FILE *m = sim_res_sql_open(&sql, &len);
+        fprintf(m, "DROP %s IF EXISTS ", what);
+        sim_res_put_ident(m, json_string_value(n));
+        fclose(m);
+        sim_db_exec(db, sql);
+        free(sql);
+    }
+    json_decref(names);
+}
+
 const char *sim_res_decl_type(const char *decl)
 {
     if (!decl || !*decl)

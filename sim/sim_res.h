@@ -85,6 +85,14 @@ json_t *sim_res_str_or_null(const char *s);
 /* limit / offset query parameters (default limit def, max 1000). Replies 400 and returns -1
  * when invalid. */
 int sim_res_page(struct sim_req *req, long def, long *limit, long *offset);
+/* An open_memstream FILE for building SQL text into *buf (abort on OOM); fclose it, then
+ * *buf is the NUL-terminated text (caller frees). */
+FILE *sim_res_sql_open(char **buf, size_t *len);
+/* Write name to m as a quoted SQL identifier ("a""b"). */
+void sim_res_put_ident(FILE *m, const char *name);
+/* Run select_sql (one text parameter: key), and DROP <what> IF EXISTS each name it returns
+ * (what: "TABLE" or "INDEX"). */
+void sim_res_drop_listed(sqlite3 *db, const char *what, const char *select_sql, const char *key);
 /* "ident" with embedded quotes doubled, malloc'd: safe to splice into SQL. */
 char *sim_res_quote_ident(const char *name);
 /* The API data type of a SQLite declared column type (INTEGER -> Int64, ...). */

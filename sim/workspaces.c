@@ -5,8 +5,9 @@
  * creating token can use at once; its provision_status is "pending" until a timer marks it
  * "provisioned" shortly after, as the service provisions in the background.
  *
- * Rules: the only organization is SIM_WS_ORG ("org_default"): another
- * organization_public_id is 404 "Organization not found". A missing, empty or non-string
+ * Rules: the only organization is SIM_WS_ORG ("org_default"), the one every token belongs
+ * to: another organization_public_id is 404 "Organization not found" (an empty one means the
+ * default). A missing, empty or non-string
  * name is 422; a body that is not a JSON object is 400. Provisioning state lives in the
  * workspace's own database (res_workspace_meta), never in memory.
  */
@@ -45,7 +46,7 @@ static const char *sim_ws_provision_status(struct sim_ws *ws, int *favorite)
 
 static int sim_ws_check_org(struct sim_req *req, const char *org)
 {
-    if (org && strcmp(org, SIM_WS_ORG) != 0) {
+    if (org && *org && strcmp(org, SIM_WS_ORG) != 0) {
         sim_reply_error(req, 404, "NOT_FOUND", "Organization '%s' not found", org);
         return -1;
     }
