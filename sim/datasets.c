@@ -240,8 +240,11 @@ static int sim_ds_load_csv(sqlite3 *db, FILE *f, const char *phys, struct sim_ds
     }
     if (r < 0) {
         long line = c.line;
+        int too_long = c.error == SIM_CSV_ERR_LONG;
         sim_csv_free(&c);
-        return asprintf(err, "Malformed CSV at line %ld: unterminated quoted field", line), -1;
+        return asprintf(err, "Malformed CSV at line %ld: %s", line,
+                        too_long ? "record longer than 16 MiB" : "unterminated quoted field"),
+               -1;
     }
     if (sim_ds_create_table(db, phys, cols, err) != 0) {
         sim_csv_free(&c);

@@ -163,10 +163,14 @@ int sim_csv_next(sim_csv *c)
     for (;;) {
         if (ch == EOF) {
             if (in_quotes) {
-                c->error = 1;
+                c->error = SIM_CSV_ERR_QUOTE;
                 return -1;
             }
             break;
+        }
+        if (c->buf_len > SIM_CSV_MAX_RECORD) {
+            c->error = SIM_CSV_ERR_LONG;
+            return -1;
         }
         if (in_quotes) {
             if (ch == '"') {

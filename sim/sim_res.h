@@ -64,13 +64,19 @@ typedef struct sim_csv {
     char *buf; /* backing store of the current record */
     size_t buf_len, buf_cap;
     size_t *offs; /* field start offsets into buf */
-    int error;    /* set on an unterminated quote */
+    int error;    /* SIM_CSV_ERR_QUOTE or SIM_CSV_ERR_LONG after sim_csv_next returned -1 */
     long line;    /* 1-based line of the current record's start */
 } sim_csv;
 
+/* A record (all its fields) may not exceed this many bytes: a file without line breaks
+ * must not turn into one huge allocation. */
+#define SIM_CSV_MAX_RECORD (16u * 1024 * 1024)
+enum { SIM_CSV_ERR_QUOTE = 1, SIM_CSV_ERR_LONG = 2 };
+
 void sim_csv_init(sim_csv *c, FILE *f);
-/* 1 when a record was read into c->fields/nfields, 0 at EOF, -1 on a malformed record. A
- * blank line is returned as a record with one empty field. */
+/* 1 when a record was read into c->fields/nfields, 0 at EOF, -1 on a malformed record
+ * (unterminated quote, or longer than SIM_CSV_MAX_RECORD: see c->error). A blank line is
+ * returned as a record with one empty field. */
 int sim_csv_next(sim_csv *c);
 void sim_csv_free(sim_csv *c);
 

@@ -127,9 +127,27 @@ static void test_csv_unterminated_quote_is_error(void **state)
     sim_csv_init(&c, f);
     assert_int_equal(sim_csv_next(&c), 1);
     assert_int_equal(sim_csv_next(&c), -1);
-    assert_true(c.error);
+    assert_int_equal(c.error, SIM_CSV_ERR_QUOTE);
     sim_csv_free(&c);
     fclose(f);
+}
+
+static void test_csv_record_too_long(void **state)
+{
+    /* a file without line breaks does not become one unbounded allocation */
+    size_t n = SIM_CSV_MAX_RECORD + 4096;
+    char *big = malloc(n + 1);
+    assert_non_null(big);
+    memset(big, 'x', n);
+    big[n] = '\0';
+    FILE *f = fmemopen(big, n, "r");
+    sim_csv c;
+    sim_csv_init(&c, f);
+    assert_int_equal(sim_csv_next(&c), -1);
+    assert_int_equal(c.error, SIM_CSV_ERR_LONG);
+    sim_csv_free(&c);
+    fclose(f);
+    free(big);
 }
 
 int main(void)
@@ -141,6 +159,7 @@ int main(void)
         cmocka_unit_test(test_csv_basic_and_quotes),
         cmocka_unit_test(test_csv_bom_and_no_trailing_newline),
         cmocka_unit_test(test_csv_unterminated_quote_is_error),
+        cmocka_unit_test(test_csv_record_too_long),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
