@@ -1,6 +1,7 @@
 /*
  * datasets: /v1/datasets of hotdata-sim. A dataset is a user-managed table built from an
- * upload (CSV with a header row, or JSON: an array of objects or one object per line) or
+ * upload (CSV with a header row, read record by record; or JSON, up to 256 MiB: an array of
+ * objects or one object per line) or
  * from inline data, queryable as datasets.<schema_name>.<table_name> through the framework's
  * table registry. Every load of data (create, PUT with a new "source", POST /v1/refresh
  * with dataset_id) is a new version with its own SQLite table; the registry points at the
@@ -28,9 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #define SIM_DS_SCHEMA "main"
 #define SIM_DS_MAX_COLS 1000
+#define SIM_DS_MAX_JSON (256 << 20)
 
 static const char sim_ds_schema_sql[] =
     "CREATE TABLE IF NOT EXISTS res_datasets ("
@@ -452,6 +455,12 @@ static int sim_ds_objects_to_rows(json_t *objs, struct sim_ds_cols *cols, json_t
 static int sim_ds_load_json_file(sqlite3 *db, FILE *f, const char *phys, struct sim_ds_cols *cols,
                                  long long *nrows, char **err)
 {
+    /* JSON is parsed as a document (CSV streams): bound what that may cost */
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && sb.st_size > SIM_DS_MAX_JSON)
+        return asprintf(err, "JSON data over %d MiB is not supported: upload CSV instead",
+                        SIM_DS_MAX_JSON >> 20),
+               -1;
     json_error_t je;
     json_t *doc = json_loadf(f, JSON_DISABLE_EOF_CHECK, &je);
     json_t *objs = NULL;
