@@ -28,6 +28,10 @@
 
 int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer *out);
 
+/* Guards against runaway SQL (cross joins, recursive CTEs) on the single event loop. */
+#define SIM_QUERY_MAX_ROWS 1000000L
+#define SIM_QUERY_MAX_MS 10000u
+
 struct sim_qres {
     json_t *columns;  /* array of strings */
     json_t *nullable; /* array of bools */
@@ -99,6 +103,12 @@ static bool sim_is_catalog_cb(void *ud, const char *a)
     bool found = sqlite3_step(st) == SQLITE_ROW;
     sqlite3_reset(st);
     return found;
+}
+
+static int sim_query_progress(void *arg)
+{
+    const uint64_t *deadline = arg;
+    return util_mono_ms() > *deadline;
 }
 
 static bool sim_decl_is_bool(const char *decl)
@@ -180,12 +190,22 @@ static int sim_query_exec(struct sim_ws *ws, const char *sql, struct sim_qres *o
             declared_notnull[i] = (notnull || pk) ? 1 : 0;
         is_bool[i] = sim_decl_is_bool(sqlite3_column_decltype(st, i));
     }
+    uint64_t deadline = util_mono_ms() + SIM_QUERY_MAX_MS;
+    sqlite3_progress_handler(ws->db, 10000, sim_query_progress, &deadline);
     for (;;) {
-        rc = sqlite3_step(st);
+        rc = out->row_count >= SIM_QUERY_MAX_ROWS ? SQLITE_TOOBIG : sqlite3_step(st);
         if (rc == SQLITE_DONE)
             break;
         if (rc != SQLITE_ROW) {
-            snprintf(msg, sizeof msg, "SQL error: %s", sqlite3_errmsg(ws->db));
+            sqlite3_progress_handler(ws->db, 0, NULL, NULL);
+            if (rc == SQLITE_TOOBIG)
+                snprintf(msg, sizeof msg, "result too large: more than %ld rows",
+                         SIM_QUERY_MAX_ROWS);
+            else if (rc == SQLITE_INTERRUPT)
+                snprintf(msg, sizeof msg, "query cancelled: ran longer than %u ms",
+                         SIM_QUERY_MAX_MS);
+            else
+                snprintf(msg, sizeof msg, "SQL error: %s", sqlite3_errmsg(ws->db));
             *err = sim_strdup(msg);
             free(declared_notnull);
             free(is_bool);
@@ -239,6 +259,7 @@ static int sim_query_exec(struct sim_ws *ws, const char *sql, struct sim_qres *o
         json_array_append_new(out->rows, row);
         out->row_count++;
     }
+    sqlite3_progress_handler(ws->db, 0, NULL, NULL);
     for (int i = 0; i < ncol; i++) {
         bool nullable = declared_notnull[i] >= 0 ? declared_notnull[i] == 0 : true;
         if (declared_notnull[i] < 0 && out->row_count > 0)
