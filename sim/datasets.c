@@ -1,9 +1,8 @@
 /*
  * datasets: /v1/datasets of hotdata-sim. A dataset is a user-managed table built from an
  * upload (CSV with a header row, read record by record; or JSON, up to 256 MiB: an array of
- * objects or one object per line) or
- * from inline data, queryable as datasets.<schema_name>.<table_name> through the framework's
- * table registry. Every load of data (create, PUT with a new "source", POST /v1/refresh
+ * objects or one object per line) or from inline data, queryable as
+ * datasets.<schema_name>.<table_name> through the framework's table registry. Every load of data (create, PUT with a new "source", POST /v1/refresh
  * with dataset_id) is a new version with its own SQLite table; the registry points at the
  * pinned version when one is pinned, else at the latest.
  *
