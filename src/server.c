@@ -98,9 +98,11 @@ struct hg_conn {
     struct bufferevent *bev;
     struct hg_conn *next, *prev;
     enum conn_state state;
-    struct hg_req *req; /* the request being read or answered */
-    int keepalive;      /* the connection may carry another request */
-    size_t head_bytes;  /* bytes of the current head so far */
+    struct hg_req *req;     /* the request being read or answered */
+    int keepalive;          /* the connection may carry another request */
+    size_t head_bytes;      /* bytes of the current head so far */
+    uint64_t head_start_ms; /* first byte of the current head: the whole head must arrive
+                               within read_timeout (slowloris) */
     int nheaders;
     /* request body decoding */
     enum body_framing framing;
@@ -153,6 +155,7 @@ static void conn_process(struct hg_conn *c);
 static void req_finish(struct hg_req *req);
 static void req_unref(struct hg_req *req);
 static void upstream_hold_release(struct hg_req *req);
+static void early_refuse(struct hg_conn *c, int status, const char *why);
 
 /* ---- small helpers ---- */
 
@@ -418,7 +421,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
     struct hg_conn *c = arg;
     if (what & BEV_EVENT_TIMEOUT) {
         if ((what & BEV_EVENT_READING) && c->state == CS_HEAD && c->head_bytes > 0) {
-            conn_error_close(c, 408, "timed out reading the request");
+            early_refuse(c, 408, "timed out reading the request");
             return;
         }
         if ((what & BEV_EVENT_READING) && c->state == CS_BODY) {
@@ -852,11 +855,16 @@ static void conn_process(struct hg_conn *c)
                 conn_free(c);
                 return;
             }
+            if (!c->head_start_ms && evbuffer_get_length(in) > 0)
+                c->head_start_ms = util_mono_ms();
             size_t ll = 0;
             char *line = evbuffer_readln(in, &ll, EVBUFFER_EOL_CRLF);
             if (!line) {
                 if (c->head_bytes + evbuffer_get_length(in) > cfg->server.max_header_size)
-                    conn_error_close(c, c->req ? 431 : 414, "request head too large");
+                    early_refuse(c, c->req ? 431 : 414, "request head too large");
+                else if (c->head_start_ms &&
+                         util_mono_ms() - c->head_start_ms > cfg->server.read_timeout_ms)
+                    early_refuse(c, 408, "timed out reading the request head");
                 return;
             }
             c->head_bytes += ll + 2;
@@ -961,6 +969,7 @@ static void req_finish(struct hg_req *r)
     }
     c->state = CS_HEAD;
     c->head_bytes = 0;
+    c->head_start_ms = 0;
     c->nheaders = 0;
     c->framing = BF_NONE;
     c->read_paused = 0;
