@@ -23,7 +23,10 @@
  *
  * Ownership: the framework owns struct sim_req and frees it after the reply is sent (or
  * when the client goes away). A handler must eventually call exactly one sim_reply_*
- * function for its request, either before returning or later from a timer. Strings in
+ * function for its request, either before returning or later from a timer; the request and
+ * every string in it are gone after that call, so format messages from params before or
+ * in the reply call and touch nothing afterwards. A request kept for a later reply whose
+ * client disconnected gets req->ev == NULL; the reply then only frees it. Strings in
  * sim_req (params, query values, token, ids) are owned by the request. json_t bodies handed
  * to sim_reply_json are stolen (decref'd by the framework).
  *
@@ -157,7 +160,7 @@ void sim_router_on_reset(struct sim_router *r, void (*fn)(struct sim_ctx *));
 void sim_query_register(struct sim_router *r);   /* sim/query.c: /v1/query, query-runs, results */
 void sim_jobs_register(struct sim_router *r);    /* sim/jobs.c: /v1/jobs */
 void sim_refresh_register(struct sim_router *r); /* sim/refresh.c: /v1/refresh */
-/* Areas owned by sim-resources (weak no-op fallbacks in sim/areas_weak.c keep the build
+/* Areas owned by sim-resources (weak no-op fallbacks in sim/zz_areas_weak.c keep the build
  * linking until the real ones exist; the strong definitions win at link time): */
 void sim_connections_register(struct sim_router *r);   /* connections, connection types,
                                                           information_schema, table profile */
