@@ -976,7 +976,8 @@ static void req_finish(struct hg_req *r)
     conn_set_read_timeout(c, c->w->cfg->server.keepalive_timeout_ms);
     bufferevent_enable(c->bev, EV_READ);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-        conn_process(c); /* a pipelined request */
+        /* a pipelined request: from the loop, not from here (no recursion per request) */
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* ---- responses ---- */
