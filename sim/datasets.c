@@ -2,18 +2,25 @@
  * datasets: /v1/datasets of hotdata-sim. A dataset is a user-managed table built from an
  * upload (CSV with a header row, read record by record; or JSON, up to 256 MiB: an array of
  * objects or one object per line) or from inline data, queryable as
- * datasets.<schema_name>.<table_name> through the framework's table registry. Every load of data (create, PUT with a new "source", POST /v1/refresh
- * with dataset_id) is a new version with its own SQLite table; the registry points at the
- * pinned version when one is pinned, else at the latest.
+ * datasets.<schema_name>.<table_name> through the framework's table registry. Every load of
+ * data (create, PUT with a new "source", POST /v1/refresh with dataset_id) is a new version
+ * with its own SQLite table; the registry points at the pinned version when one is pinned,
+ * else at the latest.
  *
- * Accepted `source` shapes (anything else is 400):
- *   {"upload_id": "upl_...", "format": "csv" | "json"}         format optional: inferred from
- *                                                              the upload's content type / bytes
+ * Accepted `source` shapes (anything else is 400), the service's tagged forms first:
+ *   {"type": "upload", "upload_id": "upl_...", "format": "csv" | "json",
+ *    "columns": {"name": "Int64", ...}}          format optional: from the content type / bytes
+ *   {"type": "inline", "inline": {"format": "csv" | "json", "content": "a,b\n1,x\n",
+ *                                 "columns": {...}}}
+ *   {"type": "sql_query", "sql": "SELECT ...", "name": ..., "description": ...}
+ *                                                 result materialised; auto-creates a saved query
+ *   {"type": "saved_query", "saved_query_id": "svq_...", "version": N}   version optional
  *   {"inline": {"columns": ["a", {"name": "b", "data_type": "Int64"}], "rows": [[1, 2], ...]}}
  *   {"inline": {"rows": [{"a": 1, "b": "x"}, ...]}}          columns from the keys, in order
- *   {"inline": {"format": "csv" | "json", "content": "a,b\n1,x\n"}}
- * ("type": "upload" | "inline" may accompany them; the inline object may also be the source
- * itself.) Column types are inferred from the data: Int64, Float64, Boolean, Utf8.
+ * "type" may be omitted for upload/inline; the inline object may also be the source itself.
+ * "columns" as an object declares types ({name: type spec}) instead of inferring them; values
+ * that do not fit are a 400. {"type": "url"} is a 400 (no network). Inferred types: Int64,
+ * Float64, Boolean, Utf8.
  *
  * Rules: label unique (409) and (schema_name, table_name) unique (409); table_name derived
  * from the label by sim_ds_table_name_from_label unless given (must be an identifier, 400);
@@ -54,6 +61,7 @@ struct sim_ds_cols {
     enum sim_ds_type *types;
     int *declared; /* type given by the client: values must fit it */
     int *nulls;
+    json_t *decl_map; /* borrowed: source "columns" object {name: type spec}, or NULL */
 };
 
 static void sim_ds_cols_free(struct sim_ds_cols *c)
@@ -65,6 +73,52 @@ static void sim_ds_cols_free(struct sim_ds_cols *c)
     free(c->declared);
     free(c->nulls);
     memset(c, 0, sizeof *c);
+}
+
+static ssize_t sim_ds_cols_find(const struct sim_ds_cols *c, const char *name)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcasecmp(c->names[i], name) == 0)
+            return (ssize_t)i;
+    return -1;
+}
+
+static int sim_ds_parse_declared_type(const char *s, enum sim_ds_type *out);
+
+/* Apply the declared {name: type} map once the column names are known: those columns take
+ * the declared type instead of an inferred one. A name not in the data is an error. */
+static int sim_ds_cols_declare(struct sim_ds_cols *c, char **err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(c->decl_map, key, v)
+    {
+        ssize_t i = sim_ds_cols_find(c, key);
+        if (i < 0)
+            return asprintf(err, "Declared column '%s' is not in the data", key), -1;
+        enum sim_ds_type t;
+        if (!json_is_string(v) || sim_ds_parse_declared_type(json_string_value(v), &t) != 0)
+            return asprintf(err, "Unsupported type for declared column '%s'", key), -1;
+        c->types[i] = t;
+        c->declared[i] = 1;
+    }
+    return 0;
+}
+
+/* Does a textual (CSV) value fit a declared column type? */
+static int sim_ds_text_fits(const char *v, enum sim_ds_type t)
+{
+    enum sim_ds_type vt = sim_ds_value_type(v);
+    switch (t) {
+    case SIM_DS_INT:
+        return vt == SIM_DS_NULL || vt == SIM_DS_INT;
+    case SIM_DS_FLOAT:
+        return vt == SIM_DS_NULL || vt == SIM_DS_INT || vt == SIM_DS_FLOAT;
+    case SIM_DS_BOOL:
+        return vt == SIM_DS_NULL || vt == SIM_DS_BOOL;
+    default:
+        return 1;
+    }
 }
 
 static void sim_ds_cols_add(struct sim_ds_cols *c, const char *name)
@@ -80,14 +134,6 @@ static void sim_ds_cols_add(struct sim_ds_cols *c, const char *name)
     c->declared[c->n] = 0;
     c->nulls[c->n] = 0;
     c->n++;
-}
-
-static ssize_t sim_ds_cols_find(const struct sim_ds_cols *c, const char *name)
-{
-    for (size_t i = 0; i < c->n; i++)
-        if (strcasecmp(c->names[i], name) == 0)
-            return (ssize_t)i;
-    return -1;
 }
 
 /* Names: non-empty (else column_<i>), unique case-insensitively. 0 or -1 with *err. */
@@ -217,7 +263,7 @@ static int sim_ds_load_csv(sqlite3 *db, FILE *f, const char *phys, struct sim_ds
     }
     for (size_t i = 0; i < c.nfields; i++)
         sim_ds_cols_add(cols, c.fields[i]);
-    if (sim_ds_cols_check(cols, err) != 0) {
+    if (sim_ds_cols_check(cols, err) != 0 || sim_ds_cols_declare(cols, err) != 0) {
         sim_csv_free(&c);
         return -1;
     }
@@ -236,7 +282,16 @@ static int sim_ds_load_csv(sqlite3 *db, FILE *f, const char *phys, struct sim_ds
             enum sim_ds_type t = sim_ds_value_type(c.fields[i]);
             if (t == SIM_DS_NULL)
                 cols->nulls[i] = 1;
-            cols->types[i] = sim_ds_type_merge(cols->types[i], t);
+            if (!cols->declared[i]) {
+                cols->types[i] = sim_ds_type_merge(cols->types[i], t);
+            } else if (!sim_ds_text_fits(c.fields[i], cols->types[i])) {
+                long line = c.line;
+                int rc = asprintf(err, "CSV line %ld: value '%.64s' of column '%s' is not %s", line,
+                                  c.fields[i], cols->names[i], sim_ds_type_name(cols->types[i]));
+                (void)rc;
+                sim_csv_free(&c);
+                return -1;
+            }
         }
         n++;
     }
@@ -366,7 +421,7 @@ static int sim_ds_bind_json_value(sqlite3_stmt *st, int pos, json_t *v, enum sim
 static int sim_ds_load_json_rows(sqlite3 *db, json_t *rows, const char *phys,
                                  struct sim_ds_cols *cols, long long *nrows, char **err)
 {
-    if (sim_ds_cols_check(cols, err) != 0)
+    if (sim_ds_cols_check(cols, err) != 0 || sim_ds_cols_declare(cols, err) != 0)
         return -1;
     size_t r;
     json_t *row;
@@ -523,6 +578,43 @@ static int sim_ds_source_check(struct sim_ws *ws, json_t *src, const char **kind
     json_t *type = json_object_get(src, "type");
     if (type && !json_is_string(type))
         return asprintf(err, "source.type must be a string"), -1;
+    const char *t = json_string_value(type);
+    if (t && strcmp(t, "sql_query") == 0) {
+        json_t *sql = json_object_get(src, "sql");
+        if (!json_is_string(sql) || json_string_length(sql) == 0)
+            return asprintf(err, "source.sql is required (a non-empty string)"), -1;
+        json_t *nm = json_object_get(src, "name"), *ds = json_object_get(src, "description");
+        if ((nm && !json_is_null(nm) && !json_is_string(nm)) ||
+            (ds && !json_is_null(ds) && !json_is_string(ds)))
+            return asprintf(err, "source.name and source.description must be strings"), -1;
+        *kind = "sql_query";
+        return 0;
+    }
+    if (t && strcmp(t, "saved_query") == 0) {
+        json_t *id = json_object_get(src, "saved_query_id"), *ver = json_object_get(src, "version");
+        if (!json_is_string(id))
+            return asprintf(err, "source.saved_query_id is required (a string)"), -1;
+        if (ver && !json_is_null(ver) && (!json_is_integer(ver) || json_integer_value(ver) < 1))
+            return asprintf(err, "source.version must be a positive integer"), -1;
+        char *sql = sim_saved_query_sql(ws, json_string_value(id),
+                                        json_is_integer(ver) ? (int)json_integer_value(ver) : 0);
+        if (!sql)
+            return asprintf(err, "Saved query '%s'%s not found", json_string_value(id),
+                            json_is_integer(ver) ? " (version)" : ""),
+                   -1;
+        free(sql);
+        *kind = "saved_query";
+        return 0;
+    }
+    if (t && strcmp(t, "url") == 0)
+        return asprintf(err, "URL sources need network access, which this server does not "
+                             "have: upload the file instead"),
+               -1;
+    if (t && strcmp(t, "upload") != 0 && strcmp(t, "inline") != 0)
+        return asprintf(err, "Unknown source.type '%s'", t), -1;
+    json_t *decl = json_object_get(src, "columns");
+    if (json_object_get(src, "upload_id") && decl && !json_is_null(decl) && !json_is_object(decl))
+        return asprintf(err, "source.columns must be an object {name: type}"), -1;
     json_t *upload = json_object_get(src, "upload_id");
     json_t *inl = json_object_get(src, "inline");
     if (upload && !json_is_null(upload)) {
@@ -579,12 +671,95 @@ static const char *sim_ds_sniff_format(FILE *f, const char *content_type)
     return ch == '[' || ch == '{' ? "json" : "csv";
 }
 
+static char *sim_ds_resolve_cb(void *ud, const char *a, const char *b, const char *c)
+{
+    return sim_table_resolve(ud, a, b, c);
+}
+
+static bool sim_ds_is_catalog_cb(void *ud, const char *a)
+{
+    sqlite3_stmt *st = sim_db_stmt(ud, "SELECT 1 FROM sim_tables WHERE catalog = ?1");
+    if (!st)
+        return false;
+    sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+    bool known = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return known;
+}
+
+/* Materialise the result of a query over the workspace's tables into phys (types from the
+ * values, like any JSON rows). */
+static int sim_ds_load_sql(struct sim_ws *ws, const char *sql, const char *phys,
+                           struct sim_ds_cols *cols, long long *nrows, char **err)
+{
+    char *rewritten = NULL, *rerr = NULL;
+    if (!sql ||
+        sim_sql_rewrite(sql, sim_ds_resolve_cb, sim_ds_is_catalog_cb, ws, &rewritten, &rerr) != 0) {
+        *err = rerr ? rerr : strdup("Query is empty");
+        return -1;
+    }
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    int rc = sqlite3_prepare_v2(ws->db, rewritten, -1, &st, &tail);
+    free(rewritten);
+    if (rc != SQLITE_OK || !st) {
+        sqlite3_finalize(st);
+        return asprintf(err, "Query failed: %s", st ? sqlite3_errmsg(ws->db) : "empty query"), -1;
+    }
+    if (!sqlite3_stmt_readonly(st) || sqlite3_column_count(st) == 0) {
+        sqlite3_finalize(st);
+        return asprintf(err, "A dataset query must be a read-only SELECT"), -1;
+    }
+    int n = sqlite3_column_count(st);
+    for (int i = 0; i < n; i++) {
+        const char *name = sqlite3_column_name(st, i);
+        sim_ds_cols_add(cols, name ? name : "");
+    }
+    json_t *rows = json_array();
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        json_t *row = json_array();
+        for (int i = 0; i < n; i++)
+            json_array_append_new(row, sim_res_col_json(st, i));
+        json_array_append_new(rows, row);
+    }
+    if (rc != SQLITE_DONE) {
+        int w = asprintf(err, "Query failed: %s", sqlite3_errmsg(ws->db));
+        (void)w;
+        sqlite3_finalize(st);
+        json_decref(rows);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    rc = sim_ds_load_json_rows(ws->db, rows, phys, cols, nrows, err);
+    json_decref(rows);
+    return rc;
+}
+
 /* Load a (checked) source into a new SQLite table phys. */
 static int sim_ds_load_source(struct sim_ws *ws, json_t *src, const char *phys,
                               struct sim_ds_cols *cols, long long *nrows, char **err)
 {
     sqlite3 *db = ws->db;
+    const char *type = json_string_value(json_object_get(src, "type"));
+    if (type && strcmp(type, "sql_query") == 0)
+        return sim_ds_load_sql(ws, json_string_value(json_object_get(src, "sql")), phys, cols,
+                               nrows, err);
+    if (type && strcmp(type, "saved_query") == 0) {
+        json_t *ver = json_object_get(src, "version");
+        char *sql =
+            sim_saved_query_sql(ws, json_string_value(json_object_get(src, "saved_query_id")),
+                                json_is_integer(ver) ? (int)json_integer_value(ver) : 0);
+        if (!sql)
+            return asprintf(err, "Saved query '%s' not found",
+                            json_string_value(json_object_get(src, "saved_query_id"))),
+                   -1;
+        int rc = sim_ds_load_sql(ws, sql, phys, cols, nrows, err);
+        free(sql);
+        return rc;
+    }
     json_t *upload = json_object_get(src, "upload_id");
+    if (json_is_object(json_object_get(src, "columns")))
+        cols->decl_map = json_object_get(src, "columns");
     if (json_is_string(upload)) {
         char *ctype = NULL;
         char *path = sim_upload_path(ws, json_string_value(upload), &ctype);
@@ -607,6 +782,8 @@ static int sim_ds_load_source(struct sim_ws *ws, json_t *src, const char *phys,
     json_t *inl = json_object_get(src, "inline");
     if (!inl)
         inl = src;
+    if (json_is_object(json_object_get(inl, "columns")))
+        cols->decl_map = json_object_get(inl, "columns");
     json_t *content = json_object_get(inl, "content");
     if (json_is_string(content)) {
         const char *fmt = json_string_value(json_object_get(inl, "format"));
@@ -622,9 +799,9 @@ static int sim_ds_load_source(struct sim_ws *ws, json_t *src, const char *phys,
     json_t *rowsj = json_object_get(inl, "rows");
     json_t *colsj = json_object_get(inl, "columns");
     bool objects = json_array_size(rowsj) > 0 && json_is_object(json_array_get(rowsj, 0));
-    if (colsj && !json_is_null(colsj)) {
+    if (colsj && !json_is_null(colsj) && !json_is_object(colsj)) {
         if (!json_is_array(colsj))
-            return asprintf(err, "source.inline.columns must be an array"), -1;
+            return asprintf(err, "source.inline.columns must be an array or an object"), -1;
         size_t i;
         json_t *c;
         json_array_foreach(colsj, i, c)
@@ -869,6 +1046,28 @@ static void sim_ds_drop_versions(struct sim_ws *ws, const char *id)
                         "SELECT sqlite_table FROM res_dataset_versions WHERE dataset_id = ?1", id);
 }
 
+/*
+ * The source as stored for refreshes (compact JSON, malloc'd). A sql_query source
+ * auto-creates its saved query (named after the dataset unless source.name says otherwise),
+ * as the service does; its id is kept in the stored source.
+ */
+static char *sim_ds_stored_source(struct sim_ws *ws, json_t *src, const char *kind,
+                                  const char *label)
+{
+    json_t *stored = json_deep_copy(src);
+    if (strcmp(kind, "sql_query") == 0 && !json_object_get(stored, "saved_query_id")) {
+        const char *name = json_string_value(json_object_get(src, "name"));
+        char sqid[64];
+        if (sim_saved_query_create(
+                ws, name && *name ? name : label, json_string_value(json_object_get(src, "sql")),
+                json_string_value(json_object_get(src, "description")), sqid) == 0)
+            json_object_set_new(stored, "saved_query_id", json_string(sqid));
+    }
+    char *text = json_dumps(stored, JSON_COMPACT);
+    json_decref(stored);
+    return text;
+}
+
 /* ------------------------------------------------------------------------------------ */
 /* Handlers                                                                              */
 
@@ -973,7 +1172,7 @@ static void sim_ds_create(struct sim_req *req)
         free(tname);
         return;
     }
-    char *src_text = json_dumps(src, JSON_COMPACT);
+    char *src_text = sim_ds_stored_source(req->ws, src, kind, label);
     sqlite3_stmt *st = sim_db_stmt(
         req->ws, "INSERT INTO res_datasets(id, label, schema_name, table_name, source_type,"
                  " source, latest_version, pinned_version, created_at, updated_at)"
@@ -1113,7 +1312,7 @@ static void sim_ds_update(struct sim_req *req)
         }
         d.latest_version++;
         free(d.source);
-        d.source = json_dumps(src, JSON_COMPACT);
+        d.source = sim_ds_stored_source(req->ws, src, kind, d.label);
         free(d.source_type);
         d.source_type = strdup(kind);
     }

@@ -467,3 +467,42 @@ void sim_saved_queries_register(struct sim_router *r)
     sim_route(r, "GET", "/v1/queries/{id}/versions", sim_sq_versions, SIM_ROUTE_DEFAULT);
     sim_route(r, "POST", "/v1/queries/{id}/execute", sim_sq_execute, SIM_ROUTE_DEFAULT);
 }
+
+/* ---- helpers for datasets (sim_res.h) ---- */
+
+char *sim_saved_query_sql(struct sim_ws *ws, const char *id, int version)
+{
+    if (!id)
+        return NULL;
+    sqlite3_stmt *st =
+        sim_db_stmt(ws, "SELECT v.sql FROM res_saved_query_versions v JOIN res_saved_queries q ON"
+                        " q.id = v.saved_query_id WHERE v.saved_query_id = ?1 AND"
+                        " v.version = CASE WHEN ?2 > 0 THEN ?2 ELSE q.latest_version END");
+    if (!st)
+        return NULL;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 2, version);
+    char *sql = sqlite3_step(st) == SQLITE_ROW ? sim_sq_dup(st, 0) : NULL;
+    sqlite3_reset(st);
+    return sql;
+}
+
+int sim_saved_query_create(struct sim_ws *ws, const char *name, const char *sql,
+                           const char *description, char id_out[64])
+{
+    struct sim_sq_row q = {0};
+    char now[40];
+    sim_id_new("svq", q.id);
+    sim_now_rfc3339(now, false);
+    q.name = strdup(name);
+    q.sql = strdup(sql);
+    q.description = strdup(description ? description : "");
+    q.tags = strdup("[]");
+    q.created_at = strdup(now);
+    q.updated_at = strdup(now);
+    q.latest_version = 1;
+    int rc = sim_sq_save(ws, &q, true) == 0 && sim_sq_insert_version(ws, &q) == 0 ? 0 : -1;
+    snprintf(id_out, 64, "%s", q.id);
+    sim_sq_row_free(&q);
+    return rc;
+}

@@ -133,6 +133,13 @@ char *sim_upload_path(struct sim_ws *ws, const char *upload_id, char **content_t
 /* Set an upload's status ("uploaded", "consumed"). */
 void sim_upload_set_status(struct sim_ws *ws, const char *upload_id, const char *status);
 
+/* ---- saved queries (sim/saved_queries.c), used by datasets ---- */
+/* SQL of a saved query's version (0 = latest), malloc'd; NULL when unknown. */
+char *sim_saved_query_sql(struct sim_ws *ws, const char *id, int version);
+/* Create a saved query (version 1); id_out gets its id. 0 on success. */
+int sim_saved_query_create(struct sim_ws *ws, const char *name, const char *sql,
+                           const char *description, char id_out[64]);
+
 /* ---- embedding providers (sim/embedding.c), used by indexes ---- */
 /* 1 when an embedding provider with this id exists. */
 int sim_embedding_exists(struct sim_ws *ws, const char *id);

@@ -391,6 +391,98 @@ static void test_list_and_delete(void **state)
         "{\"label\":\"doomed\",\"source\":{\"inline\":{\"rows\":[{\"a\":2}]}}}", 201));
 }
 
+static void test_declared_columns_and_query_sources(void **state)
+{
+    /* the service's tagged forms: type + declared column types */
+    json_t *u = upload("text/csv", "id,score\n1,2\n3,4\n", 201);
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"label\":\"typed\",\"source\":{\"type\":\"upload\",\"upload_id\":\"%s\","
+             "\"format\":\"csv\",\"columns\":{\"score\":\"Float64\"}}}",
+             sim_api_str(u, "id"));
+    json_t *d = sim_api_expect("POST", "/v1/datasets", body, 201);
+    char path[256];
+    snprintf(path, sizeof path, "/v1/datasets/%s", sim_api_str(d, "id"));
+    json_decref(d);
+    d = sim_api_expect("GET", path, NULL, 200);
+    assert_string_equal(sim_api_str(column(d, "score"), "data_type"), "Float64");
+    assert_string_equal(sim_api_str(column(d, "id"), "data_type"), "Int64"); /* inferred */
+    json_decref(d);
+    snprintf(body, sizeof body,
+             "{\"label\":\"typed2\",\"source\":{\"type\":\"upload\",\"upload_id\":\"%s\","
+             "\"columns\":{\"nope\":\"Int64\"}}}",
+             sim_api_str(u, "id"));
+    sim_api_expect_error("POST", "/v1/datasets", body, 400, "BAD_REQUEST");
+    json_decref(u);
+    u = upload("text/csv", "id\n1\nabc\n", 201);
+    snprintf(body, sizeof body,
+             "{\"label\":\"typed3\",\"source\":{\"type\":\"upload\",\"upload_id\":\"%s\","
+             "\"columns\":{\"id\":\"Int64\"}}}",
+             sim_api_str(u, "id"));
+    sim_api_expect_error("POST", "/v1/datasets", body, 400, "BAD_REQUEST");
+    json_decref(u);
+    json_decref(sim_api_expect("POST", "/v1/datasets",
+                               "{\"label\":\"tagged inline\",\"source\":{\"type\":\"inline\","
+                               "\"inline\":{\"format\":\"json\",\"content\":\"[{\\\"x\\\":1}]\","
+                               "\"columns\":{\"x\":\"Utf8\"}}}}",
+                               201));
+    assert_int_equal(scalar_int("SELECT count(*) FROM datasets.main.tagged_inline WHERE x = '1'"),
+                     1);
+
+    /* sql_query: the result is materialised, and a saved query is created for it */
+    d = sim_api_expect("POST", "/v1/datasets",
+                       "{\"label\":\"by country\",\"source\":{\"type\":\"sql_query\",\"sql\":"
+                       "\"SELECT country, count(*) AS n FROM demo.public.customers GROUP BY "
+                       "country\"}}",
+                       201);
+    snprintf(path, sizeof path, "/v1/datasets/%s", sim_api_str(d, "id"));
+    json_decref(d);
+    assert_int_equal(scalar_int("SELECT sum(n) FROM datasets.main.by_country"),
+                     scalar_int("SELECT count(*) FROM demo.public.customers"));
+    d = sim_api_expect("GET", path, NULL, 200);
+    assert_string_equal(sim_api_str(d, "source_type"), "sql_query");
+    assert_string_equal(sim_api_str(column(d, "n"), "data_type"), "Int64");
+    json_decref(d);
+    json_t *qs = sim_api_expect("GET", "/v1/queries?limit=1000", NULL, 200);
+    json_t *list = json_object_get(qs, "queries");
+    char sqid[128] = "";
+    for (size_t i = 0; i < json_array_size(list); i++)
+        if (strcmp(sim_api_str(json_array_get(list, i), "name"), "by country") == 0)
+            snprintf(sqid, sizeof sqid, "%s", sim_api_str(json_array_get(list, i), "id"));
+    json_decref(qs);
+    assert_true(sqid[0] != '\0');
+
+    /* saved_query: the same SQL by reference */
+    snprintf(body, sizeof body,
+             "{\"label\":\"by country again\",\"source\":{\"type\":\"saved_query\","
+             "\"saved_query_id\":\"%s\",\"version\":1}}",
+             sqid);
+    json_decref(sim_api_expect("POST", "/v1/datasets", body, 201));
+    assert_int_equal(scalar_int("SELECT sum(n) FROM datasets.main.by_country_again"),
+                     scalar_int("SELECT sum(n) FROM datasets.main.by_country"));
+    sim_api_expect_error("POST", "/v1/datasets",
+                         "{\"label\":\"q1\",\"source\":{\"type\":\"saved_query\","
+                         "\"saved_query_id\":\"svq_nope\"}}",
+                         400, "BAD_REQUEST");
+    sim_api_expect_error("POST", "/v1/datasets",
+                         "{\"label\":\"q2\",\"source\":{\"type\":\"sql_query\",\"sql\":"
+                         "\"SELECT * FROM demo.public.nope\"}}",
+                         400, "BAD_REQUEST");
+    sim_api_expect_error("POST", "/v1/datasets",
+                         "{\"label\":\"q3\",\"source\":{\"type\":\"sql_query\",\"sql\":"
+                         "\"DELETE FROM demo.public.customers\"}}",
+                         400, "BAD_REQUEST");
+    sim_api_expect_error("POST", "/v1/datasets",
+                         "{\"label\":\"q4\",\"source\":{\"type\":\"url\",\"url\":"
+                         "\"https://example.com/x.csv\"}}",
+                         400, "BAD_REQUEST");
+    sim_api_expect_error("POST", "/v1/datasets",
+                         "{\"label\":\"q5\",\"source\":{\"type\":\"carrier_pigeon\"}}", 400,
+                         "BAD_REQUEST");
+    /* the DELETE above was refused, not run */
+    assert_true(scalar_int("SELECT count(*) FROM demo.public.customers") > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +491,7 @@ int main(void)
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_update_versions_pinning),
         cmocka_unit_test(test_list_and_delete),
+        cmocka_unit_test(test_declared_columns_and_query_sources),
     };
     return cmocka_run_group_tests(tests, sim_api_start, sim_api_stop);
 }
