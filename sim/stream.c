@@ -174,8 +174,14 @@ static void sim_stream_head(struct sim_stream *s, struct evbuffer *src, size_t h
         abort();
     evbuffer_remove(src, h, hlen);
     h[hlen] = '\0';
-    /* request line */
-    char *line_end = strstr(h, "\r\n");
+    /* request line; a head with NUL bytes is not HTTP: evhttp rejects it */
+    char *line_end = memchr(h, '\0', hlen) ? NULL : strstr(h, "\r\n");
+    if (!line_end) {
+        evbuffer_add(dst, h, hlen);
+        free(h);
+        s->st = ST_PASS;
+        return;
+    }
     const char *sp1 = memchr(h, ' ', (size_t)(line_end - h));
     const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(line_end - sp1 - 1)) : NULL;
     bool raw = sp1 && sp2 &&
@@ -190,7 +196,7 @@ static void sim_stream_head(struct sim_stream *s, struct evbuffer *src, size_t h
         if (sim_hdr_is(l, len, "Content-Length")) {
             const char *v = sim_hdr_value(l, len, 14, &vl);
             char num[32];
-            if (vl == 0 || vl >= sizeof num) {
+            if (vl == 0 || vl >= sizeof num || v[0] < '0' || v[0] > '9') {
                 bad = true;
             } else {
                 memcpy(num, v, vl);
