@@ -921,6 +921,24 @@ static void sim_conn_information_schema(struct sim_req *req)
 
 /* ------------------------------------------------------------------------------------ */
 
+int sim_connections_discover(struct sim_ws *ws, const char *connection_id)
+{
+    struct sim_conn_row c;
+    if (!connection_id || !sim_conn_load(ws, connection_id, &c))
+        return -1;
+    sqlite3_stmt *st = sim_db_stmt(ws, "SELECT count(*) FROM sim_tables WHERE owner_id = ?1");
+    long long have = 0;
+    if (st) {
+        sqlite3_bind_text(st, 1, c.id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            have = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+    }
+    int n = have > 0 ? 0 : sim_conn_discover(ws, c.id, c.name);
+    sim_conn_row_free(&c);
+    return n;
+}
+
 void sim_connections_register(struct sim_router *r)
 {
     sim_route(r, "GET", "/v1/connection-types", sim_conn_types_list, SIM_ROUTE_DEFAULT);

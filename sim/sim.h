@@ -179,6 +179,15 @@ void sim_workspaces_register(struct sim_router *r);    /* /v1/workspaces */
  */
 void sim_datasets_refresh(struct sim_req *req, const char *dataset_id, bool async);
 
+/*
+ * Schema discovery of a connection (owned by connections.c): when the connection has no
+ * tables yet (created with skip_discovery), create and register its tables, as creating it
+ * without skip_discovery would have. Returns the number of tables discovered (0 when it
+ * already had tables), -1 when the connection is unknown or discovery failed. For a schema
+ * refresh (POST /v1/refresh with data=false).
+ */
+int sim_connections_discover(struct sim_ws *ws, const char *connection_id);
+
 /* ------------------------------------------------------------------------------------ */
 /* Requests                                                                              */
 
