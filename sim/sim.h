@@ -188,6 +188,13 @@ void sim_datasets_refresh(struct sim_req *req, const char *dataset_id, bool asyn
  */
 int sim_connections_discover(struct sim_ws *ws, const char *connection_id);
 
+/*
+ * Largest POST /v1/files body accepted (owned by uploads.c): 2 GB, or 20 GB with
+ * ?streaming=true. The handler answers 413 beyond it; the streaming filter may use it to
+ * refuse a declared Content-Length before reading the body.
+ */
+uint64_t sim_uploads_max_bytes(bool streaming);
+
 /* ------------------------------------------------------------------------------------ */
 /* Requests                                                                              */
 

@@ -40,7 +40,7 @@ static void sim_upl_create(struct sim_req *req)
     bool streaming;
     if (sim_res_query_bool(req, "streaming", false, &streaming) != 0)
         return;
-    uint64_t limit = streaming ? SIM_UPLOAD_MAX_STREAMING : SIM_UPLOAD_MAX;
+    uint64_t limit = sim_uploads_max_bytes(streaming);
     if (!req->upload_path) {
         sim_reply_error(req, 400, "BAD_REQUEST", "Upload body missing");
         return;
@@ -118,6 +118,11 @@ static void sim_upl_list(struct sim_req *req)
         json_array_append_new(arr, sim_upl_row_json(st));
     sqlite3_reset(st);
     sim_reply_json(req, 200, json_pack("{s:o}", "uploads", arr));
+}
+
+uint64_t sim_uploads_max_bytes(bool streaming)
+{
+    return streaming ? SIM_UPLOAD_MAX_STREAMING : SIM_UPLOAD_MAX;
 }
 
 void sim_uploads_register(struct sim_router *r)
