@@ -79,7 +79,7 @@ LUA
 to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000000} else print v}'; }
 run() { # name url script? headers...
     local url=$1 script=$2; shift 2
-    local args=(-t1 -c"$CONNS" -d"$DURATION" --latency)
+    local args=(-t1 -c"${CONNS_NOW:-$CONNS}" -d"$DURATION" --latency)
     [ -n "$script" ] && args+=(-s "$script")
     for h in "$@"; do args+=(-H "$h"); done
     local out; out=$(wrk "${args[@]}" "$url")
@@ -97,8 +97,14 @@ printf 'scenario,direct_rps,hotgate_rps,ratio,direct_p50_us,hotgate_p50_us,added
     echo "| scenario | direct req/s | hotgate req/s | ratio | direct p50 | hotgate p50 | added p50 | direct p99 | hotgate p99 |"
     echo "|---|---|---|---|---|---|---|---|---|"
 } >"$OUT/passthrough.md"
-for sc in connections query; do
-    if [ $sc = connections ]; then path=/v1/connections; script=""; else path=/v1/query; script=$TMP/query.lua; fi
+# the c=1 run isolates the latency hotgate adds from queueing behind 64 connections
+for sc in connections query latency; do
+    CONNS_NOW=$CONNS
+    case $sc in
+    connections) path=/v1/connections; script="" ;;
+    query) path=/v1/query; script=$TMP/query.lua ;;
+    latency) path=/v1/connections; script=""; CONNS_NOW=1 ;;
+    esac
     # warm both paths (connection pools, SQLite caches)
     run "http://127.0.0.1:$SIM_PORT$path" "$script" "Authorization: Bearer tok_test" "X-Workspace-Id: ws_test" >/dev/null 2>&1 || true
     read -r d_rps d_p50 d_p99 < <(run "http://127.0.0.1:$SIM_PORT$path" "$script" "Authorization: Bearer tok_test" "X-Workspace-Id: ws_test")
@@ -106,13 +112,13 @@ for sc in connections query; do
     ratio=$(awk -v a="$g_rps" -v b="$d_rps" 'BEGIN{printf "%.2f", (b>0)?a/b:0}')
     added=$(awk -v a="$g_p50" -v b="$d_p50" 'BEGIN{printf "%.0f", a-b}')
     echo "$sc,$d_rps,$g_rps,$ratio,$d_p50,$g_p50,$added,$d_p99,$g_p99" >>"$OUT/passthrough.csv"
-    printf '| %s %s | %s | %s | %s | %s us | %s us | %s us | %s us | %s us |\n' \
-        "$( [ $sc = connections ] && echo GET || echo POST )" "$path" "$d_rps" "$g_rps" "$ratio" \
+    printf '| %s %s (c=%s) | %s | %s | %s | %s us | %s us | %s us | %s us | %s us |\n' \
+        "$( [ $sc = query ] && echo POST || echo GET )" "$path" "$CONNS_NOW" "$d_rps" "$g_rps" "$ratio" \
         "$d_p50" "$g_p50" "$added" "$d_p99" "$g_p99" >>"$OUT/passthrough.md"
 done
 {
     echo
-    echo "wrk -t1 -c$CONNS -d$DURATION; hotgate threads=$HG_THREADS, cache off, access log $ACCESS_LOG;"
+    echo "wrk -t1 -d$DURATION (-c as shown); hotgate threads=$HG_THREADS, cache off, access log $ACCESS_LOG;"
     echo "targets: ratio >= 0.8, added p50 <= 100 us. $(nproc) CPU(s) shared by wrk, hotgate and the simulator."
 } >>"$OUT/passthrough.md"
 cat "$OUT/passthrough.md"
