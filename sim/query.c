@@ -5,7 +5,8 @@
  * authorizer that allows reads of registered tables only (sim_tables) and nothing that
  * writes, so a query can neither see the simulator's own bookkeeping tables nor modify the
  * seeded data. Every execution records a query run and persists a result whose status moves
- * pending -> processing -> ready on timers (cfg.result_delay_ms per phase); async runs move
+ * pending -> processing -> ready by a stored clock (cfg.result_delay_ms per phase, see
+ * SIM_RESULT_STATUS_SQL); async runs move
  * queued -> running -> succeeded/failed on timers (cfg.async_delay_ms per phase).
  *
  * Result storage: results.data holds {"columns","nullable","types","rows"} as JSON text;
@@ -305,41 +306,25 @@ static void sim_bind_opt_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
-struct sim_result_timer {
-    struct sim_ws *ws;
-    char id[64];
-    int phase;
-    int delay;
-    struct sim_ctx *ctx;
-};
+/*
+ * A result's status clock is data, not timers: a stored result is "ready" (or "failed") with
+ * processing_at / ready_at wall-clock times; readers show "pending" before processing_at and
+ * "processing" before ready_at. No write happens after the insert, so a ready result never
+ * changes and the clock survives restarts.
+ */
+#define SIM_RESULT_STATUS_SQL                                                                      \
+    "CASE WHEN status = 'ready' AND coalesce(ready_at, 0) > ?9 THEN CASE WHEN "                    \
+    "coalesce(processing_at, 0) > ?9 THEN 'pending' ELSE 'processing' END ELSE status END"
 
-static void sim_result_advance(void *arg)
-{
-    struct sim_result_timer *t = arg;
-    sqlite3_stmt *st = sim_db_stmt(t->ws, "UPDATE results SET status=? WHERE id=? AND status=?");
-    if (st) {
-        sqlite3_bind_text(st, 1, t->phase == 0 ? "processing" : "ready", -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, t->id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, t->phase == 0 ? "pending" : "processing", -1, SQLITE_STATIC);
-        sqlite3_step(st);
-        sqlite3_reset(st);
-    }
-    if (t->phase == 0) {
-        t->phase = 1;
-        sim_timer_after(t->ctx, t->delay, sim_result_advance, t);
-        return;
-    }
-    free(t);
-}
-
-/* Store a result (ready data or a failure) and start its status clock. */
+/* Store a result (ready data or a failure) with its status clock. */
 static void sim_result_store(struct sim_ctx *ctx, struct sim_ws *ws, const char *result_id,
                              const char *run_id, struct sim_qres *r, const char *error)
 {
     char now[40];
     sim_now_rfc3339(now, false);
-    int delay = ctx->cfg.result_delay_ms;
-    const char *status = error ? "failed" : (delay > 0 ? "pending" : "ready");
+    int64_t delay = ctx->cfg.result_delay_ms;
+    int64_t wall = (int64_t)util_wall_ms();
+    const char *status = error ? "failed" : "ready";
     char *data = NULL;
     if (!error) {
         json_t *d = json_pack("{s:O,s:O,s:O,s:O}", "columns", r->columns, "nullable", r->nullable,
@@ -347,8 +332,9 @@ static void sim_result_store(struct sim_ctx *ctx, struct sim_ws *ws, const char 
         data = json_dumps(d, JSON_COMPACT);
         json_decref(d);
     }
-    sqlite3_stmt *st = sim_db_stmt(ws, "INSERT INTO results(id,status,created_at,error_message,"
-                                       "query_run_id,row_count,data) VALUES(?,?,?,?,?,?,?)");
+    sqlite3_stmt *st =
+        sim_db_stmt(ws, "INSERT INTO results(id,status,created_at,error_message,query_run_id,"
+                        "row_count,data,processing_at,ready_at) VALUES(?,?,?,?,?,?,?,?,?)");
     if (!st) {
         free(data);
         return;
@@ -366,18 +352,10 @@ static void sim_result_store(struct sim_ctx *ctx, struct sim_ws *ws, const char 
         sqlite3_bind_text(st, 7, data, -1, free);
     else
         sqlite3_bind_null(st, 7);
+    sqlite3_bind_int64(st, 8, wall + delay);
+    sqlite3_bind_int64(st, 9, wall + 2 * delay);
     sqlite3_step(st);
     sqlite3_reset(st);
-    if (!error && delay > 0) {
-        struct sim_result_timer *t = calloc(1, sizeof *t);
-        if (!t)
-            abort();
-        t->ws = ws;
-        t->ctx = ctx;
-        t->delay = delay;
-        snprintf(t->id, sizeof t->id, "%s", result_id);
-        sim_timer_after(ctx, delay, sim_result_advance, t);
-    }
 }
 
 static void sim_trace_id(char out[33])
@@ -476,6 +454,11 @@ static int sim_query_execute_run(struct sim_ctx *ctx, struct sim_ws *ws, const c
     util_sha256_hex(sql, strlen(sql), hash);
     sim_stats_count_sql(ctx, hash);
     result_id[0] = '\0';
+    int rc = 0;
+    /* one write transaction for the query's bookkeeping (the caller may hold one already) */
+    bool own_tx = sqlite3_get_autocommit(ws->db) != 0;
+    if (own_tx)
+        sim_db_exec(ws->db, "BEGIN");
     if (sim_query_exec(ws, sql, r, err) < 0) {
         if (failed_result) {
             sim_id_new("res", result_id);
@@ -483,12 +466,15 @@ static int sim_query_execute_run(struct sim_ctx *ctx, struct sim_ws *ws, const c
         }
         sim_run_finish(ws, run_id, NULL, result_id[0] ? result_id : NULL, *err,
                        (long)((util_mono_us() - t0) / 1000));
-        return -1;
+        rc = -1;
+    } else {
+        sim_id_new("res", result_id);
+        sim_result_store(ctx, ws, result_id, run_id, r, NULL);
+        sim_run_finish(ws, run_id, r, result_id, NULL, (long)((util_mono_us() - t0) / 1000));
     }
-    sim_id_new("res", result_id);
-    sim_result_store(ctx, ws, result_id, run_id, r, NULL);
-    sim_run_finish(ws, run_id, r, result_id, NULL, (long)((util_mono_us() - t0) / 1000));
-    return 0;
+    if (own_tx)
+        sim_db_exec(ws->db, "COMMIT");
+    return rc;
 }
 
 void sim_query_run_and_reply(struct sim_req *req, const char *sql, const char *saved_query_id,
@@ -791,14 +777,16 @@ static void sim_results_list(struct sim_req *req)
     if (sim_req_query_int(req, "limit", 100, 1, 1000, &limit) < 0 ||
         sim_req_query_int(req, "offset", 0, 0, 1L << 40, &offset) < 0)
         return;
-    sqlite3_stmt *st = sim_db_stmt(req->ws, "SELECT id,status,created_at,error_message FROM "
-                                            "results ORDER BY seq DESC LIMIT ? OFFSET ?");
+    sqlite3_stmt *st =
+        sim_db_stmt(req->ws, "SELECT id," SIM_RESULT_STATUS_SQL ",created_at,error_message FROM "
+                             "results ORDER BY seq DESC LIMIT ?1 OFFSET ?2");
     if (!st) {
         sim_reply_error(req, 500, "INTERNAL_SERVER_ERROR", "results unavailable");
         return;
     }
     sqlite3_bind_int64(st, 1, limit + 1);
     sqlite3_bind_int64(st, 2, offset);
+    sqlite3_bind_int64(st, 9, (sqlite3_int64)util_wall_ms());
     json_t *arr = json_array();
     long count = 0;
     bool more = false;
@@ -842,12 +830,14 @@ static void sim_result_get(struct sim_req *req)
         return;
     }
     sqlite3_stmt *st =
-        sim_db_stmt(req->ws, "SELECT status,error_message,row_count,data FROM results WHERE id=?");
+        sim_db_stmt(req->ws, "SELECT " SIM_RESULT_STATUS_SQL
+                             ",error_message,row_count,data FROM results WHERE id=?1");
     if (!st) {
         sim_reply_error(req, 500, "INTERNAL_SERVER_ERROR", "results unavailable");
         return;
     }
     sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 9, (sqlite3_int64)util_wall_ms());
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_reset(st);
         sim_reply_error(req, 404, "NOT_FOUND", "Result '%s' not found", id);

@@ -51,7 +51,8 @@ static const char sim_core_schema[] =
     "CREATE INDEX IF NOT EXISTS query_runs_status ON query_runs(status);"
     "CREATE TABLE IF NOT EXISTS results(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     " id TEXT NOT NULL UNIQUE, status TEXT NOT NULL, created_at TEXT NOT NULL,"
-    " error_message TEXT, query_run_id TEXT, row_count INTEGER, data TEXT);"
+    " error_message TEXT, query_run_id TEXT, row_count INTEGER, data TEXT,"
+    " processing_at INTEGER, ready_at INTEGER);"
     "CREATE TABLE IF NOT EXISTS sim_jobs(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     " id TEXT NOT NULL UNIQUE, job_type TEXT NOT NULL, status TEXT NOT NULL,"
     " attempts INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL, completed_at TEXT,"
@@ -546,12 +547,17 @@ static int sim_ws_open_db(struct sim_ctx *ctx, struct sim_ws *ws)
     }
     sqlite3_busy_timeout(ws->db, 2000);
     /* Only this process opens the file: an exclusive lock taken once spares the per-query
-     * lock/unlock/stat system calls (and WAL then needs no -shm file). */
+     * lock/unlock/stat system calls (and WAL then needs no -shm file). synchronous=OFF: the
+     * state must survive a process restart, not a power cut, and fsyncs would dominate
+     * the cost of a query (run + result rows are written for each). */
     sim_db_exec(ws->db, "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
-                        "PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"
+                        "PRAGMA synchronous=OFF; PRAGMA temp_store=MEMORY;"
                         "PRAGMA cache_size=-16000");
     if (sim_db_exec(ws->db, sim_core_schema) < 0)
         return -1;
+    /* data dirs from before the results clock columns: add them (fails harmlessly if there) */
+    sqlite3_exec(ws->db, "ALTER TABLE results ADD COLUMN processing_at INTEGER", NULL, NULL, NULL);
+    sqlite3_exec(ws->db, "ALTER TABLE results ADD COLUMN ready_at INTEGER", NULL, NULL, NULL);
     for (size_t i = 0; i < ctx->router.nschemas; i++)
         if (sim_db_exec(ws->db, ctx->router.schemas[i]) < 0)
             sim_log("area schema failed in workspace %s", ws->id);
