@@ -21,6 +21,7 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -425,6 +426,26 @@ static void test_no_secret_in_logs(void **state)
     free(elog);
 }
 
+static void test_unix_socket(void **state)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/hg.sock", G.dir);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    const char *req = "GET /v1/echo/unix HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: Bearer ck_alice\r\nConnection: close\r\n\r\n";
+    gwu_write_all(fd, req, strlen(req));
+    char buf[8192];
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof buf - 1 && (n = recv(fd, buf + len, sizeof buf - 1 - len, 0)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    close(fd);
+    assert_true(strncmp(buf, "HTTP/1.1 200", 12) == 0);
+    assert_non_null(strstr(buf, "\"path\":\"/v1/echo/unix\""));
+}
+
 static int setup_rules(void **state)
 {
     if (!gwu_start(0))
@@ -432,7 +453,9 @@ static int setup_rules(void **state)
     G.dir = harness_tmpdir("gwpass");
     char *url = harness_url("http://127.0.0.1:%d", g_gwu->port);
     int port;
-    G.conf = gw_write_conf(G.dir, url, NULL, &port, &G.admin_port);
+    char extra[700];
+    snprintf(extra, sizeof extra, "[server]\nunix_socket = %s/hg.sock\n", G.dir);
+    G.conf = gw_write_conf(G.dir, url, extra, &port, &G.admin_port);
     free(url);
     G.hg.port = port;
     return harness_start_hotgate(&G.hg, G.conf, NULL);
@@ -676,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_raw_requests),
         cmocka_unit_test(test_bodies_and_statuses_unchanged),
         cmocka_unit_test(test_metrics_and_health),
+        cmocka_unit_test(test_unix_socket),
         cmocka_unit_test(test_no_secret_in_logs),
     };
     const struct CMUnitTest parity[] = {
