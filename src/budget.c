@@ -156,7 +156,8 @@ struct budget_ticket {
     fairq_flow *flow;
     int state;
     int holds_slot;
-    struct event *ev; /* on the caller's base; NULL in synchronous (test) mode */
+    struct event_base *base; /* the caller's; NULL in synchronous (test) mode */
+    struct event *ev;        /* on base, made when the ticket first has to wait */
     budget_cb cb;
     void *arg;
     budget_verdict verdict;
@@ -422,6 +423,19 @@ static void ticket_cb(evutil_socket_t fd, short what, void *arg)
     t->cb(t, o, &t->verdict, t->arg);
 }
 
+/* The event that wakes the owner when a waiting ticket is granted or expires. Made under
+ * the credential mutex before the ticket is queued, so that the pump never sees a queued
+ * ticket without it (a ticket without one would be delivered on the pump's thread);
+ * event_new takes no base lock. */
+static void ticket_event(budget_ticket *t)
+{
+    if (t->base && !t->ev) {
+        t->ev = event_new(t->base, -1, 0, ticket_cb, t);
+        if (!t->ev)
+            abort();
+    }
+}
+
 budget_outcome budget_admit(budget *b, const char *cred, const char *client,
                             struct event_base *base, uint32_t deadline_ms, budget_cb cb, void *arg,
                             budget_ticket **tp, budget_verdict *v)
@@ -433,6 +447,7 @@ budget_outcome budget_admit(budget *b, const char *cred, const char *client,
         abort();
     t->cb = cb;
     t->arg = arg;
+    t->base = base;
     t->qi.heap_idx = (size_t)-1;
     budget_cred *c = cred_find(b, cred);
     if (!c) {
@@ -493,13 +508,7 @@ budget_outcome budget_admit(budget *b, const char *cred, const char *client,
         return BUDGET_REJECT;
     }
     t->state = T_QUEUED;
-    if (base) {
-        /* Created under the lock so that the pump can never see a queued ticket without
-         * its event; event_new takes no base lock. */
-        t->ev = event_new(base, -1, 0, ticket_cb, t);
-        if (!t->ev)
-            abort();
-    }
+    ticket_event(t);
     pthread_mutex_unlock(&c->mu);
     kick(c);
     *tp = t;
@@ -580,6 +589,7 @@ budget_outcome budget_retry(budget_ticket *t, const budget_result *r, budget_ver
         return BUDGET_EXPIRED;
     }
     fairq_push_front(&c->q, t->flow, &t->qi);
+    ticket_event(t); /* a ticket admitted at once had none */
     t->state = T_QUEUED;
     pthread_mutex_unlock(&c->mu);
     kick(c);
@@ -600,6 +610,7 @@ static void pump_cred(budget_cred *c)
         budget_flow *bf = t->flow->user;
         bf->rej_timeout++;
         c->rej_timeout++;
+        assert(t->ev || !c->pump_ev); /* never deliver on the pump's thread */
         t->state = T_EXPIRED;
         set_verdict(&t->verdict, 503, "QUEUE_TIMEOUT",
                     "the request waited too long for upstream budget",
@@ -609,6 +620,7 @@ static void pump_cred(budget_cred *c)
     while (c->q.count > 0 && slot_free(c) && budget_bucket_take(&c->bucket, now)) {
         budget_ticket *t = (budget_ticket *)fairq_pop(&c->q);
         assert(t && t->state == T_QUEUED);
+        assert(t->ev || !c->pump_ev);
         budget_flow *bf = t->flow->user;
         t->state = T_GRANTED;
         t->holds_slot = 1;

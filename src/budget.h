@@ -136,7 +136,8 @@ typedef struct budget_verdict {
 } budget_verdict;
 
 /* Called on the ticket's event_base thread with GO or EXPIRED. The ticket is still the
- * caller's: it must eventually be passed to budget_done. */
+ * caller's: it must eventually be passed to budget_done. v points into the ticket: it is
+ * valid until budget_done. */
 typedef void (*budget_cb)(budget_ticket *t, budget_outcome o, const budget_verdict *v, void *arg);
 
 /*

@@ -150,11 +150,12 @@ static void on_ticket(budget_ticket *t, budget_outcome o, const budget_verdict *
         server_pipeline_resume(req);
         return;
     }
-    /* expired (or the client is gone): answer, give the ticket back, let the request go */
-    budget_done(t, NULL);
-    x->ticket = NULL;
+    /* expired (or the client is gone): answer, give the ticket back, let the request go.
+     * v lives in the ticket: answer before budget_done frees it */
     if (o != BUDGET_GO)
         respond_verdict(req, v);
+    budget_done(t, NULL);
+    x->ticket = NULL;
     server_req_release(req);
 }
 

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -124,8 +125,17 @@ static inline int bit_start(bit_env *e, const char *tag, double sim_rate, double
 
 static inline void bit_stop(bit_env *e)
 {
-    harness_stop(&e->hg, 3000);
-    harness_stop(&e->sim, 3000);
+    /* a crash or a sanitizer report in either process must not go unnoticed */
+    int st = harness_stop(&e->hg, 5000);
+    if (st != -1 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+        fprintf(stderr, "hotgate ended badly (status 0x%x):\n", st);
+        harness_dump_log(&e->hg, 60);
+    }
+    st = harness_stop(&e->sim, 5000);
+    if (st != -1 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+        fprintf(stderr, "hotdata-sim ended badly (status 0x%x):\n", st);
+        harness_dump_log(&e->sim, 60);
+    }
     harness_rmdir(e->dir);
     free(e->dir);
     e->dir = NULL;

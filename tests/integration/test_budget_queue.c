@@ -5,7 +5,9 @@
  *   - queue full: 503 QUEUE_FULL with Retry-After, the queued ones still succeed;
  *   - deadline (shortened with X-Hotgate-Queue-Timeout): 503 QUEUE_TIMEOUT + Retry-After;
  *   - a client over its own rate limit: 429 OVERLOADED + Retry-After;
- *   - a client that disconnects leaves the queue at once (and never reaches the upstream).
+ *   - a client that disconnects leaves the queue at once (and never reaches the upstream);
+ *   - an upstream 429 on a mutation reaches the client with its Retry-After, while a GET is
+ *     retried by hotgate after the pause (the client sees only the 200).
  */
 #include "budget_it.h"
 
@@ -135,6 +137,55 @@ static void test_disconnect_leaves_queue(void **state)
     free(run.r);
 }
 
+static void inject_429(int seconds)
+{
+    char url[128], body[96];
+    snprintf(url, sizeof url, "%s/_sim/faults", env.simurl);
+    snprintf(body, sizeof body, "{\"retry_after\":{\"count\":1,\"seconds\":%d}}", seconds);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    hresp r;
+    assert_int_equal(http_do("POST", url, h, body, strlen(body), &r), 0);
+    assert_int_equal(r.status, 200);
+    hresp_free(&r);
+}
+
+static void test_shed_mutation_passed_safe_retried(void **state)
+{
+    (void)state;
+    settle();
+    char auth[128];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", BIT_KEY_BATCH);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    /* a mutation that is not safe to replay: the client gets the upstream's 429 */
+    inject_429(1);
+    char *url = harness_url("%s/v1/secrets", env.base);
+    const char *body = "{\"name\":\"budget_test\",\"value\":\"v\"}";
+    hresp r;
+    assert_int_equal(http_do("POST", url, h, body, strlen(body), &r), 0);
+    char *ra = hresp_header(&r, "Retry-After");
+    printf("# POST /v1/secrets shed upstream: client sees %ld, Retry-After: %s\n", r.status,
+           ra ? ra : "(none)");
+    assert_int_equal(r.status, 429);
+    assert_non_null(ra);
+    assert_string_equal(ra, "1");
+    free(ra);
+    hresp_free(&r);
+    free(url);
+    /* a GET is retried by hotgate after the pause: the client sees only the 200 */
+    settle();
+    settle();
+    inject_429(1);
+    url = harness_url("%s/v1/connections", env.base);
+    double t0 = bit_now();
+    assert_int_equal(http_do("GET", url, h, NULL, 0, &r), 0);
+    double took = bit_now() - t0;
+    printf("# GET /v1/connections shed upstream: client sees %ld after %.2f s\n", r.status, took);
+    assert_int_equal(r.status, 200);
+    assert_true(took >= 0.9);
+    hresp_free(&r);
+    free(url);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -142,6 +193,8 @@ int main(void)
         cmocka_unit_test(test_queue_deadline),
         cmocka_unit_test(test_client_rate_limit),
         cmocka_unit_test(test_disconnect_leaves_queue),
+        /* last: the sheds lower the effective rate, which the tests above time against */
+        cmocka_unit_test(test_shed_mutation_passed_safe_retried),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <jansson.h>
+#include <pthread.h>
 
 #include "budget.h"
 #include "util.h"
@@ -586,6 +587,56 @@ static void test_budget_thread_paces(void **state)
     event_base_free(l.base);
 }
 
+typedef struct retry_live {
+    struct event_base *base;
+    pthread_t owner;
+    int go, on_owner;
+} retry_live;
+
+static void retry_cb(budget_ticket *t, budget_outcome o, const budget_verdict *v, void *arg)
+{
+    (void)t;
+    (void)v;
+    retry_live *r = arg;
+    assert_int_equal(o, BUDGET_GO);
+    r->go++;
+    r->on_owner = pthread_equal(pthread_self(), r->owner);
+    event_base_loopbreak(r->base);
+}
+
+/* A ticket admitted at once (no event yet) and then shed upstream waits and is woken on its
+ * owner's thread, not on the pacing thread. */
+static void test_budget_thread_retry_of_immediate_ticket(void **state)
+{
+    (void)state;
+    evthread_use_pthreads();
+    budget_cred_cfg cred = {"main", 100, 1, 0};
+    budget_params p = {0};
+    p.creds = &cred;
+    p.ncreds = 1;
+    p.queue_deadline_ms = 10000;
+    budget *b = budget_new(&p);
+    assert_int_equal(budget_start(b), 0);
+    retry_live r = {0};
+    r.base = event_base_new();
+    r.owner = pthread_self();
+    budget_ticket *t = NULL;
+    budget_verdict v;
+    assert_int_equal(budget_admit(b, "main", "x", r.base, 0, retry_cb, &r, &t, &v), BUDGET_GO);
+    budget_result shed = {429, 1, 100};
+    uint64_t t0 = util_mono_us();
+    assert_int_equal(budget_retry(t, &shed, &v), BUDGET_WAIT);
+    struct timeval guard = {5, 0};
+    event_base_loopexit(r.base, &guard);
+    event_base_dispatch(r.base);
+    assert_int_equal(r.go, 1);
+    assert_true(r.on_owner);
+    assert_true(util_mono_us() - t0 >= 100 * MS); /* after the Retry-After pause */
+    budget_done(t, NULL);
+    budget_free(b);
+    event_base_free(r.base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -605,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_budget_unknown_credential),
         cmocka_unit_test(test_parse_queue_timeout),
         cmocka_unit_test(test_budget_thread_paces),
+        cmocka_unit_test(test_budget_thread_retry_of_immediate_ticket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
