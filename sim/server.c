@@ -116,10 +116,23 @@ void sim_now_rfc3339(char out[40], bool ms)
     snprintf(out, 40, "%s.%03uZ", base, (unsigned)(now % 1000));
 }
 
+/* Pending timers are linked in ctx->timers so shutdown can free the ones that never fired. */
 struct sim_timer {
     void (*fn)(void *);
     void *arg;
+    struct sim_ctx *ctx;
+    struct sim_timer *prev, *next;
 };
+
+static void sim_timer_unlink(struct sim_timer *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        t->ctx->timers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+}
 
 static void sim_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -128,20 +141,27 @@ static void sim_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct sim_timer *t = arg;
     void (*fn)(void *) = t->fn;
     void *a = t->arg;
+    sim_timer_unlink(t);
     free(t);
     fn(a);
 }
 
 void sim_timer_after(struct sim_ctx *ctx, int ms, void (*fn)(void *arg), void *arg)
 {
-    struct sim_timer *t = malloc(sizeof *t);
+    struct sim_timer *t = calloc(1, sizeof *t);
     if (!t)
         abort();
     t->fn = fn;
     t->arg = arg;
+    t->ctx = ctx;
+    t->next = ctx->timers;
+    if (t->next)
+        t->next->prev = t;
+    ctx->timers = t;
     struct timeval tv = {.tv_sec = ms > 0 ? ms / 1000 : 0,
                          .tv_usec = ms > 0 ? (ms % 1000) * 1000 : 0};
     if (event_base_once(ctx->base, -1, EV_TIMEOUT, sim_timer_cb, t, &tv) != 0) {
+        sim_timer_unlink(t);
         free(t);
         fn(arg);
     }
@@ -1130,6 +1150,11 @@ void sim_ctx_free(struct sim_ctx *ctx)
         free(ctx->cfg.ws_ids[i]);
     free(ctx->cfg.data_dir);
     if (ctx->base)
-        event_base_free(ctx->base);
+        event_base_free(ctx->base); /* drops the pending one-shot events */
+    while (ctx->timers) {
+        struct sim_timer *t = ctx->timers;
+        ctx->timers = t->next;
+        free(t); /* its arg belongs to the module that armed it */
+    }
     free(ctx);
 }

@@ -96,6 +96,7 @@ struct sim_upload {
 };
 
 struct sim_conn;
+struct sim_timer;
 
 struct sim_ctx {
     struct sim_config cfg;
@@ -115,6 +116,7 @@ struct sim_ctx {
     uint64_t rng;
     struct sim_pending_waiter *waiters; /* async_after_ms waiters (query.c) */
     bool waiters_shutdown;              /* sweep answers and frees every waiter */
+    struct sim_timer *timers;           /* pending sim_timer_after timers (server.c) */
 };
 
 /* server.c */
