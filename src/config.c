@@ -576,10 +576,8 @@ static int handle_server(struct parse *p, int line, const char *section, const c
         if (strcmp(value, "auto") == 0) {
             long n = sysconf(_SC_NPROCESSORS_ONLN);
             c->server.threads = n > 0 ? (unsigned)(n > 64 ? 64 : n) : 1;
-        } else {
-            UINT(c->server.threads, 256);
-            if (c->server.threads == 0)
-                BAD("must be 'auto' or 1..256");
+        } else if (parse_uint(value, 256, &c->server.threads) != 0 || c->server.threads == 0) {
+            BAD("must be 'auto' or a number from 1 to 256");
         }
     } else if (strcmp(name, "max_header_size") == 0) {
         uint64_t v;

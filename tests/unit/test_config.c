@@ -207,7 +207,7 @@ static void expect_error(const char *text, int line, const char *section, const 
 
 static void test_errors_name_file_line_key(void **state)
 {
-    expect_error("[server]\n\nthreads = lots\n", 3, "server", "threads", "invalid number");
+    expect_error("[server]\n\nthreads = lots\n", 3, "server", "threads", "'auto' or a number");
     expect_error("[server]\nbogus = 1\n", 2, "server", "bogus", "unknown key");
     expect_error("# c\n[nonsense]\nx = 1\n", 3, "nonsense", "x", "unknown section");
     expect_error("[server]\nlisten = localhost\n", 2, "server", "listen", "invalid address");
