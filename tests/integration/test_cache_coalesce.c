@@ -13,6 +13,8 @@
  */
 #include "cache_it.h"
 
+#include <pthread.h>
+
 static cit_env E;
 
 static int setup(void **state)
@@ -72,6 +74,10 @@ static size_t x_header(char *p, size_t s, size_t n, void *ud)
     return k;
 }
 
+/* the first g_short_n transfers of run_many give up after g_short_ms (client disconnects) */
+static int g_short_n;
+static long g_short_ms;
+
 /* Run n identical requests at once; fills xs[n]. body NULL = GET. timeout_ms per transfer. */
 static void run_many(xfer *xs, int n, const char *method, const char *path, const char *body,
                      long timeout_ms)
@@ -97,7 +103,7 @@ static void run_many(xfer *xs, int n, const char *method, const char *path, cons
         curl_easy_setopt(x->h, CURLOPT_WRITEDATA, x);
         curl_easy_setopt(x->h, CURLOPT_HEADERFUNCTION, x_header);
         curl_easy_setopt(x->h, CURLOPT_HEADERDATA, x);
-        curl_easy_setopt(x->h, CURLOPT_TIMEOUT_MS, timeout_ms);
+        curl_easy_setopt(x->h, CURLOPT_TIMEOUT_MS, i < g_short_n ? g_short_ms : timeout_ms);
         curl_easy_setopt(x->h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(x->h, CURLOPT_FORBID_REUSE, 1L);
         curl_easy_setopt(x->h, CURLOPT_PRIVATE, x);
@@ -139,8 +145,7 @@ static void test_500_identical_cold_queries(void **state)
 {
     (void)state;
     const int N = 500;
-    const char *sql = "SELECT status, count(*) AS n FROM demo.public.orders GROUP BY status "
-                      "ORDER BY status";
+    const char *sql = "SELECT id, customer_id, status FROM demo.public.orders WHERE id = 4242";
     assert_int_equal(cit_sim_faults(&E, "{\"latency_ms\":200}"), 0);
     char *body = cit_query_body(sql);
     xfer *xs = calloc((size_t)N, sizeof *xs);
@@ -288,11 +293,68 @@ static void test_leader_failure_reaches_waiters(void **state)
     free(body);
 }
 
+struct leader_arg {
+    const char *body;
+    hresp r;
+};
+
+static void *leader_thread(void *p)
+{
+    struct leader_arg *a = p;
+    cit_req(&E, CIT_KEY_A, "POST", "/v1/query", a->body, NULL, NULL, &a->r);
+    return NULL;
+}
+
+/* Waiters whose clients give up leave; the leader and the other waiters are undisturbed. */
+static void test_waiter_disconnect(void **state)
+{
+    (void)state;
+    const char *sql = "SELECT min(id) AS lo FROM demo.public.orders WHERE id > 17";
+    assert_int_equal(cit_sim_faults(&E, "{\"latency_ms\":400}"), 0);
+    char *body = cit_query_body(sql);
+    struct leader_arg la = {body, {0}};
+    pthread_t t;
+    pthread_create(&t, NULL, leader_thread, &la);
+    cit_sleep_ms(100); /* the leader's fetch is in flight */
+    const int N = 60;
+    xfer *xs = calloc((size_t)N, sizeof *xs);
+    g_short_n = 30;
+    g_short_ms = 100;
+    run_many(xs, N, "POST", "/v1/query", body, 10000);
+    g_short_n = 0;
+    pthread_join(t, NULL);
+    int gave_up = 0, ok = 0;
+    for (int i = 0; i < N; i++) {
+        if (i < 30)
+            gave_up += xs[i].status < 0;
+        else
+            ok += xs[i].status == 200 && xs[i].len == la.r.len &&
+                  memcmp(xs[i].body, la.r.body, la.r.len) == 0;
+    }
+    fprintf(stderr, "  disconnecting waiters: %d gave up, %d/30 others got the leader's answer\n",
+            gave_up, ok);
+    assert_int_equal(la.r.status, 200);
+    assert_int_equal(gave_up, 30);
+    assert_int_equal(ok, 30);
+    assert_int_equal(cit_sim_sql_count(&E, sql), 1);
+    free_many(xs, N);
+    free(xs);
+    hresp_free(&la.r);
+    free(body);
+    assert_int_equal(cit_sim_faults(&E, "{}"), 0);
+    /* hotgate is still healthy */
+    hresp r;
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "HIT");
+    hresp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_500_identical_cold_queries),
         cmocka_unit_test(test_polling_coalesced),
+        cmocka_unit_test(test_waiter_disconnect),
         cmocka_unit_test(test_leader_failure_reaches_waiters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
