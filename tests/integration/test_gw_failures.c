@@ -208,6 +208,139 @@ static void test_sigterm_drains(void **state)
     gw_down(&g);
 }
 
+/* ---- the same failure paths against hotdata-sim's fault injection ---- */
+
+static struct {
+    char *dir;
+    hproc sim;
+} SIMF;
+
+static void sim_faults(const char *json)
+{
+    char *u = harness_url("http://127.0.0.1:%d/_sim/faults", SIMF.sim.port);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    hresp r;
+    assert_int_equal(http_do("POST", u, h, json, strlen(json), &r), 0);
+    assert_int_equal(r.status, 200);
+    hresp_free(&r);
+    free(u);
+}
+
+static long sim_fault_stat(const char *name)
+{
+    char *u = harness_url("http://127.0.0.1:%d/_sim/stats", SIMF.sim.port);
+    hresp r;
+    assert_int_equal(http_do("GET", u, NULL, NULL, 0, &r), 0);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    long v = (long)json_integer_value(json_object_get(json_object_get(j, "faults"), name));
+    json_decref(j);
+    hresp_free(&r);
+    free(u);
+    return v;
+}
+
+static void sim_reset(void)
+{
+    sim_faults("{}");
+    char *u = harness_url("http://127.0.0.1:%d/_sim/reset", SIMF.sim.port);
+    hresp r;
+    assert_int_equal(http_do("POST", u, NULL, NULL, 0, &r), 0);
+    hresp_free(&r);
+    free(u);
+}
+
+static void test_sim_stall_504(void **state)
+{
+    sim_reset();
+    sim_faults("{\"stall_ms\": 4000}");
+    char *url = harness_url("http://127.0.0.1:%d", SIMF.sim.port);
+    struct gw g;
+    gw_up(&g, url, "[upstream]\ntimeout = 1\n");
+    char *u = harness_url("http://127.0.0.1:%d/v1/connections", g.hg.port);
+    hresp r;
+    assert_int_equal(http_do("GET", u, AUTH_ALICE, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 504);
+    assert_string_equal(error_code(&r), "UPSTREAM_TIMEOUT");
+    hresp_free(&r);
+    sim_reset();
+    free(u);
+    free(url);
+    gw_down(&g);
+}
+
+static void test_sim_503_get_retried_post_not(void **state)
+{
+    sim_reset();
+    sim_faults("{\"error_rate\": 1.0, \"error_status\": 503}");
+    char *url = harness_url("http://127.0.0.1:%d", SIMF.sim.port);
+    struct gw g;
+    gw_up(&g, url, "[upstream]\nretries = 2\nretry_backoff_ms = 10\n");
+    char *u = harness_url("http://127.0.0.1:%d/v1/connections", g.hg.port);
+    hresp r;
+    assert_int_equal(http_do("GET", u, AUTH_ALICE, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 503);               /* the last answer, passed through */
+    assert_int_equal(sim_fault_stat("errors"), 3); /* 1 + 2 retries */
+    hresp_free(&r);
+    free(u);
+    u = harness_url("http://127.0.0.1:%d/v1/query", g.hg.port);
+    const char *h[] = {"Authorization: Bearer ck_alice", "Content-Type: application/json", NULL};
+    const char *q = "{\"sql\":\"SELECT 1\"}";
+    assert_int_equal(http_do("POST", u, h, q, strlen(q), &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_int_equal(sim_fault_stat("errors"), 4); /* one more: not replayed */
+    hresp_free(&r);
+    sim_reset();
+    free(u);
+    free(url);
+    gw_down(&g);
+}
+
+static void test_sim_drops(void **state)
+{
+    char *url = harness_url("http://127.0.0.1:%d", SIMF.sim.port);
+    struct gw g;
+    gw_up(&g, url, "[upstream]\nretries = 2\nretry_backoff_ms = 10\n");
+    char *u = harness_url("http://127.0.0.1:%d/v1/query", g.hg.port);
+    const char *h[] = {"Authorization: Bearer ck_alice", "Content-Type: application/json", NULL};
+    const char *q = "{\"sql\":\"SELECT 1\"}";
+    hresp r;
+    /* closed after the request arrived, before any answer: the request may have been
+     * acted on, so it is not replayed -> 502 */
+    sim_reset();
+    sim_faults("{\"drop\": \"before\"}");
+    assert_int_equal(http_do("POST", u, h, q, strlen(q), &r), 0);
+    assert_int_equal(r.status, 502);
+    assert_string_equal(error_code(&r), "UPSTREAM_UNAVAILABLE");
+    assert_int_equal(sim_fault_stat("drops_before"), 1);
+    hresp_free(&r);
+    free(u);
+    /* cut in the middle of the body: the client must not get a complete-looking answer */
+    sim_reset();
+    sim_faults("{\"drop\": \"mid\"}");
+    u = harness_url("http://127.0.0.1:%d/v1/connections", g.hg.port);
+    int rc = http_do("GET", u, AUTH_ALICE, NULL, 0, &r);
+    assert_int_not_equal(rc, 0); /* CURLE_PARTIAL_FILE or a receive error */
+    hresp_free(&r);
+    sim_reset();
+    free(u);
+    free(url);
+    gw_down(&g);
+}
+
+static int setup_sim(void **state)
+{
+    SIMF.dir = harness_tmpdir("gwfailsim");
+    return harness_start_sim(&SIMF.sim, SIMF.dir, NULL);
+}
+
+static int teardown_sim(void **state)
+{
+    harness_stop(&SIMF.sim, 5000);
+    harness_rmdir(SIMF.dir);
+    free(SIMF.dir);
+    return 0;
+}
+
 static int setup(void **state)
 {
     return gwu_start(0) ? 0 : -1;
@@ -228,5 +361,13 @@ int main(void)
         cmocka_unit_test(test_get_retried_on_503_post_not),
         cmocka_unit_test(test_sigterm_drains),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest sim_tests[] = {
+        cmocka_unit_test(test_sim_stall_504),
+        cmocka_unit_test(test_sim_503_get_retried_post_not),
+        cmocka_unit_test(test_sim_drops),
+    };
+    int fails = cmocka_run_group_tests_name("failures (test upstream)", tests, setup, teardown);
+    fails += cmocka_run_group_tests_name("failures (hotdata-sim faults)", sim_tests, setup_sim,
+                                         teardown_sim);
+    return fails;
 }
