@@ -9,10 +9,12 @@
  * to: another organization_public_id is 404 "Organization not found" (an empty one means the
  * default). A missing, empty or non-string
  * name is 422; a body that is not a JSON object is 400. Provisioning state lives in the
- * workspace's own database (res_workspace_meta), never in memory.
+ * workspace's own database (res_workspace_meta), never in memory; a workspace whose timer was
+ * lost with a restart counts as provisioned once its ready time has passed.
  */
 #include "sim.h"
 #include "sim_res.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,7 @@
 static const char sim_ws_schema[] =
     "CREATE TABLE IF NOT EXISTS res_workspace_meta ("
     " id INTEGER PRIMARY KEY CHECK (id = 1), provision_status TEXT NOT NULL,"
-    " favorite INTEGER NOT NULL DEFAULT 0);";
+    " favorite INTEGER NOT NULL DEFAULT 0, ready_at_ms INTEGER);";
 
 /* A workspace without a meta row (the ones given on the command line) is provisioned. */
 static const char *sim_ws_provision_status(struct sim_ws *ws, int *favorite)
@@ -30,10 +32,15 @@ static const char *sim_ws_provision_status(struct sim_ws *ws, int *favorite)
     static char status[32];
     snprintf(status, sizeof status, "provisioned");
     *favorite = 0;
-    sqlite3_stmt *st =
-        sim_db_stmt(ws, "SELECT provision_status, favorite FROM res_workspace_meta WHERE id = 1");
+    /* a timer lost with a restart must not leave a workspace pending forever: past its
+     * ready time (plus a grace second) it counts as provisioned */
+    sqlite3_stmt *st = sim_db_stmt(ws, "SELECT CASE WHEN provision_status = 'pending' AND"
+                                       " ready_at_ms + 1000 < ?1 THEN 'provisioned' ELSE"
+                                       " provision_status END, favorite FROM res_workspace_meta"
+                                       " WHERE id = 1");
     if (!st)
         return status;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)util_wall_ms());
     if (sqlite3_step(st) == SQLITE_ROW) {
         const char *s = sim_res_col_text(st, 0);
         if (s)
@@ -120,17 +127,22 @@ static void sim_ws_create_handler(struct sim_req *req)
         sim_reply_error(req, 500, "INTERNAL_SERVER_ERROR", "Creating the workspace failed");
         return;
     }
+    int delay = sim_cfg(req->ctx)->job_delay_ms * 2;
+    if (delay < 100)
+        delay = 100;
     sqlite3_stmt *st = sim_db_stmt(ws, "INSERT OR REPLACE INTO res_workspace_meta(id,"
-                                       " provision_status, favorite) VALUES (1, 'pending', 0)");
-    if (st)
+                                       " provision_status, favorite, ready_at_ms)"
+                                       " VALUES (1, 'pending', 0, ?1)");
+    if (st) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)(util_wall_ms() + (uint64_t)delay));
         sim_res_step_done(st);
+    }
     struct sim_ws_timer *t = calloc(1, sizeof *t);
     if (!t)
         abort();
     t->ctx = req->ctx;
     snprintf(t->id, sizeof t->id, "%s", ws->id);
-    int delay = sim_cfg(req->ctx)->job_delay_ms * 2;
-    sim_timer_after(req->ctx, delay < 100 ? 100 : delay, sim_ws_provisioned, t);
+    sim_timer_after(req->ctx, delay, sim_ws_provisioned, t);
     char ns[128];
     snprintf(ns, sizeof ns, "workspace-%s", ws->id);
     sim_reply_json(req, 201,
