@@ -1651,10 +1651,15 @@ static void drain_check_cb(evutil_socket_t fd, short ev, void *arg)
         if (!c->req && c->state == CS_HEAD)
             conn_free(c);
     }
-    if (w->nconns == 0 || util_mono_ms() >= w->drain_deadline_ms) {
-        if (w->nconns)
-            log_msg(LOG_WARNING, "worker %d: drain timeout, %u connection(s) cut", w->index,
-                    w->nconns);
+    /* done when no client is left and no upstream exchange (e.g. a background refresh)
+     * is still running */
+    if ((w->nconns == 0 && upstream_inflight(w->up) == 0) ||
+        util_mono_ms() >= w->drain_deadline_ms) {
+        if (w->nconns || upstream_inflight(w->up))
+            log_msg(LOG_WARNING,
+                    "worker %d: drain timeout, %u connection(s) and %u upstream "
+                    "exchange(s) cut",
+                    w->index, w->nconns, upstream_inflight(w->up));
         event_base_loopbreak(w->base);
     }
 }

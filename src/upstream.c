@@ -36,6 +36,7 @@ struct upstream {
     struct upstream_req *zombies; /* cancelled during socket_action, freed after it */
     CURL *spare[64];              /* easy handles kept for reuse (curl_easy_reset) */
     int nspare;
+    struct upstream_req *live; /* every request not yet freed */
 };
 
 struct sock_ctx {
@@ -84,6 +85,7 @@ struct upstream_req {
     struct event *drain_ev;
     struct upstream_req *zombie_next;
     int zombie;
+    struct upstream_req *live_next, *live_prev;
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -280,7 +282,10 @@ void upstream_free(struct upstream *up)
 {
     if (!up)
         return;
-    /* requests still in flight belong to their callers, who cancel them first */
+    /* the loop has stopped: whatever is still in flight (a drain that timed out, a
+     * background refresh) is dropped without callbacks */
+    while (up->live)
+        req_free(up->live);
     while (up->nspare)
         curl_easy_cleanup(up->spare[--up->nspare]);
     curl_multi_cleanup(up->multi);
@@ -481,6 +486,10 @@ struct upstream_req *upstream_req_new(struct upstream *up, const char *method, c
         abort();
     up->inflight++;
     metrics_gauge_add(G_UPSTREAM_INFLIGHT, 1);
+    u->live_next = up->live;
+    if (up->live)
+        up->live->live_prev = u;
+    up->live = u;
     return u;
 }
 
@@ -688,6 +697,12 @@ static void wipe_headers(struct curl_slist *l)
 static void req_free(struct upstream_req *u)
 {
     struct upstream *up = u->up;
+    if (u->live_prev)
+        u->live_prev->live_next = u->live_next;
+    else
+        up->live = u->live_next;
+    if (u->live_next)
+        u->live_next->live_prev = u->live_prev;
     if (u->in_multi) {
         curl_multi_remove_handle(up->multi, u->easy);
         u->in_multi = 0;
