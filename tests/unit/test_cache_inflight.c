@@ -1,5 +1,5 @@
 /*
- * test_coalesce: the in-flight table (src/coalesce.c): one leader per key, waiters get the
+ * test_cache_inflight: the in-flight table (src/coalesce.c): one leader per key, waiters get the
  * leader's result (a reference each), lingering results answer late joiners until they
  * expire, an abandoned flight promotes its oldest waiter, a waiter may leave, and delivery
  * across threads through event_base_once reaches each waiter on its own base.
