@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -180,17 +181,55 @@ static void test_get_retried_on_503_post_not(void **state)
     gw_down(&g);
 }
 
+static int notify_socket(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%.100s", path);
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        return -1;
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static void expect_notify(int fd, const char *what)
+{
+    char buf[256];
+    ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    if (!strstr(buf, what))
+        fail_msg("sd_notify: got '%s', want '%s'", buf, what);
+}
+
 static void test_sigterm_drains(void **state)
 {
     struct gwu *up = g_gwu;
     char *url = harness_url("http://127.0.0.1:%d", up->port);
     struct gw g;
-    gw_up(&g, url, NULL);
+    /* like gw_up(), with NOTIFY_SOCKET set: READY=1 after start, STOPPING=1 on SIGTERM */
+    memset(&g, 0, sizeof g);
+    g.dir = harness_tmpdir("gwfail");
+    int port;
+    g.conf = gw_write_conf(g.dir, url, NULL, &port, &g.admin_port);
+    g.hg.port = port;
+    char npath[100], nenv[200];
+    snprintf(npath, sizeof npath, "%.80s/notify.sock", g.dir);
+    snprintf(nenv, sizeof nenv, "NOTIFY_SOCKET=%s", npath);
+    int nfd = notify_socket(npath);
+    assert_true(nfd >= 0);
+    const char *env[] = {nenv, NULL};
+    assert_int_equal(harness_start_hotgate(&g.hg, g.conf, env), 0);
+    expect_notify(nfd, "READY=1");
     struct bg b = {.url = harness_url("http://127.0.0.1:%d/v1/slow?ms=1500", g.hg.port),
                    .method = "GET"};
     pthread_create(&b.t, NULL, bg_run, &b);
     gwu_sleep_ms(300);
     int st = harness_stop(&g.hg, 10000);
+    expect_notify(nfd, "STOPPING=1");
+    close(nfd);
     pthread_join(b.t, NULL);
     assert_int_equal(b.rc, 0);
     assert_int_equal(b.r.status, 200); /* the in-flight request finished */
