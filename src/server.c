@@ -895,7 +895,10 @@ static void conn_process(struct hg_conn *c)
                 continue;
             }
             if (ll > 0) {
+                int secret = strncasecmp(line, "Authorization", 13) == 0;
                 st = parse_header_line(c, line, &why);
+                if (secret)
+                    util_wipe(line, ll); /* the client key must not linger in freed memory */
                 free(line);
                 if (st) {
                     hdr_request_id(NULL, c->req->request_id);
