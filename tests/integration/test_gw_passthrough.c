@@ -647,9 +647,26 @@ static void test_api_parity(void **state)
     step("GET", "/v1/datasets/${d:ds}/versions", NULL, EXACT, NULL, NULL);
     step("PUT", "/v1/datasets/${ds}", "{\"label\":\"pt2 ${S}\"}", SHAPE, NULL, NULL);
     step("DELETE", "/v1/datasets/${ds}", NULL, EXACT, NULL, NULL);
-    /* indexes, embedding providers, jobs, refresh */
+    step("GET", "/v1/results/${d:res}", NULL, EXACT, NULL, NULL);
+    /* workspaces (token only: no X-Workspace-Id through hotgate either) */
+    step("POST", "/v1/workspaces", "{\"name\":\"pt-${S}\"}", SHAPE, NULL, NULL);
+    /* indexes */
+    step("POST", "/v1/connections/conn_demo/tables/public/customers/indexes",
+         "{\"index_name\":\"pt_${S}\",\"columns\":[\"id\"]}", SHAPE, "index_name", "idx");
     step("GET", "/v1/connections/conn_demo/tables/public/customers/indexes", NULL, EXACT, NULL,
          NULL);
+    step("DELETE", "/v1/connections/conn_demo/tables/public/customers/indexes/${idx}", NULL, EXACT,
+         NULL, NULL);
+    step("DELETE", "/v1/connections/conn_demo/tables/public/customers/cache", NULL, EXACT, NULL,
+         NULL);
+    /* embedding providers */
+    step("POST", "/v1/embedding-providers",
+         "{\"name\":\"pt_${S}\",\"provider_type\":\"local\",\"config\":{\"model\":\"m\"}}", SHAPE,
+         "id", "ep");
+    step("GET", "/v1/embedding-providers/${d:ep}", NULL, EXACT, NULL, NULL);
+    step("PUT", "/v1/embedding-providers/${ep}", "{\"name\":\"pt2_${S}\"}", SHAPE, NULL, NULL);
+    step("DELETE", "/v1/embedding-providers/${ep}", NULL, EXACT, NULL, NULL);
+    /* jobs, refresh */
     step("GET", "/v1/embedding-providers", NULL, EXACT, NULL, NULL);
     step("GET", "/v1/jobs", NULL, EXACT, NULL, NULL);
     step("GET", "/v1/jobs/job_nope", NULL, EXACT, NULL, NULL);
