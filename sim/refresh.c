@@ -177,6 +177,12 @@ static void sim_refresh_post(struct sim_req *req)
         sim_reply_error(req, 404, "NOT_FOUND", "Connection '%s' not found", conn_id);
         return;
     }
+    /* schema refresh: a connection created with skip_discovery gets its tables now */
+    if (!data && sim_connections_discover(req->ws, conn_id) < 0) {
+        sim_reply_error(req, 502, "BAD_GATEWAY", "Schema discovery failed for connection '%s'",
+                        conn_id);
+        return;
+    }
     if (table && !sim_refresh_table_exists(req->ws, conn_id, schema, table)) {
         sim_reply_error(req, 404, "NOT_FOUND", "Table '%s.%s' not found in connection '%s'", schema,
                         table, conn_id);

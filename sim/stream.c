@@ -41,6 +41,7 @@ enum sim_stream_state {
     ST_CCRLF,   /* CRLF after chunk data */
     ST_TRAILER, /* trailer lines until an empty one */
     ST_PASS,    /* gave up parsing: everything passes through */
+    ST_DISCARD, /* refused upload (413 sent): swallow the rest until the client closes */
 };
 
 struct sim_stream {
@@ -224,6 +225,28 @@ static void sim_stream_head(struct sim_stream *s, struct evbuffer *src, size_t h
         s->st = ST_PASS;
         return;
     }
+    if (raw && !chunked) {
+        /* a declared body over the upload limit is refused before a byte of it is read */
+        const char *q = memchr(sp1 + 1, '?', (size_t)(sp2 - sp1 - 1));
+        bool streaming = q && (memmem(q, (size_t)(sp2 - q), "streaming=true", 14) ||
+                               memmem(q, (size_t)(sp2 - q), "streaming=1", 11));
+        uint64_t max = sim_uploads_max_bytes(streaming);
+        if (clen > max) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "Upload of %llu bytes exceeds the limit of %llu bytes",
+                     (unsigned long long)clen, (unsigned long long)max);
+            char *body = util_api_error_json(413, "PAYLOAD_TOO_LARGE", msg);
+            struct evbuffer *out = bufferevent_get_output(s->under);
+            evbuffer_add_printf(out,
+                                "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json"
+                                "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                                strlen(body), body);
+            free(body);
+            free(h);
+            s->st = ST_DISCARD;
+            return;
+        }
+    }
     if (raw) {
         char path[1024];
         s->id = 0;
@@ -323,6 +346,9 @@ static enum bufferevent_filter_result sim_stream_in(struct evbuffer *src, struct
         switch (s->st) {
         case ST_PASS:
             evbuffer_add_buffer(dst, src);
+            goto out;
+        case ST_DISCARD:
+            evbuffer_drain(src, len);
             goto out;
         case ST_HEAD: {
             /* tolerate blank lines between requests */

@@ -53,3 +53,16 @@ __attribute__((weak)) void sim_datasets_refresh(struct sim_req *req, const char 
     (void)async;
     sim_reply_error(req, 404, "NOT_FOUND", "Dataset '%s' not found", dataset_id);
 }
+
+__attribute__((weak)) int sim_connections_discover(struct sim_ws *ws, const char *connection_id)
+{
+    (void)ws;
+    (void)connection_id;
+    return 0;
+}
+
+__attribute__((weak)) uint64_t sim_uploads_max_bytes(bool streaming)
+{
+    (void)streaming;
+    return UINT64_MAX;
+}

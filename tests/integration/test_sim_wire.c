@@ -1,8 +1,8 @@
 /*
  * test_sim_wire: HTTP/1.1 framing through hotdata-sim's connection filter (sim/stream.c),
  * over raw sockets: pipelined requests, a request trickled byte by byte, a chunked upload
- * with Expect: 100-continue and a trailer followed by a pipelined request, and garbage that
- * must not take the simulator down.
+ * with Expect: 100-continue and a trailer followed by a pipelined request, an oversized
+ * upload refused from its head, and garbage that must not take the simulator down.
  *
  * Rules: raw TCP (no libcurl) so the exact bytes on the wire are under the test's control.
  */
@@ -186,6 +186,23 @@ static void test_chunked_upload_then_pipelined(void **state)
     json_decref(s);
 }
 
+static void test_oversized_upload_refused_early(void **state)
+{
+    (void)state;
+    int fd = wire_connect();
+    const char *head = "POST /v1/files HTTP/1.1\r\nHost: sim\r\n" AUTH
+                       "Content-Length: 99999999999\r\nExpect: 100-continue\r\n\r\n";
+    wire_send(fd, head, strlen(head));
+    /* answered before any body byte was sent: 413 API-shaped, connection closed */
+    size_t len;
+    char *r = wire_read(fd, 2000, &len);
+    close(fd);
+    assert_true(strncmp(r, "HTTP/1.1 413", 12) == 0);
+    assert_non_null(strstr(r, "\"code\":\"PAYLOAD_TOO_LARGE\""));
+    assert_null(strstr(r, "100 Continue"));
+    free(r);
+}
+
 static void test_garbage_does_not_hurt(void **state)
 {
     (void)state;
@@ -248,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_pipelined_requests),
         cmocka_unit_test(test_trickled_request),
         cmocka_unit_test(test_chunked_upload_then_pipelined),
+        cmocka_unit_test(test_oversized_upload_refused_early),
         cmocka_unit_test(test_garbage_does_not_hurt),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
