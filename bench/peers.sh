@@ -4,7 +4,9 @@
 #   direct      hotdata-sim itself, no cache (every request runs upstream)
 #   hotgate     LMDB cache, hits (threads = 1 and 2)
 #   nginx       proxy_cache (worker_processes = 1 and 2), GET and POST (proxy_cache_methods
-#               POST, key includes $request_body), upstream token set by nginx
+#               POST, key includes $request_body), upstream token set by nginx; twice: with
+#               Debian's stock http settings (sendfile, tcp_nopush) and tuned for small cached
+#               answers (open_file_cache, sendfile off), the reference of the ratio columns
 #   varnish     malloc storage; POST /v1/query cached with vmod bodyaccess (Debian package
 #               varnish-modules) when it loads, else GET only
 #   ceiling     nginx `return 200 '<1 KB>'`: the most this wrk setup can drive on this box
@@ -17,6 +19,8 @@
 # Writes bench/out/peers.{md,csv} (and the raw wrk output as bench/out/peers_wrk_*.txt) and
 # prints the table.
 #   BUILD_DIR (default build), DURATION (5s), CONNS (64), WARMUP (1s), THREADS ("1 2"),
+#   ROUNDS (1: every target is run this many times, interleaved; the table shows the round
+#   with the median req/s and the CPU per request over all rounds),
 #   VARNISH (auto|no: auto installs the Debian packages varnish + varnish-modules if missing
 #   and running as root), NGINX (/usr/sbin/nginx)
 set -euo pipefail
@@ -25,6 +29,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-64}
 WARMUP=${WARMUP:-1s}
+ROUNDS=${ROUNDS:-1}
 THREADS=${THREADS:-1 2}
 VARNISH=${VARNISH:-auto}
 NGINX=${NGINX:-/usr/sbin/nginx}
@@ -158,11 +163,11 @@ done
 NGX_USER=""
 [ "$(id -u)" = 0 ] && NGX_USER="user nobody $(id -gn nobody 2>/dev/null || echo nogroup);"
 FIXED=$(head -c 1024 /dev/zero | tr '\0' 'x')
-declare -A NGX_PORT CEIL_PORT NGX_PID
+declare -A NGX_PORT NGXT_PORT CEIL_PORT NGX_PID
 for w in $THREADS; do
-    NGX_PORT[$w]=$(free_port); CEIL_PORT[$w]=$(free_port)
+    NGX_PORT[$w]=$(free_port); NGXT_PORT[$w]=$(free_port); CEIL_PORT[$w]=$(free_port)
     d=$TMP/nginx-$w
-    mkdir -p "$d/cache" "$d/tmp" "$d/logs"
+    mkdir -p "$d/cache" "$d/cache-tuned" "$d/tmp" "$d/logs"
     cat >"$d/nginx.conf" <<CONF
 $NGX_USER
 worker_processes $w;
@@ -172,8 +177,6 @@ error_log $d/logs/error.log warn;
 events { worker_connections 1024; }
 http {
     access_log off;
-    sendfile on;
-    tcp_nopush on;
     keepalive_timeout 65;
     keepalive_requests 1000000;   # as hotgate and varnish: no forced reconnects under wrk
     client_body_temp_path $d/tmp/body;
@@ -183,22 +186,29 @@ http {
     scgi_temp_path $d/tmp/scgi;
     client_body_buffer_size 64k;  # keep POST bodies in memory: \$request_body is in the key
     proxy_cache_path $d/cache levels=1:2 keys_zone=hg:10m max_size=256m inactive=10m use_temp_path=off;
+    proxy_cache_path $d/cache-tuned levels=1:2 keys_zone=hgt:10m max_size=256m inactive=10m use_temp_path=off;
     upstream sim { server 127.0.0.1:$SIM_PORT; keepalive 64; }
-    server {
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Authorization "Bearer tok_test";
+    proxy_set_header X-Workspace-Id ws_test;
+    proxy_cache_methods GET HEAD POST;
+    proxy_cache_key "\$request_method|\$request_uri|\$request_body";
+    proxy_cache_valid 200 5m;
+    proxy_cache_lock on;
+    add_header X-Cache \$upstream_cache_status;
+    server {   # "nginx": Debian's stock nginx.conf http settings
         listen 127.0.0.1:${NGX_PORT[$w]};
-        location / {
-            proxy_pass http://sim;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Authorization "Bearer tok_test";
-            proxy_set_header X-Workspace-Id ws_test;
-            proxy_cache hg;
-            proxy_cache_methods GET HEAD POST;
-            proxy_cache_key "\$request_method|\$request_uri|\$request_body";
-            proxy_cache_valid 200 5m;
-            proxy_cache_lock on;
-            add_header X-Cache \$upstream_cache_status;
-        }
+        sendfile on;
+        tcp_nopush on;
+        location / { proxy_pass http://sim; proxy_cache hg; }
+    }
+    server {   # "nginx_tuned": cache file descriptors kept open, small bodies read + writev
+        listen 127.0.0.1:${NGXT_PORT[$w]};
+        sendfile off;
+        open_file_cache max=10000 inactive=60s;
+        open_file_cache_valid 60s;
+        location / { proxy_pass http://sim; proxy_cache hgt; }
     }
     server {
         listen 127.0.0.1:${CEIL_PORT[$w]};
@@ -210,7 +220,7 @@ CONF
     [ -n "$NGX_USER" ] && chown -R nobody "$d"
     "$NGINX" -p "$d/" -c "$d/nginx.conf" -e "$d/logs/error.log" >"$d/logs/stdout.log" 2>&1 &
     NGX_PID[$w]=$!; PIDS+=(${NGX_PID[$w]})
-    wait_port ${NGX_PORT[$w]} && wait_port ${CEIL_PORT[$w]} ||
+    wait_port ${NGX_PORT[$w]} && wait_port ${NGXT_PORT[$w]} && wait_port ${CEIL_PORT[$w]} ||
         { echo "nginx (workers=$w) did not start" >&2; cat "$d/logs/"* >&2; exit 1; }
 done
 
@@ -308,6 +318,8 @@ for t in $THREADS; do
     check_hit "hotgate_t${t}_post" "http://127.0.0.1:${HG_PORT[$t]}/v1/query" "${CLIENT_AUTH[@]}" "${POST_ARGS[@]}"
     check_hit "nginx_w${t}_get" "http://127.0.0.1:${NGX_PORT[$t]}/v1/connections" "${CLIENT_AUTH[@]}"
     check_hit "nginx_w${t}_post" "http://127.0.0.1:${NGX_PORT[$t]}/v1/query" "${CLIENT_AUTH[@]}" "${POST_ARGS[@]}"
+    check_hit "nginxtuned_w${t}_get" "http://127.0.0.1:${NGXT_PORT[$t]}/v1/connections" "${CLIENT_AUTH[@]}"
+    check_hit "nginxtuned_w${t}_post" "http://127.0.0.1:${NGXT_PORT[$t]}/v1/query" "${CLIENT_AUTH[@]}" "${POST_ARGS[@]}"
     WIRE[ceiling_w${t}_get]=$(hdr_of "http://127.0.0.1:${CEIL_PORT[$t]}/v1/connections" "${CLIENT_AUTH[@]}"); WIRE[ceiling_w${t}_get]=${WIRE[ceiling_w${t}_get]##*|}
     WIRE[ceiling_w${t}_post]=${WIRE[ceiling_w${t}_get]}
 done
@@ -320,36 +332,47 @@ r=$(hdr_of "http://127.0.0.1:$SIM_PORT/v1/query" "${SIM_AUTH[@]}" "${POST_ARGS[@
 
 # ---- the runs ----------------------------------------------------------------------------
 to_us() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); printf "%.0f", v} else if (v ~ /ms$/) {sub(/ms$/,"",v); printf "%.0f", v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); printf "%.0f", v*1000000} else print v }'; }
-declare -A RPS P50 P99 CPU UP ERR
-run() { # label pid url wrk-args...
+declare -A RPS P50 P99 CPU UP ERR TICKS REQS SAMPLES
+run() { # label pid url wrk-args...   (one round; results accumulate over ROUNDS)
     local label=$1 pid=$2 url=$3; shift 3
     wrk -t1 -c"$CONNS" -d"$WARMUP" "$@" "$url" >/dev/null 2>&1 || true
-    local c0 c1 u0 u1 out reqs
+    local c0 c1 u0 u1 out reqs rps p50 p99 errs
     u0=$(sim_requests); c0=$(cpu_ticks "$pid")
     out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$@" "$url")
     c1=$(cpu_ticks "$pid"); u1=$(sim_requests)
-    echo "$out" >"$OUT/peers_wrk_${label}.txt"
-    RPS[$label]=$(echo "$out" | awk '/Requests\/sec/{printf "%.0f", $2}')
+    echo "$out" >>"$OUT/peers_wrk_${label}.txt"
+    rps=$(echo "$out" | awk '/Requests\/sec/{printf "%.0f", $2}')
     reqs=$(echo "$out" | awk '/requests in/{print $1}')
-    P50[$label]=$(to_us "$(echo "$out" | awk '$1=="50%"{print $2}')")
-    P99[$label]=$(to_us "$(echo "$out" | awk '$1=="99%"{print $2}')")
-    CPU[$label]=$(awk -v t=$((c1 - c0)) -v n="$reqs" -v hz="$HZ" 'BEGIN{ if (n>0) printf "%.1f", t*1e6/hz/n; else print "-" }')
-    UP[$label]=$((u1 - u0))
-    ERR[$label]=$(echo "$out" | awk '/Non-2xx|Socket errors/{sub(/^ +/,""); printf "%s; ", $0}')
-    printf '  %-18s %8s req/s  p50 %6s us  p99 %6s us  cpu %6s us/req\n' "$label" "${RPS[$label]}" \
-        "${P50[$label]}" "${P99[$label]}" "${CPU[$label]}" >&2
+    p50=$(to_us "$(echo "$out" | awk '$1=="50%"{print $2}')")
+    p99=$(to_us "$(echo "$out" | awk '$1=="99%"{print $2}')")
+    errs=$(echo "$out" | awk '/Non-2xx|Socket errors/{sub(/^ +/,""); printf "%s; ", $0}')
+    TICKS[$label]=$(( ${TICKS[$label]:-0} + c1 - c0 ))
+    REQS[$label]=$(( ${REQS[$label]:-0} + reqs ))
+    UP[$label]=$(( ${UP[$label]:-0} + u1 - u0 ))
+    ERR[$label]="${ERR[$label]:-}$errs"
+    SAMPLES[$label]="${SAMPLES[$label]:-}$rps $p50 $p99
+"
+    # the round with the median req/s gives the figures; CPU is over every round
+    read -r RPS[$label] P50[$label] P99[$label] < <(printf '%s' "${SAMPLES[$label]}" | sort -n -k1,1 |
+        awk '{l[NR]=$0} END{print l[int((NR+1)/2)]}')
+    CPU[$label]=$(awk -v t="${TICKS[$label]}" -v n="${REQS[$label]}" -v hz="$HZ" 'BEGIN{ if (n>0) printf "%.1f", t*1e6/hz/n; else print "-" }')
+    printf '  %-18s %8s req/s  p50 %6s us  p99 %6s us  cpu %6.1f us/req\n' "$label" "$rps" "$p50" "$p99" \
+        "$(awk -v t=$((c1 - c0)) -v n="$reqs" -v hz="$HZ" 'BEGIN{ print (n>0) ? t*1e6/hz/n : 0 }')" >&2
 }
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "peers bench: wrk -t1 -c$CONNS -d$DURATION (warm-up $WARMUP each), load average $LOAD0" >&2
+rm -f "$OUT"/peers_wrk_*.txt
+for round in $(seq 1 "$ROUNDS"); do
 for kind in get post; do
     if [ $kind = get ]; then path=/v1/connections; extra=(); else path=/v1/query; extra=(-s "$TMP/post.lua"); fi
-    echo "$kind $path" >&2
+    echo "$kind $path (round $round/$ROUNDS)" >&2
     run direct_$kind $SIM_PID "http://127.0.0.1:$SIM_PORT$path" "${SIM_AUTH[@]}" "${extra[@]}"
     # hotgate and nginx with the same thread/worker count back to back, so that load from
     # elsewhere on the box hits both alike
     for t in $THREADS; do
         run hotgate_t${t}_$kind ${HG_PID[$t]} "http://127.0.0.1:${HG_PORT[$t]}$path" "${CLIENT_AUTH[@]}" "${extra[@]}"
         run nginx_w${t}_$kind ${NGX_PID[$t]} "http://127.0.0.1:${NGX_PORT[$t]}$path" "${CLIENT_AUTH[@]}" "${extra[@]}"
+        run nginxtuned_w${t}_$kind ${NGX_PID[$t]} "http://127.0.0.1:${NGXT_PORT[$t]}$path" "${CLIENT_AUTH[@]}" "${extra[@]}"
     done
     if [ -n "$VARNISHD" ] && { [ $kind = get ] || [ $VARNISH_POST = yes ]; }; then
         run varnish_$kind $VAR_PID "http://127.0.0.1:$VAR_PORT$path" "${CLIENT_AUTH[@]}" "${extra[@]}"
@@ -357,6 +380,7 @@ for kind in get post; do
     for t in $THREADS; do
         run ceiling_w${t}_$kind ${NGX_PID[$t]} "http://127.0.0.1:${CEIL_PORT[$t]}$path" "${CLIENT_AUTH[@]}" "${extra[@]}"
     done
+done
 done
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -373,9 +397,9 @@ best_of() { # prefix kind -> label with the highest req/s
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0>0 && a!="-") printf "%.2f", a/b; else print "-" }'; }
 CSV="target,request,workers,rps,p50_us,p99_us,cpu_us_per_req,rps_vs_nginx,cpu_vs_nginx,upstream_requests,bytes_per_response,errors"
 {
-    echo "# cache-hit path vs peers: wrk -t1 -c$CONNS -d$DURATION --latency, $(nproc) cores, $(date -u +%FT%TZ)"
+    echo "# cache-hit path vs peers: wrk -t1 -c$CONNS -d$DURATION --latency, $ROUNDS round(s), $(nproc) cores, $(date -u +%FT%TZ)"
     echo
-    echo "hotgate $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- src 2>/dev/null || echo '+dirty src') ($BUILD_DIR), $("$NGINX" -v 2>&1 | sed 's/.*: //')$( [ -n "$VARNISHD" ] && echo ", $("$VARNISHD" -V 2>&1 | head -1 | sed 's/^varnishd (\(varnish-[0-9.]*\).*/\1/')"). Load average before/after: $LOAD0 / $LOAD1."
+    echo "hotgate tree $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- src 2>/dev/null || echo "+dirty src"), binary $HG built $(date -u -r "$HG" +%FT%TZ), $("$NGINX" -v 2>&1 | sed 's/.*: //')$( [ -n "$VARNISHD" ] && echo ", $("$VARNISHD" -V 2>&1 | head -1 | sed 's/^varnishd (\(varnish-[0-9.]*\).*/\1/')"). Load average before/after: $LOAD0 / $LOAD1."
     echo
     for kind in get post; do
         if [ $kind = get ]; then
@@ -384,19 +408,20 @@ CSV="target,request,workers,rps,p50_us,p99_us,cpu_us_per_req,rps_vs_nginx,cpu_vs
             echo "## POST /v1/query ($POST_SIZE B body; $SQL)"
         fi
         echo
-        echo "| target | workers | req/s | p50 µs | p99 µs | server CPU µs/req | req/s vs nginx | CPU vs nginx | upstream req during run | bytes/resp | errors |"
+        echo "| target | workers | req/s | p50 µs | p99 µs | server CPU µs/req | req/s vs nginx_tuned | CPU vs nginx_tuned | upstream req during run | bytes/resp | errors |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-        nbest=$(best_of nginx_w $kind)
+        nbest=$(best_of nginxtuned_w $kind)
+        sbest=$(best_of nginx_w $kind)
         rows=(direct_$kind)
-        for t in $THREADS; do rows+=(hotgate_t${t}_$kind nginx_w${t}_$kind); done
+        for t in $THREADS; do rows+=(hotgate_t${t}_$kind nginx_w${t}_$kind nginxtuned_w${t}_$kind); done
         rows+=(varnish_$kind)
         for t in $THREADS; do rows+=(ceiling_w${t}_$kind); done
         for l in "${rows[@]}"; do
             [ -n "${RPS[$l]:-}" ] || continue
             local_w=-; ref=$nbest
             case $l in
-                hotgate_t*) local_w=${l#hotgate_t}; local_w=${local_w%%_*}; ref=nginx_w${local_w}_$kind ;;
-                nginx_w*|ceiling_w*) local_w=${l#*_w}; local_w=${local_w%%_*}; ref=nginx_w${local_w}_$kind ;;
+                hotgate_t*) local_w=${l#hotgate_t}; local_w=${local_w%%_*}; ref=nginxtuned_w${local_w}_$kind ;;
+                nginx_w*|nginxtuned_w*|ceiling_w*) local_w=${l#*_w}; local_w=${local_w%%_*}; ref=nginxtuned_w${local_w}_$kind ;;
                 direct_*) local_w=1 ;;
                 varnish_*) local_w="2 pools" ;;
             esac
@@ -409,19 +434,21 @@ CSV="target,request,workers,rps,p50_us,p99_us,cpu_us_per_req,rps_vs_nginx,cpu_vs
             echo "$name,$kind,$local_w,${RPS[$l]},${P50[$l]},${P99[$l]},${CPU[$l]},$rr,$cr,${UP[$l]},${WIRE[$l]:-},${ERR[$l]:-}" >>"$TMP/csv"
         done
         hbest=$(best_of hotgate_t $kind)
-        if [ -n "$hbest" ] && [ -n "$nbest" ]; then
+        if [ -n "$hbest" ] && [ -n "$nbest" ] && [ -n "$sbest" ]; then
             echo
-            echo "best hotgate (${hbest%_$kind}) / best nginx (${nbest%_$kind}): throughput $(ratio "${RPS[$hbest]}" "${RPS[$nbest]}"), CPU per request $(ratio "${CPU[$hbest]}" "${CPU[$nbest]}")."
+            echo "best hotgate (${hbest%_$kind}) / best tuned nginx (${nbest%_$kind}): throughput $(ratio "${RPS[$hbest]}" "${RPS[$nbest]}"), CPU per request $(ratio "${CPU[$hbest]}" "${CPU[$nbest]}"); / best stock nginx (${sbest%_$kind}): throughput $(ratio "${RPS[$hbest]}" "${RPS[$sbest]}"), CPU per request $(ratio "${CPU[$hbest]}" "${CPU[$sbest]}")."
         fi
         echo
     done
     echo "Notes:"
-    echo "- ratios: hotgate and ceiling rows against nginx with the same worker count, direct and varnish against the best nginx row."
+    echo "- ratios: against nginx_tuned (the stronger nginx setup) with the same worker count; direct and varnish against the best nginx_tuned row."
+    [ "$ROUNDS" -gt 1 ] && echo "- $ROUNDS rounds, interleaved: req/s, p50 and p99 are from the round with the median req/s; CPU per request and upstream requests are over all rounds."
     echo "- server CPU: utime+stime of the server's process tree (all threads) over the measured run, divided by the requests wrk completed; clock-tick (1/$HZ s) resolution."
     echo "- hotgate authenticates the client key (SHA-256 + constant-time compare) on every request; nginx and varnish are configured without client auth (they only set the upstream token)."
-    echo "- nginx: proxy_cache on disk files (page cache), key \"\$request_method|\$request_uri|\$request_body\", keepalive_requests raised so wrk never reconnects; varnish: default thread pools (2), -s malloc,256m."
+    echo "- nginx: proxy_cache on disk files (page cache), key \"\$request_method|\$request_uri|\$request_body\", keepalive_requests raised so wrk never reconnects. \"nginx\" has Debian's stock http settings (sendfile on, tcp_nopush on: open+fstat+pread+writev+sendfile+close and two setsockopt per hit); \"nginx_tuned\" keeps cache files open (open_file_cache) and writes small bodies with writev (sendfile off): recv+pread+writev per hit."
+    echo "- varnish: default thread pools (2), -s malloc,256m."
     echo "- upstream req during run: what the sim counted while wrk ran (0 = every request was a cache hit)."
-    echo "- the box has $(nproc) cores shared by wrk, the server under test and anything else running: compare ratios within one run, not absolute numbers across runs."
+    echo "- the box has $(nproc) cores shared by wrk, the server under test and anything else running: compare ratios within one run, not absolute numbers across runs; CPU per request is steadier than req/s under outside load."
     [ -n "$VARNISH_NOTE" ] && echo "- $VARNISH_NOTE."
     [ -z "$VARNISHD" ] && [ -z "$VARNISH_NOTE" ] && echo "- varnish: not installed (VARNISH=$VARNISH), its rows are left out."
     true
