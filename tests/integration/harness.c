@@ -117,10 +117,10 @@ int harness_wait_http(const char *url, int timeout_ms)
 {
     for (int waited = 0; waited <= timeout_ms; waited += 50) {
         hresp r;
-        if (http_do("GET", url, NULL, NULL, 0, &r) == 0) {
-            hresp_free(&r);
+        int rc = http_do("GET", url, NULL, NULL, 0, &r);
+        hresp_free(&r); /* allocated on failure too */
+        if (rc == 0)
             return 0;
-        }
         sleep_ms(50);
     }
     return -1;
@@ -131,6 +131,9 @@ int harness_stop(hproc *p, int grace_ms)
     if (p->pid <= 0)
         return -1;
     int status = 0;
+    const char *wrap = getenv("HG_WRAPPER");
+    if (wrap && *wrap && grace_ms < 60000)
+        grace_ms = 60000; /* a wrapped process (valgrind) needs time for its report */
     kill(p->pid, SIGTERM);
     for (int waited = 0; waited <= grace_ms; waited += 10) {
         pid_t r = waitpid(p->pid, &status, WNOHANG);
@@ -248,6 +251,12 @@ int harness_start_hotgate(hproc *p, const char *conf_path, const char *const ext
         }
         for (int i = 0; extra_env && extra_env[i]; i++)
             putenv((char *)extra_env[i]);
+        /* optional wrapper command (e.g. HG_WRAPPER="valgrind --leak-check=full"), split
+         * by the shell: scripts/memcheck.sh uses it */
+        const char *wrap = getenv("HG_WRAPPER");
+        if (wrap && *wrap)
+            execl("/bin/sh", "sh", "-c", "exec $HG_WRAPPER \"$0\" --config \"$1\"",
+                  HG_BIN_HOTGATE, conf_path, (char *)NULL);
         execl(HG_BIN_HOTGATE, HG_BIN_HOTGATE, "--config", conf_path, (char *)NULL);
         _exit(127);
     }
