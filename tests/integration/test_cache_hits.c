@@ -93,6 +93,17 @@ static void test_hit_after_miss_query(void **state)
     hresp_free(&r1);
     hresp_free(&r2);
     hresp_free(&r3);
+    /* an async submission is never answered from the cache: it gets its own run */
+    char *ab = NULL;
+    json_t *ao = json_pack("{s:s,s:b}", "sql", sql, "async", 1);
+    ab = json_dumps(ao, JSON_COMPACT);
+    json_decref(ao);
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/query", ab, NULL, NULL, &r3), 0);
+    assert_int_equal(r3.status, 202);
+    assert_string_equal(cit_xcache(&r3), "BYPASS");
+    assert_non_null(strstr(r3.body, "query_run_id"));
+    hresp_free(&r3);
+    free(ab);
     /* a volatile query is never cached */
     const char *vol = "SELECT random() AS r";
     for (int i = 0; i < 2; i++) {

@@ -172,6 +172,60 @@ static void test_connections_and_saved_queries(void **state)
     free(b);
 }
 
+/* datasets: a new dataset shows in the list and is queryable with fresh results; the
+ * table purge of a connection invalidates the query results that read it; embedding
+ * providers; all through hotgate. */
+static void test_datasets_purges_providers(void **state)
+{
+    (void)state;
+    char xc[64];
+    hresp r;
+    free(get_body(CIT_KEY_A, "/v1/datasets", xc, sizeof xc));
+    free(get_body(CIT_KEY_A, "/v1/datasets", xc, sizeof xc));
+    assert_string_equal(xc, "HIT");
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/datasets",
+                             "{\"label\":\"inval ds\",\"table_name\":\"inval_ds\",\"source\":"
+                             "{\"inline\":{\"rows\":[{\"a\":1},{\"a\":2}]}}}",
+                             NULL, NULL, &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    hresp_free(&r);
+    char *b = get_body(CIT_KEY_A, "/v1/datasets", xc, sizeof xc);
+    assert_string_equal(xc, "MISS");
+    assert_non_null(strstr(b, "inval_ds"));
+    free(b);
+
+    const char *sql = "SELECT count(*) AS n FROM demo.public.orders WHERE id < 500";
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    hresp_free(&r);
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "HIT");
+    hresp_free(&r);
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "DELETE",
+                             "/v1/connections/conn_demo/tables/public/orders/cache", NULL, NULL,
+                             NULL, &r),
+                     0);
+    assert_int_equal(r.status, 204);
+    hresp_free(&r);
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "MISS");
+    hresp_free(&r);
+
+    free(get_body(CIT_KEY_A, "/v1/embedding-providers", xc, sizeof xc));
+    free(get_body(CIT_KEY_A, "/v1/embedding-providers", xc, sizeof xc));
+    assert_string_equal(xc, "HIT");
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/embedding-providers",
+                             "{\"name\":\"inval_prov\",\"provider_type\":\"local\"}", NULL, NULL,
+                             &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    hresp_free(&r);
+    b = get_body(CIT_KEY_A, "/v1/embedding-providers", xc, sizeof xc);
+    assert_string_equal(xc, "MISS");
+    assert_non_null(strstr(b, "inval_prov"));
+    free(b);
+}
+
 static void test_admin_purge_and_metrics(void **state)
 {
     (void)state;
@@ -250,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_refresh_changes_query_results),
         cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_connections_and_saved_queries),
+        cmocka_unit_test(test_datasets_purges_providers),
         cmocka_unit_test(test_admin_purge_and_metrics),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
