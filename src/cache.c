@@ -957,6 +957,59 @@ static void only_if_cached_miss(struct hg_req *req)
                          "not in cache (Cache-Control: only-if-cached)", NULL);
 }
 
+/*
+ * Per-thread memo of recent POST /v1/query bodies: the exact body bytes -> the derived
+ * parts of the key. Clients repeat identical bodies (dashboards, retries), and a hit then
+ * needs neither a JSON parse nor the SQL canonicalisation. Compared byte for byte.
+ */
+#define QMEMO_SLOTS 16
+#define QMEMO_MAX_BODY 2048
+
+typedef struct qmemo {
+    uint64_t h;
+    size_t len;
+    char sqlkey_hex[65];
+    char sql_hash[65];
+    bool async, has_after, valid;
+    unsigned char body[QMEMO_MAX_BODY];
+} qmemo;
+
+static __thread qmemo tl_qmemo[QMEMO_SLOTS];
+
+static const qmemo *qmemo_find(const void *body, size_t len)
+{
+    if (len > QMEMO_MAX_BODY)
+        return NULL;
+    uint64_t h = entry_hash64(body, len, 0x51);
+    const qmemo *m = &tl_qmemo[h % QMEMO_SLOTS];
+    if (m->valid && m->h == h && m->len == len && memcmp(m->body, body, len) == 0)
+        return m;
+    return NULL;
+}
+
+static void qmemo_put(const void *body, size_t len, const char *sqlkey_hex, const char *sql_hash,
+                      bool async, bool has_after)
+{
+    if (len > QMEMO_MAX_BODY || !sql_hash)
+        return;
+    uint64_t h = entry_hash64(body, len, 0x51);
+    qmemo *m = &tl_qmemo[h % QMEMO_SLOTS];
+    m->valid = true;
+    m->h = h;
+    m->len = len;
+    memcpy(m->body, body, len);
+    memcpy(m->sqlkey_hex, sqlkey_hex, 65);
+    memcpy(m->sql_hash, sql_hash, 65);
+    m->async = async;
+    m->has_after = has_after;
+}
+
+static int qmemo_parse(const char *body, size_t len, struct sqlkey_query_req *q)
+{
+    char err[128];
+    return sqlkey_parse_query_body(body, len, q, err, sizeof err);
+}
+
 static __thread struct route_policy tl_policy;
 
 enum hg_stage_result cache_stage(struct hg_req *req)
@@ -998,6 +1051,8 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     char sqlkey_hex[65];
     struct sqlkey_query_req q;
     memset(&q, 0, sizeof q);
+    const char *q_body = NULL; /* set when q is still to be parsed (memoised body) */
+    size_t q_len = 0;
     int is_query = p->id == ROUTE_QUERY;
     if (is_query) {
         if (req->body_kind != HG_BODY_MEMORY || !req->body) {
@@ -1012,23 +1067,47 @@ enum hg_stage_result cache_stage(struct hg_req *req)
         }
         size_t n = evbuffer_get_length(req->body);
         const char *b = (const char *)evbuffer_pullup(req->body, (ev_ssize_t)n);
-        char err[128];
-        if (sqlkey_parse_query_body(b, n, &q, err, sizeof err) != 0) {
-            /* not ours to judge: the upstream answers the bad request */
-            req->cache_outcome = "bypass";
-            INC(s_bypass);
-            ctx_of(req)->xcache = X_BYPASS;
-            return HG_NEXT;
+        const qmemo *m = qmemo_find(b, n);
+        if (m) {
+            /* the exact body was seen lately: its derived key, no JSON parse on a hit */
+            memcpy(sqlkey_hex, m->sqlkey_hex, sizeof sqlkey_hex);
+            q.async = m->async;
+            q.has_async_after_ms = m->has_after;
+            if (!req->sql_hash[0])
+                memcpy(req->sql_hash, m->sql_hash, sizeof req->sql_hash);
+            q_body = b;
+            q_len = n;
+        } else {
+            char err[128];
+            if (sqlkey_parse_query_body(b, n, &q, err, sizeof err) != 0) {
+                /* not ours to judge: the upstream answers the bad request */
+                req->cache_outcome = "bypass";
+                INC(s_bypass);
+                ctx_of(req)->xcache = X_BYPASS;
+                return HG_NEXT;
+            }
+            if (!req->sql_hash[0])
+                sqlkey_hash(q.sql, q.sql_len, req->sql_hash);
+            sqlkey_cache_key(q.sql, q.sql_len, sqlkey_hex);
+            qmemo_put(b, n, sqlkey_hex, req->sql_hash[0] ? req->sql_hash : NULL, q.async,
+                      q.has_async_after_ms);
         }
-        if (!req->sql_hash[0])
-            sqlkey_hash(q.sql, q.sql_len, req->sql_hash);
-        sqlkey_cache_key(q.sql, q.sql_len, sqlkey_hex);
         ki.body_extra = sqlkey_hex;
         ki.body_extra_len = 64;
         ki.method = "QUERY"; /* the same SQL keys the same whatever else the body says */
     }
     int async_only = is_query && q.async && !q.has_async_after_ms;
     int async_after = is_query && q.async && q.has_async_after_ms;
+    /* from here on every use of q.sql is off the hit path: parse a memoised body now */
+#define Q_NEED()                                                                                   \
+    do {                                                                                           \
+        if (q_body && !q.sql && qmemo_parse(q_body, q_len, &q) != 0) {                             \
+            req->cache_outcome = "bypass";                                                         \
+            INC(s_bypass);                                                                         \
+            ctx_of(req)->xcache = X_BYPASS;                                                        \
+            return HG_NEXT;                                                                        \
+        }                                                                                          \
+    } while (0)
 
     if (ccv.no_store || async_only) {
         req->cache_outcome = "bypass";
@@ -1036,6 +1115,7 @@ enum hg_stage_result cache_stage(struct hg_req *req)
         cctx *c = ctx_of(req);
         c->xcache = X_BYPASS;
         if (is_query) {
+            Q_NEED();
             c->f.pol = *p;
             arm_invalidation(req, c, p);
             enum sqlkey_reason why;
@@ -1081,6 +1161,8 @@ enum hg_stage_result cache_stage(struct hg_req *req)
                     req->cache_outcome = "stale";
                     serve_entry(req, &v, "STALE", now, &key);
                     store_release(G.st);
+                    if (is_query && q_body && !q.sql && qmemo_parse(q_body, q_len, &q) != 0)
+                        return HG_DONE; /* answered; the refresh needs the SQL */
                     /* refresh in the background, once per key */
                     fill proto;
                     fill_init(&proto);
@@ -1115,6 +1197,13 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     }
 
     /* ---- miss: tags, cacheability, coalescing ---- */
+    if (is_query && q_body && !q.sql && qmemo_parse(q_body, q_len, &q) != 0) {
+        free(stale_copy);
+        req->cache_outcome = "bypass";
+        INC(s_bypass);
+        ctx_of(req)->xcache = X_BYPASS;
+        return HG_NEXT;
+    }
     cctx *c = ctx_of(req);
     fill *f = &c->f;
     f->key = key;
