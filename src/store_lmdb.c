@@ -320,12 +320,19 @@ static int evict_txn(slmdb *s, uint64_t need, int force)
         uint64_t low = low_bytes(s);
         target = low > need ? low - need : 1;
     }
+    uint64_t before = atomic_load(&s->evictions) + atomic_load(&s->expired);
     rc = evict_in(s, txn, target, 1u << 20);
     if (rc) {
         mdb_txn_abort(txn);
         return rc;
     }
     atomic_store(&s->bytes_used, used_bytes(s, txn));
+    if (atomic_load(&s->evictions) + atomic_load(&s->expired) == before) {
+        /* nothing removed: no commit (and no sync) for an idle sweep */
+        mdb_txn_abort(txn);
+        s->last_sweep_s = now_s();
+        return 0;
+    }
     rc = mdb_txn_commit(txn);
     if (rc == 0)
         s->last_sweep_s = now_s();
