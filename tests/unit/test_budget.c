@@ -18,6 +18,7 @@
 #include <pthread.h>
 
 #include "budget.h"
+#include "budget_stage.h"
 #include "util.h"
 
 #define MS 1000ull
@@ -637,6 +638,24 @@ static void test_budget_thread_retry_of_immediate_ticket(void **state)
     event_base_free(r.base);
 }
 
+static void test_retry_safe_routes(void **state)
+{
+    (void)state;
+    assert_true(budget_stage_retry_safe("GET", "/v1/connections"));
+    assert_true(budget_stage_retry_safe("HEAD", "/v1/results/r1"));
+    assert_true(budget_stage_retry_safe("POST", "/v1/query"));
+    assert_true(budget_stage_retry_safe("POST", "/v1/queries/sq_1/execute"));
+    assert_false(budget_stage_retry_safe("POST", "/v1/queries"));
+    assert_false(budget_stage_retry_safe("POST", "/v1/queries//execute"));
+    assert_false(budget_stage_retry_safe("POST", "/v1/queries/a/b/execute"));
+    assert_false(budget_stage_retry_safe("POST", "/v1/queries/sq_1/execute/x"));
+    assert_false(budget_stage_retry_safe("POST", "/v1/query/x"));
+    assert_false(budget_stage_retry_safe("POST", "/v1/secrets"));
+    assert_false(budget_stage_retry_safe("DELETE", "/v1/connections/c1"));
+    assert_false(budget_stage_retry_safe("PUT", "/v1/query"));
+    assert_false(budget_stage_retry_safe(NULL, "/v1/query"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -655,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_budget_retry_front),
         cmocka_unit_test(test_budget_unknown_credential),
         cmocka_unit_test(test_parse_queue_timeout),
+        cmocka_unit_test(test_retry_safe_routes),
         cmocka_unit_test(test_budget_thread_paces),
         cmocka_unit_test(test_budget_thread_retry_of_immediate_ticket),
     };
