@@ -1029,8 +1029,11 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     int cacheable = class_of(p, &cls) && !p->head && !p->mutation;
 
     if (!cacheable) {
+        /* never cached: forwarded as is (X-Cache: BYPASS), mutations invalidate on 2xx */
+        req->cache_outcome = "bypass";
         if (p->mutation || (p->id == ROUTE_UNKNOWN && !safe)) {
             cctx *c = ctx_of(req);
+            c->xcache = X_BYPASS;
             arm_invalidation(req, c, p);
         }
         return HG_NEXT;
@@ -1290,7 +1293,11 @@ enum hg_stage_result cache_stage(struct hg_req *req)
 const char *cache_xcache(const struct hg_req *req)
 {
     const cctx *c = req->cache_ctx;
-    if (!c || c->answered_stale)
+    if (!c)
+        return G.enabled && req->cache_outcome && strcmp(req->cache_outcome, "bypass") == 0
+                   ? "BYPASS"
+                   : NULL;
+    if (c->answered_stale)
         return NULL;
     switch (c->xcache) {
     case X_MISS:
