@@ -422,12 +422,20 @@ static void fill_head(fill *f, int status, const struct evkeyvalq *headers)
     }
 }
 
+/* The most a fill holds in memory to share with its waiters: the largest storable entry
+ * (at least 8 MiB); beyond it the waiters fetch for themselves. */
+static size_t fill_cap(void)
+{
+    uint64_t cap = G.max_entry > (8u << 20) ? G.max_entry : (8u << 20);
+    return cap > FILL_HARD_CAP ? FILL_HARD_CAP : (size_t)cap;
+}
+
 static void fill_data(fill *f, const struct evbuffer *chunk)
 {
     size_t n = evbuffer_get_length(chunk);
     if (f->too_big || !n)
         return;
-    if (f->blen + n > FILL_HARD_CAP) {
+    if (f->blen + n > fill_cap()) {
         f->too_big = 1;
         return;
     }
@@ -590,8 +598,8 @@ static void fill_finish(fill *f, int ok, const struct upstream_result *res)
     }
     if (!cr) {
         if (f->too_big) {
-            /* nothing to share: let the next waiter fetch for itself */
-            coalesce_abandon(f->flight);
+            /* too large to share: every waiter fetches for itself */
+            coalesce_release_all(f->flight);
             f->flight = NULL;
             return;
         }
@@ -742,7 +750,7 @@ static void bg_done(void *arg, const struct upstream_result *res)
 static void noop_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
 {
     (void)arg;
-    if (res->kind == COALESCE_KIND_LEAD)
+    if (res->kind == COALESCE_KIND_LEAD && flight)
         coalesce_abandon(flight);
     coalesce_result_unref(res);
 }
@@ -823,11 +831,12 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
     if (res->kind == COALESCE_KIND_LEAD) {
         coalesce_result_unref(res);
         if (req->client_gone) {
-            coalesce_abandon(flight);
+            if (flight)
+                coalesce_abandon(flight);
             server_req_release(req);
             return;
         }
-        /* promoted: fetch for the others */
+        /* promoted: fetch for the others (flight NULL: for ourselves only) */
         c->f.flight = flight;
         c->leading = 1;
         c->xcache = X_MISS;

@@ -2,8 +2,8 @@
  * coalesce: see coalesce.h. 64 shards x 256 buckets of chained flights; the shard is picked
  * from the first key byte, the bucket from the next two (keys are SHA-256 output).
  * Expired lingering results are dropped lazily whenever a bucket is walked, plus one
- * extra bucket per join (an amortised sweep), and never more than COALESCE_MAX_LINGER are
- * kept.
+ * extra bucket per join (an amortised sweep); at most COALESCE_MAX_LINGER results and
+ * COALESCE_MAX_LINGER_BYTES of them are kept (memory stays bounded whatever the load).
  */
 #include "coalesce.h"
 
@@ -19,6 +19,8 @@
 #define SHARDS 64
 #define BUCKETS 256
 #define COALESCE_MAX_LINGER 20000
+#define COALESCE_MAX_LINGER_ENTRY (4u << 20)     /* larger results are not kept lingering */
+#define COALESCE_MAX_LINGER_BYTES (128ull << 20) /* nor beyond this much in total */
 
 typedef struct waiter {
     struct waiter *next;
@@ -47,7 +49,7 @@ typedef struct shard {
 
 static shard g_shards[SHARDS] = {[0 ... SHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 static atomic_uint_fast64_t st_flights, st_waiters, st_lingering, st_promoted, st_inflight,
-    st_linger_count;
+    st_linger_count, st_linger_bytes;
 
 static unsigned shard_of(const cachekey *k)
 {
@@ -95,8 +97,10 @@ void coalesce_result_unref(coalesce_result *r)
 static void flight_free(struct coalesce_flight *f)
 {
     assert(!f->whead);
-    if (f->state == F_DONE)
+    if (f->state == F_DONE) {
         atomic_fetch_sub(&st_linger_count, 1);
+        atomic_fetch_sub(&st_linger_bytes, f->res ? f->res->len : 0);
+    }
     coalesce_result_unref(f->res);
     atomic_fetch_sub(&st_inflight, 1);
     free(f);
@@ -280,7 +284,9 @@ void coalesce_complete(coalesce_flight *f, coalesce_result *res, uint64_t linger
     pthread_mutex_lock(&s->lock);
     waiter *list = f->whead;
     f->whead = f->wtail = NULL;
-    int keep = linger_ms > 0 && atomic_load(&st_linger_count) < COALESCE_MAX_LINGER;
+    int keep = linger_ms > 0 && atomic_load(&st_linger_count) < COALESCE_MAX_LINGER &&
+               res->len <= COALESCE_MAX_LINGER_ENTRY &&
+               atomic_load(&st_linger_bytes) + res->len <= COALESCE_MAX_LINGER_BYTES;
     /* references for the waiters, taken under the lock before the flight can go away */
     for (waiter *w = list; w; w = w->next)
         coalesce_result_ref(res);
@@ -289,6 +295,7 @@ void coalesce_complete(coalesce_flight *f, coalesce_result *res, uint64_t linger
         f->res = coalesce_result_ref(res);
         f->linger_until = util_mono_ms() + linger_ms;
         atomic_fetch_add(&st_linger_count, 1);
+        atomic_fetch_add(&st_linger_bytes, res->len);
     } else {
         unlink_flight(s, f);
     }
@@ -323,6 +330,24 @@ void coalesce_abandon(coalesce_flight *f)
         deliver(w, coalesce_result_new(COALESCE_KIND_LEAD, NULL, 0), f);
     } else {
         flight_free(f);
+    }
+}
+
+void coalesce_release_all(coalesce_flight *f)
+{
+    assert(f && f->state == F_INFLIGHT);
+    shard *s = &g_shards[f->shard];
+    pthread_mutex_lock(&s->lock);
+    waiter *list = f->whead;
+    f->whead = f->wtail = NULL;
+    unlink_flight(s, f);
+    pthread_mutex_unlock(&s->lock);
+    flight_free(f);
+    while (list) {
+        waiter *n = list->next;
+        atomic_fetch_add(&st_promoted, 1);
+        deliver(list, coalesce_result_new(COALESCE_KIND_LEAD, NULL, 0), NULL);
+        list = n;
     }
 }
 

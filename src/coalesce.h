@@ -33,7 +33,8 @@ struct event_base;
 enum coalesce_kind {
     COALESCE_KIND_ENTRY = 0, /* blob holds an encoded entry (entry.h): status/headers/body */
     COALESCE_KIND_ERROR,     /* the fetch failed without a response: status/code/message */
-    COALESCE_KIND_LEAD,      /* (delivery only) you are the leader now: fetch, then complete */
+    COALESCE_KIND_LEAD,      /* (delivery only) you are the leader now: fetch, then complete;
+                                with a NULL flight: fetch on your own, complete nothing */
 };
 
 #define COALESCE_F_STALE 0x1u /* the entry is a stale one served on the fetch's failure */
@@ -92,6 +93,10 @@ void coalesce_complete(coalesce_flight *f, coalesce_result *res, uint64_t linger
 
 /* The leader gives up without a result: promote the oldest waiter, or drop the flight. */
 void coalesce_abandon(coalesce_flight *f);
+
+/* The leader's answer cannot be shared (too large): every waiter is released to fetch on
+ * its own (COALESCE_KIND_LEAD with a NULL flight), and the flight is dropped. */
+void coalesce_release_all(coalesce_flight *f);
 
 /* Drop lingering results (e.g. after an invalidation): all of them. */
 void coalesce_forget_all(void);

@@ -178,9 +178,37 @@ static void test_500_identical_cold_queries(void **state)
     assert_int_equal(miss, 1);
     assert_int_equal(miss + coalesced + hit, N);
     assert_int_equal(execs, 1);
-    /* the upstream latency is the leader's wait (200 ms injected + the query itself) */
+    /* The upstream latency is the leader's time (200 ms injected + the query itself). On
+     * the server side (hotgate's access log: head parsed -> answer queued) no waiter takes
+     * longer than the leader + 50 ms; the client-side times above also hold the test
+     * client's own handling of 500 sockets, so they only get a loose bound. */
+    cit_sleep_ms(300); /* access log lines are flushed every 100 ms */
+    long long leader_us = 0, worst_us = 0;
+    char lp[700];
+    snprintf(lp, sizeof lp, "%s/access.log", E.dir);
+    FILE *lf = fopen(lp, "r");
+    assert_non_null(lf);
+    char line[4096], want[80];
+    char hash[65];
+    util_sha256_hex(sql, strlen(sql), hash);
+    snprintf(want, sizeof want, "\"sql_hash\":\"%s\"", hash);
+    while (fgets(line, sizeof line, lf)) {
+        if (!strstr(line, want))
+            continue;
+        const char *l = strstr(line, "\"latency_us\":");
+        long long us = l ? atoll(l + 13) : 0;
+        if (strstr(line, "\"cache\":\"miss\""))
+            leader_us = us;
+        else if (strstr(line, "\"cache\":\"coalesced\"") && us > worst_us)
+            worst_us = us;
+    }
+    fclose(lf);
+    fprintf(stderr, "  server side: leader %lld ms, slowest waiter %lld ms\n", leader_us / 1000,
+            worst_us / 1000);
     assert_true(leader_wait >= 0.200);
-    assert_true(worst_wait <= leader_wait + 0.050);
+    assert_true(leader_us >= 200000);
+    assert_true(worst_us <= leader_us + 50000);
+    assert_true(worst_wait <= leader_wait + 0.250);
     free_many(xs, N);
     free(xs);
     free(body);
