@@ -8,6 +8,8 @@
  */
 #include "cache_it.h"
 
+#include <pthread.h>
+
 static cit_env E;
 
 static int setup(void **state)
@@ -226,6 +228,59 @@ static void test_datasets_purges_providers(void **state)
     free(b);
 }
 
+struct slow_get {
+    hresp r;
+};
+
+static void *slow_get_thread(void *p)
+{
+    struct slow_get *g = p;
+    cit_req(&E, CIT_KEY_A, "GET", "/v1/secrets", NULL, NULL, NULL, &g->r);
+    return NULL;
+}
+
+/* A fill that started before an invalidation is never stored as fresh, and a read after
+ * the mutation's answer does not join it. */
+static void test_inflight_fill_vs_invalidation(void **state)
+{
+    (void)state;
+    hresp r;
+    double skipped0 = cit_metric(&E, "hotgate_cache_store_skipped_total");
+    assert_int_equal(cit_sim_faults(&E, "{\"routes\":{\"GET /v1/secrets\":{\"latency_ms\":600}}}"),
+                     0);
+    /* make sure no entry exists: purge the workspace */
+    assert_int_equal(cit_admin_post(&E, "/admin/purge", "{\"workspace\":\"ws_test\"}", &r), 0);
+    hresp_free(&r);
+    struct slow_get g;
+    memset(&g, 0, sizeof g);
+    pthread_t t;
+    pthread_create(&t, NULL, slow_get_thread, &g);
+    cit_sleep_ms(150); /* the slow fill is in flight */
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/secrets",
+                             "{\"name\":\"inflight_secret\",\"value\":\"v\"}", NULL, NULL, &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    hresp_free(&r);
+    /* read after the mutation's answer: a new fetch, with the new secret */
+    hresp r2;
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "GET", "/v1/secrets", NULL, NULL, NULL, &r2), 0);
+    assert_int_equal(r2.status, 200);
+    assert_string_equal(cit_xcache(&r2), "MISS");
+    assert_non_null(strstr(r2.body, "inflight_secret"));
+    pthread_join(t, NULL);
+    assert_int_equal(g.r.status, 200);
+    hresp_free(&g.r);
+    hresp_free(&r2);
+    assert_int_equal(cit_sim_faults(&E, "{}"), 0);
+    cit_sleep_ms(1100); /* past the linger of the last fill */
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "GET", "/v1/secrets", NULL, NULL, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "HIT");
+    assert_non_null(strstr(r.body, "inflight_secret"));
+    hresp_free(&r);
+    /* the fill that started before the mutation was not stored */
+    assert_true(cit_metric(&E, "hotgate_cache_store_skipped_total") >= skipped0 + 1);
+}
+
 static void test_admin_purge_and_metrics(void **state)
 {
     (void)state;
@@ -305,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_connections_and_saved_queries),
         cmocka_unit_test(test_datasets_purges_providers),
+        cmocka_unit_test(test_inflight_fill_vs_invalidation),
         cmocka_unit_test(test_admin_purge_and_metrics),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
