@@ -373,6 +373,7 @@ typedef struct fill {
     unsigned char *body;
     size_t blen, bcap;
     int too_big;
+    int upstream_no_store; /* the upstream said Cache-Control: no-store / private */
     /* stale-if-error fallback: a copy of the expired entry */
     unsigned char *stale;
     size_t stale_len;
@@ -392,6 +393,7 @@ static void fill_reset_response(fill *f)
     f->etag = NULL;
     f->blen = 0;
     f->too_big = 0;
+    f->upstream_no_store = 0;
     f->status = 0;
 }
 
@@ -416,6 +418,9 @@ static void fill_head(fill *f, int status, const struct evkeyvalq *headers)
         if (strcasecmp(kv->key, "ETag") == 0) {
             free(f->etag);
             f->etag = strdup(kv->value);
+        } else if (strcasecmp(kv->key, "Cache-Control") == 0 &&
+                   (strcasestr(kv->value, "no-store") || strcasestr(kv->value, "private"))) {
+            f->upstream_no_store = 1; /* RFC 9111: a shared cache must not keep it */
         } else if (entry_header_keep(kv->key)) {
             evhttp_add_header(&f->hdrs, kv->key, kv->value);
         }
@@ -507,8 +512,10 @@ static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t 
         flags |= ENTRY_F_NEGATIVE;
         *storable = 1;
     }
-    if (*storable && (f->tags.overflow || f->blen > G.max_entry || !fresh))
+    if (*storable && (f->tags.overflow || f->blen > G.max_entry || !fresh || f->upstream_no_store))
         *storable = 0;
+    if (f->upstream_no_store)
+        *linger = 0;
     if (*storable)
         *linger = fresh < LINGER_STORED_MS ? fresh : LINGER_STORED_MS;
 
