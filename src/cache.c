@@ -65,7 +65,7 @@ static _Atomic uint64_t g_gens[GEN_SLOTS];
 
 static atomic_uint_fast64_t s_hit, s_miss, s_stale, s_coalesced, s_bypass, s_stores,
     s_store_skipped, s_invalidations, s_not_modified, s_only_if_cached, s_corrupt, s_sie,
-    s_revalidations, s_gen_mismatch, s_purges;
+    s_revalidations, s_gen_mismatch, s_purges, s_zero_copy;
 
 #define INC(c) atomic_fetch_add_explicit(&(c), 1, memory_order_relaxed)
 
@@ -320,8 +320,21 @@ static void add_header_n(struct evkeyvalq *h, const char *name, size_t nl, const
         free(vp);
 }
 
-static void serve_entry(struct hg_req *req, const entry_view *v, const char *xcache,
-                        uint64_t now_ms, const cachekey *key)
+/* Bodies at least this large are handed to the socket straight out of the LMDB map. */
+#define ZERO_COPY_MIN (16u << 10)
+
+static void zc_unpin(const void *data, size_t len, void *handle)
+{
+    (void)data;
+    (void)len;
+    if (G.st && G.st->api->unpin)
+        G.st->api->unpin(G.st, handle);
+}
+
+/* Answer from an entry. from_store: v points into the store's read view (still open), so a
+ * large body may be referenced instead of copied. */
+static void serve_entry_ex(struct hg_req *req, const entry_view *v, const char *xcache,
+                           uint64_t now_ms, const cachekey *key, int from_store)
 {
     struct evkeyvalq h;
     TAILQ_INIT(&h);
@@ -348,12 +361,30 @@ static void serve_entry(struct hg_req *req, const entry_view *v, const char *xca
         struct evbuffer *b = evbuffer_new();
         if (!b)
             abort();
-        if (v->body_len)
+        void *pin = NULL;
+        if (from_store && v->body_len >= ZERO_COPY_MIN && G.st && G.st->api->pin &&
+            (pin = G.st->api->pin(G.st)) != NULL) {
+            /* zero copy: the socket writes straight from the map; the read view stays
+             * open until the bytes are gone (zc_unpin) */
+            if (evbuffer_add_reference(b, v->body, v->body_len, zc_unpin, pin) != 0) {
+                G.st->api->unpin(G.st, pin);
+                evbuffer_add(b, v->body, v->body_len);
+            } else {
+                INC(s_zero_copy);
+            }
+        } else if (v->body_len) {
             evbuffer_add(b, v->body, v->body_len); /* the one copy, out of the mmap */
+        }
         server_respond_buffer(req, v->status, &h, b);
         evbuffer_free(b);
     }
     evhttp_clear_headers(&h);
+}
+
+static void serve_entry(struct hg_req *req, const entry_view *v, const char *xcache,
+                        uint64_t now_ms, const cachekey *key)
+{
+    serve_entry_ex(req, v, xcache, now_ms, key, 0);
 }
 
 /* ---- fills ---- */
@@ -1169,7 +1200,7 @@ enum hg_stage_result cache_stage(struct hg_req *req)
                 if (entry_is_fresh(&v, now) && age_ok) {
                     INC(s_hit);
                     req->cache_outcome = "hit";
-                    serve_entry(req, &v, "HIT", now, &key);
+                    serve_entry_ex(req, &v, "HIT", now, &key, 1);
                     store_release(G.st);
                     G.st->api->touch(G.st, key.k);
                     sqlkey_query_req_free(&q);
@@ -1178,7 +1209,7 @@ enum hg_stage_result cache_stage(struct hg_req *req)
                 if (entry_in_swr(&v, now) && ccv.max_age < 0 && !async_after) {
                     INC(s_stale);
                     req->cache_outcome = "stale";
-                    serve_entry(req, &v, "STALE", now, &key);
+                    serve_entry_ex(req, &v, "STALE", now, &key, 1);
                     store_release(G.st);
                     if (is_query && q_body && !q.sql && qmemo_parse(q_body, q_len, &q) != 0)
                         return HG_DONE; /* answered; the refresh needs the SQL */
@@ -1471,6 +1502,8 @@ void cache_metrics(struct evbuffer *out, void *arg)
         {"hotgate_cache_generation_misses_total", "Entries found but invalidated.",
          atomic_load(&s_gen_mismatch)},
         {"hotgate_cache_admin_purges_total", "Admin purges.", atomic_load(&s_purges)},
+        {"hotgate_cache_zero_copy_total", "Large hit bodies written straight from the map.",
+         atomic_load(&s_zero_copy)},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", c[i].n, c[i].h,

@@ -91,6 +91,13 @@ typedef struct store_api {
     /* generations: load all persisted (slot, gen) pairs into table[n] (others stay) */
     int (*gens_load)(store *s, uint64_t *table, size_t n);
     int (*gens_save)(store *s, const uint32_t *slots, const uint64_t *gens, size_t n);
+    /* Zero-copy serving: keep this thread's current read view (everything get() handed out
+     * since the last release) valid past release(), until unpin(handle) -- called on the
+     * same thread, e.g. from an evbuffer_add_reference cleanup once the socket took the
+     * bytes. NULL when not possible (too many pins, no view): copy instead. May be NULL
+     * in backends that cannot pin. */
+    void *(*pin)(store *s);
+    void (*unpin)(store *s, void *handle);
 } store_api;
 
 /* Every backend's handle starts with this. */

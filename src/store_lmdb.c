@@ -60,12 +60,23 @@ typedef struct wop {
     uint64_t flush_seq; /* FLUSH */
 } wop;
 
+#define PIN_MAX 16 /* pinned read views per thread; beyond, callers copy */
+
 typedef struct lreader {
     struct lreader *next;
     MDB_txn *txn;
     int active;
     uint64_t gets, hits, misses;
+    /* read views kept alive past release() for zero-copy bodies (store_api.pin) */
+    MDB_txn *pinned[PIN_MAX];
+    MDB_txn *spare[PIN_MAX]; /* reset txns ready to be renewed */
+    int npinned, nspare;
 } lreader;
+
+typedef struct lpin {
+    lreader *r;
+    MDB_txn *txn;
+} lpin;
 
 typedef struct slmdb {
     store base;
@@ -751,6 +762,10 @@ static void s_close(store *st)
         lreader *next = r->next;
         if (r->txn)
             mdb_txn_abort(r->txn);
+        for (int i = 0; i < r->npinned; i++)
+            mdb_txn_abort(r->pinned[i]); /* a pin outliving the store: its view goes too */
+        for (int i = 0; i < r->nspare; i++)
+            mdb_txn_abort(r->spare[i]);
         free(r);
         r = next;
     }
@@ -796,6 +811,8 @@ static int s_get(store *st, const uint8_t key[KLEN], store_val *out)
     lreader *r = reader_of(s);
     int rc;
     if (!r->active) {
+        if (!r->txn && r->nspare)
+            r->txn = r->spare[--r->nspare];
         rc = r->txn ? mdb_txn_renew(r->txn) : mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn);
         if (rc) {
             if (r->txn) {
@@ -829,6 +846,44 @@ static void s_release(store *st)
         mdb_txn_reset(r->txn);
         r->active = 0;
     }
+}
+
+static void *s_pin(store *st)
+{
+    slmdb *s = (slmdb *)st;
+    lreader *r = reader_of(s);
+    if (!r->active || !r->txn || r->npinned >= PIN_MAX)
+        return NULL;
+    lpin *p = malloc(sizeof *p);
+    if (!p)
+        return NULL;
+    p->r = r;
+    p->txn = r->txn;
+    r->pinned[r->npinned++] = r->txn;
+    r->txn = NULL; /* the next get() takes a spare or begins a new read txn */
+    r->active = 0;
+    return p;
+}
+
+static void s_unpin(store *st, void *handle)
+{
+    (void)st;
+    lpin *p = handle;
+    if (!p)
+        return;
+    lreader *r = p->r;
+    for (int i = 0; i < r->npinned; i++) {
+        if (r->pinned[i] == p->txn) {
+            r->pinned[i] = r->pinned[--r->npinned];
+            mdb_txn_reset(p->txn);
+            if (r->nspare < PIN_MAX)
+                r->spare[r->nspare++] = p->txn;
+            else
+                mdb_txn_abort(p->txn);
+            break;
+        }
+    }
+    free(p);
 }
 
 static int s_put(store *st, const uint8_t key[KLEN], const void *val, size_t len,
@@ -1065,4 +1120,6 @@ const store_api store_lmdb_api = {
     .stats = s_stats,
     .gens_load = s_gens_load,
     .gens_save = s_gens_save,
+    .pin = s_pin,
+    .unpin = s_unpin,
 };

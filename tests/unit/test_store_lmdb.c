@@ -350,6 +350,59 @@ static void test_corrupt_entry_is_miss(void **state)
     rmdir_r(d);
 }
 
+/* a pinned read view keeps its bytes valid past release(), across later writes */
+static void test_pin_zero_copy(void **state)
+{
+    (void)state;
+    char *d = tmpdir();
+    store *s = open_store(d, 16 << 20);
+    uint8_t k[32];
+    mkkey(k, 42);
+    size_t len;
+    unsigned char *e = mkentry("PINNED-", 64 * 1024, &len, 60);
+    store_put(s, k, e, len, 0, NULL, 0);
+    store_flush(s);
+    store_val v;
+    assert_int_equal(store_get(s, k, &v), 0);
+    assert_int_equal(v.len, len);
+    void *pin = s->api->pin(s);
+    assert_non_null(pin);
+    store_release(s);
+    /* overwrite and delete while pinned */
+    unsigned char *e2 = mkentry("OTHER-", 64 * 1024, &len, 60);
+    store_put(s, k, e2, len, 0, NULL, 0);
+    store_flush(s);
+    char body[16];
+    assert_int_equal(get_body(s, k, body, sizeof body), 0);
+    assert_memory_equal(body, "OTHER-", 6);
+    store_del(s, k);
+    store_flush(s);
+    assert_memory_equal(v.data, e, v.len); /* the pinned view is untouched */
+    s->api->unpin(s, pin);
+    assert_int_equal(get_body(s, k, body, sizeof body), 1);
+    /* many pins: beyond the per-thread limit pin() says no, and all unpin cleanly */
+    store_put(s, k, e, len, 0, NULL, 0);
+    store_flush(s);
+    void *pins[40];
+    int n = 0;
+    for (int i = 0; i < 40; i++) {
+        assert_int_equal(store_get(s, k, &v), 0);
+        pins[i] = s->api->pin(s);
+        if (pins[i])
+            n++;
+        store_release(s);
+    }
+    assert_true(n >= 1 && n < 40);
+    for (int i = 0; i < 40; i++)
+        if (pins[i])
+            s->api->unpin(s, pins[i]);
+    assert_int_equal(get_body(s, k, body, sizeof body), 0);
+    free(e);
+    free(e2);
+    store_close(s);
+    rmdir_r(d);
+}
+
 struct rd_arg {
     store *s;
     int stop;
@@ -414,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_eviction_tiny_map),
         cmocka_unit_test(test_expired_first_and_lru),
         cmocka_unit_test(test_corrupt_entry_is_miss),
+        cmocka_unit_test(test_pin_zero_copy),
         cmocka_unit_test(test_concurrent_readers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
