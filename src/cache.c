@@ -566,8 +566,8 @@ static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t 
     in.stored_ms = util_wall_ms();
     in.fresh_ms = fresh;
     if (*storable && !(flags & (ENTRY_F_NEGATIVE | ENTRY_F_POLL)) && f->cls != FILL_IMMUTABLE) {
-        in.swr_ms = (uint32_t)G.swr_ms;
-        in.sie_ms = (uint32_t)G.sie_ms;
+        in.swr_ms = G.swr_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)G.swr_ms;
+        in.sie_ms = G.sie_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)G.sie_ms;
     }
     in.etag = f->etag;
     in.etag_len = f->etag ? strlen(f->etag) : 0;

@@ -826,8 +826,12 @@ static int handle_cache(struct parse *p, int line, const char *section, const ch
         DUR(c->cache.ttl_immutable_ms, 0);
     } else if (strcmp(name, "stale_while_revalidate") == 0) {
         DUR(c->cache.stale_while_revalidate_ms, 0);
+        if (c->cache.stale_while_revalidate_ms > UINT32_MAX)
+            BAD("stale window too long (at most 49 days)");
     } else if (strcmp(name, "stale_if_error") == 0) {
         DUR(c->cache.stale_if_error_ms, 0);
+        if (c->cache.stale_if_error_ms > UINT32_MAX)
+            BAD("stale window too long (at most 49 days)");
     } else if (strcmp(name, "poll_window_ms") == 0) {
         DUR(c->cache.poll_window_ms, 1);
     } else if (strcmp(name, "negative_ttl") == 0) {

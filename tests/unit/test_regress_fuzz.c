@@ -204,9 +204,8 @@ static void test_config_size_above_llong_max(void **state)
  */
 static void test_config_stale_window_fits_entry(void **state)
 {
-    /* fails until src/config.c:handle_cache (the stale_* keys) refuses durations above
-     * UINT32_MAX ms (~49.7 days), or src/cache.c clamps G.swr_ms/G.sie_ms to UINT32_MAX */
-    KNOWN_FAILING();
+    /* fixed: src/config.c refuses stale_* durations above UINT32_MAX ms (~49.7 days), and
+     * src/cache.c clamps anyway */
     char path[] = "/tmp/hg-regress-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
