@@ -358,18 +358,23 @@ int entry_is_fresh(const entry_view *v, uint64_t now_ms)
     return entry_age_ms(v, now_ms) < v->fresh_ms;
 }
 
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 int entry_in_swr(const entry_view *v, uint64_t now_ms)
 {
     if (entry_is_fresh(v, now_ms))
         return 0;
-    return entry_age_ms(v, now_ms) < v->fresh_ms + v->swr_ms;
+    return entry_age_ms(v, now_ms) < sat_add(v->fresh_ms, v->swr_ms);
 }
 
 int entry_in_sie(const entry_view *v, uint64_t now_ms)
 {
     if (entry_is_fresh(v, now_ms))
         return 0;
-    return entry_age_ms(v, now_ms) < v->fresh_ms + v->sie_ms;
+    return entry_age_ms(v, now_ms) < sat_add(v->fresh_ms, v->sie_ms);
 }
 
 uint32_t entry_hard_expiry_s(uint64_t stored_ms, uint64_t fresh_ms, uint32_t swr_ms,
@@ -378,7 +383,7 @@ uint32_t entry_hard_expiry_s(uint64_t stored_ms, uint64_t fresh_ms, uint32_t swr
     if (fresh_ms == ENTRY_FRESH_FOREVER)
         return 0;
     uint64_t stale = swr_ms > sie_ms ? swr_ms : sie_ms;
-    uint64_t end = (stored_ms + fresh_ms + stale) / 1000 + 1;
+    uint64_t end = sat_add(sat_add(stored_ms, fresh_ms), stale) / 1000 + 1;
     return end > 0xfffffffeu ? 0xfffffffeu : (uint32_t)end;
 }
 
