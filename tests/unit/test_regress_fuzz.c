@@ -176,6 +176,30 @@ static void test_http1_long_request_line_status(void **state)
     assert_int_equal(whole, 414);
 }
 
+/*
+ * The chunk-size line: after the hex digits only blanks then ';' (a chunk extension) may
+ * follow (RFC 9112 7.1.1), but body_decode() accepts anything after one blank: "5 xyz"
+ * decodes as a 5-byte chunk. Not a smuggling vector (hotgate re-frames the body it
+ * forwards), but the codec promises "anything else: 400".
+ */
+static void test_http1_chunk_size_garbage(void **state)
+{
+    /* fails until src/server.c:body_decode (CK_SIZE) is fixed: after the hex digits skip
+     * blanks and require the end of the line (the extension is already cut at ';') */
+    KNOWN_FAILING();
+    static const char body[] = "5 xyz\r\nhello\r\n0\r\n\r\n";
+    struct hg_conn c;
+    memset(&c, 0, sizeof c);
+    c.framing = BF_CHUNKED;
+    c.ck = CK_SIZE;
+    struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
+    evbuffer_add(in, body, sizeof body - 1);
+    int rc = body_decode(&c, in, out, READ_CHUNK_MAX * 4);
+    evbuffer_free(in);
+    evbuffer_free(out);
+    assert_int_equal(rc, -1);
+}
+
 /* ---- config ---- */
 
 /*
@@ -234,6 +258,7 @@ int main(void)
         cmocka_unit_test(test_http1_nul_in_request_line),
         cmocka_unit_test(test_http1_nul_in_header_value),
         cmocka_unit_test(test_http1_long_request_line_status),
+        cmocka_unit_test(test_http1_chunk_size_garbage),
         cmocka_unit_test(test_config_size_above_llong_max),
         cmocka_unit_test(test_config_stale_window_fits_entry),
     };
