@@ -413,7 +413,9 @@ static void *reader(void *p)
 {
     struct rd_arg *a = p;
     char body[64];
-    while (!__atomic_load_n(&a->stop, __ATOMIC_RELAXED)) {
+    /* at least one pass whatever the scheduler does (a loaded box may not run us before
+     * the writer is done) */
+    do {
         for (unsigned i = 0; i < 100; i++) {
             uint8_t k[32];
             mkkey(k, i);
@@ -425,7 +427,7 @@ static void *reader(void *p)
             a->s->api->touch(a->s, k);
             a->reads++;
         }
-    }
+    } while (!__atomic_load_n(&a->stop, __ATOMIC_RELAXED));
     return NULL;
 }
 
