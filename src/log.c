@@ -159,31 +159,77 @@ void log_access_free(struct log_access *la)
     free(la);
 }
 
+/* An access log line is assembled in a stack buffer and handed to the per-worker buffer
+ * in one evbuffer_add (no printf: it was a tenth of the CPU of a cache hit). */
+struct line_buf {
+    struct evbuffer *out;
+    size_t n;
+    char b[1024];
+};
+
+static void lb_put(struct line_buf *lb, const char *s, size_t len)
+{
+    if (lb->n + len > sizeof lb->b) {
+        evbuffer_add(lb->out, lb->b, lb->n);
+        lb->n = 0;
+        if (len > sizeof lb->b) {
+            evbuffer_add(lb->out, s, len);
+            return;
+        }
+    }
+    memcpy(lb->b + lb->n, s, len);
+    lb->n += len;
+}
+
+#define LB_LIT(lb, lit) lb_put((lb), (lit), sizeof(lit) - 1)
+
+static void lb_u64(struct line_buf *lb, uint64_t v)
+{
+    char d[24];
+    size_t i = sizeof d;
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    lb_put(lb, d + i, sizeof d - i);
+}
+
+static void lb_i64(struct line_buf *lb, int64_t v)
+{
+    if (v < 0) {
+        LB_LIT(lb, "-");
+        lb_u64(lb, (uint64_t)0 - (uint64_t)v);
+    } else {
+        lb_u64(lb, (uint64_t)v);
+    }
+}
+
 /* JSON string body escaping for values that are already restricted (paths, names), kept
  * anyway so that a bug elsewhere cannot break the log's format. */
-static void add_json_str(struct evbuffer *b, const char *s)
+static void add_json_str(struct line_buf *lb, const char *s)
 {
-    evbuffer_add(b, "\"", 1);
+    static const char hex[] = "0123456789abcdef";
+    LB_LIT(lb, "\"");
     const char *run = s;
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f)
             continue;
         if (s > run)
-            evbuffer_add(b, run, (size_t)(s - run));
-        evbuffer_add_printf(b, "\\u%04x", c);
+            lb_put(lb, run, (size_t)(s - run));
+        char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        lb_put(lb, esc, sizeof esc);
         run = s + 1;
     }
     if (s > run)
-        evbuffer_add(b, run, (size_t)(s - run));
-    evbuffer_add(b, "\"", 1);
+        lb_put(lb, run, (size_t)(s - run));
+    LB_LIT(lb, "\"");
 }
 
 void log_access_write(struct log_access *la, const struct hg_req *req)
 {
     if (g_access_fd < 0 || !la)
         return;
-    struct evbuffer *b = la->buf;
     static __thread char ts[32];
     static __thread int64_t ts_at = -1;
     int64_t sec = (int64_t)(req->wall_ms / 1000);
@@ -193,28 +239,45 @@ void log_access_write(struct log_access *la, const struct hg_req *req)
         ts_at = sec;
     }
     uint64_t now = util_mono_us();
-    evbuffer_add_printf(b, "{\"time\":\"%s.%03uZ\",\"request_id\":", ts,
-                        (unsigned)(req->wall_ms % 1000));
-    add_json_str(b, req->request_id);
-    evbuffer_add(b, ",\"client\":", 10);
-    add_json_str(b, req->client ? req->client->name : "-");
-    evbuffer_add(b, ",\"method\":", 10);
-    add_json_str(b, req->method_name ? req->method_name : "-");
-    evbuffer_add(b, ",\"path\":", 8);
-    add_json_str(b, req->path ? req->path : "-");
-    evbuffer_add_printf(b,
-                        ",\"status\":%d,\"upstream_status\":%d,\"bytes_in\":%llu,"
-                        "\"bytes_out\":%llu,\"latency_us\":%llu,\"cache\":",
-                        req->status, req->upstream_status, (unsigned long long)req->bytes_in,
-                        (unsigned long long)req->bytes_out,
-                        (unsigned long long)(now - req->start_us));
-    add_json_str(b, req->cache_outcome ? req->cache_outcome : "-");
+    struct line_buf lb;
+    lb.out = la->buf;
+    lb.n = 0;
+    unsigned ms = (unsigned)(req->wall_ms % 1000);
+    char frac[5] = {'.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10),
+                    'Z'};
+    LB_LIT(&lb, "{\"time\":\"");
+    lb_put(&lb, ts, strlen(ts));
+    lb_put(&lb, frac, sizeof frac);
+    LB_LIT(&lb, "\",\"request_id\":");
+    add_json_str(&lb, req->request_id);
+    LB_LIT(&lb, ",\"client\":");
+    add_json_str(&lb, req->client ? req->client->name : "-");
+    LB_LIT(&lb, ",\"method\":");
+    add_json_str(&lb, req->method_name ? req->method_name : "-");
+    LB_LIT(&lb, ",\"path\":");
+    add_json_str(&lb, req->path ? req->path : "-");
+    LB_LIT(&lb, ",\"status\":");
+    lb_i64(&lb, req->status);
+    LB_LIT(&lb, ",\"upstream_status\":");
+    lb_i64(&lb, req->upstream_status);
+    LB_LIT(&lb, ",\"bytes_in\":");
+    lb_u64(&lb, req->bytes_in);
+    LB_LIT(&lb, ",\"bytes_out\":");
+    lb_u64(&lb, req->bytes_out);
+    LB_LIT(&lb, ",\"latency_us\":");
+    lb_u64(&lb, now - req->start_us);
+    LB_LIT(&lb, ",\"cache\":");
+    add_json_str(&lb, req->cache_outcome ? req->cache_outcome : "-");
     if (req->sql_hash[0]) {
-        evbuffer_add(b, ",\"sql_hash\":", 12);
-        add_json_str(b, req->sql_hash);
+        LB_LIT(&lb, ",\"sql_hash\":");
+        add_json_str(&lb, req->sql_hash);
     }
-    evbuffer_add_printf(b, ",\"attempts\":%d%s}\n", req->upstream_attempts,
-                        req->client_gone ? ",\"client_gone\":true" : "");
-    if (evbuffer_get_length(b) >= ACCESS_FLUSH_BYTES)
+    LB_LIT(&lb, ",\"attempts\":");
+    lb_i64(&lb, req->upstream_attempts);
+    if (req->client_gone)
+        LB_LIT(&lb, ",\"client_gone\":true");
+    LB_LIT(&lb, "}\n");
+    evbuffer_add(la->buf, lb.b, lb.n);
+    if (evbuffer_get_length(la->buf) >= ACCESS_FLUSH_BYTES)
         log_access_flush(la);
 }
