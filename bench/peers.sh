@@ -64,16 +64,21 @@ fi
 TMP=$(mktemp -d /tmp/hg-bench-peers-XXXXXX)
 chmod 755 "$TMP" # nginx workers (nobody) and varnish (varnish/vcache) run unprivileged under it
 PIDS=()
+tree_pids() { local p=$1 c; echo "$p"; for c in $(pgrep -P "$p" || true); do tree_pids "$c"; done; }
+alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 cleanup() {
-    local p
+    local p all=()
+    # the servers' own children too (nginx workers, varnish's cache process), in case a
+    # master has to be killed hard and leaves them behind
+    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && all+=($(tree_pids "$p")); done
     for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-    for _ in $(seq 1 30); do
-        local alive=0
-        for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -0 "$p" 2>/dev/null && alive=1; done
-        [ $alive = 0 ] && break
+    for _ in $(seq 1 50); do
+        local any=0
+        for p in "${all[@]:-}"; do [ -n "$p" ] && alive "$p" && any=1; done
+        [ $any = 0 ] && break
         sleep 0.1
     done
-    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+    for p in "${all[@]:-}"; do [ -n "$p" ] && alive "$p" && kill -9 "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$TMP"
 }
@@ -83,7 +88,6 @@ trap 'exit 130' INT TERM
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
 wait_port() { for _ in $(seq 1 300); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 # utime+stime (clock ticks) of a process and all its descendants (every thread of each)
-tree_pids() { local p=$1 c; echo "$p"; for c in $(pgrep -P "$p" || true); do tree_pids "$c"; done; }
 cpu_ticks() {
     local t=0 p v
     for p in $(tree_pids "$1"); do
@@ -143,8 +147,8 @@ http2 = no
 enabled = yes
 dir = $TMP/hg-cache-$t
 size = 256M
-ttl_query = 300s
-ttl_metadata = 300s
+ttl_query = 1h
+ttl_metadata = 1h
 [credential main]
 token_file = $TMP/token
 [client bench]
@@ -185,8 +189,8 @@ http {
     uwsgi_temp_path $d/tmp/uwsgi;
     scgi_temp_path $d/tmp/scgi;
     client_body_buffer_size 64k;  # keep POST bodies in memory: \$request_body is in the key
-    proxy_cache_path $d/cache levels=1:2 keys_zone=hg:10m max_size=256m inactive=10m use_temp_path=off;
-    proxy_cache_path $d/cache-tuned levels=1:2 keys_zone=hgt:10m max_size=256m inactive=10m use_temp_path=off;
+    proxy_cache_path $d/cache levels=1:2 keys_zone=hg:10m max_size=256m inactive=2h use_temp_path=off;
+    proxy_cache_path $d/cache-tuned levels=1:2 keys_zone=hgt:10m max_size=256m inactive=2h use_temp_path=off;
     upstream sim { server 127.0.0.1:$SIM_PORT; keepalive 64; }
     proxy_http_version 1.1;
     proxy_set_header Connection "";
@@ -194,7 +198,7 @@ http {
     proxy_set_header X-Workspace-Id ws_test;
     proxy_cache_methods GET HEAD POST;
     proxy_cache_key "\$request_method|\$request_uri|\$request_body";
-    proxy_cache_valid 200 5m;
+    proxy_cache_valid 200 1h;   # no entry expires during a long (ROUNDS>1) run
     proxy_cache_lock on;
     add_header X-Cache \$upstream_cache_status;
     server {   # "nginx": Debian's stock nginx.conf http settings
@@ -270,7 +274,7 @@ sub vcl_backend_fetch {
     unset bereq.http.X-Body-Len;
 }
 sub vcl_backend_response {
-    if (beresp.status == 200) { set beresp.ttl = 300s; set beresp.grace = 10s; }
+    if (beresp.status == 200) { set beresp.ttl = 1h; set beresp.grace = 10s; }
 }
 sub vcl_deliver {
     if (obj.hits > 0) { set resp.http.X-Cache = "HIT"; } else { set resp.http.X-Cache = "MISS"; }
