@@ -260,9 +260,11 @@ static void *gwu_conn(void *arg)
         } else {
             if (strncmp(path, "/v1/slow", 8) == 0)
                 gwu_sleep_ms((int)gwu_qparam(path, "ms", 100));
-            snprintf(body, sizeof body,
-                     "{\"method\":\"%s\",\"path\":\"%s\",\"headers\":%s,\"body_len\":%lld}", method,
-                     path, hdrs, got);
+            int bl = snprintf(body, sizeof body,
+                              "{\"method\":\"%s\",\"path\":\"%s\",\"headers\":%s,\"body_len\":%lld}",
+                              method, path, hdrs, got);
+            if (bl < 0 || (size_t)bl >= sizeof body) /* echo too large: say so, valid JSON */
+                snprintf(body, sizeof body, "{\"error\":\"echo too large\"}");
             gwu_reply(fd, 200, "application/json", body, keep);
         }
         if (!keep)
@@ -330,7 +332,8 @@ static __attribute__((unused)) void gwu_stop(struct gwu *u)
     shutdown(u->lfd, SHUT_RDWR);
     close(u->lfd);
     pthread_join(u->thr, NULL);
-    /* connection threads are detached; they end with their sockets */
+    /* connection threads are detached and may still read *u (g_gwu) while they wind
+     * down: u is deliberately not freed (one small block per test process) */
 }
 
 /* ---- hotgate config helper ---- */
