@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <event2/http.h>
 
@@ -34,14 +35,25 @@ struct upstream {
     uint64_t conns_opened;
     int in_action;                /* inside curl_multi_socket_action: don't recurse */
     struct upstream_req *zombies; /* cancelled during socket_action, freed after it */
-    CURL *spare[64];              /* easy handles kept for reuse (curl_easy_reset) */
+    CURL *spare[64];              /* easy handles kept for reuse */
+    unsigned char spare_get[64];  /* 1: last used for a plain GET, options kept (no reset) */
     int nspare;
     struct upstream_req *live; /* every request not yet freed */
+    struct sock_ctx **byfd;    /* socket contexts by descriptor (parked ones included) */
+    size_t nbyfd;
 };
 
+/* One per socket curl opened. When curl stops watching a socket (CURL_POLL_REMOVE: the
+ * transfer ended, the connection went back to the pool) the context is parked with its
+ * read event left registered, so that the next transfer on the connection re-arms it
+ * without an epoll_ctl pair per request. A parked socket that turns readable (the server
+ * closed the idle connection) only drops its event; curl finds the connection dead at the
+ * next reuse. The context goes when curl closes the socket (close_cb). */
 struct sock_ctx {
     struct event *ev;
     struct upstream *up;
+    curl_socket_t fd;
+    int parked;
 };
 
 enum body_kind { BODY_NONE, BODY_MEM, BODY_STREAM };
@@ -49,6 +61,9 @@ enum body_kind { BODY_NONE, BODY_MEM, BODY_STREAM };
 struct upstream_req {
     struct upstream *up;
     CURL *easy;
+    int setup_done;
+    int easy_get;  /* the handle holds every option of a plain GET but the per-request ones */
+    int plain_get; /* this request is a plain GET (no body) */
     char *method;
     char *url;
     struct curl_slist *headers;
@@ -182,7 +197,12 @@ static void apply_pause(struct upstream_req *u)
 
 static void event_cb(evutil_socket_t fd, short kind, void *arg)
 {
-    struct upstream *up = arg;
+    struct sock_ctx *sc = arg;
+    struct upstream *up = sc->up;
+    if (sc->parked) {
+        event_del(sc->ev); /* an idle pooled connection: EOF or stray bytes */
+        return;
+    }
     int action =
         ((kind & EV_READ) ? CURL_CSELECT_IN : 0) | ((kind & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     int running = 0;
@@ -214,14 +234,29 @@ static int multi_timer_cb(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+static struct sock_ctx *sock_lookup(struct upstream *up, curl_socket_t s)
+{
+    return s >= 0 && (size_t)s < up->nbyfd ? up->byfd[s] : NULL;
+}
+
+static void sock_arm(struct sock_ctx *sc, short kind)
+{
+    if (event_get_events(sc->ev) == kind && event_pending(sc->ev, EV_READ | EV_WRITE, NULL))
+        return; /* unchanged: spare the epoll_ctl calls */
+    event_del(sc->ev);
+    event_assign(sc->ev, sc->up->base, sc->fd, kind, event_cb, sc);
+    event_add(sc->ev, NULL);
+}
+
 static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     struct upstream *up = userp;
-    struct sock_ctx *sc = socketp;
+    struct sock_ctx *sc = socketp ? socketp : sock_lookup(up, s);
     if (what == CURL_POLL_REMOVE) {
         if (sc) {
-            event_free(sc->ev);
-            free(sc);
+            /* park: keep (or make) a read-only registration, see struct sock_ctx */
+            sc->parked = 1;
+            sock_arm(sc, EV_READ | EV_PERSIST);
             curl_multi_assign(up->multi, s, NULL);
         }
         return 0;
@@ -229,20 +264,53 @@ static int sock_cb(CURL *e, curl_socket_t s, int what, void *userp, void *socket
     short kind = (short)(((what & CURL_POLL_IN) ? EV_READ : 0) |
                          ((what & CURL_POLL_OUT) ? EV_WRITE : 0) | EV_PERSIST);
     if (!sc) {
+        if (s < 0)
+            return -1;
+        if ((size_t)s >= up->nbyfd) {
+            size_t n = up->nbyfd ? up->nbyfd : 64;
+            while (n <= (size_t)s)
+                n *= 2;
+            struct sock_ctx **t = realloc(up->byfd, n * sizeof *t);
+            if (!t)
+                abort();
+            memset(t + up->nbyfd, 0, (n - up->nbyfd) * sizeof *t);
+            up->byfd = t;
+            up->nbyfd = n;
+        }
         sc = calloc(1, sizeof *sc);
         if (!sc)
             abort();
         sc->up = up;
-        sc->ev = event_new(up->base, s, kind, event_cb, up);
-        curl_multi_assign(up->multi, s, sc);
+        sc->fd = s;
+        sc->ev = event_new(up->base, s, kind, event_cb, sc);
+        if (!sc->ev)
+            abort();
+        up->byfd[s] = sc;
+        event_add(sc->ev, NULL);
     } else {
-        if (event_get_events(sc->ev) == kind && event_pending(sc->ev, EV_READ | EV_WRITE, NULL))
-            return 0; /* unchanged: spare the epoll_ctl calls */
-        event_del(sc->ev);
-        event_assign(sc->ev, up->base, s, kind, event_cb, up);
+        sock_arm(sc, kind);
     }
-    event_add(sc->ev, NULL);
+    sc->parked = 0;
+    if (sc != socketp)
+        curl_multi_assign(up->multi, s, sc);
     return 0;
+}
+
+static void sock_ctx_free(struct upstream *up, struct sock_ctx *sc)
+{
+    up->byfd[sc->fd] = NULL;
+    event_free(sc->ev);
+    free(sc);
+}
+
+/* curl closes a socket: its context (parked or not) goes first */
+static int close_cb(void *clientp, curl_socket_t s)
+{
+    struct upstream *up = clientp;
+    struct sock_ctx *sc = sock_lookup(up, s);
+    if (sc)
+        sock_ctx_free(up, sc);
+    return close(s);
 }
 
 /* ---- lifecycle ---- */
@@ -289,6 +357,10 @@ void upstream_free(struct upstream *up)
     while (up->nspare)
         curl_easy_cleanup(up->spare[--up->nspare]);
     curl_multi_cleanup(up->multi);
+    for (size_t i = 0; i < up->nbyfd; i++)
+        if (up->byfd[i])
+            sock_ctx_free(up, up->byfd[i]);
+    free(up->byfd);
     event_free(up->timer);
     free(up);
 }
@@ -377,12 +449,17 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *ud)
         v++;
     while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
         end--;
-    char *value = strndup(v, (size_t)(end - v));
+    size_t vl = (size_t)(end - v);
+    char vbuf[512];
+    char *value = vl < sizeof vbuf ? vbuf : malloc(vl + 1);
     if (!value)
         abort();
+    memcpy(value, v, vl);
+    value[vl] = '\0';
     if (hdr_value_ok(value))
         evhttp_add_header(&u->resp_headers, name, value);
-    free(value);
+    if (value != vbuf)
+        free(value);
     return len;
 }
 
@@ -474,14 +551,21 @@ struct upstream_req *upstream_req_new(struct upstream *up, const char *method, c
         abort();
     u->up = up;
     u->method = strdup(method);
-    size_t ul = strlen(up->cfg->upstream.url) + strlen(target) + 1;
-    u->url = malloc(ul);
+    size_t bl = strlen(up->cfg->upstream.url), tl = strlen(target);
+    u->url = malloc(bl + tl + 1);
     if (!u->method || !u->url)
         abort();
-    snprintf(u->url, ul, "%s%s", up->cfg->upstream.url, target);
+    memcpy(u->url, up->cfg->upstream.url, bl);
+    memcpy(u->url + bl, target, tl + 1);
     TAILQ_INIT(&u->resp_headers);
     u->chunk = evbuffer_new();
-    u->easy = up->nspare ? up->spare[--up->nspare] : curl_easy_init();
+    if (up->nspare) {
+        up->nspare--;
+        u->easy = up->spare[up->nspare];
+        u->easy_get = up->spare_get[up->nspare];
+    } else {
+        u->easy = curl_easy_init();
+    }
     if (!u->easy)
         abort();
     up->inflight++;
@@ -501,16 +585,23 @@ int upstream_req_add_header(struct upstream_req *u, const char *name, const char
         u->has_content_type = 1;
     if (strcasecmp(name, "Accept") == 0)
         u->has_accept = 1;
-    size_t n = strlen(name) + strlen(value) + 3;
-    char *line = malloc(n);
+    size_t nl = strlen(name), vl = strlen(value), n = nl + vl + 3;
+    char lbuf[512];
+    char *line = n <= sizeof lbuf ? lbuf : malloc(n);
     if (!line)
         abort();
-    if (*value)
-        snprintf(line, n, "%s: %s", name, value);
-    else
-        snprintf(line, n, "%s;", name); /* curl's spelling of an empty header */
+    memcpy(line, name, nl);
+    if (vl) {
+        line[nl] = ':';
+        line[nl + 1] = ' ';
+        memcpy(line + nl + 2, value, vl + 1);
+    } else {
+        line[nl] = ';'; /* curl's spelling of an empty header */
+        line[nl + 1] = '\0';
+    }
     struct curl_slist *l = curl_slist_append(u->headers, line);
-    free(line);
+    if (line != lbuf)
+        free(line);
     if (!l)
         abort();
     u->headers = l;
@@ -562,10 +653,34 @@ int upstream_req_sent(const struct upstream_req *u)
     return hdr > 0 || u->body_taken;
 }
 
+static void set_headers(struct upstream_req *u)
+{
+    /* curl must not add headers of its own choosing */
+    if (!u->has_accept)
+        u->headers = curl_slist_append(u->headers, "Accept:");
+    if (!u->has_content_type)
+        u->headers = curl_slist_append(u->headers, "Content-Type:");
+    u->headers = curl_slist_append(u->headers, "Expect:");
+    curl_easy_setopt(u->easy, CURLOPT_HTTPHEADER, u->headers);
+}
+
 static void setup_easy(struct upstream_req *u)
 {
     const struct hg_config *cfg = u->up->cfg;
     CURL *e = u->easy;
+    u->plain_get = u->body_kind == BODY_NONE && strcmp(u->method, "GET") == 0;
+    if (u->plain_get && u->easy_get) {
+        /* the handle's last transfer was a plain GET too: every other option is as
+         * below already (curl_easy_reset and thirty setopt calls spared) */
+        curl_easy_setopt(e, CURLOPT_URL, u->url);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, u);
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, u->errbuf);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, u);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, u);
+        curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, u);
+        set_headers(u);
+        return;
+    }
     curl_easy_setopt(e, CURLOPT_URL, u->url);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
@@ -579,6 +694,8 @@ static void setup_easy(struct upstream_req *u)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, u);
     curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
     curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, u);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u->up);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 65536L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -597,13 +714,7 @@ static void setup_easy(struct upstream_req *u)
     if (cfg->upstream.idle_timeout_ms)
         curl_easy_setopt(e, CURLOPT_MAXAGE_CONN,
                          (long)((cfg->upstream.idle_timeout_ms + 999) / 1000));
-    /* curl must not add headers of its own choosing */
-    if (!u->has_accept)
-        u->headers = curl_slist_append(u->headers, "Accept:");
-    if (!u->has_content_type)
-        u->headers = curl_slist_append(u->headers, "Content-Type:");
-    u->headers = curl_slist_append(u->headers, "Expect:");
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, u->headers);
+    set_headers(u);
 
     if (strcmp(u->method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
@@ -648,6 +759,7 @@ int upstream_send(struct upstream_req *u, const struct upstream_callbacks *cb, v
     u->arg = arg;
     u->started_ms = util_mono_ms();
     setup_easy(u);
+    u->setup_done = 1;
     if (attempt(u) != 0) {
         req_free(u);
         return -1;
@@ -708,7 +820,12 @@ static void req_free(struct upstream_req *u)
         u->in_multi = 0;
     }
     if (up->nspare < (int)(sizeof up->spare / sizeof *up->spare)) {
-        curl_easy_reset(u->easy); /* options gone; the pool lives in the multi handle */
+        /* a plain GET's handle keeps its options for the next plain GET; any other is
+         * reset (options gone; the pool lives in the multi handle) */
+        int keep = u->plain_get && u->setup_done;
+        if (!keep)
+            curl_easy_reset(u->easy);
+        up->spare_get[up->nspare] = (unsigned char)keep;
         up->spare[up->nspare++] = u->easy;
     } else {
         curl_easy_cleanup(u->easy);
