@@ -165,7 +165,7 @@ int config_parse_size(const char *s, uint64_t *out)
     double b = v * mult;
     if (b > 1.8e19)
         return -1;
-    *out = (uint64_t)llround(b);
+    *out = (uint64_t)nearbyint(b); /* llround stops at LLONG_MAX */
     return 0;
 }
 

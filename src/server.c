@@ -763,12 +763,16 @@ static int body_decode(struct hg_conn *c, struct evbuffer *in, struct evbuffer *
                     return -1;
                 return 0;
             }
+            if (memchr(line, '\0', ll)) {
+                free(line);
+                return -1;
+            }
             char *ext = strchr(line, ';');
             if (ext)
                 *ext = '\0';
             size_t hexlen = strspn(line, "0123456789abcdefABCDEF");
-            if (hexlen == 0 || hexlen > 15 ||
-                (line[hexlen] && line[hexlen] != ' ' && line[hexlen] != '\t')) {
+            size_t tail = hexlen + strspn(line + hexlen, " \t"); /* BWS before ';' only */
+            if (hexlen == 0 || hexlen > 15 || line[tail] != '\0') {
                 free(line);
                 return -1;
             }
@@ -925,7 +929,13 @@ static void conn_process(struct hg_conn *c)
             c->head_bytes += ll + 2;
             if (c->head_bytes > cfg->server.max_header_size) {
                 free(line);
-                early_refuse(c, 431, "request head too large");
+                /* same answer however the bytes were split across reads */
+                early_refuse(c, c->req ? 431 : 414, "request head too large");
+                return;
+            }
+            if (memchr(line, '\0', ll)) {
+                free(line); /* C string functions would silently cut the line there */
+                early_refuse(c, 400, "NUL byte in the request head");
                 return;
             }
             const char *why = NULL;
