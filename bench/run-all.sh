@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/run-all.sh: runs every bench script in bench/ (bench/*.sh but this one), one after
-# the other, and collects their tables into bench/out/SUMMARY.md. Each script is expected to
-# write bench/out/<its name>.md; one that fails or writes no table gets the tail of its log
-# in the summary instead. Logs: bench/out/run-all/<name>.log. Exits non-zero if any failed.
+# the other, and collects their tables into bench/out/SUMMARY.md: bench/out/<its name>.md
+# when the script wrote it during this run; else the script's output (a script that only
+# prints its figures), or the tail of its log when it failed. Logs:
+# bench/out/run-all/<name>.log (stdout and stderr). Exits non-zero if any script failed.
 #   BUILD_DIR (default build) and every other variable pass through to the scripts;
 #   ONLY="peers cache_hits" runs just those, SKIP="budget" leaves those out.
 set -uo pipefail
@@ -37,14 +38,15 @@ for script in bench/*.sh; do
     marker=$(mktemp /tmp/hg-bench-mark-XXXXXX)
     echo "== $name ($(date -u +%T))" >&2
     start=$(date +%s)
-    bash "$script" >"$LOGS/$name.log" 2>&1
+    bash "$script" >"$LOGS/$name.out" 2>"$LOGS/$name.err"
     rc=$?
+    cat "$LOGS/$name.out" "$LOGS/$name.err" >"$LOGS/$name.log"
     secs=$(($(date +%s) - start))
     fresh=no
     [ -f "$table" ] && [ "$table" -nt "$marker" ] && fresh=yes
     rm -f "$marker"
-    if [ $rc -ne 0 ] || [ $fresh = no ]; then failed=1; fi
-    STATUS+=("| $name | $([ $rc -eq 0 ] && echo ok || echo "failed (exit $rc)") | ${secs} s | $([ $fresh = yes ] && echo "$table" || echo "none") |")
+    [ $rc -ne 0 ] && failed=1
+    STATUS+=("| $name | $([ $rc -eq 0 ] && echo ok || echo "failed (exit $rc)") | ${secs} s | $([ $fresh = yes ] && echo "$table" || echo "none (its output below)") |")
     echo "   exit $rc after ${secs} s, table: $fresh" >&2
     {
         echo
@@ -53,11 +55,17 @@ for script in bench/*.sh; do
         if [ $fresh = yes ]; then
             # the script's own headings one level down, under this one
             sed 's/^#/##/' "$table"
-        else
-            echo "No table (exit $rc). Last lines of $LOGS/$name.log:"
+        elif [ $rc -eq 0 ]; then
+            echo "No table file; what it printed (last 60 lines of $LOGS/$name.out):"
             echo
             echo '```'
-            tail -n 20 "$LOGS/$name.log"
+            tail -n 60 "$LOGS/$name.out"
+            echo '```'
+        else
+            echo "Failed (exit $rc). Last lines of $LOGS/$name.log:"
+            echo
+            echo '```'
+            tail -n 30 "$LOGS/$name.log"
             echo '```'
         fi
     } >>"$TMPSUM"
