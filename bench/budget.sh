@@ -122,7 +122,10 @@ for name, r in runs.items():
         r["latency_p50_s"], r["latency_p99_s"]))
 h = runs["hotgate"]
 lines += ["", "hotgate effective rate (min sampled): %s; upstream requests per second through "
-          "hotgate: %s" % (h.get("effective_rate_min"), h["upstream_per_s"])]
+          "hotgate: %s" % (h.get("effective_rate_min"), h["upstream_per_s"]),
+          "", "through hotgate: upstream 429s seen at (s): %s; sim stalls > 100 ms (start s, "
+          "length s), from the latency of GET /_sim/stats: %s"
+          % (h.get("upstream_429_at_s"), h.get("sim_stalls_over_100ms"))]
 text = "\n".join(lines) + "\n"
 open("bench/out/budget.md", "w").write(text)
 print(text)

@@ -104,12 +104,18 @@ def main():
 
     samples = []
     effs = []
+    stalls = []
+    t_base = time.monotonic()
 
     def sampler():
         while not done_flag.is_set():
             try:
+                t0 = time.monotonic()
                 s = get_json(a.sim, "/_sim/stats")
-                samples.append((time.monotonic(),) + sim_counts(s))
+                t1 = time.monotonic()
+                samples.append((t1,) + sim_counts(s))
+                if t1 - t0 > 0.1:  # the sim is one thread: a slow answer is a stalled sim
+                    stalls.append((round(t0 - t_base, 1), round(t1 - t0, 3)))
             except Exception:
                 pass
             if a.admin:
@@ -175,6 +181,9 @@ def main():
         "latency_p50_s": pct(0.50),
         "latency_p99_s": pct(0.99),
         "effective_rate_min": min(effs) if effs else None,
+        "sim_stalls_over_100ms": stalls,
+        "upstream_429_at_s": [round(t - t_base, 1) for (t, _, x), (_, _, x0)
+                              in zip(samples[1:], samples) if x > x0],
     }
     print(json.dumps(out))
 
