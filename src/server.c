@@ -1476,13 +1476,21 @@ static enum hg_stage_result server_stage_upstream(struct hg_req *req)
     struct req_priv *p = priv(req);
     p->tap_head_called = 0;
     p->retry_requested = 0;
-    size_t tl = strlen(req->path) + (req->query ? strlen(req->query) + 1 : 0) + 1;
-    char *target = malloc(tl);
+    size_t pl = strlen(req->path), ql = req->query ? strlen(req->query) : 0;
+    char tbuf[512];
+    char *target = pl + ql + 2 <= sizeof tbuf ? tbuf : malloc(pl + ql + 2);
     if (!target)
         abort();
-    snprintf(target, tl, "%s%s%s", req->path, req->query ? "?" : "", req->query ? req->query : "");
+    memcpy(target, req->path, pl);
+    if (req->query) {
+        target[pl] = '?';
+        memcpy(target + pl + 1, req->query, ql + 1);
+    } else {
+        target[pl] = '\0';
+    }
     struct upstream_req *u = upstream_req_new(req->worker->up, req->method_name, target);
-    free(target);
+    if (target != tbuf)
+        free(target);
     const struct evkeyval *kv;
     TAILQ_FOREACH(kv, &req->headers, next)
     {
