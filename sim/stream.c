@@ -56,7 +56,8 @@ struct sim_stream {
     uint64_t id;           /* upload id */
     struct evbuffer *held; /* rewritten head, released when the body is complete */
     struct bufferevent *filter;
-    struct event *kick; /* flushes evhttp's output, see sim_stream_outcb */
+    struct event *kick;   /* flushes evhttp's output, see sim_stream_outcb */
+    struct event *wready; /* socket writable again: flush the rest, see sim_stream_out */
 };
 
 static void sim_stream_ctx_free(void *arg)
@@ -72,6 +73,8 @@ static void sim_stream_ctx_free(void *arg)
         evbuffer_free(s->held);
     if (s->kick)
         event_free(s->kick);
+    if (s->wready)
+        event_free(s->wready);
     free(s);
 }
 
@@ -439,12 +442,24 @@ out:
  * writing): responses would sit in the filter until the next socket event. Every addition to
  * the filter's output therefore schedules a flush on the next loop iteration.
  */
+/*
+ * Flush the filter's output, unless evhttp has freed the connection already: a freed
+ * bufferevent lives on (callbacks cleared) until its deferred finalization, and a flush
+ * then would take and drop a reference a second time, unlinking it twice.
+ */
+static void sim_stream_flush(struct sim_stream *s)
+{
+    bufferevent_event_cb ecb = NULL;
+    bufferevent_getcb(s->filter, NULL, NULL, &ecb, NULL);
+    if (ecb)
+        bufferevent_flush(s->filter, EV_WRITE, BEV_NORMAL);
+}
+
 static void sim_stream_kick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    struct sim_stream *s = arg;
-    bufferevent_flush(s->filter, EV_WRITE, BEV_NORMAL);
+    sim_stream_flush(arg);
 }
 
 static void sim_stream_outcb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
@@ -453,6 +468,75 @@ static void sim_stream_outcb(struct evbuffer *buf, const struct evbuffer_cb_info
     struct sim_stream *s = arg;
     if (info->n_added)
         event_active(s->kick, EV_TIMEOUT, 0);
+}
+
+static void sim_stream_wready(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sim_stream_flush(arg);
+}
+
+/* Wait for the socket to be writable (its fd is known only after sim_stream_bevcb). */
+static void sim_stream_arm_wready(struct sim_stream *s, evutil_socket_t fd)
+{
+    if (s->wready && event_get_fd(s->wready) != fd) {
+        event_free(s->wready);
+        s->wready = NULL;
+    }
+    if (!s->wready) {
+        s->wready = event_new(bufferevent_get_base(s->under), fd, EV_WRITE, sim_stream_wready, s);
+        if (!s->wready)
+            abort();
+    }
+    event_add(s->wready, NULL);
+}
+
+/*
+ * Output filter: responses go from the filter's output straight to the socket. evhttp takes
+ * a response as sent once the filter's output is empty, and for "Connection: close" or
+ * HTTP/1.0 it then frees the connection, which shutdown()s and closes the socket at once:
+ * bytes still waiting in the socket bufferevent's output would be lost (an empty reply). So
+ * the filter's output only empties when the kernel has taken every byte: they are written
+ * here with write(2) (the socket is non-blocking); what the socket does not take stays in
+ * the filter's output and s->wready flushes it when the socket is writable again. Bytes the
+ * filter itself queued on the socket bufferevent (100 Continue, an early 413) go first: while
+ * there are any, nothing is written here and the socket bufferevent's write callback (which
+ * the filter forwards here) resumes once they are out. The filter defers its callbacks
+ * (BEV_OPT_DEFER_CALLBACKS): evhttp then frees a closing connection from the loop, not from
+ * inside the filter's own flush, which left libevent 2.1 finalizing the filter twice.
+ */
+static enum bufferevent_filter_result sim_stream_out(struct evbuffer *src, struct evbuffer *dst,
+                                                     ev_ssize_t limit,
+                                                     enum bufferevent_flush_mode mode, void *arg)
+{
+    (void)limit;
+    (void)mode;
+    struct sim_stream *s = arg;
+    /* BEV_OK with an unchanged src would make the caller loop: NEED_MORE when stuck */
+    if (evbuffer_get_length(src) == 0 || evbuffer_get_length(dst) > 0)
+        return BEV_NEED_MORE;
+    evutil_socket_t fd = bufferevent_getfd(s->under);
+    if (fd < 0) {
+        evbuffer_add_buffer(dst, src);
+        return BEV_OK;
+    }
+    while (evbuffer_get_length(src) > 0) {
+        int w = evbuffer_write(src, fd);
+        if (w > 0)
+            continue;
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            sim_stream_arm_wready(s, fd);
+            return BEV_NEED_MORE;
+        }
+        /* a dead socket: let the socket bufferevent hit the error and report it the usual
+         * way (event callback -> evhttp frees the connection) */
+        evbuffer_add_buffer(dst, src);
+        return BEV_OK;
+    }
+    return BEV_OK;
 }
 
 struct bufferevent *sim_stream_bevcb(struct event_base *base, void *arg)
@@ -468,8 +552,9 @@ struct bufferevent *sim_stream_bevcb(struct event_base *base, void *arg)
     s->under = under;
     s->fd = -1;
     s->st = ST_HEAD;
-    struct bufferevent *f = bufferevent_filter_new(under, sim_stream_in, NULL,
-                                                   BEV_OPT_CLOSE_ON_FREE, sim_stream_ctx_free, s);
+    struct bufferevent *f = bufferevent_filter_new(under, sim_stream_in, sim_stream_out,
+                                                   BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS,
+                                                   sim_stream_ctx_free, s);
     if (!f) {
         bufferevent_free(under);
         free(s);

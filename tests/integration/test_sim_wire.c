@@ -2,7 +2,9 @@
  * test_sim_wire: HTTP/1.1 framing through hotdata-sim's connection filter (sim/stream.c),
  * over raw sockets: pipelined requests, a request trickled byte by byte, a chunked upload
  * with Expect: 100-continue and a trailer followed by a pipelined request, an oversized
- * upload refused from its head, and garbage that must not take the simulator down.
+ * upload refused from its head, garbage that must not take the simulator down, and answers
+ * that must arrive whole before the simulator closes: "Connection: close", HTTP/1.0 (with and
+ * without keep-alive), a 6 MB body to a client that reads late.
  *
  * Rules: raw TCP (no libcurl) so the exact bytes on the wire are under the test's control.
  */
@@ -203,6 +205,137 @@ static void test_oversized_upload_refused_early(void **state)
     free(r);
 }
 
+/* Read until the peer closes (*eof = true) or timeout_ms passes. malloc'd, NUL-terminated. */
+static char *wire_read_eof(int fd, int timeout_ms, size_t *len, bool *eof)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    assert_non_null(buf);
+    *eof = false;
+    uint64_t until = util_mono_ms() + (uint64_t)timeout_ms;
+    while (util_mono_ms() < until) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            assert_non_null(buf);
+        }
+        ssize_t r = recv(fd, buf + n, cap - n, 0);
+        if (r <= 0) {
+            *eof = true;
+            break;
+        }
+        n += (size_t)r;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* One response: status line prefix, the body is the rest and is whole: as long as a declared
+ * Content-Length (HTTP/1.0 answers may end at the close instead), and valid JSON. */
+static const char *wire_check_response(const char *r, size_t len, const char *status_line)
+{
+    assert_true(strncmp(r, status_line, strlen(status_line)) == 0);
+    const char *end = strstr(r, "\r\n\r\n");
+    assert_non_null(end);
+    const char *body = end + 4;
+    size_t blen = len - (size_t)(body - r);
+    const char *cl = strcasestr(r, "\r\nContent-Length:");
+    if (cl && cl < end)
+        assert_int_equal((long long)blen, strtoll(cl + 17, NULL, 10));
+    json_t *j = json_loadb(body, blen, 0, NULL);
+    assert_non_null(j);
+    json_decref(j);
+    return body;
+}
+
+/* A request the simulator must answer and then close: the answer arrives whole first. */
+static void wire_expect_close(const char *req, const char *status_line)
+{
+    int fd = wire_connect();
+    wire_send(fd, req, strlen(req));
+    size_t len;
+    bool eof;
+    char *r = wire_read_eof(fd, 5000, &len, &eof);
+    close(fd);
+    assert_true(eof);
+    const char *body = wire_check_response(r, len, status_line);
+    assert_non_null(strstr(body, "\"jobs\""));
+    free(r);
+}
+
+static void test_connection_close_answered(void **state)
+{
+    (void)state;
+    wire_expect_close("GET /v1/jobs HTTP/1.1\r\nHost: sim\r\n" AUTH "Connection: close\r\n\r\n",
+                      "HTTP/1.1 200 OK");
+    /* HTTP/1.0 without keep-alive closes after the answer (nginx proxies this way) */
+    wire_expect_close("GET /v1/jobs HTTP/1.0\r\nHost: sim\r\n" AUTH "\r\n", "HTTP/1.0 200");
+    /* many in a row: none may come back empty */
+    for (int i = 0; i < 50; i++)
+        wire_expect_close("GET /v1/jobs HTTP/1.1\r\nHost: sim\r\n" AUTH "Connection: close\r\n\r\n",
+                          "HTTP/1.1 200 OK");
+}
+
+static void test_http10_keep_alive(void **state)
+{
+    (void)state;
+    static const char req[] =
+        "GET /v1/jobs HTTP/1.0\r\nHost: sim\r\n" AUTH "Connection: keep-alive\r\n\r\n";
+    int fd = wire_connect();
+    for (int i = 0; i < 2; i++) {
+        wire_send(fd, req, strlen(req));
+        size_t len;
+        char *r = wire_read(fd, 500, &len);
+        const char *body = wire_check_response(r, len, "HTTP/1.0 200");
+        assert_non_null(strstr(body, "\"jobs\""));
+        free(r);
+    }
+    close(fd);
+}
+
+static void test_big_answer_then_close(void **state)
+{
+    (void)state;
+    /* ~6 MB of JSON, more than the socket buffers hold: most of it is written after the
+     * client starts reading, with the close pending */
+    size_t ql;
+    char *q = query_req("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE"
+                        " x<100000) SELECT x, printf('%050d', x) AS pad FROM c",
+                        &ql);
+    char *close_q = malloc(ql + 32);
+    assert_non_null(close_q);
+    const char *hdr_end = strstr(q, "\r\n\r\n");
+    size_t head = (size_t)(hdr_end - q) + 2;
+    memcpy(close_q, q, head);
+    size_t n = head + (size_t)sprintf(close_q + head, "Connection: close\r\n");
+    memcpy(close_q + n, q + head, ql - head);
+    n += ql - head;
+    for (int late = 0; late < 2; late++) {
+        int fd = wire_connect();
+        wire_send(fd, close_q, n);
+        if (late)
+            sci_sleep_ms(300); /* the socket fills up: the rest waits for the reader */
+        size_t len;
+        bool eof;
+        char *r = wire_read_eof(fd, 20000, &len, &eof);
+        close(fd);
+        assert_true(eof);
+        const char *body = wire_check_response(r, len, "HTTP/1.1 200 OK");
+        json_t *j = json_loads(body, 0, NULL);
+        assert_non_null(j);
+        assert_int_equal(json_integer_value(json_object_get(j, "row_count")), 100000);
+        assert_int_equal(json_array_size(json_object_get(j, "rows")), 100000);
+        json_decref(j);
+        free(r);
+    }
+    free(close_q);
+    free(q);
+}
+
 static void test_garbage_does_not_hurt(void **state)
 {
     (void)state;
@@ -267,6 +400,9 @@ int main(void)
         cmocka_unit_test(test_chunked_upload_then_pipelined),
         cmocka_unit_test(test_oversized_upload_refused_early),
         cmocka_unit_test(test_garbage_does_not_hurt),
+        cmocka_unit_test(test_connection_close_answered),
+        cmocka_unit_test(test_http10_keep_alive),
+        cmocka_unit_test(test_big_answer_then_close),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
