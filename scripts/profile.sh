@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# bench/profile.sh: repeatable CPU cost of one request through hotgate, for a noisy shared
+# scripts/profile.sh: repeatable CPU cost of one request through hotgate, for a noisy shared
 # box where wall-clock figures wander. Starts hotdata-sim and hotgate (threads=1), warms up,
 # then measures hotgate alone over N sequential keep-alive requests made by a small client
 # (CONNS connections, round robin, one request in flight per connection):
 #   TOOL=callgrind  instructions per request (valgrind --tool=callgrind, counters zeroed
 #                   after the warm-up; the profile is kept in $OUT_DIR/callgrind.<scenario>)
 #   TOOL=strace     syscalls per request (strace -c -f attached after the warm-up)
+#   TOOL=perf       where the time goes under load: perf record -e cpu-clock -g on hotgate
+#                   during wrk -t1 -c64 -d5s (report in $OUT_DIR/perf.<scenario>.txt) and
+#                   hotgate's CPU per request from /proc (user and system)
 # SCENARIO=pass (GET /v1/connections, cache off) | hit (same request, cache on, served
 # from the cache). Prints "scenario tool per_request" lines.
-#   BUILD_DIR (build), N (2000), CONNS (4), ACCESS_LOG (file|off)
+#   BUILD_DIR (build), N (2000), CONNS (4), ACCESS_LOG (file|off), HG_THREADS (1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -56,7 +59,7 @@ CACHE=no; [ "$SCENARIO" = hit ] && CACHE=yes
 cat >"$TMP/hotgate.conf" <<CONF
 [server]
 listen = 127.0.0.1:$HG_PORT
-threads = 1
+threads = ${HG_THREADS:-1}
 access_log = $ALOG
 log_level = warn
 [upstream]
@@ -83,10 +86,10 @@ callgrind)
     valgrind --tool=callgrind --callgrind-out-file="$OUT_DIR/callgrind.$SCENARIO" \
         "$HG" --config "$TMP/hotgate.conf" >"$TMP/hotgate.log" 2>&1 &
     ;;
-strace)
+strace | perf)
     "$HG" --config "$TMP/hotgate.conf" >"$TMP/hotgate.log" 2>&1 &
     ;;
-*) echo "TOOL=callgrind|strace" >&2; exit 1 ;;
+*) echo "TOOL=callgrind|strace|perf" >&2; exit 1 ;;
 esac
 HG_PID=$!; PIDS+=($HG_PID)
 wait_port $HG_PORT || { echo "hotgate did not start" >&2; cat "$TMP/hotgate.log" >&2; exit 1; }
@@ -146,5 +149,21 @@ strace)
     kill -INT $ST; wait $ST 2>/dev/null || true
     cp "$TMP/strace.txt" "$OUT_DIR/strace.$SCENARIO.txt"
     awk -v n="$N" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ {printf "  %-16s %6.2f/req\n", $NF, $4/n} /total/{printf "%s strace syscalls/request %.2f\n", "'"$SCENARIO"'", $(NF-2)/n}' "$TMP/strace.txt"
+    ;;
+perf)
+    hz=$(getconf CLK_TCK)
+    read -r u0 s0 < <(awk '{print $14, $15}' /proc/$HG_PID/stat)
+    perf record -q -e cpu-clock -g -p $HG_PID -o "$TMP/perf.data" -- sleep 5.5 2>/dev/null &
+    PF=$!
+    out=$(wrk -t1 -c64 -d5s --latency -H "Authorization: Bearer hgk_bench_prof_0123456789abcdef" \
+        "http://127.0.0.1:$HG_PORT/v1/connections")
+    read -r u1 s1 < <(awk '{print $14, $15}' /proc/$HG_PID/stat)
+    wait $PF || true
+    reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+    echo "$out" | grep -E "Requests/sec|  50%|  99%|Socket errors|Non-2xx"
+    perf report -i "$TMP/perf.data" --no-children -g none --sort dso,symbol --stdio 2>/dev/null |
+        grep -v "^$" | head -120 >"$OUT_DIR/perf.$SCENARIO.txt" || true
+    perf report -i "$TMP/perf.data" --no-children -g none --sort dso --stdio 2>/dev/null | grep "%" | head -12 || true
+    awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$reqs" -v hz="$hz" 'BEGIN{printf "%s perf: %d requests, hotgate CPU %.1f us/request (user %.1f, system %.1f)\n", "'"$SCENARIO"'", n, (u+s)*1e6/hz/n, u*1e6/hz/n, s*1e6/hz/n}'
     ;;
 esac
