@@ -329,7 +329,7 @@ static void sim_result_store(struct sim_ctx *ctx, struct sim_ws *ws, const char 
     if (!error) {
         json_t *d = json_pack("{s:O,s:O,s:O,s:O}", "columns", r->columns, "nullable", r->nullable,
                               "types", r->types, "rows", r->rows);
-        data = json_dumps(d, JSON_COMPACT);
+        data = sim_json_dumps(d, NULL);
         json_decref(d);
     }
     sqlite3_stmt *st =

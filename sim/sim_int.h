@@ -128,6 +128,12 @@ void sim_faults_clear(struct sim_faults *f);
 void sim_stats_clear(struct sim_ctx *ctx);
 void sim_router_init(struct sim_router *r);
 void sim_router_free(struct sim_router *r);
+/* Compact JSON text like json_dumps(JSON_COMPACT | JSON_ENCODE_ANY), but reals in their
+ * shortest round-trip form (6357564.64, not 6357564.6399999997), still reals ("2.0"), as the
+ * live service writes them. j NULL -> "null". malloc'd; *len (may be NULL) gets the length. */
+char *sim_json_dumps(const json_t *j, size_t *len);
+/* One real as sim_json_dumps writes it; returns the length. */
+int sim_json_real_str(double v, char out[32]);
 /* Low-level reply for control-plane requests that have no sim_req. */
 void sim_send_json_ev(struct sim_ctx *ctx, struct evhttp_request *ev, int status, json_t *body);
 void sim_send_error_ev(struct sim_ctx *ctx, struct evhttp_request *ev, int status,

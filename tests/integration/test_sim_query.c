@@ -612,6 +612,36 @@ static void test_result_arrow(void **state)
     }
 }
 
+/* Reals are written as the live service writes them: shortest round-trip text, still reals. */
+static void test_real_text(void **state)
+{
+    (void)state;
+    hresp r;
+    const char *q = "{\"sql\":\"SELECT round(6357564.639999, 2) AS a, 2.0 AS b, 0.1 + 0.2 AS c,"
+                    " 1.0 / 3 AS d\"}";
+    assert_int_equal(sci_raw("tok_test", "ws_test", "POST", "/v1/query", q, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "[[6357564.64,2.0,0.30000000000000004,0.3333333333333333]]"));
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_non_null(j);
+    char path[256];
+    snprintf(path, sizeof path, "/v1/results/%s",
+             json_string_value(json_object_get(j, "result_id")));
+    json_decref(j);
+    hresp_free(&r);
+    /* the stored result reads back the same */
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(sci_raw("tok_test", "ws_test", "GET", path, NULL, NULL, &r), 0);
+        if (r.status == 200)
+            break;
+        hresp_free(&r);
+        sci_sleep_ms(20);
+    }
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "[[6357564.64,2.0,0.30000000000000004,0.3333333333333333]]"));
+    hresp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -624,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_async_lifecycle),
         cmocka_unit_test(test_refresh_and_jobs),
         cmocka_unit_test(test_result_arrow),
+        cmocka_unit_test(test_real_text),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -161,12 +161,61 @@ static void test_arrow_framing(void **state)
     json_decref(data);
 }
 
+/* Reals in the shortest text that reads back to the same double, still reals; the rest of
+ * the JSON as jansson writes it (compact, insertion order, escapes). */
+static void test_json_shortest_reals(void **state)
+{
+    (void)state;
+    char buf[32];
+    double x = 6357564.639999999;
+    x = (double)(long long)(x * 100 + 0.5) / 100; /* round(x, 2) */
+    sim_json_real_str(x, buf);
+    assert_string_equal(buf, "6357564.64");
+    static const struct {
+        double v;
+        const char *s;
+    } cases[] = {
+        {2.0, "2.0"},
+        {0.1, "0.1"},
+        {-1.5, "-1.5"},
+        {1e20, "1e20"},
+        {1e-7, "1e-7"},
+        {0.1 + 0.2, "0.30000000000000004"},
+        {1.0 / 3, "0.3333333333333333"},
+        {123456789012.5, "123456789012.5"},
+        {-0.0, "-0.0"},
+        {5e-324, "4.94065645841247e-324"}, /* denormal: 15 digits, round-trips */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sim_json_real_str(cases[i].v, buf);
+        assert_string_equal(buf, cases[i].s);
+        assert_true(strtod(buf, NULL) == cases[i].v);
+    }
+    json_t *j = json_pack("{s:[f,f,i,b,n],s:s,s:{s:f}}", "row", x, 2.0, (json_int_t)7, 1, "s",
+                          "a\"b\\c\n\x01/\xc3\xa9", "o", "k", 0.25);
+    size_t len;
+    char *out = sim_json_dumps(j, &len);
+    assert_string_equal(out, "{\"row\":[6357564.64,2.0,7,true,null],"
+                             "\"s\":\"a\\\"b\\\\c\\n\\u0001/\xc3\xa9\",\"o\":{\"k\":0.25}}");
+    assert_int_equal(len, strlen(out));
+    json_t *back = json_loads(out, 0, NULL);
+    assert_true(json_equal(back, j));
+    assert_true(json_is_real(json_array_get(json_object_get(back, "row"), 1)));
+    json_decref(back);
+    free(out);
+    json_decref(j);
+    out = sim_json_dumps(NULL, NULL);
+    assert_string_equal(out, "null");
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faults_roundtrip),
         cmocka_unit_test(test_faults_validation_keeps_old_config),
         cmocka_unit_test(test_arrow_framing),
+        cmocka_unit_test(test_json_shortest_reals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
