@@ -55,6 +55,10 @@ static void sim_usage(FILE *f)
             "  --retry-after-count N   answer the next N requests 429 with Retry-After\n"
             "  --retry-after-s S       the Retry-After seconds for those (default 1)\n"
             "\n"
+            "uploads:\n"
+            "  --max-upload-bytes N    largest POST /v1/files body (default 2000000000; with\n"
+            "                          ?streaming=true 10 N); larger ones are refused with 413\n"
+            "\n"
             "  --quiet                 less logging\n"
             "  --help                  this text\n"
             "  --version               print the version\n");
@@ -147,6 +151,7 @@ enum {
     OPT_RA_COUNT,
     OPT_RA_S,
     OPT_QUIET,
+    OPT_MAX_UPLOAD,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -174,6 +179,7 @@ int main(int argc, char **argv)
         {"retry-after-count", required_argument, NULL, OPT_RA_COUNT},
         {"retry-after-s", required_argument, NULL, OPT_RA_S},
         {"quiet", no_argument, NULL, OPT_QUIET},
+        {"max-upload-bytes", required_argument, NULL, OPT_MAX_UPLOAD},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -278,6 +284,13 @@ int main(int argc, char **argv)
         case OPT_QUIET:
             cfg->quiet = true;
             break;
+        case OPT_MAX_UPLOAD: {
+            char *end;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            bad = !*optarg || *end || optarg[0] == '-' || v == 0 || v > (1ULL << 50);
+            cfg->max_upload_bytes = v;
+            break;
+        }
         case OPT_HELP:
             sim_usage(stdout);
             sim_ctx_free(ctx);

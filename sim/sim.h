@@ -93,6 +93,7 @@ struct sim_config {
     int result_delay_ms; /* each result phase (pending, processing) lasts this long */
     int job_delay_ms;    /* each job phase (pending, running) lasts this long */
     bool quiet;
+    uint64_t max_upload_bytes; /* --max-upload-bytes; 0: 2 GB (x10 with ?streaming=true) */
 };
 
 /* ------------------------------------------------------------------------------------ */
@@ -190,10 +191,11 @@ int sim_connections_discover(struct sim_ws *ws, const char *connection_id);
 
 /*
  * Largest POST /v1/files body accepted (owned by uploads.c): 2 GB, or 20 GB with
- * ?streaming=true. The handler answers 413 beyond it; the streaming filter may use it to
- * refuse a declared Content-Length before reading the body.
+ * ?streaming=true (--max-upload-bytes N: N and 10 N). The streaming filter refuses a
+ * declared Content-Length over it before reading the body, and a chunked body as soon as it
+ * grows over it; the handler answers 413 for anything else beyond it.
  */
-uint64_t sim_uploads_max_bytes(bool streaming);
+uint64_t sim_uploads_max_bytes(struct sim_ctx *ctx, bool streaming);
 
 /* ------------------------------------------------------------------------------------ */
 /* Requests                                                                              */

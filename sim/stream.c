@@ -54,6 +54,7 @@ struct sim_stream {
     char *path;            /* upload file path */
     uint64_t size;         /* upload bytes written */
     uint64_t id;           /* upload id */
+    uint64_t max;          /* upload limit (sim_uploads_max_bytes) */
     struct evbuffer *held; /* rewritten head, released when the body is complete */
     struct bufferevent *filter;
     struct event *kick;   /* flushes evhttp's output, see sim_stream_outcb */
@@ -169,6 +170,37 @@ static void sim_stream_finish_upload(struct sim_stream *s, struct evbuffer *dst)
     evbuffer_add_buffer(dst, s->held);
 }
 
+/* Answer 413 on the socket ourselves and swallow the rest of the body until the client
+ * closes (closing at once could reset the connection before the client read the answer). */
+static void sim_stream_refuse(struct sim_stream *s, uint64_t size, uint64_t max)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "Upload of %s%llu bytes exceeds the limit of %llu bytes",
+             s->upload ? "more than " : "", (unsigned long long)size, (unsigned long long)max);
+    char *body = util_api_error_json(413, "PAYLOAD_TOO_LARGE", msg);
+    struct evbuffer *out = bufferevent_get_output(s->under);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json"
+                        "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                        strlen(body), body);
+    free(body);
+    if (s->fd >= 0) {
+        close(s->fd);
+        s->fd = -1;
+    }
+    if (s->path) {
+        unlink(s->path);
+        free(s->path);
+        s->path = NULL;
+    }
+    if (s->held) {
+        evbuffer_free(s->held);
+        s->held = NULL;
+    }
+    s->upload = false;
+    s->st = ST_DISCARD;
+}
+
 /* Parse the head at the front of src (hlen bytes incl. the blank line). */
 static void sim_stream_head(struct sim_stream *s, struct evbuffer *src, size_t hlen,
                             struct evbuffer *dst)
@@ -228,25 +260,17 @@ static void sim_stream_head(struct sim_stream *s, struct evbuffer *src, size_t h
         s->st = ST_PASS;
         return;
     }
-    if (raw && !chunked) {
-        /* a declared body over the upload limit is refused before a byte of it is read */
+    if (raw) {
+        /* a declared body over the upload limit is refused before a byte of it is read, a
+         * chunked one as soon as it grows over it */
         const char *q = memchr(sp1 + 1, '?', (size_t)(sp2 - sp1 - 1));
         bool streaming = q && (memmem(q, (size_t)(sp2 - q), "streaming=true", 14) ||
                                memmem(q, (size_t)(sp2 - q), "streaming=1", 11));
-        uint64_t max = sim_uploads_max_bytes(streaming);
-        if (clen > max) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "Upload of %llu bytes exceeds the limit of %llu bytes",
-                     (unsigned long long)clen, (unsigned long long)max);
-            char *body = util_api_error_json(413, "PAYLOAD_TOO_LARGE", msg);
-            struct evbuffer *out = bufferevent_get_output(s->under);
-            evbuffer_add_printf(out,
-                                "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json"
-                                "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                                strlen(body), body);
-            free(body);
+        uint64_t max = sim_uploads_max_bytes(s->ctx, streaming);
+        s->max = max;
+        if (!chunked && clen > max) {
+            sim_stream_refuse(s, clen, max);
             free(h);
-            s->st = ST_DISCARD;
             return;
         }
     }
@@ -309,8 +333,13 @@ static void sim_stream_head(struct sim_stream *s, struct evbuffer *src, size_t h
 static int sim_stream_body(struct sim_stream *s, struct evbuffer *src, struct evbuffer *dst,
                            size_t n)
 {
-    if (s->upload)
-        return sim_stream_write(s, src, n);
+    if (s->upload) {
+        if (sim_stream_write(s, src, n) < 0)
+            return -1;
+        if (s->size > s->max)
+            sim_stream_refuse(s, s->max, s->max);
+        return 0;
+    }
     evbuffer_remove_buffer(src, dst, n);
     return 0;
 }
@@ -375,6 +404,8 @@ static enum bufferevent_filter_result sim_stream_in(struct evbuffer *src, struct
             size_t n = len < s->left ? len : (size_t)s->left;
             if (sim_stream_body(s, src, dst, n) < 0)
                 return BEV_ERROR;
+            if (s->st == ST_DISCARD)
+                break;
             s->left -= n;
             if (s->left == 0)
                 sim_stream_body_done(s, dst);
@@ -418,6 +449,8 @@ static enum bufferevent_filter_result sim_stream_in(struct evbuffer *src, struct
             size_t n = len < s->left ? len : (size_t)s->left;
             if (sim_stream_body(s, src, dst, n) < 0)
                 return BEV_ERROR;
+            if (s->st == ST_DISCARD)
+                break;
             s->left -= n;
             if (s->left == 0)
                 s->st = ST_CCRLF;

@@ -40,7 +40,7 @@ static void sim_upl_create(struct sim_req *req)
     bool streaming;
     if (sim_res_query_bool(req, "streaming", false, &streaming) != 0)
         return;
-    uint64_t limit = sim_uploads_max_bytes(streaming);
+    uint64_t limit = sim_uploads_max_bytes(req->ctx, streaming);
     if (!req->upload_path) {
         sim_reply_error(req, 400, "BAD_REQUEST", "Upload body missing");
         return;
@@ -51,9 +51,9 @@ static void sim_upl_create(struct sim_req *req)
     }
     if (req->upload_size > limit) {
         sim_reply_error(req, 413, "PAYLOAD_TOO_LARGE",
-                        "File too large: %llu bytes, the maximum is %s",
-                        (unsigned long long)req->upload_size,
-                        streaming ? "20 GB" : "2 GB (use streaming=true for up to 20 GB)");
+                        "File too large: %llu bytes, the maximum is %llu bytes%s",
+                        (unsigned long long)req->upload_size, (unsigned long long)limit,
+                        streaming ? "" : " (use streaming=true for more)");
         return;
     }
     char id[64], now[40], *dir = NULL, *path = NULL;
@@ -120,9 +120,12 @@ static void sim_upl_list(struct sim_req *req)
     sim_reply_json(req, 200, json_pack("{s:o}", "uploads", arr));
 }
 
-uint64_t sim_uploads_max_bytes(bool streaming)
+uint64_t sim_uploads_max_bytes(struct sim_ctx *ctx, bool streaming)
 {
-    return streaming ? SIM_UPLOAD_MAX_STREAMING : SIM_UPLOAD_MAX;
+    uint64_t max = sim_cfg(ctx)->max_upload_bytes;
+    if (max == 0)
+        return streaming ? SIM_UPLOAD_MAX_STREAMING : SIM_UPLOAD_MAX;
+    return streaming ? max * 10 : max;
 }
 
 void sim_uploads_register(struct sim_router *r)

@@ -61,8 +61,9 @@ __attribute__((weak)) int sim_connections_discover(struct sim_ws *ws, const char
     return 0;
 }
 
-__attribute__((weak)) uint64_t sim_uploads_max_bytes(bool streaming)
+__attribute__((weak)) uint64_t sim_uploads_max_bytes(struct sim_ctx *ctx, bool streaming)
 {
+    (void)ctx;
     (void)streaming;
     return UINT64_MAX;
 }

@@ -3,9 +3,13 @@
  * produced by a curl read callback (never allocated here either), must upload with the
  * simulator's resident set sampled during the transfer staying under 100 MiB, and arrive
  * intact (size_bytes, listed by GET /v1/files, the stored bytes compared with the generator).
- * A body over the 2 GB limit is refused with an API-shaped 413.
+ * A declared body over the 2 GB limit is refused with an API-shaped 413 before any of it is
+ * sent (Expect: 100-continue; the chunked over-limit case is in test_sim_wire.c, against a
+ * low --max-upload-bytes).
  */
 #include "sim_api.h"
+
+#include <stdbool.h>
 
 #include <curl/curl.h>
 
@@ -65,7 +69,8 @@ static size_t sink(char *p, size_t s, size_t n, void *ud)
     return s * n;
 }
 
-static long upload_generated(const char *query, long long bytes, struct gen *g, char **body)
+static long upload_generated(const char *query, long long bytes, bool expect100, struct gen *g,
+                             char **body)
 {
     CURL *c = curl_easy_init();
     char *url = harness_url("http://127.0.0.1:%d/v1/files%s", sim_api_proc.port, query);
@@ -73,7 +78,7 @@ static long upload_generated(const char *query, long long bytes, struct gen *g, 
     h = curl_slist_append(h, "Authorization: Bearer tok_test");
     h = curl_slist_append(h, "X-Workspace-Id: ws_test");
     h = curl_slist_append(h, "Content-Type: text/csv");
-    h = curl_slist_append(h, "Expect:");
+    h = curl_slist_append(h, expect100 ? "Expect: 100-continue" : "Expect:");
     memset(g, 0, sizeof *g);
     g->total = bytes;
     g->pid = sim_api_proc.pid;
@@ -105,7 +110,7 @@ static void test_one_gib_streamed_upload(void **state)
 {
     struct gen g;
     char *body = NULL;
-    long status = upload_generated("", BIG_BYTES, &g, &body);
+    long status = upload_generated("", BIG_BYTES, false, &g, &body);
     fprintf(stderr, "1 GiB upload: status %ld, %d RSS samples, max RSS %ld KiB\n", status,
             g.samples, g.max_rss_kb);
     if (status != 201)
@@ -164,12 +169,14 @@ static void test_one_gib_streamed_upload(void **state)
 
 static void test_over_limit_is_413(void **state)
 {
-    /* Declared 2 GB + 1: refused as soon as the size is known, API-shaped. */
+    /* Declared 2 GB + 1: refused from the head, API-shaped; with Expect: 100-continue the
+     * client never sends a body byte */
     struct gen g;
     char *body = NULL;
-    long status = upload_generated("", 2000000001LL, &g, &body);
+    long status = upload_generated("", 2000000001LL, true, &g, &body);
     fprintf(stderr, "over-limit upload: status %ld after %lld bytes sent\n", status, g.sent);
     assert_int_equal(status, 413);
+    assert_int_equal(g.sent, 0);
     json_t *j = body ? json_loads(body, 0, NULL) : NULL;
     free(body);
     assert_non_null(j);
@@ -183,7 +190,7 @@ static void test_bad_streaming_flag(void **state)
 {
     struct gen g;
     char *body = NULL;
-    long status = upload_generated("?streaming=perhaps", 10, &g, &body);
+    long status = upload_generated("?streaming=perhaps", 10, false, &g, &body);
     free(body);
     assert_int_equal(status, 400);
 }

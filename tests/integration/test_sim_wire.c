@@ -20,7 +20,9 @@
 static int setup(void **state)
 {
     (void)state;
-    static const char *const extra[] = {"--seed-rows", "100", NULL};
+    /* a low upload limit so the over-limit cases need no gigabytes */
+    static const char *const extra[] = {"--seed-rows", "100", "--max-upload-bytes", "1000000",
+                                        NULL};
     return sci_start(extra);
 }
 
@@ -336,6 +338,46 @@ static void test_big_answer_then_close(void **state)
     free(q);
 }
 
+static void test_over_limit_upload_refused(void **state)
+{
+    (void)state;
+    /* declared one byte over --max-upload-bytes: 413 from the head */
+    int fd = wire_connect();
+    const char *head =
+        "POST /v1/files HTTP/1.1\r\nHost: sim\r\n" AUTH "Content-Length: 1000001\r\n\r\n";
+    wire_send(fd, head, strlen(head));
+    size_t len;
+    char *r = wire_read(fd, 1000, &len);
+    close(fd);
+    assert_true(strncmp(r, "HTTP/1.1 413", 12) == 0);
+    assert_non_null(strstr(r, "\"code\":\"PAYLOAD_TOO_LARGE\""));
+    free(r);
+    /* chunked, no size up front: refused as soon as the body grows over the limit */
+    fd = wire_connect();
+    head = "POST /v1/files HTTP/1.1\r\nHost: sim\r\n" AUTH "Transfer-Encoding: chunked\r\n\r\n";
+    wire_send(fd, head, strlen(head));
+    static char chunk[100000];
+    memset(chunk, 'x', sizeof chunk);
+    for (int i = 0; i < 15; i++) {
+        wire_send(fd, "186a0\r\n", 7);
+        wire_send(fd, chunk, sizeof chunk);
+        wire_send(fd, "\r\n", 2);
+    }
+    wire_send(fd, "0\r\n\r\n", 5);
+    r = wire_read(fd, 1000, &len);
+    close(fd);
+    assert_true(strncmp(r, "HTTP/1.1 413", 12) == 0);
+    assert_non_null(strstr(r, "\"code\":\"PAYLOAD_TOO_LARGE\""));
+    free(r);
+    /* nothing stored, no partial file left, still serving */
+    json_t *s = sci_ctl("GET", "/_sim/stats", NULL);
+    assert_int_equal(sci_json_int(s, "uploads", "bytes"), 200000); /* the earlier upload only */
+    json_decref(s);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "ls %s/sim-data/uploads | grep -c part > /dev/null", sci_dir);
+    assert_int_not_equal(system(cmd), 0);
+}
+
 static void test_garbage_does_not_hurt(void **state)
 {
     (void)state;
@@ -399,6 +441,7 @@ int main(void)
         cmocka_unit_test(test_trickled_request),
         cmocka_unit_test(test_chunked_upload_then_pipelined),
         cmocka_unit_test(test_oversized_upload_refused_early),
+        cmocka_unit_test(test_over_limit_upload_refused),
         cmocka_unit_test(test_garbage_does_not_hurt),
         cmocka_unit_test(test_connection_close_answered),
         cmocka_unit_test(test_http10_keep_alive),
