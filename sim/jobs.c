@@ -43,6 +43,15 @@ const char *sim_job_status_name(enum sim_job_status s)
     return "failed";
 }
 
+/* A job still waiting for its next phase at shutdown (the next start marks it failed). */
+static void sim_job_drop(void *arg)
+{
+    struct sim_job_run *j = arg;
+    if (j->args)
+        json_decref(j->args);
+    free(j);
+}
+
 static void sim_job_step(void *arg)
 {
     struct sim_job_run *j = arg;
@@ -55,7 +64,7 @@ static void sim_job_step(void *arg)
             sqlite3_reset(st);
         }
         j->phase = 1;
-        sim_timer_after(j->ctx, j->ctx->cfg.job_delay_ms, sim_job_step, j);
+        sim_timer_after_drop(j->ctx, j->ctx->cfg.job_delay_ms, sim_job_step, j, sim_job_drop);
         return;
     }
     json_t *result = NULL;
@@ -127,7 +136,7 @@ int sim_job_create(struct sim_ctx *ctx, struct sim_ws *ws, const char *job_type,
     snprintf(j->id, sizeof j->id, "%s", id_out);
     j->fn = fn;
     j->args = args;
-    sim_timer_after(ctx, ctx->cfg.job_delay_ms, sim_job_step, j);
+    sim_timer_after_drop(ctx, ctx->cfg.job_delay_ms, sim_job_step, j, sim_job_drop);
     return 0;
 }
 

@@ -513,6 +513,14 @@ struct sim_async_run {
     int phase;
 };
 
+/* An async run still queued/running at shutdown (the next start marks it failed). */
+static void sim_async_drop(void *arg)
+{
+    struct sim_async_run *a = arg;
+    free(a->sql);
+    free(a);
+}
+
 int sim_query_async_delay(struct sim_ctx *ctx)
 {
     return ctx->faults.async_delay_ms >= 0 ? ctx->faults.async_delay_ms : ctx->cfg.async_delay_ms;
@@ -524,7 +532,8 @@ static void sim_async_step(void *arg)
     if (a->phase == 0) {
         sim_run_set_status(a->ws, a->run_id, "running");
         a->phase = 1;
-        sim_timer_after(a->ctx, sim_query_async_delay(a->ctx), sim_async_step, a);
+        sim_timer_after_drop(a->ctx, sim_query_async_delay(a->ctx), sim_async_step, a,
+                             sim_async_drop);
         return;
     }
     struct sim_qres r;
@@ -636,7 +645,7 @@ static void sim_query_post(struct sim_req *req)
     a->sql = sim_strdup(sql);
     sim_id_new("qrun", a->run_id);
     sim_run_insert(req->ws, a->run_id, "queued", sql, req->token->user_public_id, NULL, 0);
-    sim_timer_after(ctx, sim_query_async_delay(ctx), sim_async_step, a);
+    sim_timer_after_drop(ctx, sim_query_async_delay(ctx), sim_async_step, a, sim_async_drop);
     if (has_after) {
         struct sim_pending_waiter *w = calloc(1, sizeof *w);
         if (!w)

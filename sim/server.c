@@ -119,6 +119,7 @@ void sim_now_rfc3339(char out[40], bool ms)
 /* Pending timers are linked in ctx->timers so shutdown can free the ones that never fired. */
 struct sim_timer {
     void (*fn)(void *);
+    void (*drop)(void *);
     void *arg;
     struct sim_ctx *ctx;
     struct sim_timer *prev, *next;
@@ -148,10 +149,17 @@ static void sim_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 void sim_timer_after(struct sim_ctx *ctx, int ms, void (*fn)(void *arg), void *arg)
 {
+    sim_timer_after_drop(ctx, ms, fn, arg, NULL);
+}
+
+void sim_timer_after_drop(struct sim_ctx *ctx, int ms, void (*fn)(void *arg), void *arg,
+                          void (*drop)(void *arg))
+{
     struct sim_timer *t = calloc(1, sizeof *t);
     if (!t)
         abort();
     t->fn = fn;
+    t->drop = drop;
     t->arg = arg;
     t->ctx = ctx;
     t->next = ctx->timers;
@@ -967,6 +975,16 @@ static void sim_reply_retry_after(struct sim_req *req, int seconds, const char *
 
 static void sim_stage_b(struct sim_req *req);
 
+/* A request still held by its latency timer at shutdown. */
+static void sim_req_drop(void *arg)
+{
+    struct sim_req *req = arg;
+    struct sim_req_x *x = req->priv;
+    req->ev = NULL;
+    x->conn = NULL; /* connections are gone by now */
+    sim_req_free(req);
+}
+
 static void sim_latency_done(void *arg)
 {
     struct sim_req *req = arg;
@@ -1170,7 +1188,7 @@ static void sim_handle_v1(struct sim_ctx *ctx, struct evhttp_request *ev, const 
         lat += (int)(sim_rand01(ctx) * (fs.jitter_ms + 1));
     if (lat > 0) {
         ctx->stats.delayed++;
-        sim_timer_after(ctx, lat, sim_latency_done, req);
+        sim_timer_after_drop(ctx, lat, sim_latency_done, req, sim_req_drop);
         return;
     }
     sim_stage_b(req);
@@ -1314,7 +1332,9 @@ void sim_ctx_free(struct sim_ctx *ctx)
     while (ctx->timers) {
         struct sim_timer *t = ctx->timers;
         ctx->timers = t->next;
-        free(t); /* its arg belongs to the module that armed it */
+        if (t->drop)
+            t->drop(t->arg);
+        free(t);
     }
     free(ctx);
 }

@@ -278,6 +278,10 @@ void sim_now_rfc3339(char out[40], bool ms);
 
 /* One-shot timer on the loop: fn(arg) after ms milliseconds. */
 void sim_timer_after(struct sim_ctx *ctx, int ms, void (*fn)(void *arg), void *arg);
+/* The same; when the simulator stops with the timer still pending, drop(arg) frees arg
+ * instead (fn never runs then; nothing may be replied or written to a database). */
+void sim_timer_after_drop(struct sim_ctx *ctx, int ms, void (*fn)(void *arg), void *arg,
+                          void (*drop)(void *arg));
 
 struct event_base *sim_base(struct sim_ctx *ctx);
 const struct sim_config *sim_cfg(struct sim_ctx *ctx);

@@ -142,7 +142,7 @@ static void sim_ws_create_handler(struct sim_req *req)
         abort();
     t->ctx = req->ctx;
     snprintf(t->id, sizeof t->id, "%s", ws->id);
-    sim_timer_after(req->ctx, delay, sim_ws_provisioned, t);
+    sim_timer_after_drop(req->ctx, delay, sim_ws_provisioned, t, free);
     char ns[128];
     snprintf(ns, sizeof ns, "workspace-%s", ws->id);
     sim_reply_json(req, 201,
