@@ -145,6 +145,10 @@ static long long gwu_read_body(struct gwu_rd *r, long long cl, int chunked)
     }
 }
 
+/* the request being answered on this connection thread is a HEAD: no body goes out (bytes
+ * after a HEAD answer would poison the pooled connection for the next request) */
+static __thread int gwu_is_head;
+
 static void gwu_reply(int fd, int status, const char *ctype, const char *body, int keep)
 {
     char head[512];
@@ -154,7 +158,8 @@ static void gwu_reply(int fd, int status, const char *ctype, const char *body, i
                      "X-Upstream: gwu\r\nConnection: %s\r\n\r\n",
                      status, ctype, bl, keep ? "keep-alive" : "close");
     gwu_write_all(fd, head, (size_t)n);
-    gwu_write_all(fd, body, bl);
+    if (!gwu_is_head)
+        gwu_write_all(fd, body, bl);
 }
 
 static long gwu_qparam(const char *path, const char *name, long dflt)
@@ -186,6 +191,7 @@ static void *gwu_conn(void *arg)
             continue;
         char method[16] = "", path[4096] = "";
         sscanf(line, "%15s %4095s", method, path);
+        gwu_is_head = strcmp(method, "HEAD") == 0;
         char hdrs[16384] = "{";
         size_t ho = 1;
         long long cl = 0;
@@ -237,7 +243,7 @@ static void *gwu_conn(void *arg)
             gwu_write_all(fd, head, (size_t)hl);
             static char blk[65536];
             memset(blk, 'x', sizeof blk);
-            long long left = n;
+            long long left = gwu_is_head ? 0 : n;
             while (left > 0) {
                 size_t w = left > (long long)sizeof blk ? sizeof blk : (size_t)left;
                 if (gwu_write_all(fd, blk, w) != 0)
@@ -260,9 +266,10 @@ static void *gwu_conn(void *arg)
         } else {
             if (strncmp(path, "/v1/slow", 8) == 0)
                 gwu_sleep_ms((int)gwu_qparam(path, "ms", 100));
-            int bl = snprintf(body, sizeof body,
-                              "{\"method\":\"%s\",\"path\":\"%s\",\"headers\":%s,\"body_len\":%lld}",
-                              method, path, hdrs, got);
+            int bl =
+                snprintf(body, sizeof body,
+                         "{\"method\":\"%s\",\"path\":\"%s\",\"headers\":%s,\"body_len\":%lld}",
+                         method, path, hdrs, got);
             if (bl < 0 || (size_t)bl >= sizeof body) /* echo too large: say so, valid JSON */
                 snprintf(body, sizeof body, "{\"error\":\"echo too large\"}");
             gwu_reply(fd, 200, "application/json", body, keep);
