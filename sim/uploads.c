@@ -5,9 +5,9 @@
  * the file (renames it to DIR/uploads/<upload id>) and records it in res_uploads.
  *
  * Rules: empty bodies are 400; bodies over 2 GB are 413 unless ?streaming=true, which allows
- * up to 20 GB (--max-upload-bytes N: N and 10 N); content_type is the request's Content-Type header (null when absent). An
- * upload's status is "uploaded" until a dataset is created from it ("consumed"; it stays
- * usable). Datasets read the file through sim_upload_path (sim_res.h).
+ * up to 20 GB (--max-upload-bytes N: N and 10 N); content_type is the request's Content-Type header
+ * (null when absent). An upload's status is "uploaded" until a dataset is created from it
+ * ("consumed"; it stays usable). Datasets read the file through sim_upload_path (sim_res.h).
  */
 #include "sim.h"
 #include "sim_res.h"

@@ -63,20 +63,34 @@ void util_wipe(void *buf, size_t len)
 const char *util_status_code_name(int status)
 {
     switch (status) {
-    case 400: return "BAD_REQUEST";
-    case 401: return "UNAUTHORIZED";
-    case 403: return "FORBIDDEN";
-    case 404: return "NOT_FOUND";
-    case 405: return "METHOD_NOT_ALLOWED";
-    case 409: return "CONFLICT";
-    case 413: return "PAYLOAD_TOO_LARGE";
-    case 422: return "UNPROCESSABLE_ENTITY";
-    case 429: return "OVERLOADED";
-    case 500: return "INTERNAL_SERVER_ERROR";
-    case 502: return "BAD_GATEWAY";
-    case 503: return "SERVICE_UNAVAILABLE";
-    case 504: return "GATEWAY_TIMEOUT";
-    default: return status >= 500 ? "INTERNAL_SERVER_ERROR" : "BAD_REQUEST";
+    case 400:
+        return "BAD_REQUEST";
+    case 401:
+        return "UNAUTHORIZED";
+    case 403:
+        return "FORBIDDEN";
+    case 404:
+        return "NOT_FOUND";
+    case 405:
+        return "METHOD_NOT_ALLOWED";
+    case 409:
+        return "CONFLICT";
+    case 413:
+        return "PAYLOAD_TOO_LARGE";
+    case 422:
+        return "UNPROCESSABLE_ENTITY";
+    case 429:
+        return "OVERLOADED";
+    case 500:
+        return "INTERNAL_SERVER_ERROR";
+    case 502:
+        return "BAD_GATEWAY";
+    case 503:
+        return "SERVICE_UNAVAILABLE";
+    case 504:
+        return "GATEWAY_TIMEOUT";
+    default:
+        return status >= 500 ? "INTERNAL_SERVER_ERROR" : "BAD_REQUEST";
     }
 }
 
@@ -92,8 +106,8 @@ char *util_api_error_json(int status, const char *code, const char *message)
     json_decref(o);
     if (!s) {
         /* message was not valid UTF-8: say so rather than echo it */
-        o = json_pack("{s:{s:s,s:s},s:s,s:i}", "error", "code", code, "message",
-                      "invalid message", "message", "invalid message", "status", status);
+        o = json_pack("{s:{s:s,s:s},s:s,s:i}", "error", "code", code, "message", "invalid message",
+                      "message", "invalid message", "status", status);
         s = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
     }

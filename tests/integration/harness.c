@@ -255,8 +255,8 @@ int harness_start_hotgate(hproc *p, const char *conf_path, const char *const ext
          * by the shell: scripts/memcheck.sh uses it */
         const char *wrap = getenv("HG_WRAPPER");
         if (wrap && *wrap)
-            execl("/bin/sh", "sh", "-c", "exec $HG_WRAPPER \"$0\" --config \"$1\"",
-                  HG_BIN_HOTGATE, conf_path, (char *)NULL);
+            execl("/bin/sh", "sh", "-c", "exec $HG_WRAPPER \"$0\" --config \"$1\"", HG_BIN_HOTGATE,
+                  conf_path, (char *)NULL);
         execl(HG_BIN_HOTGATE, HG_BIN_HOTGATE, "--config", conf_path, (char *)NULL);
         _exit(127);
     }

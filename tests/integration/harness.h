@@ -14,8 +14,8 @@
 
 typedef struct hproc {
     pid_t pid;
-    int port;          /* main listening port, 0 if none */
-    char log[512];     /* stdout+stderr of the process */
+    int port;      /* main listening port, 0 if none */
+    char log[512]; /* stdout+stderr of the process */
 } hproc;
 
 /* A free TCP port on 127.0.0.1 (bound then released; collisions are retried by callers). */
@@ -64,10 +64,10 @@ int harness_start_hotgate(hproc *p, const char *conf_path, const char *const ext
 /* ---- HTTP client ---- */
 typedef struct hresp {
     long status;
-    char *body;      /* NUL-terminated, len bytes */
+    char *body; /* NUL-terminated, len bytes */
     size_t len;
-    char *headers;   /* raw response header block of the final response */
-    double total_s;  /* transfer time */
+    char *headers;  /* raw response header block of the final response */
+    double total_s; /* transfer time */
 } hresp;
 
 /*
