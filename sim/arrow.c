@@ -48,6 +48,8 @@ static void fb_reserve(struct fb *b, size_t n)
 
 static size_t fb_put(struct fb *b, const void *d, size_t n)
 {
+    if (n == 0)
+        return b->len;
     fb_reserve(b, n);
     size_t at = b->len;
     if (d)
@@ -249,6 +251,8 @@ struct arrow_body {
 static size_t body_add(struct arrow_body *a, const void *d, size_t n)
 {
     size_t padded = (n + 7) / 8 * 8;
+    if (padded == 0)
+        return a->len; /* an empty buffer (no rows): nothing to copy, p may still be NULL */
     if (a->len + padded > a->cap) {
         size_t cap = a->cap ? a->cap : 4096;
         while (cap < a->len + padded)
