@@ -737,19 +737,26 @@ static void early_refuse(struct hg_conn *c, int status, const char *why)
 
 /* Move decoded body bytes from in to dst (at most what the framing allows). Returns 0,
  * or -1 on a malformed chunked body. */
+/* Moves what has arrived of the current length-delimited run (a Content-Length body or one
+ * chunk's data), at most room bytes, and returns how many. */
+static size_t body_move(struct hg_conn *c, struct evbuffer *in, struct evbuffer *dst, size_t room)
+{
+    size_t n = evbuffer_get_length(in);
+    if (n > c->body_left)
+        n = (size_t)c->body_left;
+    if (n > room)
+        n = room;
+    evbuffer_remove_buffer(in, dst, n);
+    c->body_left -= n;
+    return n;
+}
+
 static int body_decode(struct hg_conn *c, struct evbuffer *in, struct evbuffer *dst, size_t max_out)
 {
     size_t moved = 0;
     while (!c->body_done && evbuffer_get_length(in) > 0 && moved < max_out) {
         if (c->framing == BF_LENGTH) {
-            size_t n = evbuffer_get_length(in);
-            if (n > c->body_left)
-                n = (size_t)c->body_left;
-            if (n > max_out - moved)
-                n = max_out - moved;
-            evbuffer_remove_buffer(in, dst, n);
-            c->body_left -= n;
-            moved += n;
+            moved += body_move(c, in, dst, max_out - moved);
             if (c->body_left == 0)
                 c->body_done = 1;
             continue;
@@ -783,14 +790,7 @@ static int body_decode(struct hg_conn *c, struct evbuffer *in, struct evbuffer *
             break;
         }
         case CK_DATA: {
-            size_t n = evbuffer_get_length(in);
-            if (n > c->body_left)
-                n = (size_t)c->body_left;
-            if (n > max_out - moved)
-                n = max_out - moved;
-            evbuffer_remove_buffer(in, dst, n);
-            c->body_left -= n;
-            moved += n;
+            moved += body_move(c, in, dst, max_out - moved);
             if (c->body_left == 0)
                 c->ck = CK_DATA_CRLF;
             break;
