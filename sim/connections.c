@@ -566,18 +566,9 @@ static void sim_conn_delete(struct sim_req *req)
                         c.id);
     sim_indexes_drop_for(req->ws, c.id, NULL, NULL);
     sim_table_unregister_owner(req->ws, c.id);
-    sqlite3_stmt *st = sim_db_stmt(req->ws, "DELETE FROM connections WHERE id = ?1");
-    int rc = SQLITE_ERROR;
-    if (st) {
-        sqlite3_bind_text(st, 1, c.id, -1, SQLITE_TRANSIENT);
-        rc = sim_res_step_done(st);
-    }
+    int rc = sim_res_exec_id(req->ws, "DELETE FROM connections WHERE id = ?1", c.id);
     sim_conn_row_free(&c);
-    if (rc != SQLITE_DONE) {
-        sim_res_reply_db_error(req);
-        return;
-    }
-    sim_reply_empty(req, 204);
+    sim_res_reply_done(req, rc);
 }
 
 static void sim_conn_purge(struct sim_req *req)
@@ -585,19 +576,12 @@ static void sim_conn_purge(struct sim_req *req)
     struct sim_conn_row c;
     if (sim_conn_load_or_404(req, &c) != 0)
         return;
-    sqlite3_stmt *st = sim_db_stmt(req->ws, "UPDATE sim_tables SET synced = 0, last_sync = NULL"
-                                            " WHERE owner_id = ?1 AND kind = 'connection'");
-    int rc = SQLITE_ERROR;
-    if (st) {
-        sqlite3_bind_text(st, 1, c.id, -1, SQLITE_TRANSIENT);
-        rc = sim_res_step_done(st);
-    }
+    int rc = sim_res_exec_id(req->ws,
+                             "UPDATE sim_tables SET synced = 0, last_sync = NULL"
+                             " WHERE owner_id = ?1 AND kind = 'connection'",
+                             c.id);
     sim_conn_row_free(&c);
-    if (rc != SQLITE_DONE) {
-        sim_res_reply_db_error(req);
-        return;
-    }
-    sim_reply_empty(req, 204);
+    sim_res_reply_done(req, rc);
 }
 
 static void sim_conn_purge_table(struct sim_req *req)

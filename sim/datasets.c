@@ -1359,18 +1359,9 @@ static void sim_ds_delete(struct sim_req *req)
         sqlite3_bind_text(st, 1, d.id, -1, SQLITE_TRANSIENT);
         sim_res_step_done(st);
     }
-    st = sim_db_stmt(req->ws, "DELETE FROM res_datasets WHERE id = ?1");
-    int rc = SQLITE_ERROR;
-    if (st) {
-        sqlite3_bind_text(st, 1, d.id, -1, SQLITE_TRANSIENT);
-        rc = sim_res_step_done(st);
-    }
+    int rc = sim_res_exec_id(req->ws, "DELETE FROM res_datasets WHERE id = ?1", d.id);
     sim_ds_row_free(&d);
-    if (rc != SQLITE_DONE) {
-        sim_res_reply_db_error(req);
-        return;
-    }
-    sim_reply_empty(req, 204);
+    sim_res_reply_done(req, rc);
 }
 
 static void sim_ds_versions(struct sim_req *req)

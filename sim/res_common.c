@@ -215,3 +215,20 @@ void sim_res_reply_db_error(struct sim_req *req)
     sim_reply_error(req, 500, "INTERNAL_SERVER_ERROR", "Database error: %s",
                     req->db ? sqlite3_errmsg(req->db) : "no workspace database");
 }
+
+int sim_res_exec_id(struct sim_ws *ws, const char *sql, const char *id)
+{
+    sqlite3_stmt *st = sim_db_stmt(ws, sql);
+    if (!st)
+        return SQLITE_ERROR;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    return sim_res_step_done(st);
+}
+
+void sim_res_reply_done(struct sim_req *req, int rc)
+{
+    if (rc != SQLITE_DONE)
+        sim_res_reply_db_error(req);
+    else
+        sim_reply_empty(req, 204);
+}

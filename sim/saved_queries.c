@@ -377,24 +377,12 @@ static void sim_sq_delete(struct sim_req *req)
     struct sim_sq_row q;
     if (sim_sq_load_or_404(req, &q) != 0)
         return;
-    sqlite3_stmt *st =
-        sim_db_stmt(req->ws, "DELETE FROM res_saved_query_versions WHERE saved_query_id = ?1");
-    int rc = SQLITE_ERROR;
-    if (st) {
-        sqlite3_bind_text(st, 1, q.id, -1, SQLITE_TRANSIENT);
-        rc = sim_res_step_done(st);
-    }
-    st = sim_db_stmt(req->ws, "DELETE FROM res_saved_queries WHERE id = ?1");
-    if (st && rc == SQLITE_DONE) {
-        sqlite3_bind_text(st, 1, q.id, -1, SQLITE_TRANSIENT);
-        rc = sim_res_step_done(st);
-    }
+    int rc = sim_res_exec_id(
+        req->ws, "DELETE FROM res_saved_query_versions WHERE saved_query_id = ?1", q.id);
+    if (rc == SQLITE_DONE)
+        rc = sim_res_exec_id(req->ws, "DELETE FROM res_saved_queries WHERE id = ?1", q.id);
     sim_sq_row_free(&q);
-    if (rc != SQLITE_DONE) {
-        sim_res_reply_db_error(req);
-        return;
-    }
-    sim_reply_empty(req, 204);
+    sim_res_reply_done(req, rc);
 }
 
 static void sim_sq_versions(struct sim_req *req)

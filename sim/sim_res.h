@@ -115,6 +115,10 @@ int sim_res_query_bool(struct sim_req *req, const char *name, bool def, bool *ou
 int sim_res_step_done(sqlite3_stmt *st);
 /* Reply 500 with the database's error message. */
 void sim_res_reply_db_error(struct sim_req *req);
+/* Run a cached statement whose only parameter ?1 is id: SQLITE_DONE or the error. */
+int sim_res_exec_id(struct sim_ws *ws, const char *sql, const char *id);
+/* The end of a delete/purge handler: 204 when rc is SQLITE_DONE, else the database error. */
+void sim_res_reply_done(struct sim_req *req, int rc);
 
 /* ---- secrets (sim/secrets.c), used by connections and embedding providers ---- */
 /* Secret id of the secret named name (malloc'd), NULL when unknown. */
