@@ -679,6 +679,16 @@ static int handle_upstream(struct parse *p, int line, const char *section, const
         UINT(c->upstream.retries, 10);
     } else if (strcmp(name, "retry_backoff_ms") == 0) {
         DUR(c->upstream.retry_backoff_ms, 1);
+    } else if (strcmp(name, "client") == 0) {
+        if (strcmp(value, "auto") == 0)
+            c->upstream.client = HG_UPSTREAM_CLIENT_AUTO;
+        else if (strcmp(value, "curl") == 0)
+            c->upstream.client = HG_UPSTREAM_CLIENT_CURL;
+        else if (strcmp(value, "native") == 0)
+            c->upstream.client = HG_UPSTREAM_CLIENT_NATIVE;
+        else
+            BAD("must be auto, curl or native");
+        c->upstream.client_line = line;
     } else {
         return 0;
     }
@@ -1059,6 +1069,10 @@ static void validate(struct parse *p, int load_secrets)
                 perr(p, cl->key_line, sec, "key_sha256", "same key as client %s",
                      c->clients[k].name);
     }
+    if (c->upstream.client == HG_UPSTREAM_CLIENT_NATIVE &&
+        strncmp(c->upstream.url, "http://", 7) != 0)
+        perr(p, c->upstream.client_line, "upstream", "client",
+             "native speaks plain http:// only; use curl (or auto) for %s", c->upstream.url);
     if (c->admin.token_source != HG_SECRET_NONE && load_secrets &&
         config_secret_load(c->admin.token_source, c->admin.token_source_value, &c->admin.token, msg,
                            sizeof msg) != 0)

@@ -81,6 +81,13 @@ struct hg_client {
     int credential_line, class_line, default_workspace_line, key_line; /* for errors */
 };
 
+/* [upstream] client: which transport carries upstream exchanges (upstream.h) */
+enum hg_upstream_client {
+    HG_UPSTREAM_CLIENT_AUTO = 0, /* native for http:// to an IP literal or localhost, else curl */
+    HG_UPSTREAM_CLIENT_CURL,     /* libcurl multi: TLS, HTTP/2, any host name */
+    HG_UPSTREAM_CLIENT_NATIVE,   /* hotgate's own HTTP/1.1 client: plain http:// only */
+};
+
 struct hg_config {
     char *path;
 
@@ -120,6 +127,8 @@ struct hg_config {
         unsigned max_connections_per_host;
         unsigned retries;
         uint64_t retry_backoff_ms;
+        enum hg_upstream_client client; /* transport: see upstream.h */
+        int client_line;
     } upstream;
 
     struct hg_credential *credentials;

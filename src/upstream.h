@@ -1,8 +1,9 @@
 /*
- * upstream: HTTP exchanges with the configured upstream API through one libcurl multi
- * handle per worker, driven by the worker's libevent loop (CURLMOPT_SOCKETFUNCTION /
- * TIMERFUNCTION). Connections are pooled and reused, capped per host, and multiplexed
- * over HTTP/2 when the upstream offers it over TLS.
+ * upstream: HTTP exchanges with the configured upstream API, one handle per worker,
+ * driven by the worker's libevent loop. Two transports behind this one contract
+ * (upstream_impl.h): libcurl multi (CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION) for https://
+ * with TLS verification and HTTP/2 multiplexing, and hotgate's own HTTP/1.1 client for
+ * plain http:// upstreams. Connections are pooled and reused and capped per worker.
  *
  * Use:
  *   struct upstream_req *u = upstream_req_new(up, "POST", "/v1/query?x=1");
@@ -14,11 +15,11 @@
  * Bodies. A memory body (evbuffer, moved in) is replayable: retries send it again. A
  * stream body is written by the producer with upstream_body_write() as it arrives and
  * ended with upstream_body_end(); it is not replayable. Backpressure: upstream_body_write
- * returns the bytes buffered and not yet taken by curl; above UPSTREAM_BODY_HIGHWATER the
+ * returns the bytes buffered and not yet sent; above UPSTREAM_BODY_HIGHWATER the
  * producer stops reading its source until on_body_drain is called.
  *
  * Response backpressure: on_data may return UPSTREAM_PAUSE; the transfer then stops
- * (curl_easy_pause) until upstream_resume().
+ * reading until upstream_resume().
  *
  * Retries (config [upstream] retries, retry_backoff_ms), only where safe:
  *   - a connection failure before any request byte was sent: any method;
@@ -65,8 +66,8 @@ struct upstream_result {
     int http_status;    /* final HTTP status, 0 if none */
     int attempts;       /* attempts made (1 = no retry) */
     int request_sent;   /* any byte of the request (head or body) reached the network */
-    int body_started;   /* curl took any byte of the request body */
-    int curl_code;      /* CURLcode of the last attempt */
+    int body_started;   /* any byte of the request body was sent */
+    int curl_code;      /* CURLcode of the last attempt (curl transport; 0 otherwise) */
     uint64_t bytes_in;  /* response body bytes received */
     uint64_t bytes_out; /* request body bytes sent */
     long num_connects;  /* new connections made for the last attempt (CURLINFO_NUM_CONNECTS) */
@@ -92,6 +93,9 @@ struct upstream_callbacks {
 /* Per worker: create on the worker's base. Returns NULL on failure (logged). */
 struct upstream *upstream_new(struct event_base *base, const struct hg_config *cfg);
 void upstream_free(struct upstream *up); /* cancels everything still in flight */
+
+/* The transport this handle uses: "curl" or "native" (upstream_impl.h). */
+const char *upstream_client_name(const struct upstream *up);
 
 /* Requests in flight on this handle. */
 unsigned upstream_inflight(const struct upstream *up);
@@ -122,7 +126,7 @@ void upstream_req_no_retry(struct upstream_req *u);
  * not called; the request is freed). */
 int upstream_send(struct upstream_req *u, const struct upstream_callbacks *cb, void *arg);
 
-/* Stream bodies: move data in; returns bytes buffered, not yet taken by curl. */
+/* Stream bodies: move data in; returns bytes buffered, not yet sent. */
 size_t upstream_body_write(struct upstream_req *u, struct evbuffer *data);
 void upstream_body_end(struct upstream_req *u);
 

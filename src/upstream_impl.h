@@ -1,0 +1,66 @@
+/*
+ * upstream_impl: what the upstream front (upstream.c) shares with its two transports.
+ * Not for callers: they use upstream.h.
+ *
+ *   upstream_curl.c  libcurl multi: https:// (TLS verification, HTTP/2 multiplexing), any
+ *                    host name (curl's resolver);
+ *   upstream_h1.c    hotgate's own HTTP/1.1 client for plain http:// upstreams: a tenth
+ *                    of curl's instructions and half its system calls per exchange.
+ *
+ * [upstream] client = auto picks the native client for http:// to an IP literal or
+ * localhost, curl otherwise; curl or native force one (native refuses https://).
+ *
+ * Rules: every transport keeps the contract of upstream.h to the letter (callbacks,
+ * ownership, backpressure, cancellation from inside callbacks) and takes its retry
+ * decisions from upstream_retry_allowed()/upstream_backoff_ms(), so both replay exactly
+ * the same things. A transport's handle and request structs start with struct upstream /
+ * struct upstream_req, through which the front dispatches.
+ */
+#ifndef HG_UPSTREAM_IMPL_H
+#define HG_UPSTREAM_IMPL_H
+
+#include "upstream.h"
+
+struct upstream_ops {
+    const char *name;
+    struct upstream *(*create)(struct event_base *base, const struct hg_config *cfg);
+    void (*destroy)(struct upstream *up);
+    unsigned (*inflight)(const struct upstream *up);
+    uint64_t (*conns_opened)(const struct upstream *up);
+    struct upstream_req *(*req_new)(struct upstream *up, const char *method, const char *target);
+    int (*add_header)(struct upstream_req *u, const char *name, const char *value);
+    int (*set_bearer)(struct upstream_req *u, const char *token, size_t len);
+    void (*set_body_memory)(struct upstream_req *u, struct evbuffer *body);
+    void (*set_body_stream)(struct upstream_req *u, int64_t length);
+    void (*no_retry)(struct upstream_req *u);
+    int (*send)(struct upstream_req *u, const struct upstream_callbacks *cb, void *arg);
+    size_t (*body_write)(struct upstream_req *u, struct evbuffer *data);
+    void (*body_end)(struct upstream_req *u);
+    void (*resume)(struct upstream_req *u);
+    void (*cancel)(struct upstream_req *u);
+    int (*sent)(const struct upstream_req *u);
+};
+
+/* The first member of every transport's handle / request. */
+struct upstream {
+    const struct upstream_ops *ops;
+};
+struct upstream_req {
+    const struct upstream_ops *ops;
+};
+
+extern const struct upstream_ops upstream_curl_ops;
+extern const struct upstream_ops upstream_h1_ops;
+
+/* The transport [upstream] client and url select. */
+const struct upstream_ops *upstream_pick(const struct hg_config *cfg);
+
+/* Whether one more attempt may be made: retries left and the request timeout not used up
+ * since started_ms (util_mono_ms). */
+int upstream_retry_allowed(const struct hg_config *cfg, int no_retry, int attempts,
+                           uint64_t started_ms);
+
+/* Delay before attempt `attempts`+1: retry_backoff_ms * 2^(attempts-1), +-50 % jitter. */
+uint64_t upstream_backoff_ms(const struct hg_config *cfg, int attempts);
+
+#endif
