@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # bench/passthrough.sh: what hotgate costs on the pass-through path (cache off), against
-# hotdata-sim directly and against nginx as a plain reverse proxy (proxy_pass, HTTP/1.1
-# keep-alive upstream pool, no cache), in one run. Two requests: GET /v1/connections and a
-# small POST /v1/query (lua script). For each: wrk -t1 -c64 -d5s --latency, straight to the
-# simulator (upstream token), through hotgate (client key) and through nginx -> requests/s,
-# p50, p99, and the CPU each server spent per request (/proc/PID/stat utime+stime, nginx
-# master + workers); then the throughput ratios (target for hotgate >= 0.8 of direct) and
-# the p50 latency each proxy adds (target <= 100 us).
+# hotdata-sim directly and against reference proxies in one run: nginx as a plain reverse
+# proxy (proxy_pass, HTTP/1.1 keep-alive upstream pool, no cache), HAProxy in mode http
+# (http-reuse always: a keep-alive server pool) and HAProxy in mode tcp (a pure L4
+# forwarder: the floor of what any proxy can cost, so the ceiling any proxy can reach).
+# Two requests: GET /v1/connections and a small POST /v1/query (lua script). For each:
+# wrk -t1 -c64 -d5s --latency, straight to the simulator (upstream token), through hotgate
+# (client key), nginx and HAProxy http (they set the upstream token themselves) and HAProxy
+# tcp (wrk sends the upstream token: a TCP forwarder cannot inject it) -> requests/s, p50,
+# p99, and the CPU each server spent per request (/proc/PID/stat utime+stime, nginx master +
+# workers, HAProxy's one process with all its threads); then the throughput ratio to direct
+# (target for hotgate >= 0.8) and the p50 latency each proxy adds (target <= 100 us).
 # wrk, the proxy and the simulator share the box's CPUs, so a proxy's ratio is bounded by
-# sim_cpu / (sim_cpu + proxy_cpu): the CPU columns say why a ratio is what it is.
-# Writes bench/out/passthrough.{md,csv} and prints the table.
+# sim_cpu / (sim_cpu + proxy_cpu): the CPU column says why a ratio is what it is.
+# Writes bench/out/passthrough.md (one row per scenario x server) and
+# bench/out/passthrough.csv (long format: scenario,server,conns,rps,ratio,p50_us,
+# added_p50_us,p99_us,cpu_us; "-" where a server is missing) and prints the table.
 #   BUILD_DIR (default build), DURATION (5s), CONNS (64), HG_THREADS (1, also nginx's
-#   worker_processes), ACCESS_LOG (file|off, both proxies), NGINX (/usr/sbin/nginx; its
-#   columns are left empty when it is missing)
+#   worker_processes and HAProxy's nbthread), ACCESS_LOG (file|off, hotgate and nginx;
+#   HAProxy logs nothing), NGINX (/usr/sbin/nginx), HAPROXY (/usr/sbin/haproxy); a missing
+#   nginx or haproxy leaves its rows as "-"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -21,6 +28,7 @@ CONNS=${CONNS:-64}
 HG_THREADS=${HG_THREADS:-1}
 ACCESS_LOG=${ACCESS_LOG:-file}
 NGINX=${NGINX:-/usr/sbin/nginx}
+HAPROXY=${HAPROXY:-/usr/sbin/haproxy}
 OUT=bench/out
 mkdir -p "$OUT"
 HG=$BUILD_DIR/hotgate
@@ -125,7 +133,46 @@ CONF
     NGX_PID=$!; PIDS+=($NGX_PID)
     wait_port $NGX_PORT || { echo "nginx did not start" >&2; cat "$d/logs/"* >&2; exit 1; }
 else
-    echo "nginx not found ($NGINX): its columns are left empty" >&2
+    echo "nginx not found ($NGINX): its rows are left empty" >&2
+fi
+
+# HAProxy, foreground (-db: no daemon, one process with nbthread threads, a child of this
+# script, killed by the trap): mode tcp forwards bytes (wrk sends the upstream token);
+# mode http reuses idle server connections across clients (http-reuse always) and sets the
+# upstream token and workspace like nginx does. No log directive: no access log.
+HAP_TCP_PID="" HAP_HTTP_PID=""
+start_haproxy() { # mode port -> pid in HAP_PID
+    local mode=$1 port=$2 d=$TMP/haproxy-$1 rules=""
+    mkdir -p "$d"
+    [ "$mode" = http ] && rules='    http-reuse always
+    http-request set-header Authorization "Bearer tok_test"
+    http-request set-header X-Workspace-Id ws_test'
+    cat >"$d/haproxy.cfg" <<CONF
+global
+    nbthread $HG_THREADS
+    maxconn 4096
+defaults
+    mode $mode
+    timeout connect 5s
+    timeout client 65s
+    timeout server 65s
+    timeout http-keep-alive 65s
+frontend fe
+    bind 127.0.0.1:$port
+    default_backend sim
+backend sim
+$rules
+    server sim 127.0.0.1:$SIM_PORT
+CONF
+    "$HAPROXY" -f "$d/haproxy.cfg" -db >"$d/haproxy.log" 2>&1 &
+    HAP_PID=$!; PIDS+=($HAP_PID)
+    wait_port "$port" || { echo "haproxy ($mode) did not start" >&2; cat "$d/haproxy.log" >&2; exit 1; }
+}
+if [ -x "$HAPROXY" ]; then
+    HAP_TCP_PORT=$(free_port); start_haproxy tcp "$HAP_TCP_PORT"; HAP_TCP_PID=$HAP_PID
+    HAP_HTTP_PORT=$(free_port); start_haproxy http "$HAP_HTTP_PORT"; HAP_HTTP_PID=$HAP_PID
+else
+    echo "haproxy not found ($HAPROXY): its rows are left empty" >&2
 fi
 
 cat >"$TMP/query.lua" <<'LUA'
@@ -165,13 +212,23 @@ run() { # name url script? headers...
     echo "$rps $p50 $p99 $cpu $scpu"
 }
 
-printf 'scenario,direct_rps,hotgate_rps,nginx_rps,hotgate_ratio,nginx_ratio,hotgate_vs_nginx,direct_p50_us,hotgate_p50_us,nginx_p50_us,hotgate_added_p50_us,nginx_added_p50_us,direct_p99_us,hotgate_p99_us,nginx_p99_us,sim_cpu_us,hotgate_cpu_us,nginx_cpu_us\n' >"$OUT/passthrough.csv"
+echo 'scenario,server,conns,rps,ratio,p50_us,added_p50_us,p99_us,cpu_us' >"$OUT/passthrough.csv"
 {
-    echo "| scenario | direct req/s | hotgate req/s | nginx req/s | hotgate/direct | nginx/direct | hotgate/nginx | p50 direct | p50 added: hotgate | p50 added: nginx | p99 direct / hotgate / nginx | CPU µs/req: sim | hotgate | nginx |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"
+    echo "| scenario | server | req/s | / direct | p50 | p50 added | p99 | CPU µs/req |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
 } >"$OUT/passthrough.md"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a != "" && a != "-" && b+0 > 0) printf "%.2f", a/b; else print "-" }'; }
-minus() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a != "" && a != "-" && b != "") printf "%.0f", a-b; else print "-" }'; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a != "" && a != "-" && b != "" && b != "-") printf "%.0f", a-b; else print "-" }'; }
+int() { awk -v a="$1" 'BEGIN{ if (a != "" && a != "-") printf "%.0f", a; else print "-" }'; }
+met() { # value op target -> met|missed|-
+    awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN{ if (v == "" || v == "-") print "-";
+        else if ((op == ">=" && v+0 >= t+0) || (op == "<=" && v+0 <= t+0)) print "met"; else print "missed" }'
+}
+SIM_AUTH=("Authorization: Bearer tok_test" "X-Workspace-Id: ws_test")
+SERVERS=(direct hotgate nginx haproxy-http haproxy-tcp)
+declare -A NAME=([direct]="direct (sim)" [hotgate]=hotgate [nginx]=nginx
+    [haproxy-http]="HAProxy http" [haproxy-tcp]="HAProxy tcp (L4)")
+VERDICT=()
 # the c=1 run isolates the latency a proxy adds from queueing behind 64 connections
 for sc in connections query latency; do
     CONNS_NOW=$CONNS
@@ -180,31 +237,61 @@ for sc in connections query latency; do
     query) path=/v1/query; script=$TMP/query.lua ;;
     latency) path=/v1/connections; script=""; CONNS_NOW=1 ;;
     esac
-    SIM_AUTH=("Authorization: Bearer tok_test" "X-Workspace-Id: ws_test")
+    label="$( [ $sc = query ] && echo POST || echo GET ) $path (c=$CONNS_NOW)"
     # warm every path (connection pools, SQLite caches)
     run "http://127.0.0.1:$SIM_PORT$path" "$script" "${SIM_AUTH[@]}" >/dev/null 2>&1 || true
-    CPU_PID=$SIM_PID
-    read -r d_rps d_p50 d_p99 d_cpu _ < <(run "http://127.0.0.1:$SIM_PORT$path" "$script" "${SIM_AUTH[@]}")
-    CPU_PID=$HG_PID
-    read -r g_rps g_p50 g_p99 g_cpu g_scpu < <(run "http://127.0.0.1:$HG_PORT$path" "$script" "Authorization: Bearer $KEY")
-    n_rps=- n_p50=- n_p99=- n_cpu=-
-    if [ -n "$NGX_PID" ]; then
-        CPU_PID=$NGX_PID
-        read -r n_rps n_p50 n_p99 n_cpu _ < <(run "http://127.0.0.1:$NGX_PORT$path" "$script" "Authorization: Bearer $KEY")
+    declare -A R=() A=()
+    for srv in "${SERVERS[@]}"; do
+        port="" pid="" hdrs=("Authorization: Bearer $KEY") # nginx, HAProxy http: they set the token
+        case $srv in
+        direct) port=$SIM_PORT pid=$SIM_PID hdrs=("${SIM_AUTH[@]}") ;;
+        hotgate) port=$HG_PORT pid=$HG_PID ;;
+        nginx) [ -n "$NGX_PID" ] && port=${NGX_PORT:-} pid=$NGX_PID ;;
+        haproxy-http) [ -n "$HAP_HTTP_PID" ] && port=${HAP_HTTP_PORT:-} pid=$HAP_HTTP_PID ;;
+        haproxy-tcp) [ -n "$HAP_TCP_PID" ] && port=${HAP_TCP_PORT:-} pid=$HAP_TCP_PID
+            hdrs=("${SIM_AUTH[@]}") ;; # L4: the client must carry the upstream token
+        esac
+        rps=- p50=- p99=- cpu=-
+        if [ -n "$pid" ]; then
+            CPU_PID=$pid
+            read -r rps p50 p99 cpu _ < <(run "http://127.0.0.1:$port$path" "$script" "${hdrs[@]}")
+        fi
+        if [ "$srv" = direct ]; then d_rps=$rps d_p50=$p50; fi
+        r=$(ratio "$rps" "$d_rps"); a=$(minus "$p50" "$d_p50")
+        R[$srv]=$r A[$srv]=$a
+        echo "$sc,$srv,$CONNS_NOW,$rps,$r,$p50,$a,$p99,$cpu" >>"$OUT/passthrough.csv"
+        case $a in -) a_md=- ;; -*) a_md="$a us" ;; *) a_md="+$a us" ;; esac
+        r_md=$r
+        if [ "$srv" = direct ]; then a_md="" r_md="1.00"; fi
+        p50_md="$(int "$p50") us" p99_md="$(int "$p99") us"
+        [ "$p50" = - ] && p50_md=-; [ "$p99" = - ] && p99_md=-
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "${NAME[$srv]}" \
+            "$(int "$rps")" "$r_md" "$p50_md" "$a_md" "$p99_md" "$cpu" >>"$OUT/passthrough.md"
+    done
+    # under load (c=64) the throughput target; with one connection the added-latency one
+    if [ "$CONNS_NOW" = 1 ]; then
+        v="hotgate added p50 ${A[hotgate]} us (target <= 100 us: $(met "${A[hotgate]}" '<=' 100)); nginx ${A[nginx]}, HAProxy http ${A[haproxy-http]}, HAProxy tcp ${A[haproxy-tcp]} us (the floor)"
+    else
+        v="hotgate/direct ${R[hotgate]} (target >= 0.8: $(met "${R[hotgate]}" '>=' 0.8)); nginx ${R[nginx]}, HAProxy http ${R[haproxy-http]}, HAProxy tcp ${R[haproxy-tcp]} (the ceiling)"
     fi
-    g_ratio=$(ratio "$g_rps" "$d_rps"); n_ratio=$(ratio "$n_rps" "$d_rps"); gn=$(ratio "$g_rps" "$n_rps")
-    g_added=$(minus "$g_p50" "$d_p50"); n_added=$(minus "$n_p50" "$d_p50")
-    echo "$sc,$d_rps,$g_rps,$n_rps,$g_ratio,$n_ratio,$gn,$d_p50,$g_p50,$n_p50,$g_added,$n_added,$d_p99,$g_p99,$n_p99,$d_cpu,$g_cpu,$n_cpu" >>"$OUT/passthrough.csv"
-    printf '| %s %s (c=%s) | %s | %s | %s | %s | %s | %s | %s us | %s us | %s us | %s / %s / %s us | %s | %s | %s |\n' \
-        "$( [ $sc = query ] && echo POST || echo GET )" "$path" "$CONNS_NOW" "$d_rps" "$g_rps" "$n_rps" \
-        "$g_ratio" "$n_ratio" "$gn" "$d_p50" "$g_added" "$n_added" "$d_p99" "$g_p99" "$n_p99" \
-        "$d_cpu" "$g_cpu" "$n_cpu" >>"$OUT/passthrough.md"
+    VERDICT+=("- $label: $v")
+    unset R A
 done
 {
     echo
-    echo "$(date -u +%FT%TZ), wrk -t1 -d$DURATION (-c as shown); hotgate threads=$HG_THREADS, nginx worker_processes=$HG_THREADS, cache off, access log $ACCESS_LOG on both;"
-    echo "CPU µs/req: the server's utime+stime over the run / requests (sim: in the direct run)."
-    echo "targets: hotgate/direct >= 0.8, added p50 <= 100 us. $(nproc) CPU(s) shared by wrk, the proxy and the simulator,"
-    echo "so a proxy's ratio is bounded by sim_cpu / (sim_cpu + proxy_cpu) once the CPUs are saturated."
+    echo "Targets for hotgate: throughput hotgate/direct >= 0.8 (c=$CONNS runs), added p50 over direct <= 100 us (c=1 run)."
+    printf '%s\n' "${VERDICT[@]}"
+    echo
+    echo "HAProxy mode tcp only forwards bytes (no HTTP parsing; wrk sends the upstream token itself):"
+    echo "its req/s / direct is the ceiling of any proxy on this box, and its CPU µs/req the floor any proxy costs"
+    echo "(one ${DURATION} sample per cell on a shared box: where the simulator is the bottleneck, as for the POST,"
+    echo "noise can put another proxy above it)."
+    echo "HAProxy http: mode http, http-reuse always, sets Authorization and X-Workspace-Id like nginx."
+    echo
+    echo "$(date -u +%FT%TZ), wrk -t1 -d$DURATION (-c as shown); hotgate threads=$HG_THREADS, nginx worker_processes=$HG_THREADS,"
+    echo "HAProxy nbthread=$HG_THREADS; cache off; access log: hotgate and nginx $ACCESS_LOG, HAProxy none."
+    echo "CPU µs/req: the server's utime+stime over the run / requests (direct: the simulator's)."
+    echo "$(nproc) CPU(s) shared by wrk, the proxy and the simulator, so a proxy's ratio is bounded by"
+    echo "sim_cpu / (sim_cpu + proxy_cpu) once the CPUs are saturated."
 } >>"$OUT/passthrough.md"
 cat "$OUT/passthrough.md"

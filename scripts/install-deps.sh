@@ -4,14 +4,22 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang-format
       libevent-dev libcurl4-openssl-dev libjansson-dev liblmdb-dev libhiredis-dev
       libcmocka-dev libinih-dev libsqlite3-dev libssl-dev libsystemd-dev
-      redis-server nghttp2-proxy openssl curl wrk lmdb-utils python3)
+      redis-server nghttp2-proxy haproxy openssl curl wrk lmdb-utils python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Debian's haproxy package enables and starts a system haproxy service; the benches start
+# their own (bench/passthrough.sh), so the system one must never hold ports or CPU. Without
+# systemd (containers) the package's init script may have started it instead.
+$SUDO systemctl disable --now haproxy 2>/dev/null || true
+if [ ! -d /run/systemd/system ] && [ -x /etc/init.d/haproxy ]; then
+  $SUDO /etc/init.d/haproxy stop >/dev/null 2>&1 || true
+  $SUDO update-rc.d haproxy disable >/dev/null 2>&1 || true
 fi
