@@ -10,6 +10,8 @@
  *   any  /v1/slow?ms=M       answers the echo after M milliseconds
  *   any  /v1/fail503?k=K     the first K requests answer 503, later ones 200
  *   any  /v1/status?s=S      answers status S with an API-shaped body
+ *   any  /v1/raw/CASE        writes canned wire bytes (gwu_raw: chunked with trailers, 1xx,
+ *                            HTTP/1.0, bare LF, malformed heads, truncated bodies, ...)
  *
  * Header-only (static functions) so that each test_*.c can include it; the CMake glob
  * builds only test_*.c files. One process-wide instance per test binary.
@@ -178,6 +180,65 @@ static long gwu_qparam(const char *path, const char *name, long dflt)
     return dflt;
 }
 
+/* Canned answers for the upstream-client wire tests. Returns 1 if the connection must be
+ * closed after it, 0 to keep it, -1 for an unknown case. */
+static int gwu_raw(int fd, const char *name)
+{
+    static const struct {
+        const char *name;
+        const char *wire;
+        int close_after;
+    } cases[] = {
+        {"chunked",
+         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "7;ext=1\r\n{\"a\":[1\r\n6\r\n,2,3]}\r\n0\r\nX-Trailer: t\r\n\r\n",
+         0},
+        {"continue",
+         "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\nX-A: b\r\n\r\n"
+         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n"
+         "{\"ok\":true}",
+         0},
+        {"http10", "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello, 1.0", 1},
+        {"eof_body", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end", 1},
+        {"bare_lf", "HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 2\n\nok", 0},
+        {"garbage", "SPDY/9 what\r\n\r\n", 1},
+        {"bad_length", "HTTP/1.1 200 OK\r\nContent-Length: 12abc\r\n\r\nhello", 1},
+        {"two_lengths", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+         1},
+        {"bad_chunk",
+         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n", 1},
+        {"truncated",
+         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nonly ten b", 1},
+        {"no_answer", "", 1},
+        {"close_after",
+         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", 1},
+        {"status_999", "HTTP/1.1 999 Nine\r\nContent-Length: 0\r\n\r\n", 1},
+    };
+    if (strcmp(name, "big_head") == 0) {
+        /* one 200 KiB header line: more than either client accepts */
+        const char *h = "HTTP/1.1 200 OK\r\nX-Big: ";
+        gwu_write_all(fd, h, strlen(h));
+        static char blk[4096];
+        memset(blk, 'y', sizeof blk);
+        for (int i = 0; i < 50; i++)
+            if (gwu_write_all(fd, blk, sizeof blk) != 0)
+                return 1;
+        gwu_write_all(fd, "\r\nContent-Length: 0\r\n\r\n", 25);
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        if (strcmp(name, cases[i].name) == 0) {
+            /* split writes: the client must reassemble heads and chunk lines */
+            const char *w = cases[i].wire;
+            size_t n = strlen(w), half = n / 2;
+            gwu_write_all(fd, w, half);
+            gwu_sleep_ms(2);
+            gwu_write_all(fd, w + half, n - half);
+            return cases[i].close_after;
+        }
+    return -1;
+}
+
 static void *gwu_conn(void *arg)
 {
     int fd = (int)(intptr_t)arg;
@@ -259,6 +320,17 @@ static void *gwu_conn(void *arg)
                           "{\"error\":{\"code\":\"SERVICE_UNAVAILABLE\",\"message\":\"x\"}}", keep);
             else
                 gwu_reply(fd, 200, "application/json", "{\"ok\":true}", keep);
+        } else if (strncmp(path, "/v1/raw/", 8) == 0) {
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)strcspn(path + 8, "?"), path + 8);
+            int rc = gwu_raw(fd, name);
+            if (rc < 0)
+                gwu_reply(fd, 404, "application/json", "{\"error\":\"no such raw case\"}", keep);
+            if (rc > 0) {
+                shutdown(fd, SHUT_WR);
+                gwu_sleep_ms(20);
+                break;
+            }
         } else if (strncmp(path, "/v1/status", 10) == 0) {
             long s = gwu_qparam(path, "s", 200);
             snprintf(body, sizeof body, "{\"status\":%ld}", s);
@@ -364,12 +436,17 @@ static __attribute__((unused)) char *gw_write_conf(const char *dir, const char *
     util_sha256_hex("ck_alice", 8, ka);
     util_sha256_hex("ck_bob", 6, kb);
     snprintf(path, sizeof path, "%s/hotgate.conf", dir);
+    /* HG_TEST_UPSTREAM_CLIENT (curl|native): run a suite on one transport (CMakeLists.txt
+     * registers the gw suites once per transport) */
+    const char *client = getenv("HG_TEST_UPSTREAM_CLIENT");
+    if (client && !*client)
+        client = NULL;
     f = fopen(path, "w");
     fprintf(f,
             "[server]\nlisten = 127.0.0.1:%d\n%sdrain_timeout = 10\n"
             "access_log = %s/access.log\nlog_level = debug\n"
             "[admin]\nlisten = 127.0.0.1:%d\n"
-            "[upstream]\nurl = %s\n"
+            "[upstream]\nurl = %s\n%s%s%s"
             "[cache]\nenabled = no\n"
             "[credential main]\ntoken_file = %s\n"
             "[client alice]\nkey_sha256 = %s\ncredential = main\nworkspaces = ws_test, ws_other\n"
@@ -377,7 +454,8 @@ static __attribute__((unused)) char *gw_write_conf(const char *dir, const char *
             "[client bob]\nkey_sha256 = %s\ncredential = main\nworkspaces = ws_test\n"
             "mode = read-only\n%s",
             *port, extra && strstr(extra, "threads") ? "" : "threads = 2\n", dir, *admin_port,
-            upstream_url, tokpath, ka, kb, extra ? extra : "");
+            upstream_url, client ? "client = " : "", client ? client : "", client ? "\n" : "",
+            tokpath, ka, kb, extra ? extra : "");
     fclose(f);
     return strdup(path);
 }

@@ -50,6 +50,7 @@ static void test_defaults(void **state)
     assert_string_equal(c->upstream.url, "https://api.hotdata.dev");
     assert_true(c->upstream.tls_verify);
     assert_true(c->upstream.http2);
+    assert_int_equal(c->upstream.client, HG_UPSTREAM_CLIENT_AUTO);
     assert_string_equal(c->server.access_log, "stderr");
     assert_int_equal(c->admin.n_listen, 0);
     assert_non_null(config_class(c, "interactive"));
@@ -218,6 +219,9 @@ static void test_errors_name_file_line_key(void **state)
     expect_error("[upstream]\nurl = https://user@host\n", 2, "upstream", "url", NULL);
     expect_error("[upstream]\ntls_verify = maybe\n", 2, "upstream", "tls_verify", "boolean");
     expect_error("[upstream]\nretry_backoff_ms = fast\n", 2, "upstream", "retry_backoff_ms", NULL);
+    expect_error("[upstream]\nclient = fast\n", 2, "upstream", "client", "auto, curl or native");
+    expect_error("[upstream]\nurl = https://h\nclient = native\n", 3, "upstream", "client",
+                 "plain http:// only");
     expect_error("[cache]\nsize = 12Q\n", 2, "cache", "size", "size");
     expect_error("[cache]\nhigh_water = 1.5\n", 2, "cache", "high_water", NULL);
     expect_error("[client a]\nkey_sha256 = abc\n", 2, "client a", "key_sha256", "64 hex");
