@@ -85,6 +85,7 @@ struct h1conn {
     int eof;     /* the server closed its side (seen while the exchange was paused) */
     int rd_err;  /* errno of a failed recv, 0 if none */
     int wr_fail; /* errno of a failed write, to be handled from the event loop */
+    int broken;  /* writing failed: never reused */
     TAILQ_ENTRY(h1conn) idle_link;
 };
 TAILQ_HEAD(h1conn_list, h1conn);
@@ -196,6 +197,7 @@ static void process(struct h1conn *c);
 static void finish(struct h1req *u, enum upstream_outcome o, const char *error);
 static void req_free(struct h1req *u);
 static void connect_failed(struct h1req *u, int addr_index);
+static void abort_req(struct h1req *u);
 static int flush(struct h1conn *c);
 
 /* ---- names and addresses ---- */
@@ -556,13 +558,8 @@ static void drain_ev_cb(evutil_socket_t fd, short what, void *arg)
         u->cb_depth++;
         u->cb->on_body_drain(u->arg);
         u->cb_depth--;
-        if (u->cancelled) {
-            struct uh1 *up = u->up;
-            if (u->conn)
-                conn_close(u->conn);
-            req_free(u);
-            kick_waiters(up);
-        }
+        if (u->cancelled)
+            abort_req(u);
     }
 }
 
@@ -746,10 +743,11 @@ static void write_failed(struct h1conn *c, int err)
                                         : "the upstream closed the connection");
         return;
     }
-    /* an early answer (say 413 to an upload): read it; no more writing, no reuse */
+    /* an early answer (say 413 to an upload): read it to its end like any other (the read
+     * event stays registered); no more writing, no reuse */
     u->req_done = 1;
     u->keep_alive = 0;
-    c->eof = 1; /* nothing more will be read once this is parsed */
+    c->broken = 1;
     if (event_pending(c->wev, EV_WRITE, NULL))
         event_del(c->wev);
     process(c);
@@ -961,8 +959,8 @@ static int deliver(struct h1req *u, struct h1conn *c, size_t n)
 static void complete(struct h1conn *c)
 {
     struct h1req *u = c->req;
-    int reuse =
-        u->keep_alive && u->req_done && !c->eof && !c->rd_err && evbuffer_get_length(c->in) == 0;
+    int reuse = u->keep_alive && u->req_done && !c->eof && !c->rd_err && !c->broken &&
+                evbuffer_get_length(c->in) == 0;
     c->exchanges++;
     c->req = NULL;
     u->conn = NULL;
@@ -1126,8 +1124,8 @@ static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct h1conn *c = arg;
     struct h1req *u = c->req;
-    if (!u) {
-        event_del(c->wev);
+    if (!u || c->broken) {
+        event_del(c->wev); /* nothing (more) to write on it */
         return;
     }
     if (c->wr_fail) {
@@ -1365,7 +1363,7 @@ static int h1_send(struct upstream_req *ur, const struct upstream_callbacks *cb,
 static void want_write(struct h1req *u)
 {
     struct h1conn *c = u->conn;
-    if (c && c->connected && !c->wr_fail && !event_pending(c->wev, EV_WRITE, NULL))
+    if (c && c->connected && !c->wr_fail && !c->broken && !event_pending(c->wev, EV_WRITE, NULL))
         event_active(c->wev, EV_WRITE, 0);
 }
 

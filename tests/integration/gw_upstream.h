@@ -412,7 +412,12 @@ static __attribute__((unused)) void gwu_stop(struct gwu *u)
     close(u->lfd);
     pthread_join(u->thr, NULL);
     /* connection threads are detached and may still read *u (g_gwu) while they wind
-     * down: u is deliberately not freed (one small block per test process) */
+     * down: u is deliberately not freed, but kept reachable (no leak report) */
+    static struct gwu *retired[16];
+    static int nretired;
+    if (nretired < 16)
+        retired[nretired++] = u;
+    __asm__ volatile("" : : "r"(retired) : "memory"); /* keep the array (and *u) reachable */
 }
 
 /* ---- hotgate config helper ---- */
