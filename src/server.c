@@ -125,6 +125,7 @@ struct hg_conn {
     struct event *flush_ev;
     struct evbuffer_cb_entry *out_cb;
     uint64_t read_timeout_ms; /* as last set (UINT64_MAX: not yet) */
+    struct auth_memo auth;    /* the last verified client key (auth.h); wiped on close */
 };
 
 struct req_priv {
@@ -402,6 +403,7 @@ static void conn_free(struct hg_conn *c)
     bufferevent_free(c->bev);
     if (c->pending)
         evbuffer_free(c->pending);
+    auth_memo_wipe(&c->auth);
     free(c);
 }
 
@@ -1236,7 +1238,7 @@ static enum hg_stage_result server_stage_auth(struct hg_req *req)
 {
     const struct hg_config *cfg = req->worker->cfg;
     const char *authz = evhttp_find_header(&req->headers, "Authorization");
-    req->client = auth_client(cfg, authz);
+    req->client = auth_client_memo(cfg, authz, &req->conn->auth);
     /* the client's key must not travel further, nor linger */
     struct evkeyval *kv;
     TAILQ_FOREACH(kv, &req->headers, next)
