@@ -13,10 +13,6 @@
 
 #include "util.h"
 
-static const char *const hop_by_hop[] = {
-    "Connection", "Keep-Alive", "TE", "Trailer", "Trailers", "Transfer-Encoding", "Upgrade",
-};
-
 /* names compared only when the lengths match: these run for every header of every request
  * and response (a third of hotgate's strcasecmp calls were hopeless ones) */
 static int name_in(const char *name, size_t n, const char *const *set, size_t count)
@@ -27,12 +23,34 @@ static int name_in(const char *name, size_t n, const char *const *set, size_t co
     return 0;
 }
 
+/* Connection, Keep-Alive, TE, Trailer, Trailers, Transfer-Encoding, Upgrade, Proxy-*:
+ * dispatched on the length, so most names meet one strcasecmp or none */
 int hdr_is_hop_by_hop(const char *name)
 {
     size_t n = strlen(name);
-    if (name_in(name, n, hop_by_hop, sizeof hop_by_hop / sizeof *hop_by_hop))
-        return 1;
-    return n >= 6 && strncasecmp(name, "Proxy-", 6) == 0;
+    switch (n) {
+    case 2:
+        return strcasecmp(name, "TE") == 0;
+    case 7:
+        if (strcasecmp(name, "Trailer") == 0 || strcasecmp(name, "Upgrade") == 0)
+            return 1;
+        break;
+    case 8:
+        if (strcasecmp(name, "Trailers") == 0)
+            return 1;
+        break;
+    case 10:
+        if (strcasecmp(name, "Connection") == 0 || strcasecmp(name, "Keep-Alive") == 0)
+            return 1;
+        break;
+    case 17:
+        if (strcasecmp(name, "Transfer-Encoding") == 0)
+            return 1;
+        break;
+    default:
+        break;
+    }
+    return n >= 6 && (name[0] == 'P' || name[0] == 'p') && strncasecmp(name, "Proxy-", 6) == 0;
 }
 
 void hdr_strip_hop_by_hop(struct evkeyvalq *h)
@@ -122,13 +140,16 @@ int hdr_value_ok(const char *v)
     return 1;
 }
 
+/* RFC 9110 tchar: ALPHA DIGIT ! # $ % & ' * + - . ^ _ ` | ~ (bit c of the 128) */
+static const uint64_t tchar_bits[2] = {0x03ff6cfa00000000ull, 0x57ffffffc7fffffeull};
+
 int hdr_name_ok(const char *name, size_t len)
 {
     if (len == 0)
         return 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)name[i];
-        if (!(isalnum(c) || strchr("!#$%&'*+-.^_`|~", c)) || c == 0)
+        if (c >= 128 || !((tchar_bits[c >> 6] >> (c & 63)) & 1))
             return 0;
     }
     return 1;

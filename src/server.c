@@ -907,10 +907,36 @@ static void start_pipeline(struct hg_conn *c)
     req_unref(r);
 }
 
+/* evbuffer_readln(EVBUFFER_EOL_CRLF) into buf when the line fits (no malloc per head
+ * line), else into a malloc'd copy; release with line_free(). */
+static char *head_readln(struct evbuffer *in, size_t *ll, char *buf, size_t bufsz)
+{
+    size_t eol_len = 0;
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+    if (eol.pos < 0)
+        return NULL;
+    size_t n = (size_t)eol.pos;
+    char *line = n < bufsz ? buf : malloc(n + 1);
+    if (!line)
+        abort();
+    evbuffer_remove(in, line, n);
+    evbuffer_drain(in, eol_len);
+    line[n] = '\0';
+    *ll = n;
+    return line;
+}
+
+static void line_free(char *line, const char *buf)
+{
+    if (line != buf)
+        free(line);
+}
+
 static void conn_process(struct hg_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     const struct hg_config *cfg = c->w->cfg;
+    char lbuf[1024]; /* head lines up to this long are read without a malloc */
     for (;;) {
         if (c->state == CS_HEAD) {
             if (c->w->draining && c->head_bytes == 0) {
@@ -920,24 +946,29 @@ static void conn_process(struct hg_conn *c)
             if (!c->head_start_ms && evbuffer_get_length(in) > 0)
                 c->head_start_ms = util_mono_ms();
             size_t ll = 0;
-            char *line = evbuffer_readln(in, &ll, EVBUFFER_EOL_CRLF);
+            char *line = head_readln(in, &ll, lbuf, sizeof lbuf);
             if (!line) {
                 if (c->head_bytes + evbuffer_get_length(in) > cfg->server.max_header_size)
                     early_refuse(c, c->req ? 431 : 414, "request head too large");
                 else if (c->head_start_ms &&
                          util_mono_ms() - c->head_start_ms > cfg->server.read_timeout_ms)
                     early_refuse(c, 408, "timed out reading the request head");
+                else if (c->req)
+                    /* a head begun: read_timeout instead of the keepalive one (set here,
+                     * when waiting, not per line: a head read whole goes straight to the
+                     * pipeline's timeout) */
+                    conn_set_read_timeout(c, cfg->server.read_timeout_ms);
                 return;
             }
             c->head_bytes += ll + 2;
             if (c->head_bytes > cfg->server.max_header_size) {
-                free(line);
+                line_free(line, lbuf);
                 /* same answer however the bytes were split across reads */
                 early_refuse(c, c->req ? 431 : 414, "request head too large");
                 return;
             }
             if (memchr(line, '\0', ll)) {
-                free(line); /* C string functions would silently cut the line there */
+                line_free(line, lbuf); /* C string functions would silently cut the line there */
                 early_refuse(c, 400, "NUL byte in the request head");
                 return;
             }
@@ -947,12 +978,11 @@ static void conn_process(struct hg_conn *c)
                 if (ll == 0 && c->head_bytes <= 4) {
                     /* blank lines before a request are tolerated (RFC 9112 2.2) */
                     c->head_bytes = 0;
-                    free(line);
+                    line_free(line, lbuf);
                     continue;
                 }
-                conn_set_read_timeout(c, cfg->server.read_timeout_ms);
                 st = parse_request_line(c, line, &why);
-                free(line);
+                line_free(line, lbuf);
                 if (st) {
                     c->keepalive = 0;
                     if (c->req)
@@ -967,7 +997,7 @@ static void conn_process(struct hg_conn *c)
                 st = parse_header_line(c, line, &why);
                 if (secret)
                     util_wipe(line, ll); /* the client key must not linger in freed memory */
-                free(line);
+                line_free(line, lbuf);
                 if (st) {
                     hdr_request_id(NULL, c->req->request_id);
                     early_refuse(c, st, why);
@@ -975,7 +1005,7 @@ static void conn_process(struct hg_conn *c)
                 }
                 continue;
             }
-            free(line);
+            line_free(line, lbuf);
             st = finish_head(c, &why);
             if (st) {
                 if (!c->req->request_id[0])
@@ -995,8 +1025,10 @@ static void conn_process(struct hg_conn *c)
             size_t before = evbuffer_get_length(r->body);
             body_decode(c, in, r->body, MEM_BODY_MAX + 1);
             r->bytes_in += evbuffer_get_length(r->body) - before;
-            if (!c->body_done)
+            if (!c->body_done) {
+                conn_set_read_timeout(c, cfg->server.read_timeout_ms);
                 return;
+            }
             start_pipeline(c);
             return;
         }

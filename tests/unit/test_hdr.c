@@ -29,6 +29,13 @@ static void test_hop_by_hop_names(void **state)
     assert_false(hdr_is_hop_by_hop("Content-Type"));
     assert_false(hdr_is_hop_by_hop("X-Workspace-Id"));
     assert_false(hdr_is_hop_by_hop("Authorization"));
+    assert_true(hdr_is_hop_by_hop("trailers"));
+    assert_true(hdr_is_hop_by_hop("Proxy-"));
+    assert_false(hdr_is_hop_by_hop("Proxy"));
+    assert_false(hdr_is_hop_by_hop("Connectionx"));
+    assert_false(hdr_is_hop_by_hop("TEE"));
+    assert_false(hdr_is_hop_by_hop("Keep-Alivf"));
+    assert_false(hdr_is_hop_by_hop(""));
 }
 
 static void test_strip_with_connection_list(void **state)
@@ -121,6 +128,13 @@ static void test_value_and_name_checks(void **state)
     assert_false(hdr_name_ok("X Bad", 5));
     assert_false(hdr_name_ok("", 0));
     assert_false(hdr_name_ok("X:y", 3));
+    /* every byte against the RFC 9110 tchar definition */
+    for (int c = 0; c < 256; c++) {
+        char ch = (char)c;
+        int tchar = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+        assert_int_equal(hdr_name_ok(&ch, 1), tchar);
+    }
 }
 
 int main(void)
