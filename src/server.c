@@ -39,6 +39,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -125,7 +126,11 @@ struct hg_conn {
     struct event *flush_ev;
     struct evbuffer_cb_entry *out_cb;
     uint64_t read_timeout_ms; /* as last set (UINT64_MAX: not yet) */
-    struct auth_memo auth;    /* the last verified client key (auth.h); wiped on close */
+    /* input: read by read_ev (conn_sock_read_cb), not by the bufferevent */
+    struct event *read_ev;
+    int read_on;           /* read_ev added */
+    int read_full;         /* the last read filled its space: the next one offers more */
+    struct auth_memo auth; /* the last verified client key (auth.h); wiped on close */
 };
 
 struct req_priv {
@@ -336,14 +341,40 @@ static void req_log(struct hg_req *r)
 
 /* ---- connections ---- */
 
+/* The client socket is read by the connection's own event (read_ev), the bufferevent only
+ * writes: a read of the space at hand, where evbuffer_read first asks the kernel how many
+ * bytes wait (an ioctl(FIONREAD) per request). Same semantics as the bufferevent's read
+ * side: a persistent event whose timeout (read_timeout_ms, 0: none) restarts with every
+ * read and every enable; on EOF, error or timeout reading stops and conn_event_cb hears of
+ * it with BEV_EVENT_READING; reads go straight to conn_process. */
+static void conn_read_enable(struct hg_conn *c)
+{
+    if (c->read_timeout_ms) {
+        struct timeval tv = ms_tv(c->read_timeout_ms);
+        event_add(c->read_ev, &tv);
+    } else if (c->read_on) {
+        event_remove_timer(c->read_ev);
+    } else {
+        event_add(c->read_ev, NULL);
+    }
+    c->read_on = 1;
+}
+
+static void conn_read_disable(struct hg_conn *c)
+{
+    if (c->read_on) {
+        event_del(c->read_ev);
+        c->read_on = 0;
+    }
+}
+
 static void conn_set_read_timeout(struct hg_conn *c, uint64_t ms)
 {
     if (c->read_timeout_ms == ms)
-        return; /* unchanged: spare the timer re-adds */
+        return; /* unchanged: spare the timer re-add */
     c->read_timeout_ms = ms;
-    const struct hg_config *cfg = c->w->cfg;
-    struct timeval rt = ms_tv(ms), wt = ms_tv(cfg->server.write_timeout_ms);
-    bufferevent_set_timeouts(c->bev, ms ? &rt : NULL, &wt);
+    if (c->read_on)
+        conn_read_enable(c);
 }
 
 static void conn_unlink(struct hg_conn *c)
@@ -398,6 +429,7 @@ static void conn_free(struct hg_conn *c)
         req_detach_client(r);
     }
     conn_unlink(c);
+    event_free(c->read_ev); /* before bufferevent_free closes the socket */
     event_free(c->flush_ev);
     evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
     bufferevent_free(c->bev);
@@ -411,7 +443,7 @@ static void conn_close_after_write(struct hg_conn *c)
 {
     c->state = CS_CLOSING;
     c->keepalive = 0;
-    bufferevent_disable(c->bev, EV_READ);
+    conn_read_disable(c);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         conn_free(c);
 }
@@ -504,6 +536,70 @@ static void conn_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *inf
         event_active(c->flush_ev, EV_TIMEOUT, 1); /* no-op when already active */
 }
 
+static void conn_process(struct hg_conn *c);
+
+#define READ_SMALL 16384u /* a read into the worker's buffer, then copied... */
+#define READ_LARGE 65536u /* ...or straight into the input after a read that filled it */
+
+/* Requests are read into a per-worker buffer and appended: the input then gets a chain
+ * the size of what came (as evbuffer_read makes it), not one the size of the space
+ * offered (a 4 KB+ chain per request costs malloc more than the copy). A body streaming
+ * in (a read filled the buffer) is read in place instead. */
+static __thread unsigned char read_buf[READ_SMALL];
+
+static void conn_sock_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hg_conn *c = arg;
+    if (what & EV_TIMEOUT) {
+        conn_read_disable(c);
+        conn_event_cb(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, c);
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    ssize_t n;
+    evbuffer_unfreeze(in, 0); /* a socket bufferevent keeps its input's end frozen */
+    if (!c->read_full) {
+        n = read(fd, read_buf, sizeof read_buf);
+        if (n > 0) {
+            evbuffer_add(in, read_buf, (size_t)n);
+            explicit_bzero(read_buf, (size_t)n); /* it may hold a client key */
+            c->read_full = (size_t)n == sizeof read_buf;
+        }
+    } else {
+        struct evbuffer_iovec v[2];
+        int nv = evbuffer_reserve_space(in, READ_LARGE, v, 2);
+        if (nv <= 0)
+            abort();
+        struct iovec iov[2];
+        size_t room = READ_LARGE;
+        for (int i = 0; i < nv; i++) {
+            size_t len = v[i].iov_len < room ? v[i].iov_len : room;
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = len;
+            room -= len;
+        }
+        n = readv(fd, iov, nv);
+        if (n > 0) {
+            c->read_full = (size_t)n == READ_LARGE;
+            size_t left = (size_t)n;
+            for (int i = 0; i < nv; i++) {
+                v[i].iov_len = left < iov[i].iov_len ? left : iov[i].iov_len;
+                left -= v[i].iov_len;
+            }
+            evbuffer_commit_space(in, v, nv);
+        }
+    }
+    evbuffer_freeze(in, 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        conn_read_disable(c);
+        conn_event_cb(c->bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+        return;
+    }
+    conn_process(c);
+}
+
 static void conn_new(struct hg_worker *w, evutil_socket_t fd)
 {
     struct hg_conn *c = calloc(1, sizeof *c);
@@ -524,18 +620,22 @@ static void conn_new(struct hg_worker *w, evutil_socket_t fd)
     metrics_gauge_add(G_CONNECTIONS_OPEN, 1);
     metrics_inc(M_CONNECTIONS_ACCEPTED, 1);
     c->read_timeout_ms = UINT64_MAX;
+    c->read_ev = event_new(w->base, fd, EV_READ | EV_PERSIST, conn_sock_read_cb, c);
     c->flush_ev = event_new(w->base, -1, 0, conn_flush_cb, c);
     c->out_cb = evbuffer_add_cb(bufferevent_get_output(c->bev), conn_out_cb, c);
-    if (!c->flush_ev || !c->out_cb)
+    if (!c->read_ev || !c->flush_ev || !c->out_cb)
         abort();
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_set_max_single_read(c->bev, 65536);
     bufferevent_set_max_single_write(c->bev, 262144);
     bufferevent_setwatermark(c->bev, EV_WRITE, SERVER_WRITE_HIGHWATER / 4, 0);
+    struct timeval wt = ms_tv(w->cfg->server.write_timeout_ms);
+    bufferevent_set_timeouts(c->bev, NULL, &wt);
     conn_set_read_timeout(c, w->cfg->server.read_timeout_ms);
-    /* EV_WRITE (on from bufferevent_socket_new) only while a rest waits: conn_flush_cb */
+    /* EV_WRITE (on from bufferevent_socket_new) only while a rest waits: conn_flush_cb;
+     * the bufferevent never reads (conn_sock_read_cb does) */
     bufferevent_disable(c->bev, EV_WRITE);
-    bufferevent_enable(c->bev, EV_READ);
+    conn_read_enable(c);
 }
 
 /* ---- request head parsing ---- */
@@ -836,7 +936,7 @@ static void body_drain_cb(void *arg)
     struct hg_conn *c = arg;
     if (c->read_paused) {
         c->read_paused = 0;
-        bufferevent_enable(c->bev, EV_READ);
+        conn_read_enable(c);
         stream_body_pump(c);
     }
 }
@@ -887,7 +987,7 @@ static void stream_body_pump(struct hg_conn *c)
     }
     if (buffered >= UPSTREAM_BODY_HIGHWATER && !c->read_paused && !c->body_done) {
         c->read_paused = 1;
-        bufferevent_disable(c->bev, EV_READ);
+        conn_read_disable(c);
     }
 }
 
@@ -1039,7 +1139,7 @@ static void conn_process(struct hg_conn *c)
             }
             /* pipelined data waits; don't buffer without bound */
             if (evbuffer_get_length(in) > cfg->server.max_header_size)
-                bufferevent_disable(c->bev, EV_READ);
+                conn_read_disable(c);
             return;
         }
         return; /* CS_CLOSING: ignore input */
@@ -1076,8 +1176,9 @@ static void req_finish(struct hg_req *r)
     c->nheaders = 0;
     c->framing = BF_NONE;
     c->read_paused = 0;
-    conn_set_read_timeout(c, c->w->cfg->server.keepalive_timeout_ms);
-    bufferevent_enable(c->bev, EV_READ);
+    /* (re)armed in one go: the keepalive timer starts now */
+    c->read_timeout_ms = c->w->cfg->server.keepalive_timeout_ms;
+    conn_read_enable(c);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
         /* a pipelined request: from the loop, not from here (no recursion per request) */
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
