@@ -15,10 +15,19 @@
 
 /* names compared only when the lengths match: these run for every header of every request
  * and response (a third of hotgate's strcasecmp calls were hopeless ones) */
-static int name_in(const char *name, size_t n, const char *const *set, size_t count)
+struct name_len {
+    const char *name;
+    size_t len;
+};
+#define NL(s)                                                                                      \
+    {                                                                                              \
+        s, sizeof s - 1                                                                            \
+    }
+
+static int name_in(const char *name, size_t n, const struct name_len *set, size_t count)
 {
     for (size_t i = 0; i < count; i++)
-        if (strlen(set[i]) == n && strcasecmp(name, set[i]) == 0)
+        if (set[i].len == n && strcasecmp(name, set[i].name) == 0)
             return 1;
     return 0;
 }
@@ -87,8 +96,9 @@ void hdr_strip_hop_by_hop(struct evkeyvalq *h)
 
 int hdr_forward_to_upstream(const char *name)
 {
-    static const char *const own[] = {"Host",          "Content-Length", "Expect",
-                                      "Authorization", "X-Request-Id",   "X-Workspace-Id"};
+    static const struct name_len own[] = {NL("Host"),         NL("Content-Length"),
+                                          NL("Expect"),       NL("Authorization"),
+                                          NL("X-Request-Id"), NL("X-Workspace-Id")};
     if (hdr_is_hop_by_hop(name))
         return 0;
     return !name_in(name, strlen(name), own, sizeof own / sizeof *own);
@@ -98,7 +108,7 @@ int hdr_forward_to_client(const char *name)
 {
     if (hdr_is_hop_by_hop(name))
         return 0;
-    return strcasecmp(name, "Content-Length") != 0;
+    return !(strlen(name) == 14 && strcasecmp(name, "Content-Length") == 0);
 }
 
 void hdr_request_id(const char *v, char out[65])
@@ -138,6 +148,23 @@ int hdr_value_ok(const char *v)
             return 0;
     }
     return 1;
+}
+
+static unsigned char ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+const char *hdr_find(const struct evkeyvalq *h, const char *name)
+{
+    unsigned char c0 = ascii_lower((unsigned char)name[0]);
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, h, next)
+    {
+        if (ascii_lower((unsigned char)kv->key[0]) == c0 && strcasecmp(kv->key, name) == 0)
+            return kv->value;
+    }
+    return NULL;
 }
 
 /* RFC 9110 tchar: ALPHA DIGIT ! # $ % & ' * + - . ^ _ ` | ~ (bit c of the 128) */

@@ -43,4 +43,8 @@ int hdr_value_ok(const char *v);
 /* 1 when name is a valid field name (RFC 9110 token). */
 int hdr_name_ok(const char *name, size_t len);
 
+/* evhttp_find_header() without its tolower call per byte: the value of the first header
+ * named name (ASCII case-insensitive), or NULL. */
+const char *hdr_find(const struct evkeyvalq *h, const char *name);
+
 #endif

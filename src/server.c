@@ -736,7 +736,18 @@ static int parse_header_line(struct hg_conn *c, char *line, const char **why)
         *why = "too many headers";
         return 431;
     }
-    evhttp_add_header(&c->req->headers, line, v);
+    /* what evhttp_add_header does, minus its checks (hdr_name_ok and hdr_value_ok are
+     * stricter) and strlen/strdup: the lengths are known */
+    size_t kn = (size_t)(colon - line);
+    struct evkeyval *kv = malloc(sizeof *kv);
+    char *key = malloc(kn + 1), *val = malloc(n + 1);
+    if (!kv || !key || !val)
+        abort();
+    memcpy(key, line, kn + 1);
+    memcpy(val, v, n + 1);
+    kv->key = key;
+    kv->value = val;
+    TAILQ_INSERT_TAIL(&c->req->headers, kv, next);
     return 0;
 }
 
@@ -749,11 +760,16 @@ static int finish_head(struct hg_conn *c, const char **why)
     /* keep-alive: decided from Connection before hop-by-hop headers are stripped */
     int close = 0, ka = 0;
     struct evkeyval *kv;
-    const char *te = NULL, *cl = NULL;
+    const char *te = NULL, *cl = NULL, *expect = NULL, *rid = NULL;
     int n_te = 0;
     TAILQ_FOREACH(kv, h, next)
     {
-        if (strcasecmp(kv->key, "Connection") == 0) {
+        /* the first Expect and X-Request-Id, as evhttp_find_header would find them */
+        if (!expect && strcasecmp(kv->key, "Expect") == 0)
+            expect = kv->value;
+        else if (!rid && strcasecmp(kv->key, "X-Request-Id") == 0)
+            rid = kv->value;
+        else if (strcasecmp(kv->key, "Connection") == 0) {
             if (strcasestr(kv->value, "close"))
                 close = 1;
             if (strcasestr(kv->value, "keep-alive"))
@@ -800,12 +816,11 @@ static int finish_head(struct hg_conn *c, const char **why)
         c->keepalive = 0;
         return 413;
     }
-    const char *expect = evhttp_find_header(h, "Expect");
     if (expect && strcasecmp(expect, "100-continue") != 0) {
         *why = "unsupported Expect";
         return 417;
     }
-    hdr_request_id(evhttp_find_header(h, "X-Request-Id"), r->request_id);
+    hdr_request_id(rid, r->request_id);
     hdr_strip_hop_by_hop(h);
     if (c->framing == BF_NONE) {
         r->body_kind = HG_BODY_NONE;
@@ -1204,13 +1219,15 @@ static void write_headers(struct hg_req *r, struct evbuffer *out, int status,
         const struct evkeyval *kv;
         TAILQ_FOREACH(kv, headers, next)
         {
-            if (strcasecmp(kv->key, "X-Cache") == 0)
+            size_t kn = strlen(kv->key); /* names compared only when the lengths match */
+            if (kn == 7 && strcasecmp(kv->key, "X-Cache") == 0)
                 has_xcache = 1;
-            if (!hdr_forward_to_client(kv->key) || strcasecmp(kv->key, "X-Request-Id") == 0)
+            if (!hdr_forward_to_client(kv->key) ||
+                (kn == 12 && strcasecmp(kv->key, "X-Request-Id") == 0))
                 continue;
-            if (strcasecmp(kv->key, "Date") == 0)
+            if (kn == 4 && strcasecmp(kv->key, "Date") == 0)
                 has_date = 1;
-            outbuf_str(&hb, kv->key);
+            outbuf_put(&hb, kv->key, kn);
             outbuf_put(&hb, ": ", 2);
             outbuf_str(&hb, kv->value);
             outbuf_put(&hb, "\r\n", 2);
@@ -1370,24 +1387,43 @@ void server_respond_error(struct hg_req *req, int status, const char *code, cons
 static enum hg_stage_result server_stage_auth(struct hg_req *req)
 {
     const struct hg_config *cfg = req->worker->cfg;
-    const char *authz = evhttp_find_header(&req->headers, "Authorization");
-    req->client = auth_client_memo(cfg, authz, &req->conn->auth);
-    /* the client's key must not travel further, nor linger */
-    struct evkeyval *kv;
+    /* one walk for the first Authorization and the first X-Workspace-Id (what
+     * evhttp_find_header would return) */
+    const char *authz = NULL, *ws = NULL;
+    int n_authz = 0;
+    struct evkeyval *kv, *next;
     TAILQ_FOREACH(kv, &req->headers, next)
-    if (strcasecmp(kv->key, "Authorization") == 0)
-        util_wipe(kv->value, strlen(kv->value));
-    while (evhttp_remove_header(&req->headers, "Authorization") == 0)
-        ;
+    {
+        if (strcasecmp(kv->key, "Authorization") == 0) {
+            if (!authz)
+                authz = kv->value;
+            n_authz++;
+        } else if (!ws && strcasecmp(kv->key, "X-Workspace-Id") == 0) {
+            ws = kv->value;
+        }
+    }
+    req->client = auth_client_memo(cfg, authz, &req->conn->auth);
+    int had_authz = authz != NULL;
+    /* the client's key must not travel further, nor linger */
+    for (kv = TAILQ_FIRST(&req->headers); n_authz && kv; kv = next) {
+        next = TAILQ_NEXT(kv, next);
+        if (strcasecmp(kv->key, "Authorization") == 0) {
+            util_wipe(kv->value, strlen(kv->value));
+            TAILQ_REMOVE(&req->headers, kv, next);
+            free(kv->key);
+            free(kv->value);
+            free(kv);
+            n_authz--;
+        }
+    }
     if (!req->client) {
         metrics_inc(M_AUTH_UNAUTHORIZED, 1);
         server_respond_error(req, 401, NULL,
-                             authz ? "invalid client key" : "missing Authorization: Bearer key",
+                             had_authz ? "invalid client key" : "missing Authorization: Bearer key",
                              NULL);
         return HG_DONE;
     }
     req->cred = req->client->credential;
-    const char *ws = evhttp_find_header(&req->headers, "X-Workspace-Id");
     const char *eff = NULL, *why = NULL;
     if (auth_workspace(req->client, req->path, ws, &eff, &why) != 0) {
         metrics_inc(M_AUTH_FORBIDDEN, 1);
@@ -1395,8 +1431,10 @@ static enum hg_stage_result server_stage_auth(struct hg_req *req)
         return HG_DONE;
     }
     if (eff && !ws) {
-        evhttp_add_header(&req->headers, "X-Workspace-Id", eff);
-        eff = evhttp_find_header(&req->headers, "X-Workspace-Id");
+        /* the header just added (there was none): the last one */
+        eff = evhttp_add_header(&req->headers, "X-Workspace-Id", eff) == 0
+                  ? TAILQ_LAST(&req->headers, evkeyvalq)->value
+                  : NULL;
     }
     req->workspace = eff;
     return HG_NEXT;
@@ -1496,7 +1534,7 @@ static int up_on_head(void *arg, int status, const struct evkeyvalq *headers)
         return -1;
     }
     int64_t cl = -1;
-    const char *cls = evhttp_find_header(headers, "Content-Length");
+    const char *cls = hdr_find(headers, "Content-Length");
     if (cls && *cls && strspn(cls, "0123456789") == strlen(cls) && strlen(cls) <= 18)
         cl = strtoll(cls, NULL, 10);
     server_respond_start(req, status, headers, cl);

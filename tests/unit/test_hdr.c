@@ -137,6 +137,24 @@ static void test_value_and_name_checks(void **state)
     }
 }
 
+static void test_find(void **state)
+{
+    struct evkeyvalq h;
+    TAILQ_INIT(&h);
+    assert_null(hdr_find(&h, "Content-Length"));
+    evhttp_add_header(&h, "X-A", "1");
+    evhttp_add_header(&h, "content-length", "12");
+    evhttp_add_header(&h, "Content-Length", "13");
+    evhttp_add_header(&h, "C", "c");
+    assert_string_equal(hdr_find(&h, "Content-Length"), "12");
+    assert_string_equal(hdr_find(&h, "CONTENT-LENGTH"), "12");
+    assert_string_equal(hdr_find(&h, "x-a"), "1");
+    assert_string_equal(hdr_find(&h, "c"), "c");
+    assert_null(hdr_find(&h, "Content-Lengt"));
+    assert_null(hdr_find(&h, "X-A2"));
+    evhttp_clear_headers(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +163,7 @@ int main(void)
         cmocka_unit_test(test_forwarding_rules),
         cmocka_unit_test(test_request_id),
         cmocka_unit_test(test_value_and_name_checks),
+        cmocka_unit_test(test_find),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
