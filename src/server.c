@@ -736,18 +736,8 @@ static int parse_header_line(struct hg_conn *c, char *line, const char **why)
         *why = "too many headers";
         return 431;
     }
-    /* what evhttp_add_header does, minus its checks (hdr_name_ok and hdr_value_ok are
-     * stricter) and strlen/strdup: the lengths are known */
-    size_t kn = (size_t)(colon - line);
-    struct evkeyval *kv = malloc(sizeof *kv);
-    char *key = malloc(kn + 1), *val = malloc(n + 1);
-    if (!kv || !key || !val)
-        abort();
-    memcpy(key, line, kn + 1);
-    memcpy(val, v, n + 1);
-    kv->key = key;
-    kv->value = val;
-    TAILQ_INSERT_TAIL(&c->req->headers, kv, next);
+    /* evhttp_add_header's checks are looser than the two above */
+    hdr_add(&c->req->headers, line, (size_t)(colon - line), v, n);
     return 0;
 }
 
@@ -764,20 +754,22 @@ static int finish_head(struct hg_conn *c, const char **why)
     int n_te = 0;
     TAILQ_FOREACH(kv, h, next)
     {
-        /* the first Expect and X-Request-Id, as evhttp_find_header would find them */
-        if (!expect && strcasecmp(kv->key, "Expect") == 0)
+        /* names compared only when the lengths match; the first Expect and X-Request-Id,
+         * as evhttp_find_header would find them */
+        size_t kn = strlen(kv->key);
+        if (kn == 6 && !expect && strcasecmp(kv->key, "Expect") == 0)
             expect = kv->value;
-        else if (!rid && strcasecmp(kv->key, "X-Request-Id") == 0)
+        else if (kn == 12 && !rid && strcasecmp(kv->key, "X-Request-Id") == 0)
             rid = kv->value;
-        else if (strcasecmp(kv->key, "Connection") == 0) {
+        else if (kn == 10 && strcasecmp(kv->key, "Connection") == 0) {
             if (strcasestr(kv->value, "close"))
                 close = 1;
             if (strcasestr(kv->value, "keep-alive"))
                 ka = 1;
-        } else if (strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+        } else if (kn == 17 && strcasecmp(kv->key, "Transfer-Encoding") == 0) {
             te = kv->value;
             n_te++;
-        } else if (strcasecmp(kv->key, "Content-Length") == 0) {
+        } else if (kn == 14 && strcasecmp(kv->key, "Content-Length") == 0) {
             if (cl && strcmp(cl, kv->value) != 0) {
                 *why = "conflicting Content-Length headers";
                 return 400;
@@ -1394,11 +1386,12 @@ static enum hg_stage_result server_stage_auth(struct hg_req *req)
     struct evkeyval *kv, *next;
     TAILQ_FOREACH(kv, &req->headers, next)
     {
-        if (strcasecmp(kv->key, "Authorization") == 0) {
+        size_t kn = strlen(kv->key);
+        if (kn == 13 && strcasecmp(kv->key, "Authorization") == 0) {
             if (!authz)
                 authz = kv->value;
             n_authz++;
-        } else if (!ws && strcasecmp(kv->key, "X-Workspace-Id") == 0) {
+        } else if (kn == 14 && !ws && strcasecmp(kv->key, "X-Workspace-Id") == 0) {
             ws = kv->value;
         }
     }
@@ -1431,10 +1424,9 @@ static enum hg_stage_result server_stage_auth(struct hg_req *req)
         return HG_DONE;
     }
     if (eff && !ws) {
-        /* the header just added (there was none): the last one */
-        eff = evhttp_add_header(&req->headers, "X-Workspace-Id", eff) == 0
-                  ? TAILQ_LAST(&req->headers, evkeyvalq)->value
-                  : NULL;
+        /* a config name (checked there); the header just added is the last one */
+        hdr_add(&req->headers, "X-Workspace-Id", 14, eff, strlen(eff));
+        eff = TAILQ_LAST(&req->headers, evkeyvalq)->value;
     }
     req->workspace = eff;
     return HG_NEXT;

@@ -128,6 +128,18 @@ static void test_value_and_name_checks(void **state)
     assert_false(hdr_name_ok("X Bad", 5));
     assert_false(hdr_name_ok("", 0));
     assert_false(hdr_name_ok("X:y", 3));
+    /* every byte, at every position of the four-byte stride */
+    for (int c = 1; c < 256; c++) {
+        int ok = !((c < 0x20 && c != '\t') || c == 0x7f);
+        for (int at = 0; at < 6; at++) {
+            char v[8] = "abcdefg";
+            v[at] = (char)c;
+            assert_int_equal(hdr_value_ok(v), ok);
+            v[at + 1] = '\0';
+            assert_int_equal(hdr_value_ok(v), ok);
+        }
+    }
+    assert_true(hdr_value_ok(""));
     /* every byte against the RFC 9110 tchar definition */
     for (int c = 0; c < 256; c++) {
         char ch = (char)c;
