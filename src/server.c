@@ -124,6 +124,7 @@ struct hg_conn {
      * response that fits the socket costs one writev and no epoll_ctl; EV_WRITE on the
      * bufferevent is enabled only while a rest waits for the socket */
     struct event *flush_ev;
+    int flush_queued; /* flush_ev is active (event_active again would be a costly no-op) */
     struct evbuffer_cb_entry *out_cb;
     uint64_t read_timeout_ms; /* as last set (UINT64_MAX: not yet) */
     /* input: read by read_ev (conn_sock_read_cb), not by the bufferevent */
@@ -513,6 +514,7 @@ static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
     struct hg_conn *c = arg;
     struct bufferevent *bev = c->bev;
     struct evbuffer *out = bufferevent_get_output(bev);
+    c->flush_queued = 0;
     if (bufferevent_get_enabled(bev) & EV_WRITE)
         return; /* the bufferevent writes already */
     if (evbuffer_get_length(out) > 0) {
@@ -532,8 +534,10 @@ static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 static void conn_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct hg_conn *c = arg;
-    if (info->n_added && !(bufferevent_get_enabled(c->bev) & EV_WRITE))
-        event_active(c->flush_ev, EV_TIMEOUT, 1); /* no-op when already active */
+    if (info->n_added && !c->flush_queued && !(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
+        c->flush_queued = 1;
+        event_active(c->flush_ev, EV_TIMEOUT, 1);
+    }
 }
 
 static void conn_process(struct hg_conn *c);
@@ -1018,6 +1022,27 @@ static void start_pipeline(struct hg_conn *c)
  * line), else into a malloc'd copy; release with line_free(). */
 static char *head_readln(struct evbuffer *in, size_t *ll, char *buf, size_t bufsz)
 {
+    /* the usual case: the line ends in the first chain (a head comes in one read) */
+    struct evbuffer_iovec first;
+    if (evbuffer_peek(in, -1, NULL, &first, 1) >= 1 && first.iov_len) {
+        const char *d = first.iov_base;
+        const char *nl = memchr(d, '\n', first.iov_len);
+        if (nl) {
+            /* what EVBUFFER_EOL_CRLF finds: the first LF, with the CR before it if any */
+            size_t n = (size_t)(nl - d), eol_len = 1;
+            if (n && d[n - 1] == '\r') {
+                n--;
+                eol_len = 2;
+            }
+            if (n < bufsz) {
+                memcpy(buf, d, n);
+                buf[n] = '\0';
+                evbuffer_drain(in, n + eol_len);
+                *ll = n;
+                return buf;
+            }
+        }
+    }
     size_t eol_len = 0;
     struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
     if (eol.pos < 0)
