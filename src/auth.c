@@ -8,7 +8,8 @@
 
 #include "util.h"
 
-const struct hg_client *auth_client(const struct hg_config *cfg, const char *authorization)
+/* The key of an Authorization value ("Bearer <key>", blanks trimmed), or NULL. */
+static const char *bearer_key(const char *authorization, size_t *len)
 {
     if (!authorization || strncasecmp(authorization, "Bearer", 6) != 0)
         return NULL;
@@ -22,6 +23,13 @@ const struct hg_client *auth_client(const struct hg_config *cfg, const char *aut
         n--;
     if (n == 0 || n > 4096)
         return NULL;
+    *len = n;
+    return key;
+}
+
+static const struct hg_client *client_for_key(const struct hg_config *cfg, const char *key,
+                                              size_t n)
+{
     unsigned char h[32];
     util_sha256(key, n, h);
     const struct hg_client *found = NULL;
@@ -34,6 +42,43 @@ const struct hg_client *auth_client(const struct hg_config *cfg, const char *aut
     }
     util_wipe(h, sizeof h);
     return found;
+}
+
+const struct hg_client *auth_client(const struct hg_config *cfg, const char *authorization)
+{
+    size_t n;
+    const char *key = bearer_key(authorization, &n);
+    return key ? client_for_key(cfg, key, n) : NULL;
+}
+
+const struct hg_client *auth_client_memo(const struct hg_config *cfg, const char *authorization,
+                                         struct auth_memo *m)
+{
+    size_t n;
+    const char *key = bearer_key(authorization, &n);
+    if (!key)
+        return NULL;
+    /* the same key as the connection's last verified one: its client, without hashing */
+    if (m->client && m->cfg == cfg && m->len == n && util_ct_equal(key, m->key, n))
+        return m->client;
+    const struct hg_client *found = client_for_key(cfg, key, n);
+    if (found && n <= sizeof m->key) {
+        auth_memo_wipe(m);
+        memcpy(m->key, key, n);
+        m->len = n;
+        m->cfg = cfg;
+        m->client = found;
+    }
+    return found;
+}
+
+void auth_memo_wipe(struct auth_memo *m)
+{
+    if (m->len)
+        util_wipe(m->key, m->len);
+    m->len = 0;
+    m->cfg = NULL;
+    m->client = NULL;
 }
 
 int auth_workspace(const struct hg_client *cl, const char *path, const char *ws,

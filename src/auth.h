@@ -4,7 +4,12 @@
  *   - Clients send "Authorization: Bearer <client key>". The key is hashed (SHA-256) and
  *     the hash compared with every configured client's key_sha256 in constant time
  *     (util_ct_equal), without stopping at a match, so neither the time nor anything else
- *     depends on which client (if any) matched. The key itself is never stored or logged.
+ *     depends on which client (if any) matched. The key is never logged. A connection
+ *     keeps its last verified key (struct auth_memo, wiped when replaced and when the
+ *     connection closes) so that its next requests carrying the same key skip the hash:
+ *     they compare it in constant time with the kept one instead. A hit tells the sender
+ *     only that its key equals the last one that succeeded on its own connection, which
+ *     the answer (200 rather than 401) tells anyway.
  *   - Workspaces: a request's X-Workspace-Id must be one of the client's workspaces (or the
  *     client has "*"). Absent, the client's default_workspace is injected; a client limited
  *     to a list and without a default must send one (403). /v1/workspaces is addressed by
@@ -21,6 +26,21 @@
 
 /* The client for an Authorization header value (may be NULL), or NULL (-> 401). */
 const struct hg_client *auth_client(const struct hg_config *cfg, const char *authorization);
+
+/* Per connection: the last key that matched a client (keys up to 128 bytes). Zeroed to
+ * start; auth_memo_wipe() when the connection closes. */
+struct auth_memo {
+    const struct hg_config *cfg;
+    const struct hg_client *client;
+    size_t len;
+    unsigned char key[128];
+};
+
+/* auth_client() through a connection's memo: same answers, no hash when the key is the
+ * memo's (compared in constant time). */
+const struct hg_client *auth_client_memo(const struct hg_config *cfg, const char *authorization,
+                                         struct auth_memo *m);
+void auth_memo_wipe(struct auth_memo *m);
 
 /* Workspace check. ws_header: the request's X-Workspace-Id or NULL. On 0, *effective is
  * the workspace to send upstream (NULL: send none). On -1 (-> 403), *reason says why. */

@@ -11,6 +11,7 @@
 
 #include "budget.h"
 #include "config.h"
+#include "hdr.h"
 #include "log.h"
 #include "metrics.h"
 #include "retry_after.h"
@@ -212,9 +213,10 @@ enum hg_stage_result budget_stage_run(struct hg_req *req)
             req->budget_ctx = NULL;
             return HG_NEXT; /* cannot track it: let it through rather than leak a slot */
         }
-        x->deadline_ms =
-            budget_parse_queue_timeout(evhttp_find_header(&req->headers, QUEUE_TIMEOUT_HEADER));
-        evhttp_remove_header(&req->headers, QUEUE_TIMEOUT_HEADER);
+        const char *qt = hdr_find(&req->headers, QUEUE_TIMEOUT_HEADER);
+        x->deadline_ms = budget_parse_queue_timeout(qt);
+        if (qt) /* absent (the usual case): no second walk */
+            evhttp_remove_header(&req->headers, QUEUE_TIMEOUT_HEADER);
     }
     if (!x->tapped) {
         struct hg_tap tap = {tap_on_head, NULL, tap_on_done, x};

@@ -13,26 +13,53 @@
 
 #include "util.h"
 
-static const char *const hop_by_hop[] = {
-    "Connection", "Keep-Alive", "TE", "Trailer", "Trailers", "Transfer-Encoding", "Upgrade",
-};
-
 /* names compared only when the lengths match: these run for every header of every request
  * and response (a third of hotgate's strcasecmp calls were hopeless ones) */
-static int name_in(const char *name, size_t n, const char *const *set, size_t count)
+struct name_len {
+    const char *name;
+    size_t len;
+};
+#define NL(s)                                                                                      \
+    {                                                                                              \
+        s, sizeof s - 1                                                                            \
+    }
+
+static int name_in(const char *name, size_t n, const struct name_len *set, size_t count)
 {
     for (size_t i = 0; i < count; i++)
-        if (strlen(set[i]) == n && strcasecmp(name, set[i]) == 0)
+        if (set[i].len == n && strcasecmp(name, set[i].name) == 0)
             return 1;
     return 0;
 }
 
+/* Connection, Keep-Alive, TE, Trailer, Trailers, Transfer-Encoding, Upgrade, Proxy-*:
+ * dispatched on the length, so most names meet one strcasecmp or none */
 int hdr_is_hop_by_hop(const char *name)
 {
     size_t n = strlen(name);
-    if (name_in(name, n, hop_by_hop, sizeof hop_by_hop / sizeof *hop_by_hop))
-        return 1;
-    return n >= 6 && strncasecmp(name, "Proxy-", 6) == 0;
+    switch (n) {
+    case 2:
+        return strcasecmp(name, "TE") == 0;
+    case 7:
+        if (strcasecmp(name, "Trailer") == 0 || strcasecmp(name, "Upgrade") == 0)
+            return 1;
+        break;
+    case 8:
+        if (strcasecmp(name, "Trailers") == 0)
+            return 1;
+        break;
+    case 10:
+        if (strcasecmp(name, "Connection") == 0 || strcasecmp(name, "Keep-Alive") == 0)
+            return 1;
+        break;
+    case 17:
+        if (strcasecmp(name, "Transfer-Encoding") == 0)
+            return 1;
+        break;
+    default:
+        break;
+    }
+    return n >= 6 && (name[0] == 'P' || name[0] == 'p') && strncasecmp(name, "Proxy-", 6) == 0;
 }
 
 void hdr_strip_hop_by_hop(struct evkeyvalq *h)
@@ -41,7 +68,7 @@ void hdr_strip_hop_by_hop(struct evkeyvalq *h)
     struct evkeyval *kv;
     TAILQ_FOREACH(kv, h, next)
     {
-        if (strcasecmp(kv->key, "Connection") != 0)
+        if (strlen(kv->key) != 10 || strcasecmp(kv->key, "Connection") != 0)
             continue;
         char *copy = strdup(kv->value), *save = NULL;
         if (!copy)
@@ -69,8 +96,9 @@ void hdr_strip_hop_by_hop(struct evkeyvalq *h)
 
 int hdr_forward_to_upstream(const char *name)
 {
-    static const char *const own[] = {"Host",          "Content-Length", "Expect",
-                                      "Authorization", "X-Request-Id",   "X-Workspace-Id"};
+    static const struct name_len own[] = {NL("Host"),         NL("Content-Length"),
+                                          NL("Expect"),       NL("Authorization"),
+                                          NL("X-Request-Id"), NL("X-Workspace-Id")};
     if (hdr_is_hop_by_hop(name))
         return 0;
     return !name_in(name, strlen(name), own, sizeof own / sizeof *own);
@@ -80,7 +108,7 @@ int hdr_forward_to_client(const char *name)
 {
     if (hdr_is_hop_by_hop(name))
         return 0;
-    return strcasecmp(name, "Content-Length") != 0;
+    return !(strlen(name) == 14 && strcasecmp(name, "Content-Length") == 0);
 }
 
 void hdr_request_id(const char *v, char out[65])
@@ -112,23 +140,87 @@ void hdr_request_id(const char *v, char out[65])
     util_hex((const unsigned char *)rnd, sizeof rnd, out);
 }
 
+/* bytes that end a header value scan: NUL (the end) and the control characters a value
+ * must not hold (all below 0x20 but HTAB, and DEL) */
+static const unsigned char value_stop[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 int hdr_value_ok(const char *v)
 {
-    for (; *v; v++) {
-        unsigned char c = (unsigned char)*v;
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return 0;
+    /* a table lookup per byte, four bytes a turn: every header of every request and
+     * response goes through here */
+    const unsigned char *p = (const unsigned char *)v;
+    for (;; p += 4) {
+        if (value_stop[p[0]])
+            return p[0] == 0;
+        if (value_stop[p[1]])
+            return p[1] == 0;
+        if (value_stop[p[2]])
+            return p[2] == 0;
+        if (value_stop[p[3]])
+            return p[3] == 0;
     }
-    return 1;
 }
+
+void hdr_add(struct evkeyvalq *h, const char *name, size_t name_len, const char *value,
+             size_t value_len)
+{
+    struct evkeyval *kv = malloc(sizeof *kv);
+    char *k = malloc(name_len + 1), *v = malloc(value_len + 1);
+    if (!kv || !k || !v)
+        abort();
+    memcpy(k, name, name_len);
+    k[name_len] = '\0';
+    memcpy(v, value, value_len);
+    v[value_len] = '\0';
+    kv->key = k;
+    kv->value = v;
+    TAILQ_INSERT_TAIL(h, kv, next);
+}
+
+static unsigned char ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + 32) : c;
+}
+
+const char *hdr_find(const struct evkeyvalq *h, const char *name)
+{
+    unsigned char c0 = ascii_lower((unsigned char)name[0]);
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, h, next)
+    {
+        if (ascii_lower((unsigned char)kv->key[0]) == c0 && strcasecmp(kv->key, name) == 0)
+            return kv->value;
+    }
+    return NULL;
+}
+
+/* RFC 9110 tchar: ALPHA DIGIT ! # $ % & ' * + - . ^ _ ` | ~ */
+static const unsigned char tchar_tab[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
 
 int hdr_name_ok(const char *name, size_t len)
 {
     if (len == 0)
         return 0;
     for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)name[i];
-        if (!(isalnum(c) || strchr("!#$%&'*+-.^_`|~", c)) || c == 0)
+        if (!tchar_tab[(unsigned char)name[i]])
             return 0;
     }
     return 1;

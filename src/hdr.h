@@ -43,4 +43,14 @@ int hdr_value_ok(const char *v);
 /* 1 when name is a valid field name (RFC 9110 token). */
 int hdr_name_ok(const char *name, size_t len);
 
+/* evhttp_find_header() without its tolower call per byte: the value of the first header
+ * named name (ASCII case-insensitive), or NULL. */
+const char *hdr_find(const struct evkeyvalq *h, const char *name);
+
+/* Appends name: value as evhttp_add_header() stores it (freed by evhttp_clear_headers),
+ * without its checks and strlen: for names and values already checked (hdr_name_ok,
+ * hdr_value_ok, or config names). */
+void hdr_add(struct evkeyvalq *h, const char *name, size_t name_len, const char *value,
+             size_t value_len);
+
 #endif

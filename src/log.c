@@ -165,20 +165,35 @@ void log_access_free(struct log_access *la)
 
 /* JSON string body escaping for values that are already restricted (paths, names), kept
  * anyway so that a bug elsewhere cannot break the log's format. */
+/* bytes written as they are: printable ASCII (0x20..0x7e) but the quote and backslash */
+static const unsigned char json_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 static void add_json_str(struct outbuf *lb, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     OUTBUF_LIT(lb, "\"");
     const char *run = s;
-    for (; *s; s++) {
+    for (;;) {
+        /* runs of plain bytes, a table lookup per byte (NUL is not plain: it ends them) */
+        while (json_plain[(unsigned char)*s])
+            s++;
+        if (!*s)
+            break;
         unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x7f)
-            continue;
         if (s > run)
             outbuf_put(lb, run, (size_t)(s - run));
         char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
         outbuf_put(lb, esc, sizeof esc);
-        run = s + 1;
+        run = ++s;
     }
     if (s > run)
         outbuf_put(lb, run, (size_t)(s - run));

@@ -39,6 +39,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -123,8 +124,14 @@ struct hg_conn {
      * response that fits the socket costs one writev and no epoll_ctl; EV_WRITE on the
      * bufferevent is enabled only while a rest waits for the socket */
     struct event *flush_ev;
+    int flush_queued; /* flush_ev is active (event_active again would be a costly no-op) */
     struct evbuffer_cb_entry *out_cb;
     uint64_t read_timeout_ms; /* as last set (UINT64_MAX: not yet) */
+    /* input: read by read_ev (conn_sock_read_cb), not by the bufferevent */
+    struct event *read_ev;
+    int read_on;           /* read_ev added */
+    int read_full;         /* the last read filled its space: the next one offers more */
+    struct auth_memo auth; /* the last verified client key (auth.h); wiped on close */
 };
 
 struct req_priv {
@@ -335,14 +342,40 @@ static void req_log(struct hg_req *r)
 
 /* ---- connections ---- */
 
+/* The client socket is read by the connection's own event (read_ev), the bufferevent only
+ * writes: a read of the space at hand, where evbuffer_read first asks the kernel how many
+ * bytes wait (an ioctl(FIONREAD) per request). Same semantics as the bufferevent's read
+ * side: a persistent event whose timeout (read_timeout_ms, 0: none) restarts with every
+ * read and every enable; on EOF, error or timeout reading stops and conn_event_cb hears of
+ * it with BEV_EVENT_READING; reads go straight to conn_process. */
+static void conn_read_enable(struct hg_conn *c)
+{
+    if (c->read_timeout_ms) {
+        struct timeval tv = ms_tv(c->read_timeout_ms);
+        event_add(c->read_ev, &tv);
+    } else if (c->read_on) {
+        event_remove_timer(c->read_ev);
+    } else {
+        event_add(c->read_ev, NULL);
+    }
+    c->read_on = 1;
+}
+
+static void conn_read_disable(struct hg_conn *c)
+{
+    if (c->read_on) {
+        event_del(c->read_ev);
+        c->read_on = 0;
+    }
+}
+
 static void conn_set_read_timeout(struct hg_conn *c, uint64_t ms)
 {
     if (c->read_timeout_ms == ms)
-        return; /* unchanged: spare the timer re-adds */
+        return; /* unchanged: spare the timer re-add */
     c->read_timeout_ms = ms;
-    const struct hg_config *cfg = c->w->cfg;
-    struct timeval rt = ms_tv(ms), wt = ms_tv(cfg->server.write_timeout_ms);
-    bufferevent_set_timeouts(c->bev, ms ? &rt : NULL, &wt);
+    if (c->read_on)
+        conn_read_enable(c);
 }
 
 static void conn_unlink(struct hg_conn *c)
@@ -397,11 +430,13 @@ static void conn_free(struct hg_conn *c)
         req_detach_client(r);
     }
     conn_unlink(c);
+    event_free(c->read_ev); /* before bufferevent_free closes the socket */
     event_free(c->flush_ev);
     evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
     bufferevent_free(c->bev);
     if (c->pending)
         evbuffer_free(c->pending);
+    auth_memo_wipe(&c->auth);
     free(c);
 }
 
@@ -409,7 +444,7 @@ static void conn_close_after_write(struct hg_conn *c)
 {
     c->state = CS_CLOSING;
     c->keepalive = 0;
-    bufferevent_disable(c->bev, EV_READ);
+    conn_read_disable(c);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         conn_free(c);
 }
@@ -479,6 +514,7 @@ static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
     struct hg_conn *c = arg;
     struct bufferevent *bev = c->bev;
     struct evbuffer *out = bufferevent_get_output(bev);
+    c->flush_queued = 0;
     if (bufferevent_get_enabled(bev) & EV_WRITE)
         return; /* the bufferevent writes already */
     if (evbuffer_get_length(out) > 0) {
@@ -498,8 +534,74 @@ static void conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 static void conn_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct hg_conn *c = arg;
-    if (info->n_added && !(bufferevent_get_enabled(c->bev) & EV_WRITE))
-        event_active(c->flush_ev, EV_TIMEOUT, 1); /* no-op when already active */
+    if (info->n_added && !c->flush_queued && !(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
+        c->flush_queued = 1;
+        event_active(c->flush_ev, EV_TIMEOUT, 1);
+    }
+}
+
+static void conn_process(struct hg_conn *c);
+
+#define READ_SMALL 16384u /* a read into the worker's buffer, then copied... */
+#define READ_LARGE 65536u /* ...or straight into the input after a read that filled it */
+
+/* Requests are read into a per-worker buffer and appended: the input then gets a chain
+ * the size of what came (as evbuffer_read makes it), not one the size of the space
+ * offered (a 4 KB+ chain per request costs malloc more than the copy). A body streaming
+ * in (a read filled the buffer) is read in place instead. */
+static __thread unsigned char read_buf[READ_SMALL];
+
+static void conn_sock_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct hg_conn *c = arg;
+    if (what & EV_TIMEOUT) {
+        conn_read_disable(c);
+        conn_event_cb(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, c);
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    ssize_t n;
+    evbuffer_unfreeze(in, 0); /* a socket bufferevent keeps its input's end frozen */
+    if (!c->read_full) {
+        n = read(fd, read_buf, sizeof read_buf);
+        if (n > 0) {
+            evbuffer_add(in, read_buf, (size_t)n);
+            explicit_bzero(read_buf, (size_t)n); /* it may hold a client key */
+            c->read_full = (size_t)n == sizeof read_buf;
+        }
+    } else {
+        struct evbuffer_iovec v[2];
+        int nv = evbuffer_reserve_space(in, READ_LARGE, v, 2);
+        if (nv <= 0)
+            abort();
+        struct iovec iov[2];
+        size_t room = READ_LARGE;
+        for (int i = 0; i < nv; i++) {
+            size_t len = v[i].iov_len < room ? v[i].iov_len : room;
+            iov[i].iov_base = v[i].iov_base;
+            iov[i].iov_len = len;
+            room -= len;
+        }
+        n = readv(fd, iov, nv);
+        if (n > 0) {
+            c->read_full = (size_t)n == READ_LARGE;
+            size_t left = (size_t)n;
+            for (int i = 0; i < nv; i++) {
+                v[i].iov_len = left < iov[i].iov_len ? left : iov[i].iov_len;
+                left -= v[i].iov_len;
+            }
+            evbuffer_commit_space(in, v, nv);
+        }
+    }
+    evbuffer_freeze(in, 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        conn_read_disable(c);
+        conn_event_cb(c->bev, BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+        return;
+    }
+    conn_process(c);
 }
 
 static void conn_new(struct hg_worker *w, evutil_socket_t fd)
@@ -522,18 +624,22 @@ static void conn_new(struct hg_worker *w, evutil_socket_t fd)
     metrics_gauge_add(G_CONNECTIONS_OPEN, 1);
     metrics_inc(M_CONNECTIONS_ACCEPTED, 1);
     c->read_timeout_ms = UINT64_MAX;
+    c->read_ev = event_new(w->base, fd, EV_READ | EV_PERSIST, conn_sock_read_cb, c);
     c->flush_ev = event_new(w->base, -1, 0, conn_flush_cb, c);
     c->out_cb = evbuffer_add_cb(bufferevent_get_output(c->bev), conn_out_cb, c);
-    if (!c->flush_ev || !c->out_cb)
+    if (!c->read_ev || !c->flush_ev || !c->out_cb)
         abort();
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     bufferevent_set_max_single_read(c->bev, 65536);
     bufferevent_set_max_single_write(c->bev, 262144);
     bufferevent_setwatermark(c->bev, EV_WRITE, SERVER_WRITE_HIGHWATER / 4, 0);
+    struct timeval wt = ms_tv(w->cfg->server.write_timeout_ms);
+    bufferevent_set_timeouts(c->bev, NULL, &wt);
     conn_set_read_timeout(c, w->cfg->server.read_timeout_ms);
-    /* EV_WRITE (on from bufferevent_socket_new) only while a rest waits: conn_flush_cb */
+    /* EV_WRITE (on from bufferevent_socket_new) only while a rest waits: conn_flush_cb;
+     * the bufferevent never reads (conn_sock_read_cb does) */
     bufferevent_disable(c->bev, EV_WRITE);
-    bufferevent_enable(c->bev, EV_READ);
+    conn_read_enable(c);
 }
 
 /* ---- request head parsing ---- */
@@ -634,7 +740,8 @@ static int parse_header_line(struct hg_conn *c, char *line, const char **why)
         *why = "too many headers";
         return 431;
     }
-    evhttp_add_header(&c->req->headers, line, v);
+    /* evhttp_add_header's checks are looser than the two above */
+    hdr_add(&c->req->headers, line, (size_t)(colon - line), v, n);
     return 0;
 }
 
@@ -647,19 +754,26 @@ static int finish_head(struct hg_conn *c, const char **why)
     /* keep-alive: decided from Connection before hop-by-hop headers are stripped */
     int close = 0, ka = 0;
     struct evkeyval *kv;
-    const char *te = NULL, *cl = NULL;
+    const char *te = NULL, *cl = NULL, *expect = NULL, *rid = NULL;
     int n_te = 0;
     TAILQ_FOREACH(kv, h, next)
     {
-        if (strcasecmp(kv->key, "Connection") == 0) {
+        /* names compared only when the lengths match; the first Expect and X-Request-Id,
+         * as evhttp_find_header would find them */
+        size_t kn = strlen(kv->key);
+        if (kn == 6 && !expect && strcasecmp(kv->key, "Expect") == 0)
+            expect = kv->value;
+        else if (kn == 12 && !rid && strcasecmp(kv->key, "X-Request-Id") == 0)
+            rid = kv->value;
+        else if (kn == 10 && strcasecmp(kv->key, "Connection") == 0) {
             if (strcasestr(kv->value, "close"))
                 close = 1;
             if (strcasestr(kv->value, "keep-alive"))
                 ka = 1;
-        } else if (strcasecmp(kv->key, "Transfer-Encoding") == 0) {
+        } else if (kn == 17 && strcasecmp(kv->key, "Transfer-Encoding") == 0) {
             te = kv->value;
             n_te++;
-        } else if (strcasecmp(kv->key, "Content-Length") == 0) {
+        } else if (kn == 14 && strcasecmp(kv->key, "Content-Length") == 0) {
             if (cl && strcmp(cl, kv->value) != 0) {
                 *why = "conflicting Content-Length headers";
                 return 400;
@@ -698,12 +812,11 @@ static int finish_head(struct hg_conn *c, const char **why)
         c->keepalive = 0;
         return 413;
     }
-    const char *expect = evhttp_find_header(h, "Expect");
     if (expect && strcasecmp(expect, "100-continue") != 0) {
         *why = "unsupported Expect";
         return 417;
     }
-    hdr_request_id(evhttp_find_header(h, "X-Request-Id"), r->request_id);
+    hdr_request_id(rid, r->request_id);
     hdr_strip_hop_by_hop(h);
     if (c->framing == BF_NONE) {
         r->body_kind = HG_BODY_NONE;
@@ -834,7 +947,7 @@ static void body_drain_cb(void *arg)
     struct hg_conn *c = arg;
     if (c->read_paused) {
         c->read_paused = 0;
-        bufferevent_enable(c->bev, EV_READ);
+        conn_read_enable(c);
         stream_body_pump(c);
     }
 }
@@ -885,7 +998,7 @@ static void stream_body_pump(struct hg_conn *c)
     }
     if (buffered >= UPSTREAM_BODY_HIGHWATER && !c->read_paused && !c->body_done) {
         c->read_paused = 1;
-        bufferevent_disable(c->bev, EV_READ);
+        conn_read_disable(c);
     }
 }
 
@@ -905,10 +1018,57 @@ static void start_pipeline(struct hg_conn *c)
     req_unref(r);
 }
 
+/* evbuffer_readln(EVBUFFER_EOL_CRLF) into buf when the line fits (no malloc per head
+ * line), else into a malloc'd copy; release with line_free(). */
+static char *head_readln(struct evbuffer *in, size_t *ll, char *buf, size_t bufsz)
+{
+    /* the usual case: the line ends in the first chain (a head comes in one read) */
+    struct evbuffer_iovec first;
+    if (evbuffer_peek(in, -1, NULL, &first, 1) >= 1 && first.iov_len) {
+        const char *d = first.iov_base;
+        const char *nl = memchr(d, '\n', first.iov_len);
+        if (nl) {
+            /* what EVBUFFER_EOL_CRLF finds: the first LF, with the CR before it if any */
+            size_t n = (size_t)(nl - d), eol_len = 1;
+            if (n && d[n - 1] == '\r') {
+                n--;
+                eol_len = 2;
+            }
+            if (n < bufsz) {
+                memcpy(buf, d, n);
+                buf[n] = '\0';
+                evbuffer_drain(in, n + eol_len);
+                *ll = n;
+                return buf;
+            }
+        }
+    }
+    size_t eol_len = 0;
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+    if (eol.pos < 0)
+        return NULL;
+    size_t n = (size_t)eol.pos;
+    char *line = n < bufsz ? buf : malloc(n + 1);
+    if (!line)
+        abort();
+    evbuffer_remove(in, line, n);
+    evbuffer_drain(in, eol_len);
+    line[n] = '\0';
+    *ll = n;
+    return line;
+}
+
+static void line_free(char *line, const char *buf)
+{
+    if (line != buf)
+        free(line);
+}
+
 static void conn_process(struct hg_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     const struct hg_config *cfg = c->w->cfg;
+    char lbuf[1024]; /* head lines up to this long are read without a malloc */
     for (;;) {
         if (c->state == CS_HEAD) {
             if (c->w->draining && c->head_bytes == 0) {
@@ -918,24 +1078,29 @@ static void conn_process(struct hg_conn *c)
             if (!c->head_start_ms && evbuffer_get_length(in) > 0)
                 c->head_start_ms = util_mono_ms();
             size_t ll = 0;
-            char *line = evbuffer_readln(in, &ll, EVBUFFER_EOL_CRLF);
+            char *line = head_readln(in, &ll, lbuf, sizeof lbuf);
             if (!line) {
                 if (c->head_bytes + evbuffer_get_length(in) > cfg->server.max_header_size)
                     early_refuse(c, c->req ? 431 : 414, "request head too large");
                 else if (c->head_start_ms &&
                          util_mono_ms() - c->head_start_ms > cfg->server.read_timeout_ms)
                     early_refuse(c, 408, "timed out reading the request head");
+                else if (c->req)
+                    /* a head begun: read_timeout instead of the keepalive one (set here,
+                     * when waiting, not per line: a head read whole goes straight to the
+                     * pipeline's timeout) */
+                    conn_set_read_timeout(c, cfg->server.read_timeout_ms);
                 return;
             }
             c->head_bytes += ll + 2;
             if (c->head_bytes > cfg->server.max_header_size) {
-                free(line);
+                line_free(line, lbuf);
                 /* same answer however the bytes were split across reads */
                 early_refuse(c, c->req ? 431 : 414, "request head too large");
                 return;
             }
             if (memchr(line, '\0', ll)) {
-                free(line); /* C string functions would silently cut the line there */
+                line_free(line, lbuf); /* C string functions would silently cut the line there */
                 early_refuse(c, 400, "NUL byte in the request head");
                 return;
             }
@@ -945,12 +1110,11 @@ static void conn_process(struct hg_conn *c)
                 if (ll == 0 && c->head_bytes <= 4) {
                     /* blank lines before a request are tolerated (RFC 9112 2.2) */
                     c->head_bytes = 0;
-                    free(line);
+                    line_free(line, lbuf);
                     continue;
                 }
-                conn_set_read_timeout(c, cfg->server.read_timeout_ms);
                 st = parse_request_line(c, line, &why);
-                free(line);
+                line_free(line, lbuf);
                 if (st) {
                     c->keepalive = 0;
                     if (c->req)
@@ -965,7 +1129,7 @@ static void conn_process(struct hg_conn *c)
                 st = parse_header_line(c, line, &why);
                 if (secret)
                     util_wipe(line, ll); /* the client key must not linger in freed memory */
-                free(line);
+                line_free(line, lbuf);
                 if (st) {
                     hdr_request_id(NULL, c->req->request_id);
                     early_refuse(c, st, why);
@@ -973,7 +1137,7 @@ static void conn_process(struct hg_conn *c)
                 }
                 continue;
             }
-            free(line);
+            line_free(line, lbuf);
             st = finish_head(c, &why);
             if (st) {
                 if (!c->req->request_id[0])
@@ -993,8 +1157,10 @@ static void conn_process(struct hg_conn *c)
             size_t before = evbuffer_get_length(r->body);
             body_decode(c, in, r->body, MEM_BODY_MAX + 1);
             r->bytes_in += evbuffer_get_length(r->body) - before;
-            if (!c->body_done)
+            if (!c->body_done) {
+                conn_set_read_timeout(c, cfg->server.read_timeout_ms);
                 return;
+            }
             start_pipeline(c);
             return;
         }
@@ -1005,7 +1171,7 @@ static void conn_process(struct hg_conn *c)
             }
             /* pipelined data waits; don't buffer without bound */
             if (evbuffer_get_length(in) > cfg->server.max_header_size)
-                bufferevent_disable(c->bev, EV_READ);
+                conn_read_disable(c);
             return;
         }
         return; /* CS_CLOSING: ignore input */
@@ -1042,8 +1208,9 @@ static void req_finish(struct hg_req *r)
     c->nheaders = 0;
     c->framing = BF_NONE;
     c->read_paused = 0;
-    conn_set_read_timeout(c, c->w->cfg->server.keepalive_timeout_ms);
-    bufferevent_enable(c->bev, EV_READ);
+    /* (re)armed in one go: the keepalive timer starts now */
+    c->read_timeout_ms = c->w->cfg->server.keepalive_timeout_ms;
+    conn_read_enable(c);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
         /* a pipelined request: from the loop, not from here (no recursion per request) */
         bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
@@ -1069,13 +1236,15 @@ static void write_headers(struct hg_req *r, struct evbuffer *out, int status,
         const struct evkeyval *kv;
         TAILQ_FOREACH(kv, headers, next)
         {
-            if (strcasecmp(kv->key, "X-Cache") == 0)
+            size_t kn = strlen(kv->key); /* names compared only when the lengths match */
+            if (kn == 7 && strcasecmp(kv->key, "X-Cache") == 0)
                 has_xcache = 1;
-            if (!hdr_forward_to_client(kv->key) || strcasecmp(kv->key, "X-Request-Id") == 0)
+            if (!hdr_forward_to_client(kv->key) ||
+                (kn == 12 && strcasecmp(kv->key, "X-Request-Id") == 0))
                 continue;
-            if (strcasecmp(kv->key, "Date") == 0)
+            if (kn == 4 && strcasecmp(kv->key, "Date") == 0)
                 has_date = 1;
-            outbuf_str(&hb, kv->key);
+            outbuf_put(&hb, kv->key, kn);
             outbuf_put(&hb, ": ", 2);
             outbuf_str(&hb, kv->value);
             outbuf_put(&hb, "\r\n", 2);
@@ -1235,24 +1404,44 @@ void server_respond_error(struct hg_req *req, int status, const char *code, cons
 static enum hg_stage_result server_stage_auth(struct hg_req *req)
 {
     const struct hg_config *cfg = req->worker->cfg;
-    const char *authz = evhttp_find_header(&req->headers, "Authorization");
-    req->client = auth_client(cfg, authz);
-    /* the client's key must not travel further, nor linger */
-    struct evkeyval *kv;
+    /* one walk for the first Authorization and the first X-Workspace-Id (what
+     * evhttp_find_header would return) */
+    const char *authz = NULL, *ws = NULL;
+    int n_authz = 0;
+    struct evkeyval *kv, *next;
     TAILQ_FOREACH(kv, &req->headers, next)
-    if (strcasecmp(kv->key, "Authorization") == 0)
-        util_wipe(kv->value, strlen(kv->value));
-    while (evhttp_remove_header(&req->headers, "Authorization") == 0)
-        ;
+    {
+        size_t kn = strlen(kv->key);
+        if (kn == 13 && strcasecmp(kv->key, "Authorization") == 0) {
+            if (!authz)
+                authz = kv->value;
+            n_authz++;
+        } else if (kn == 14 && !ws && strcasecmp(kv->key, "X-Workspace-Id") == 0) {
+            ws = kv->value;
+        }
+    }
+    req->client = auth_client_memo(cfg, authz, &req->conn->auth);
+    int had_authz = authz != NULL;
+    /* the client's key must not travel further, nor linger */
+    for (kv = TAILQ_FIRST(&req->headers); n_authz && kv; kv = next) {
+        next = TAILQ_NEXT(kv, next);
+        if (strcasecmp(kv->key, "Authorization") == 0) {
+            util_wipe(kv->value, strlen(kv->value));
+            TAILQ_REMOVE(&req->headers, kv, next);
+            free(kv->key);
+            free(kv->value);
+            free(kv);
+            n_authz--;
+        }
+    }
     if (!req->client) {
         metrics_inc(M_AUTH_UNAUTHORIZED, 1);
         server_respond_error(req, 401, NULL,
-                             authz ? "invalid client key" : "missing Authorization: Bearer key",
+                             had_authz ? "invalid client key" : "missing Authorization: Bearer key",
                              NULL);
         return HG_DONE;
     }
     req->cred = req->client->credential;
-    const char *ws = evhttp_find_header(&req->headers, "X-Workspace-Id");
     const char *eff = NULL, *why = NULL;
     if (auth_workspace(req->client, req->path, ws, &eff, &why) != 0) {
         metrics_inc(M_AUTH_FORBIDDEN, 1);
@@ -1260,8 +1449,9 @@ static enum hg_stage_result server_stage_auth(struct hg_req *req)
         return HG_DONE;
     }
     if (eff && !ws) {
-        evhttp_add_header(&req->headers, "X-Workspace-Id", eff);
-        eff = evhttp_find_header(&req->headers, "X-Workspace-Id");
+        /* a config name (checked there); the header just added is the last one */
+        hdr_add(&req->headers, "X-Workspace-Id", 14, eff, strlen(eff));
+        eff = TAILQ_LAST(&req->headers, evkeyvalq)->value;
     }
     req->workspace = eff;
     return HG_NEXT;
@@ -1361,7 +1551,7 @@ static int up_on_head(void *arg, int status, const struct evkeyvalq *headers)
         return -1;
     }
     int64_t cl = -1;
-    const char *cls = evhttp_find_header(headers, "Content-Length");
+    const char *cls = hdr_find(headers, "Content-Length");
     if (cls && *cls && strspn(cls, "0123456789") == strlen(cls) && strlen(cls) <= 18)
         cl = strtoll(cls, NULL, 10);
     server_respond_start(req, status, headers, cl);

@@ -14,9 +14,10 @@
  * chunks (each chunk = one read(2) of the client's
  * bytes) and conn_process() runs on it, as conn_read_cb would; between chunks the event
  * loop runs once (non-blocking) so deferred callbacks (pipelined requests) and writes run.
- * Input is only injected while the connection has reading enabled, as a socket would
- * deliver. No client is configured, so every request that parses reaches the auth stage
- * and is answered 401: nothing leaves the process.
+ * Input is only injected while the connection has reading enabled (c->read_on: the
+ * connection reads its socket itself, conn_sock_read_cb), as a socket would deliver. No
+ * client is configured, so every request that parses reaches the auth stage and is
+ * answered 401: nothing leaves the process.
  */
 #ifndef HG_HTTP1_DRIVE_H
 #define HG_HTTP1_DRIVE_H
@@ -104,7 +105,7 @@ __attribute__((unused)) static void hd_run(const uint8_t *data, size_t len, cons
             res->closed_by_server = 1;
             break;
         }
-        if (!(bufferevent_get_enabled(c->bev) & EV_READ))
+        if (!c->read_on)
             break; /* the server stopped reading: the rest stays in the socket */
         /* what bufferevent_socket's read path does: the input buffer is frozen at its end
          * for everyone else */

@@ -74,6 +74,31 @@ static void test_key_lookup(void **state)
     assert_null(auth_client(cfg, hdr));
 }
 
+static void test_key_memo(void **state)
+{
+    struct auth_memo m;
+    memset(&m, 0, sizeof m);
+    assert_string_equal(auth_client_memo(cfg, "Bearer ck_alice", &m)->name, "alice");
+    assert_int_equal(m.len, 8);
+    assert_memory_equal(m.key, "ck_alice", 8);
+    /* a hit, and the same answers as auth_client for everything else */
+    assert_string_equal(auth_client_memo(cfg, "Bearer  ck_alice ", &m)->name, "alice");
+    assert_null(auth_client_memo(cfg, "Bearer ck_alicE", &m));
+    assert_null(auth_client_memo(cfg, "Bearer ck_alic", &m));
+    assert_null(auth_client_memo(cfg, "Bearer ck_alice2", &m));
+    assert_null(auth_client_memo(cfg, "Basic ck_alice", &m));
+    assert_null(auth_client_memo(cfg, NULL, &m));
+    assert_string_equal(m.client->name, "alice"); /* failures keep the memo */
+    assert_string_equal(auth_client_memo(cfg, "Bearer ck_bob", &m)->name, "bob");
+    assert_int_equal(m.len, 6);
+    assert_string_equal(auth_client_memo(cfg, "Bearer ck_alice", &m)->name, "alice");
+    auth_memo_wipe(&m);
+    assert_null(m.client);
+    assert_int_equal(m.len, 0);
+    for (size_t i = 0; i < sizeof m.key; i++)
+        assert_int_equal(m.key[i], 0);
+}
+
 static void test_workspaces(void **state)
 {
     const struct hg_client *alice = auth_client(cfg, "Bearer ck_alice");
@@ -125,6 +150,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_lookup),
+        cmocka_unit_test(test_key_memo),
         cmocka_unit_test(test_workspaces),
         cmocka_unit_test(test_modes),
     };

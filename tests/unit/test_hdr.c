@@ -29,6 +29,13 @@ static void test_hop_by_hop_names(void **state)
     assert_false(hdr_is_hop_by_hop("Content-Type"));
     assert_false(hdr_is_hop_by_hop("X-Workspace-Id"));
     assert_false(hdr_is_hop_by_hop("Authorization"));
+    assert_true(hdr_is_hop_by_hop("trailers"));
+    assert_true(hdr_is_hop_by_hop("Proxy-"));
+    assert_false(hdr_is_hop_by_hop("Proxy"));
+    assert_false(hdr_is_hop_by_hop("Connectionx"));
+    assert_false(hdr_is_hop_by_hop("TEE"));
+    assert_false(hdr_is_hop_by_hop("Keep-Alivf"));
+    assert_false(hdr_is_hop_by_hop(""));
 }
 
 static void test_strip_with_connection_list(void **state)
@@ -121,6 +128,43 @@ static void test_value_and_name_checks(void **state)
     assert_false(hdr_name_ok("X Bad", 5));
     assert_false(hdr_name_ok("", 0));
     assert_false(hdr_name_ok("X:y", 3));
+    /* every byte, at every position of the four-byte stride */
+    for (int c = 1; c < 256; c++) {
+        int ok = !((c < 0x20 && c != '\t') || c == 0x7f);
+        for (int at = 0; at < 6; at++) {
+            char v[8] = "abcdefg";
+            v[at] = (char)c;
+            assert_int_equal(hdr_value_ok(v), ok);
+            v[at + 1] = '\0';
+            assert_int_equal(hdr_value_ok(v), ok);
+        }
+    }
+    assert_true(hdr_value_ok(""));
+    /* every byte against the RFC 9110 tchar definition */
+    for (int c = 0; c < 256; c++) {
+        char ch = (char)c;
+        int tchar = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                    (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+        assert_int_equal(hdr_name_ok(&ch, 1), tchar);
+    }
+}
+
+static void test_find(void **state)
+{
+    struct evkeyvalq h;
+    TAILQ_INIT(&h);
+    assert_null(hdr_find(&h, "Content-Length"));
+    evhttp_add_header(&h, "X-A", "1");
+    evhttp_add_header(&h, "content-length", "12");
+    evhttp_add_header(&h, "Content-Length", "13");
+    evhttp_add_header(&h, "C", "c");
+    assert_string_equal(hdr_find(&h, "Content-Length"), "12");
+    assert_string_equal(hdr_find(&h, "CONTENT-LENGTH"), "12");
+    assert_string_equal(hdr_find(&h, "x-a"), "1");
+    assert_string_equal(hdr_find(&h, "c"), "c");
+    assert_null(hdr_find(&h, "Content-Lengt"));
+    assert_null(hdr_find(&h, "X-A2"));
+    evhttp_clear_headers(&h);
 }
 
 int main(void)
@@ -131,6 +175,7 @@ int main(void)
         cmocka_unit_test(test_forwarding_rules),
         cmocka_unit_test(test_request_id),
         cmocka_unit_test(test_value_and_name_checks),
+        cmocka_unit_test(test_find),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
