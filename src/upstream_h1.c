@@ -67,6 +67,7 @@
 #define H1_IOV 32               /* iovecs per writev */
 #define H1_MAX_ADDRS 8
 #define H1_PEEK_AFTER_MS 1000 /* idle longer than this: peek before reuse */
+#define H1_SPARE 64           /* freed requests kept per worker for reuse */
 
 struct h1req;
 
@@ -107,8 +108,10 @@ struct h1req {
     struct upstream_req base_; /* first: the front's view (upstream_impl.h) */
     struct uh1 *up;
     struct h1conn *conn;
-    char *method;
+    char *method; /* method_buf, or allocated when longer */
+    char method_buf[16];
     char *target; /* prefix + target */
+    size_t target_cap;
     int is_head;
 
     /* "Name: value\r\n" lines as added; then the whole head (built at send). Both can
@@ -116,7 +119,7 @@ struct h1req {
     char *hdrs;
     size_t hdrs_len, hdrs_cap;
     char *head;
-    size_t head_len, head_off;
+    size_t head_len, head_off, head_cap;
 
     enum body_kind body_kind;
     struct evbuffer *body;    /* MEM: the body (kept for replays); STREAM: wire bytes to send */
@@ -186,6 +189,9 @@ struct uh1 {
     struct h1conn_list idle;
     struct h1req_list waiting;
     struct h1req *live;
+    struct h1req *spare; /* freed requests kept for reuse (buffers, events), via live_next */
+    int nspare;
+    int destroying;
     struct event *sweep;
     const struct timeval *tv_stall; /* common timeouts (libevent): O(1) add/del */
     const struct timeval *tv_connect;
@@ -516,9 +522,17 @@ static void build_head(struct h1req *u)
     size_t ml = strlen(u->method), tl = strlen(u->target), hl = strlen(up->host_hdr),
            fl = strlen(framing);
     size_t n = ml + 1 + tl + 11 + 6 + hl + 2 + u->hdrs_len + fl + 2;
-    char *h = malloc(n), *p = h;
-    if (!h)
-        abort();
+    if (n > u->head_cap) {
+        if (u->head) {
+            util_wipe(u->head, u->head_cap);
+            free(u->head);
+        }
+        u->head_cap = n < 1024 ? 1024 : n;
+        u->head = malloc(u->head_cap);
+        if (!u->head)
+            abort();
+    }
+    char *h = u->head, *p = h;
     memcpy(p, u->method, ml);
     p += ml;
     *p++ = ' ';
@@ -538,14 +552,9 @@ static void build_head(struct h1req *u)
     memcpy(p, "\r\n", 2);
     p += 2;
     assert((size_t)(p - h) == n);
-    u->head = h;
     u->head_len = n;
-    if (u->hdrs) {
-        util_wipe(u->hdrs, u->hdrs_len);
-        free(u->hdrs);
-        u->hdrs = NULL;
-        u->hdrs_len = u->hdrs_cap = 0;
-    }
+    util_wipe(u->hdrs, u->hdrs_len); /* the buffer stays for the next request */
+    u->hdrs_len = 0;
 }
 
 static void drain_ev_cb(evutil_socket_t fd, short what, void *arg)
@@ -1274,23 +1283,35 @@ static struct h1req *R(struct upstream_req *ur)
 static struct upstream_req *h1_req_new(struct upstream *upb, const char *method, const char *target)
 {
     struct uh1 *up = (struct uh1 *)upb;
-    struct h1req *u = calloc(1, sizeof *u);
-    if (!u)
-        abort();
+    struct h1req *u = up->spare;
+    if (u) {
+        up->spare = u->live_next;
+        up->nspare--;
+        u->live_next = NULL;
+    } else {
+        u = calloc(1, sizeof *u);
+        if (!u)
+            abort();
+        u->chunk = evbuffer_new();
+        u->timer = evtimer_new(up->base, timer_cb, u);
+        if (!u->chunk || !u->timer)
+            abort();
+    }
     u->up = up;
-    u->method = strdup(method);
+    size_t ml = strlen(method);
+    u->method = ml < sizeof u->method_buf ? memcpy(u->method_buf, method, ml + 1) : strdup(method);
     size_t pl = strlen(up->prefix), tl = strlen(target);
-    u->target = malloc(pl + tl + 1);
+    if (pl + tl + 1 > u->target_cap) {
+        free(u->target);
+        u->target_cap = pl + tl + 1 < 256 ? 256 : pl + tl + 1;
+        u->target = malloc(u->target_cap);
+    }
     if (!u->method || !u->target)
         abort();
     memcpy(u->target, up->prefix, pl);
     memcpy(u->target + pl, target, tl + 1);
     u->is_head = strcmp(method, "HEAD") == 0;
     TAILQ_INIT(&u->resp_headers);
-    u->chunk = evbuffer_new();
-    u->timer = evtimer_new(up->base, timer_cb, u);
-    if (!u->chunk || !u->timer)
-        abort();
     up->inflight++;
     metrics_gauge_add(G_UPSTREAM_INFLIGHT, 1);
     u->live_next = up->live;
@@ -1431,6 +1452,19 @@ static int h1_sent(const struct upstream_req *ur)
     return u->sent_any || u->body_taken;
 }
 
+/* Free a request's kept resources and the request itself. */
+static void spare_destroy(struct h1req *u)
+{
+    evbuffer_free(u->chunk);
+    event_free(u->timer);
+    if (u->retry_timer)
+        event_free(u->retry_timer);
+    free(u->hdrs);
+    free(u->head);
+    free(u->target);
+    free(u);
+}
+
 static void req_free(struct h1req *u)
 {
     struct uh1 *up = u->up;
@@ -1444,28 +1478,41 @@ static void req_free(struct h1req *u)
         TAILQ_REMOVE(&up->waiting, u, wait_link);
     if (u->conn)
         conn_close(u->conn);
-    if (u->hdrs) {
-        util_wipe(u->hdrs, u->hdrs_len);
-        free(u->hdrs);
-    }
-    if (u->head) {
-        util_wipe(u->head, u->head_len);
-        free(u->head);
-    }
+    /* the request head holds the token: wiped whether the buffers stay or go */
+    util_wipe(u->hdrs, u->hdrs_len);
+    util_wipe(u->head, u->head_len);
     evhttp_clear_headers(&u->resp_headers);
     if (u->body)
         evbuffer_free(u->body);
-    evbuffer_free(u->chunk);
-    event_free(u->timer);
-    if (u->retry_timer)
-        event_free(u->retry_timer);
     if (u->drain_ev)
         event_free(u->drain_ev);
-    free(u->method);
-    free(u->target);
-    free(u);
+    if (u->method != u->method_buf)
+        free(u->method);
     up->inflight--;
     metrics_gauge_add(G_UPSTREAM_INFLIGHT, -1);
+    if (up->nspare < H1_SPARE && !up->destroying) {
+        /* kept: the response buffer, the timers and the head/target buffers */
+        struct h1req keep = *u;
+        evbuffer_drain(keep.chunk, evbuffer_get_length(keep.chunk));
+        evtimer_del(keep.timer);
+        if (keep.retry_timer)
+            evtimer_del(keep.retry_timer);
+        memset(u, 0, sizeof *u);
+        u->chunk = keep.chunk;
+        u->timer = keep.timer;
+        u->retry_timer = keep.retry_timer;
+        u->hdrs = keep.hdrs;
+        u->hdrs_cap = keep.hdrs_cap;
+        u->head = keep.head;
+        u->head_cap = keep.head_cap;
+        u->target = keep.target;
+        u->target_cap = keep.target_cap;
+        u->live_next = up->spare;
+        up->spare = u;
+        up->nspare++;
+        return;
+    }
+    spare_destroy(u);
 }
 
 /* ---- the handle ---- */
@@ -1509,8 +1556,14 @@ static void h1_free(struct upstream *upb)
 {
     struct uh1 *up = (struct uh1 *)upb;
     /* the loop has stopped: what is left goes without callbacks */
+    up->destroying = 1;
     while (up->live)
         req_free(up->live);
+    while (up->spare) {
+        struct h1req *u = up->spare;
+        up->spare = u->live_next;
+        spare_destroy(u);
+    }
     struct h1conn *c;
     while ((c = TAILQ_FIRST(&up->idle)))
         conn_close(c);
