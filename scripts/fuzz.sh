@@ -27,7 +27,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 cmake --build "$BUILD_DIR" -j"$(nproc)" --target "${targets[@]}"
 
-declare -A maxlen=([fuzz_http1]=20000 [fuzz_config]=8192 [fuzz_entry]=8192)
+declare -A maxlen=([fuzz_http1]=20000 [fuzz_h1resp]=70000 [fuzz_config]=8192 [fuzz_entry]=8192)
 rc=0
 for t in "${targets[@]}"; do
     corpus=$BUILD_DIR/corpus/$t

@@ -10,7 +10,7 @@
  * recent first, dropped after idle_timeout, closed at once when the server closes or sends
  * stray bytes while idle. A connection idle for over a second is peeked at before reuse.
  *
- * Responses: status line and headers up to 64 KiB; bodies framed by Content-Length,
+ * Responses: heads as h1resp.h reads them (up to 64 KiB); bodies framed by Content-Length,
  * chunked transfer coding (trailers dropped) or the end of the connection; 1xx heads
  * skipped; HEAD, 204 and 304 carry no body. Anything malformed fails the exchange
  * (502 UPSTREAM_UNAVAILABLE) and closes the connection; a connection is reused only when
@@ -40,7 +40,6 @@
 #include "upstream_impl.h"
 
 #include <assert.h>
-#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -56,15 +55,15 @@
 #include <event2/http.h>
 
 #include "config.h"
+#include "h1resp.h"
 #include "hdr.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
 
-#define H1_HEAD_MAX (64u << 10) /* response status line + headers */
-#define H1_LINE_MAX 4096        /* chunk-size and trailer lines */
-#define H1_READ 65536           /* bytes per recv */
-#define H1_IOV 32               /* iovecs per writev */
+#define H1_LINE_MAX 4096 /* chunk-size and trailer lines */
+#define H1_READ 65536    /* bytes per recv */
+#define H1_IOV 32        /* iovecs per writev */
 #define H1_MAX_ADDRS 8
 #define H1_PEEK_AFTER_MS 1000 /* idle longer than this: peek before reuse */
 #define H1_SPARE 64           /* freed requests kept per worker for reuse */
@@ -764,163 +763,46 @@ static void write_failed(struct h1conn *c, int err)
 
 /* ---- the response side ---- */
 
-static int is_token_in(const char *list, const char *tok)
-{
-    size_t tl = strlen(tok);
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *e = p + strcspn(p, ",");
-        const char *t = e;
-        while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
-            t--;
-        if ((size_t)(t - p) == tl && strncasecmp(p, tok, tl) == 0)
-            return 1;
-        p = e;
-    }
-    return 0;
-}
-
-/* Whether the last transfer coding of a Transfer-Encoding value is chunked. */
-static int last_coding_chunked(const char *v)
-{
-    const char *last = strrchr(v, ',');
-    last = last ? last + 1 : v;
-    while (*last == ' ' || *last == '\t')
-        last++;
-    size_t n = strcspn(last, " \t;");
-    return n == 7 && strncasecmp(last, "chunked", 7) == 0;
-}
-
-/* Parse a response head from c->in. 1: parsed (state set, head kept in u), 0: incomplete,
- * -1: malformed. */
+/* Parse a response head from c->in (h1resp.h). 1: parsed (state set, head kept in u), 0:
+ * incomplete, -1: malformed. */
 static int parse_head(struct h1req *u, struct h1conn *c)
 {
     size_t avail = evbuffer_get_length(c->in);
-    size_t scan = avail < H1_HEAD_MAX ? avail : H1_HEAD_MAX;
+    size_t scan = avail < H1RESP_HEAD_MAX ? avail : H1RESP_HEAD_MAX;
     const char *b = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)scan);
     if (!b)
         return 0;
-    size_t end = 0;
-    for (const char *p = memchr(b, '\n', scan); p;
-         p = memchr(p + 1, '\n', scan - (size_t)(p + 1 - b))) {
-        size_t i = (size_t)(p - b);
-        if (i + 1 < scan && b[i + 1] == '\n') {
-            end = i + 2;
-            break;
-        }
-        if (i + 2 < scan && b[i + 1] == '\r' && b[i + 2] == '\n') {
-            end = i + 3;
-            break;
-        }
-        if (i + 1 >= scan)
-            break;
-    }
-    if (!end)
-        return avail >= H1_HEAD_MAX ? -1 : 0;
-
-    /* status line: HTTP/1.x SP 3DIGIT [SP reason] */
-    const char *line = b, *le = memchr(line, '\n', end);
-    size_t ll = (size_t)(le - line);
-    if (ll && line[ll - 1] == '\r')
-        ll--;
-    if (ll < 12 || memcmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') ||
-        line[8] != ' ' || line[9] < '1' || line[9] > '5' || line[10] < '0' || line[10] > '9' ||
-        line[11] < '0' || line[11] > '9' || (ll > 12 && line[12] != ' '))
-        return -1;
-    int minor = line[7] - '0';
-    int status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
-
+    long end = h1resp_head_len(b, avail);
+    if (end <= 0)
+        return (int)end;
     evhttp_clear_headers(&u->resp_headers);
-    int chunked = 0, has_te = 0, has_cl = 0, conn_close_tok = 0, conn_keep = 0;
-    uint64_t cl = 0;
-    for (line = le + 1; line < b + end;) {
-        le = memchr(line, '\n', (size_t)(b + end - line));
-        ll = (size_t)(le - line);
-        const char *next = le + 1;
-        if (ll && line[ll - 1] == '\r')
-            ll--;
-        if (ll == 0)
-            break;
-        if (line[0] == ' ' || line[0] == '\t') {
-            line = next; /* obsolete line folding: dropped */
-            continue;
-        }
-        const char *colon = memchr(line, ':', ll);
-        if (!colon || !hdr_name_ok(line, (size_t)(colon - line))) {
-            line = next; /* not a header: dropped */
-            continue;
-        }
-        size_t nl = (size_t)(colon - line);
-        const char *v = colon + 1, *ve = line + ll;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        char name[256], vbuf[1024];
-        if (nl >= sizeof name) {
-            line = next;
-            continue;
-        }
-        memcpy(name, line, nl);
-        name[nl] = '\0';
-        size_t vl = (size_t)(ve - v);
-        char *value = vl < sizeof vbuf ? vbuf : malloc(vl + 1);
-        if (!value)
-            abort();
-        memcpy(value, v, vl);
-        value[vl] = '\0';
-        int bad = 0;
-        if (strcasecmp(name, "Content-Length") == 0) {
-            char *e;
-            errno = 0;
-            unsigned long long n = strtoull(value, &e, 10);
-            if (!vl || *e || errno || value[0] == '-' || value[0] == '+' || (has_cl && n != cl))
-                bad = 1;
-            has_cl = 1;
-            cl = n;
-        } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
-            has_te = 1;
-            chunked = last_coding_chunked(value);
-        } else if (strcasecmp(name, "Connection") == 0) {
-            conn_close_tok |= is_token_in(value, "close");
-            conn_keep |= is_token_in(value, "keep-alive");
-        }
-        if (!bad && hdr_value_ok(value))
-            evhttp_add_header(&u->resp_headers, name, value);
-        if (value != vbuf)
-            free(value);
-        if (bad)
-            return -1;
-        line = next;
-    }
-    evbuffer_drain(c->in, end);
-
-    u->status = status;
-    if (status < 200) {
-        if (status == 101)
-            return -1; /* never asked for an upgrade */
+    struct h1resp_head h;
+    int rc = h1resp_parse(b, (size_t)end, u->is_head, &h, &u->resp_headers);
+    evbuffer_drain(c->in, (size_t)end);
+    if (rc != 0)
+        return -1;
+    u->status = h.status;
+    if (h.status < 200) {
         evhttp_clear_headers(&u->resp_headers);
         return 1; /* 1xx: the real answer follows */
     }
-    u->keep_alive = minor == 1 ? !conn_close_tok : conn_keep && !conn_close_tok;
-    if (u->is_head || status == 204 || status == 304) {
+    u->keep_alive = h.keep_alive;
+    switch (h.framing) {
+    case H1F_NONE:
         u->rs = RS_DONE;
-    } else if (has_te) {
-        u->rs = chunked ? RS_CHUNK_SIZE : RS_CLOSE;
-        if (has_cl || !chunked)
-            u->keep_alive = 0; /* RFC 9112 6.3: Transfer-Encoding wins; don't reuse */
-        if (!chunked)
-            u->keep_alive = 0;
-    } else if (has_cl) {
-        u->remaining = cl;
-        u->rs = cl ? RS_LEN : RS_DONE;
-    } else {
+        break;
+    case H1F_LENGTH:
+        u->remaining = h.length;
+        u->rs = RS_LEN;
+        break;
+    case H1F_CHUNKED:
+        u->rs = RS_CHUNK_SIZE;
+        break;
+    case H1F_CLOSE:
         u->rs = RS_CLOSE;
-        u->keep_alive = 0;
+        break;
     }
-    if ((status == 502 || status == 503) && strcmp(u->method, "GET") == 0 &&
+    if ((h.status == 502 || h.status == 503) && strcmp(u->method, "GET") == 0 &&
         upstream_retry_allowed(u->up->cfg, u->no_retry, u->attempts, u->started_ms))
         u->discarding = 1;
     return 1;
@@ -1042,11 +924,8 @@ static void process(struct h1conn *c)
             r = take_line(c, line, sizeof line, &ll);
             if (r == 0)
                 goto need_more;
-            char *e;
-            errno = 0;
-            unsigned long long n = strtoull(line, &e, 16);
-            if (r < 0 || ll == 0 || e == line || errno || !isxdigit((unsigned char)line[0]) ||
-                (*e && *e != ';' && *e != ' ' && *e != '\t') || n > (1ull << 62)) {
+            uint64_t n;
+            if (r < 0 || h1resp_chunk_size(line, ll, &n) != 0) {
                 conn_close(c);
                 finish(u, UPSTREAM_PROTOCOL_ERROR, "malformed chunked body from the upstream");
                 return;
