@@ -2052,8 +2052,8 @@ int server_start(const struct hg_config *cfg)
             return -1;
         }
     }
-    log_msg(LOG_INFO, "hotgate %s: %u worker(s), upstream %s", HG_VERSION, S.nworkers,
-            cfg->upstream.url);
+    log_msg(LOG_INFO, "hotgate %s: %u worker(s), upstream %s (%s client)", HG_VERSION, S.nworkers,
+            cfg->upstream.url, upstream_client_name(S.workers[0].up));
     return 0;
 }
 

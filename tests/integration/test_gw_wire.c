@@ -101,6 +101,28 @@ static void expect_body(const char *path, const char *want_ct, const char *want_
     hresp_free(&r);
 }
 
+/* The suite runs on the transport it claims to: hotgate names it in its start line. */
+static void test_transport_in_use(void **state)
+{
+    char want[64];
+    snprintf(want, sizeof want, "(%s client)", native() ? "native" : "curl");
+    char *log = NULL;
+    for (int i = 0; i < 50; i++) {
+        FILE *f = fopen(G.hg.log, "r");
+        if (!f)
+            break;
+        static char buf[1 << 16];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        if ((log = strstr(buf, want)))
+            break;
+        gwu_sleep_ms(20);
+    }
+    if (!log)
+        fail_msg("hotgate's log does not say %s", want);
+}
+
 static void test_valid_framings(void **state)
 {
     expect_body("/v1/raw/chunked", "application/json", "{\"a\":[1,2,3]}");
@@ -287,6 +309,7 @@ static void test_idle_timeout(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_transport_in_use),
         cmocka_unit_test(test_valid_framings),
         cmocka_unit_test(test_malformed_heads_502),
         cmocka_unit_test(test_broken_bodies_not_complete),
