@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "log.h"
 #include "util.h"
 
 /* http://HOST[:port][/prefix] with HOST an IPv4/IPv6 literal or localhost */
@@ -153,6 +154,42 @@ uint64_t upstream_backoff_ms(const struct hg_config *cfg, int attempts)
     uint32_t rnd;
     util_random(&rnd, sizeof rnd);
     return base / 2 + (base ? rnd % base : 0);
+}
+
+int upstream_retry_decide(const struct hg_config *cfg, const struct upstream_attempt_end *e)
+{
+    if (e->discarding)
+        return e->outcome == UPSTREAM_OK || e->outcome == UPSTREAM_PROTOCOL_ERROR;
+    if (e->head_delivered || !e->replayable ||
+        !upstream_retry_allowed(cfg, e->no_retry, e->attempts, e->started_ms))
+        return 0;
+    /* nothing reached the server: safe for any method */
+    return e->outcome == UPSTREAM_CONNECT_ERROR ||
+           (!e->sent && (e->outcome == UPSTREAM_PROTOCOL_ERROR || e->outcome == UPSTREAM_TIMEOUT));
+}
+
+void upstream_retry_arm(struct event_base *base, const struct hg_config *cfg, struct event **timer,
+                        event_callback_fn fn, void *arg, const char *method,
+                        const struct upstream_attempt_end *e, int status)
+{
+    uint64_t ms = upstream_backoff_ms(cfg, e->attempts);
+    if (!*timer)
+        *timer = evtimer_new(base, fn, arg);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(*timer, &tv);
+    log_msg(LOG_DEBUG, "upstream %s: %s (status %d), retry %d in %llu ms", method,
+            upstream_outcome_name(e->outcome), status, e->attempts, (unsigned long long)ms);
+}
+
+void upstream_report_done(const struct upstream_callbacks *cb, void *arg, int *cb_depth,
+                          const struct upstream_result *r, const char *method)
+{
+    if (r->outcome != UPSTREAM_OK)
+        log_msg(LOG_WARNING, "upstream %s failed: %s (%s) after %d attempt(s)", method,
+                upstream_outcome_name(r->outcome), r->error, r->attempts);
+    (*cb_depth)++;
+    cb->on_done(arg, r);
+    (*cb_depth)--;
 }
 
 const char *upstream_outcome_name(enum upstream_outcome o)

@@ -863,23 +863,20 @@ static void finish(struct ucurl_req *u, CURLcode rc)
     if (rc == CURLE_WRITE_ERROR && !u->head_delivered)
         o = UPSTREAM_PROTOCOL_ERROR;
     int sent = cu_sent(u);
-    int retry = 0;
-    if (u->discarding && (o == UPSTREAM_OK || o == UPSTREAM_PROTOCOL_ERROR)) {
-        retry = 1; /* a GET answered 502/503, retries left (checked at the head) */
-    } else if (!u->head_delivered && can_retry_more(u) &&
-               (u->body_kind != BODY_STREAM || !u->body_taken) &&
-               (o == UPSTREAM_CONNECT_ERROR || (o == UPSTREAM_PROTOCOL_ERROR && !sent))) {
-        retry = 1; /* nothing reached the server: safe for any method */
-    }
+    struct upstream_attempt_end e = {
+        .outcome = o,
+        .discarding = u->discarding,
+        .head_delivered = u->head_delivered,
+        .replayable = u->body_kind != BODY_STREAM || !u->body_taken,
+        .sent = sent,
+        .no_retry = u->no_retry,
+        .attempts = u->attempts,
+        .started_ms = u->started_ms,
+    };
     metrics_upstream_done(o, u->status);
-    if (retry) {
-        uint64_t ms = upstream_backoff_ms(up->cfg, u->attempts);
-        if (!u->retry_timer)
-            u->retry_timer = evtimer_new(up->base, retry_cb, u);
-        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-        evtimer_add(u->retry_timer, &tv);
-        log_msg(LOG_DEBUG, "upstream %s: %s (status %d), retry %d in %llu ms", u->method,
-                upstream_outcome_name(o), u->status, u->attempts, (unsigned long long)ms);
+    if (upstream_retry_decide(up->cfg, &e)) {
+        upstream_retry_arm(up->base, up->cfg, &u->retry_timer, retry_cb, u, u->method, &e,
+                           u->status);
         return;
     }
     struct upstream_result r = {0};
@@ -897,12 +894,7 @@ static void finish(struct ucurl_req *u, CURLcode rc)
     curl_easy_getinfo(u->easy, CURLINFO_NUM_CONNECTS, &nc);
     r.num_connects = nc;
     r.error = u->errbuf[0] ? u->errbuf : curl_easy_strerror(rc);
-    if (r.outcome != UPSTREAM_OK)
-        log_msg(LOG_WARNING, "upstream %s failed: %s (%s) after %d attempt(s)", u->method,
-                upstream_outcome_name(r.outcome), r.error, u->attempts);
-    u->cb_depth++;
-    u->cb->on_done(u->arg, &r);
-    u->cb_depth--;
+    upstream_report_done(u->cb, u->arg, &u->cb_depth, &r, u->method);
     req_free(u);
 }
 

@@ -1105,25 +1105,20 @@ static void finish(struct h1req *u, enum upstream_outcome o, const char *error)
     assert(!u->conn);
     evtimer_del(u->timer);
     int sent = u->sent_any || u->body_taken;
-    int retry = 0;
-    if (u->discarding) {
-        retry = 1; /* checked at the head */
-    } else if (!u->head_delivered &&
-               upstream_retry_allowed(up->cfg, u->no_retry, u->attempts, u->started_ms) &&
-               replayable(u) &&
-               (o == UPSTREAM_CONNECT_ERROR || (o == UPSTREAM_PROTOCOL_ERROR && !sent) ||
-                (o == UPSTREAM_TIMEOUT && !sent))) {
-        retry = 1; /* nothing reached the server: safe for any method */
-    }
+    struct upstream_attempt_end e = {
+        .outcome = o,
+        .discarding = u->discarding,
+        .head_delivered = u->head_delivered,
+        .replayable = replayable(u),
+        .sent = sent,
+        .no_retry = u->no_retry,
+        .attempts = u->attempts,
+        .started_ms = u->started_ms,
+    };
     metrics_upstream_done(o, u->status);
-    if (retry) {
-        uint64_t ms = upstream_backoff_ms(up->cfg, u->attempts);
-        if (!u->retry_timer)
-            u->retry_timer = evtimer_new(up->base, retry_cb, u);
-        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-        evtimer_add(u->retry_timer, &tv);
-        log_msg(LOG_DEBUG, "upstream %s: %s (status %d), retry %d in %llu ms", u->method,
-                upstream_outcome_name(o), u->status, u->attempts, (unsigned long long)ms);
+    if (upstream_retry_decide(up->cfg, &e)) {
+        upstream_retry_arm(up->base, up->cfg, &u->retry_timer, retry_cb, u, u->method, &e,
+                           u->status);
         kick_waiters(up);
         return;
     }
@@ -1142,12 +1137,7 @@ static void finish(struct h1req *u, enum upstream_outcome o, const char *error)
                                                 : 0;
     r.num_connects = u->connects;
     r.error = error ? error : (r.outcome == UPSTREAM_OK ? "ok" : "malformed response");
-    if (r.outcome != UPSTREAM_OK)
-        log_msg(LOG_WARNING, "upstream %s failed: %s (%s) after %d attempt(s)", u->method,
-                upstream_outcome_name(r.outcome), r.error, u->attempts);
-    u->cb_depth++;
-    u->cb->on_done(u->arg, &r);
-    u->cb_depth--;
+    upstream_report_done(u->cb, u->arg, &u->cb_depth, &r, u->method);
     req_free(u);
     kick_waiters(up);
 }

@@ -63,4 +63,31 @@ int upstream_retry_allowed(const struct hg_config *cfg, int no_retry, int attemp
 /* Delay before attempt `attempts`+1: retry_backoff_ms * 2^(attempts-1), +-50 % jitter. */
 uint64_t upstream_backoff_ms(const struct hg_config *cfg, int attempts);
 
+/* How an attempt ended, for the retry rule. */
+struct upstream_attempt_end {
+    enum upstream_outcome outcome;
+    int discarding;     /* a GET 502/503 swallowed at the head (retry_allowed checked then) */
+    int head_delivered; /* on_head was called: never retried */
+    int replayable;     /* the body can be sent again (memory body, or stream not started) */
+    int sent;           /* a request byte reached the network */
+    int no_retry, attempts;
+    uint64_t started_ms;
+};
+
+/* The retry rule of upstream.h: a swallowed GET 502/503, or a failure before any request
+ * byte reached the server (refused, reset, or connect timeout) of a replayable request,
+ * while retries and time are left. */
+int upstream_retry_decide(const struct hg_config *cfg, const struct upstream_attempt_end *e);
+
+/* Arm *timer (created on first use) to call fn(arg) after the backoff before attempt
+ * attempts+1; logged at debug. */
+void upstream_retry_arm(struct event_base *base, const struct hg_config *cfg, struct event **timer,
+                        event_callback_fn fn, void *arg, const char *method,
+                        const struct upstream_attempt_end *e, int status);
+
+/* The last step of every exchange: a failure is logged (warning, no secrets), then r goes to
+ * on_done with *cb_depth raised around the call. */
+void upstream_report_done(const struct upstream_callbacks *cb, void *arg, int *cb_depth,
+                          const struct upstream_result *r, const char *method);
+
 #endif

@@ -465,4 +465,34 @@ static __attribute__((unused)) char *gw_write_conf(const char *dir, const char *
     return strdup(path);
 }
 
+/* A hotgate in front of upstream_url (config from gw_write_conf, extra appended) in a fresh
+ * temporary directory named after tag. */
+struct gw {
+    char *dir;
+    char *conf;
+    hproc hg;
+    int admin_port;
+};
+
+/* 0 when hotgate is up (its port in g->hg.port). */
+static __attribute__((unused)) int gw_start(struct gw *g, const char *tag, const char *upstream_url,
+                                            const char *extra)
+{
+    memset(g, 0, sizeof *g);
+    g->dir = harness_tmpdir(tag);
+    int port;
+    g->conf = gw_write_conf(g->dir, upstream_url, extra, &port, &g->admin_port);
+    g->hg.port = port;
+    return harness_start_hotgate(&g->hg, g->conf, NULL);
+}
+
+static __attribute__((unused)) void gw_stop(struct gw *g)
+{
+    if (g->hg.pid > 0)
+        harness_stop(&g->hg, 10000);
+    harness_rmdir(g->dir);
+    free(g->dir);
+    free(g->conf);
+}
+
 #endif

@@ -34,30 +34,14 @@ static const char *error_code(const hresp *r)
     return code;
 }
 
-struct gw {
-    char *dir;
-    char *conf;
-    hproc hg;
-    int admin_port;
-};
-
 static void gw_up(struct gw *g, const char *upstream_url, const char *extra)
 {
-    memset(g, 0, sizeof *g);
-    g->dir = harness_tmpdir("gwfail");
-    int port;
-    g->conf = gw_write_conf(g->dir, upstream_url, extra, &port, &g->admin_port);
-    g->hg.port = port;
-    assert_int_equal(harness_start_hotgate(&g->hg, g->conf, NULL), 0);
+    assert_int_equal(gw_start(g, "gwfail", upstream_url, extra), 0);
 }
 
 static void gw_down(struct gw *g)
 {
-    if (g->hg.pid > 0)
-        harness_stop(&g->hg, 10000);
-    harness_rmdir(g->dir);
-    free(g->dir);
-    free(g->conf);
+    gw_stop(g);
 }
 
 static void test_upstream_down_502(void **state)

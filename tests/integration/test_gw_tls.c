@@ -122,12 +122,6 @@ static int teardown(void **state)
     return 0;
 }
 
-struct gw {
-    char *conf;
-    hproc hg;
-    int admin_port;
-};
-
 static void gw_up(struct gw *g, const char *ca, const char *extra)
 {
     char url[128], more[1024];
