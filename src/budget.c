@@ -82,6 +82,15 @@ void budget_bucket_refund(budget_bucket *b)
         b->tokens = b->burst;
 }
 
+void budget_bucket_charge(budget_bucket *b)
+{
+    if (b->rate <= 0)
+        return;
+    b->tokens -= 1;
+    if (b->tokens < -b->burst)
+        b->tokens = -b->burst;
+}
+
 uint64_t budget_bucket_ready_at(const budget_bucket *b, uint64_t now_us)
 {
     if (b->rate <= 0)
@@ -148,6 +157,7 @@ struct budget_cred {
     struct event *pump_ev; /* on b->base, NULL without the thread */
     uint64_t admitted, admitted_queued, rej_full, rej_timeout, rej_client;
     uint64_t shed_seen, decreases, retries;
+    uint64_t charged; /* retries of the upstream module charged (budget_charge) */
 };
 
 struct budget_ticket {
@@ -561,6 +571,34 @@ void budget_done(budget_ticket *t, const budget_result *r)
     free(t);
 }
 
+void budget_charge(budget_ticket *t)
+{
+    budget_cred *c = t ? t->cred : NULL;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    uint64_t now = now_us(c->b);
+    budget_bucket_advance(&c->bucket, now, c->b->p.aimd_increase);
+    budget_bucket_charge(&c->bucket);
+    c->charged++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+int budget_idle(budget *b, const char *cred)
+{
+    budget_cred *c = cred_find(b, cred);
+    if (!c)
+        return 1;
+    pthread_mutex_lock(&c->mu);
+    uint64_t now = now_us(b);
+    budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
+    int idle = c->q.count == 0 && slot_free(c) &&
+               (c->bucket.rate <= 0 ||
+                (now >= c->bucket.cooldown_until_us && c->bucket.tokens >= 1 - TOKEN_EPS));
+    pthread_mutex_unlock(&c->mu);
+    return idle;
+}
+
 budget_outcome budget_retry(budget_ticket *t, const budget_result *r, budget_verdict *v)
 {
     budget_cred *c = t->cred;
@@ -693,6 +731,7 @@ char *budget_admin_json(budget *b)
             "retries", (json_int_t)c->retries, "rejected_queue_full", (json_int_t)c->rej_full,
             "rejected_queue_timeout", (json_int_t)c->rej_timeout);
         json_object_set_new(jc, "rejected_client_budget", json_integer((json_int_t)c->rej_client));
+        json_object_set_new(jc, "retries_charged", json_integer((json_int_t)c->charged));
         json_t *clients = json_array();
         for (size_t k = 0; k < c->q.nflows; k++) {
             fairq_flow *f = c->q.flows[k];
@@ -756,6 +795,7 @@ char *budget_metrics_text(budget *b)
                   "# TYPE hotgate_budget_admitted_total counter\n"
                   "# TYPE hotgate_budget_rejected_total counter\n"
                   "# TYPE hotgate_budget_retries_total counter\n"
+                  "# TYPE hotgate_budget_retries_charged_total counter\n"
                   "# TYPE hotgate_budget_queued gauge\n"
                   "# TYPE hotgate_budget_queue_depth gauge\n"
                   "# TYPE hotgate_budget_class_queue_depth gauge\n");
@@ -775,6 +815,8 @@ char *budget_metrics_text(budget *b)
                   (unsigned long long)c->shed_seen);
         sb_printf(&s, "hotgate_budget_retries_total{credential=\"%s\"} %llu\n", n,
                   (unsigned long long)c->retries);
+        sb_printf(&s, "hotgate_budget_retries_charged_total{credential=\"%s\"} %llu\n", n,
+                  (unsigned long long)c->charged);
         sb_printf(&s, "hotgate_budget_queued{credential=\"%s\"} %u\n", n, c->q.count);
         for (size_t k = 0; k < c->q.nflows; k++) {
             fairq_flow *f = c->q.flows[k];

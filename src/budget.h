@@ -50,7 +50,7 @@ typedef struct budget_bucket {
     double rate;   /* configured tokens per second; <= 0: unlimited */
     double eff;    /* effective rate (AIMD), in [floor, rate] */
     double burst;  /* >= 1 */
-    double tokens; /* in [0, burst] */
+    double tokens; /* in [-burst, burst]: below 0 after charges (budget_bucket_charge) */
     uint64_t last_us;
     uint64_t cooldown_until_us;
     uint64_t last_decrease_us;
@@ -65,6 +65,9 @@ void budget_bucket_advance(budget_bucket *b, uint64_t now_us, double increase_fr
 int budget_bucket_take(budget_bucket *b, uint64_t now_us);
 /* Put a token back (a request that was admitted but never sent). */
 void budget_bucket_refund(budget_bucket *b);
+/* Take a token whether or not there is one (the bucket may go into debt, down to -burst):
+ * for requests that went out without asking, so later ones wait for them. */
+void budget_bucket_charge(budget_bucket *b);
 /* When the next whole token is available (>= now). */
 uint64_t budget_bucket_ready_at(const budget_bucket *b, uint64_t now_us);
 /* Stop sending until now + dur: the bucket is emptied so the restart is paced. */
@@ -171,6 +174,16 @@ void budget_done(budget_ticket *t, const budget_result *r);
  * budget_done).
  */
 budget_outcome budget_retry(budget_ticket *t, const budget_result *r, budget_verdict *v);
+
+/* The request of ticket t (running) is being sent again by the upstream module (a GET
+ * answered 502/503): charge its credential one token, in debt if need be, so the budget's
+ * long-run rate holds. No-op for an unbudgeted credential. */
+void budget_charge(budget_ticket *t);
+
+/* Whether a request on cred could go upstream right now without waiting: a token, a free
+ * concurrency slot and nobody queued. For optional work (background refreshes): when 0, skip
+ * it. A 1 takes nothing: follow with budget_admit. Unknown credentials: 1. */
+int budget_idle(budget *b, const char *cred);
 
 /* Drive pacing and expiry for every credential now (tests; the thread does it otherwise). */
 void budget_pump(budget *b);

@@ -93,6 +93,52 @@ static int shed_status(int status, const struct evkeyvalq *headers, budget_resul
     return status == 429 || (status == 503 && r->has_retry_after);
 }
 
+void budget_stage_charge(struct hg_req *req)
+{
+    bs_ctx *x = req ? req->budget_ctx : NULL;
+    if (x && x->ticket)
+        budget_charge(x->ticket);
+}
+
+static void background_ticket_cb(budget_ticket *t, budget_outcome o, const budget_verdict *v,
+                                 void *arg)
+{
+    /* never waited on: a ticket that had to queue is given back at once */
+    (void)t, (void)o, (void)v, (void)arg;
+}
+
+int budget_stage_background(struct hg_req *req, struct budget_ticket **t)
+{
+    *t = NULL;
+    if (!g_budget || !req->cred)
+        return 1;
+    if (!budget_idle(g_budget, req->cred->name))
+        return 0;
+    budget_verdict v;
+    const char *client = req->client ? req->client->name : NULL;
+    budget_outcome o = budget_admit(g_budget, req->cred->name, client, server_req_base(req), 0,
+                                    background_ticket_cb, NULL, t, &v);
+    if (o == BUDGET_GO)
+        return 1;
+    budget_done(*t, NULL); /* lost a race for the token: queued, or rejected (NULL) */
+    *t = NULL;
+    return 0;
+}
+
+void budget_stage_background_done(struct budget_ticket *t, int status, const char *retry_after)
+{
+    if (!t)
+        return;
+    struct evkeyvalq h;
+    TAILQ_INIT(&h);
+    if (retry_after)
+        evhttp_add_header(&h, "Retry-After", retry_after);
+    budget_result r;
+    shed_status(status, &h, &r);
+    evhttp_clear_headers(&h);
+    budget_done(t, status ? &r : NULL);
+}
+
 static int tap_on_head(struct hg_req *req, void *arg, int status, const struct evkeyvalq *headers)
 {
     bs_ctx *x = arg;

@@ -26,6 +26,7 @@
 #include "server.h"
 
 struct hg_config;
+struct budget_ticket;
 
 /* Build the budget from cfg's [credential]/[client]/[class]/[queue] sections, start its
  * pacing thread, register GET /admin/budget and the metrics. Before server_start(). 0 or
@@ -41,6 +42,20 @@ enum hg_stage_result budget_stage_run(struct hg_req *req);
 /* The client went away while its request waited in the queue: leave the queue now. Safe to
  * call for any request (no-op when it holds no queued ticket). */
 void budget_stage_client_gone(struct hg_req *req);
+
+/* The upstream module is sending req again (a GET answered 502/503; upstream.h on_retry):
+ * charge it to the credential's budget (budget_charge). */
+void budget_stage_charge(struct hg_req *req);
+
+/* Background work for req's credential and client (a stale-while-revalidate refresh): 1 and
+ * *t (NULL when nothing is budgeted) when it may go upstream now, 0 when the budget has no
+ * room right now (a token, a slot, nobody queued): skip it, foreground requests come first.
+ * A ticket goes back through budget_stage_background_done. */
+int budget_stage_background(struct hg_req *req, struct budget_ticket **t);
+
+/* The background exchange of t ended: status 0 when nothing came back; retry_after: the
+ * answer's Retry-After value (NULL if none), for a shed answer. Frees t (NULL: no-op). */
+void budget_stage_background_done(struct budget_ticket *t, int status, const char *retry_after);
 
 /* The process-wide budget (NULL before init), for tests and the admin view. */
 struct budget *budget_stage_budget(void);

@@ -12,6 +12,9 @@
  */
 #include "cache.h"
 
+#include "budget.h"
+#include "budget_stage.h"
+
 #include "cachekey.h"
 #include "coalesce.h"
 #include "config.h"
@@ -65,7 +68,7 @@ static _Atomic uint64_t g_gens[GEN_SLOTS];
 
 static atomic_uint_fast64_t s_hit, s_miss, s_stale, s_coalesced, s_bypass, s_stores,
     s_store_skipped, s_invalidations, s_not_modified, s_only_if_cached, s_corrupt, s_sie,
-    s_revalidations, s_gen_mismatch, s_purges, s_zero_copy;
+    s_revalidations, s_revalidations_deferred, s_gen_mismatch, s_purges, s_zero_copy;
 
 #define INC(c) atomic_fetch_add_explicit(&(c), 1, memory_order_relaxed)
 
@@ -760,13 +763,28 @@ static void add_tap(struct hg_req *req, cctx *c)
 /* ---- background refresh (stale-while-revalidate) ---- */
 typedef struct bgfetch {
     fill f;
+    struct budget_ticket *ticket; /* budget_stage_background; NULL: not budgeted */
+    int status;
+    char *retry_after;
 } bgfetch;
 
 static int bg_head(void *arg, int status, const struct evkeyvalq *headers)
 {
     bgfetch *b = arg;
+    b->status = status;
+    const char *ra = evhttp_find_header(headers, "Retry-After");
+    if (ra && !b->retry_after)
+        b->retry_after = strdup(ra);
     fill_head(&b->f, status, headers);
     return 0;
+}
+
+static void bg_free(bgfetch *b)
+{
+    budget_stage_background_done(b->ticket, b->status, b->retry_after);
+    free(b->retry_after);
+    fill_free(&b->f);
+    free(b);
 }
 
 static int bg_data(void *arg, struct evbuffer *chunk)
@@ -781,8 +799,7 @@ static void bg_done(void *arg, const struct upstream_result *res)
 {
     bgfetch *b = arg;
     fill_finish(&b->f, res && res->outcome == UPSTREAM_OK, res);
-    fill_free(&b->f);
-    free(b);
+    bg_free(b);
 }
 
 static void noop_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
@@ -793,7 +810,13 @@ static void noop_deliver(void *arg, coalesce_result *res, coalesce_flight *fligh
     coalesce_result_unref(res);
 }
 
-static const struct upstream_callbacks bg_cb = {bg_head, bg_data, bg_done, NULL};
+static void bg_retry(void *arg)
+{
+    bgfetch *b = arg;
+    budget_charge(b->ticket); /* a GET 502/503 sent again counts against the budget too */
+}
+
+static const struct upstream_callbacks bg_cb = {bg_head, bg_data, bg_done, NULL, bg_retry};
 
 static void bg_refresh(struct hg_req *req, const fill *proto)
 {
@@ -802,17 +825,25 @@ static void bg_refresh(struct hg_req *req, const fill *proto)
     struct upstream *up = server_req_upstream(req);
     if (!up || !req->cred || !req->cred->token.data)
         return;
+    /* optional work: only when the credential's budget has room right now */
+    struct budget_ticket *ticket;
+    if (!budget_stage_background(req, &ticket)) {
+        INC(s_revalidations_deferred);
+        return;
+    }
     coalesce_flight *fl;
     coalesce_result *done;
     if (coalesce_join(&proto->ckey, NULL, noop_deliver, NULL, &fl, &done) != COALESCE_LEADER) {
         /* lost a race: someone else refreshes (our waiter slot gets a no-op) */
         if (done)
             coalesce_result_unref(done);
+        budget_stage_background_done(ticket, 0, NULL);
         return;
     }
     bgfetch *b = calloc(1, sizeof *b);
     if (!b)
         abort();
+    b->ticket = ticket;
     fill_init(&b->f);
     b->f.key = proto->key;
     b->f.ckey = proto->ckey;
@@ -833,8 +864,7 @@ static void bg_refresh(struct hg_req *req, const fill *proto)
     free(target);
     if (!u) {
         fill_finish(&b->f, 0, NULL);
-        fill_free(&b->f);
-        free(b);
+        bg_free(b);
         return;
     }
     upstream_req_set_bearer(u, req->cred->token.data, req->cred->token.len);
@@ -855,8 +885,7 @@ static void bg_refresh(struct hg_req *req, const fill *proto)
     INC(s_revalidations);
     if (upstream_send(u, &bg_cb, b) != 0) {
         fill_finish(&b->f, 0, NULL);
-        fill_free(&b->f);
-        free(b);
+        bg_free(b);
     }
 }
 
@@ -1499,6 +1528,9 @@ void cache_metrics(struct evbuffer *out, void *arg)
          atomic_load(&s_sie)},
         {"hotgate_cache_revalidations_total", "Background refreshes started.",
          atomic_load(&s_revalidations)},
+        {"hotgate_cache_revalidations_deferred_total",
+         "Background refreshes skipped: the credential's budget had no room.",
+         atomic_load(&s_revalidations_deferred)},
         {"hotgate_cache_generation_misses_total", "Entries found but invalidated.",
          atomic_load(&s_gen_mismatch)},
         {"hotgate_cache_admin_purges_total", "Admin purges.", atomic_load(&s_purges)},

@@ -1618,11 +1618,17 @@ static void up_on_done(void *arg, const struct upstream_result *res)
     upstream_hold_release(req);
 }
 
+static void up_on_retry(void *arg)
+{
+    budget_stage_charge(arg);
+}
+
 static const struct upstream_callbacks up_callbacks = {
     .on_head = up_on_head,
     .on_data = up_on_data,
     .on_done = up_on_done,
     .on_body_drain = up_on_body_drain,
+    .on_retry = up_on_retry,
 };
 
 static enum hg_stage_result server_stage_upstream(struct hg_req *req)

@@ -88,6 +88,9 @@ struct upstream_callbacks {
     void (*on_done)(void *arg, const struct upstream_result *res);
     /* Stream bodies only: the buffered request body fell below half the high water. */
     void (*on_body_drain)(void *arg);
+    /* Optional: the upstream answered 502/503 to a GET and the request will be sent again
+     * after the backoff (the caller's rate budget charges it). Must not cancel. */
+    void (*on_retry)(void *arg);
 };
 
 /* Per worker: create on the worker's base. Returns NULL on failure (logged). */

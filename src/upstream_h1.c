@@ -1117,6 +1117,8 @@ static void finish(struct h1req *u, enum upstream_outcome o, const char *error)
     };
     metrics_upstream_done(o, u->status);
     if (upstream_retry_decide(up->cfg, &e)) {
+        if (e.discarding && u->cb->on_retry) /* the upstream did the work of an answer */
+            u->cb->on_retry(u->arg);
         upstream_retry_arm(up->base, up->cfg, &u->retry_timer, retry_cb, u, u->method, &e,
                            u->status);
         kick_waiters(up);

@@ -486,6 +486,25 @@ static __attribute__((unused)) int gw_start(struct gw *g, const char *tag, const
     return harness_start_hotgate(&g->hg, g->conf, NULL);
 }
 
+/* A sample from hotgate's admin /metrics: name with its labels as printed (e.g.
+ * hotgate_budget_retries_charged_total{credential="main"}), -1 when absent. */
+static __attribute__((unused)) long gw_metric(int admin_port, const char *name)
+{
+    char *u = harness_url("http://127.0.0.1:%d/metrics", admin_port);
+    hresp r = {0};
+    long v = -1;
+    if (http_do("GET", u, NULL, NULL, 0, &r) == 0 && r.status == 200) {
+        char key[256];
+        snprintf(key, sizeof key, "\n%s ", name);
+        const char *p = strstr(r.body, key);
+        if (p)
+            v = atol(p + strlen(key));
+    }
+    hresp_free(&r);
+    free(u);
+    return v;
+}
+
 static __attribute__((unused)) void gw_stop(struct gw *g)
 {
     if (g->hg.pid > 0)

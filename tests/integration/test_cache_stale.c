@@ -4,7 +4,9 @@
  *     (X-Cache: STALE, even with a slow upstream) and refreshed in the background, once;
  *   - stale-if-error: past the SWR window, an upstream 500 or a dropped connection is
  *     answered with the expired entry (X-Cache: STALE), never with the error;
- *   - negative caching of 404 for negative_ttl.
+ *   - negative caching of 404 for negative_ttl;
+ *   - a background refresh is optional work: it waits for the credential's budget to have
+ *     room (a token, a slot, nobody queued) and is skipped until then.
  * Faults are injected with the sim's POST /_sim/faults.
  */
 #include "cache_it.h"
@@ -124,6 +126,65 @@ static void test_negative_cache(void **state)
     hresp_free(&r);
 }
 
+/* ---- refreshes inside the rate budget ---- */
+
+static cit_env EB;
+
+static int setup_budget(void **state)
+{
+    (void)state;
+    /* credential a: one request per 2 s */
+    return cit_start(&EB, "cache-swr-budget",
+                     "ttl_metadata = 1s\nstale_while_revalidate = 20s\n"
+                     "[credential a]\nrate = 0.5\nburst = 1\n",
+                     NULL);
+}
+
+static int teardown_budget(void **state)
+{
+    (void)state;
+    cit_stop(&EB);
+    return 0;
+}
+
+static void test_refresh_waits_for_budget(void **state)
+{
+    (void)state;
+    const char *p = "/v1/embedding-providers";
+    const char *route = "GET /v1/embedding-providers";
+    hresp r;
+    long long c0 = cit_sim_route_count(&EB, route);
+    assert_int_equal(cit_req(&EB, CIT_KEY_A, "GET", p, NULL, NULL, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "MISS"); /* takes the token */
+    hresp_free(&r);
+    cit_sleep_ms(2300); /* expired (1 s), inside SWR; the token is back */
+    /* a foreground miss takes the token */
+    assert_int_equal(cit_req(&EB, CIT_KEY_A, "GET", "/v1/connection-types", NULL, NULL, NULL, &r),
+                     0);
+    assert_string_equal(cit_xcache(&r), "MISS");
+    hresp_free(&r);
+    /* stale answered at once; the refresh is skipped: no room in the budget */
+    double d0 = cit_metric(&EB, "hotgate_cache_revalidations_deferred_total");
+    assert_int_equal(cit_req(&EB, CIT_KEY_A, "GET", p, NULL, NULL, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "STALE");
+    hresp_free(&r);
+    cit_sleep_ms(300);
+    assert_int_equal(cit_sim_route_count(&EB, route) - c0, 1);
+    assert_true(cit_metric(&EB, "hotgate_cache_revalidations_deferred_total") - d0 >= 1);
+    /* once the budget has room again, the next stale read refreshes */
+    cit_sleep_ms(2300);
+    assert_int_equal(cit_req(&EB, CIT_KEY_A, "GET", p, NULL, NULL, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "STALE");
+    hresp_free(&r);
+    for (int i = 0; i < 40 && cit_sim_route_count(&EB, route) - c0 < 2; i++)
+        cit_sleep_ms(50);
+    assert_int_equal(cit_sim_route_count(&EB, route) - c0, 2);
+    cit_sleep_ms(200);
+    assert_int_equal(cit_req(&EB, CIT_KEY_A, "GET", p, NULL, NULL, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "HIT");
+    hresp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -131,5 +192,11 @@ int main(void)
         cmocka_unit_test(test_stale_if_error),
         cmocka_unit_test(test_negative_cache),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest budget_tests[] = {
+        cmocka_unit_test(test_refresh_waits_for_budget),
+    };
+    int fails = cmocka_run_group_tests_name("stale", tests, setup, teardown);
+    fails += cmocka_run_group_tests_name("stale within the budget", budget_tests, setup_budget,
+                                         teardown_budget);
+    return fails;
 }

@@ -133,7 +133,12 @@ static void test_get_retried_on_503_post_not(void **state)
     struct gwu *up = g_gwu;
     char *url = harness_url("http://127.0.0.1:%d", up->port);
     struct gw g;
-    gw_up(&g, url, "[upstream]\nretries = 2\nretry_backoff_ms = 20\n");
+    /* a budgeted credential: retries the upstream module makes are charged to it */
+    gw_up(&g, url,
+          "[upstream]\nretries = 2\nretry_backoff_ms = 20\n"
+          "[credential main]\nrate = 1000\nburst = 1000\n");
+    const char *charged = "hotgate_budget_retries_charged_total{credential=\"main\"}";
+    assert_int_equal(gw_metric(g.admin_port, charged), 0);
     char *u = harness_url("http://127.0.0.1:%d/v1/fail503", g.hg.port);
     hresp r;
     atomic_store(&up->fail_left, 1);
@@ -142,6 +147,7 @@ static void test_get_retried_on_503_post_not(void **state)
     assert_int_equal(r.status, 200);
     assert_int_equal(atomic_load(&up->fail_seen), 2);
     hresp_free(&r);
+    assert_int_equal(gw_metric(g.admin_port, charged), 1);
 
     /* a GET that keeps failing: bounded attempts, the last 503 passes through */
     atomic_store(&up->fail_left, 100);
@@ -151,6 +157,7 @@ static void test_get_retried_on_503_post_not(void **state)
     assert_int_equal(atomic_load(&up->fail_seen), 3);
     assert_string_equal(error_code(&r), "SERVICE_UNAVAILABLE");
     hresp_free(&r);
+    assert_int_equal(gw_metric(g.admin_port, charged), 3);
 
     /* a POST is never replayed */
     atomic_store(&up->fail_left, 1);

@@ -175,23 +175,6 @@ static void test_right_ca_works(void **state)
     gw_down(&g);
 }
 
-static long metric(int admin_port, const char *name)
-{
-    char *u = harness_url("http://127.0.0.1:%d/metrics", admin_port);
-    hresp r;
-    long v = -1;
-    if (http_do("GET", u, NULL, NULL, 0, &r) == 0 && r.status == 200) {
-        char key[128];
-        snprintf(key, sizeof key, "\n%s ", name);
-        const char *p = strstr(r.body, key);
-        if (p)
-            v = atol(p + strlen(key));
-    }
-    hresp_free(&r);
-    free(u);
-    return v;
-}
-
 static size_t discard(char *b, size_t s, size_t n, void *u)
 {
     return s * n;
@@ -234,7 +217,7 @@ static void test_h2_multiplexing(void **state)
     curl_multi_cleanup(m);
     curl_slist_free_all(h);
     free(u);
-    long conns = metric(g.admin_port, "hotgate_upstream_connections_opened_total");
+    long conns = gw_metric(g.admin_port, "hotgate_upstream_connections_opened_total");
     fprintf(stderr, "h2: %d/%d ok in %llu ms over %ld upstream connection(s)\n", ok, N,
             (unsigned long long)ms, conns);
     assert_int_equal(ok, N);

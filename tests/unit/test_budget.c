@@ -239,6 +239,62 @@ static void test_budget_concurrency_cap(void **state)
     budget_free(b);
 }
 
+/* Retries the upstream module makes on its own are charged: the bucket goes into debt and
+ * later admissions wait for it; budget_idle says when optional work may go. */
+static void test_budget_charge_and_idle(void **state)
+{
+    (void)state;
+    budget_bucket bb;
+    budget_bucket_init(&bb, 10, 2, 0);
+    assert_int_equal(budget_bucket_take(&bb, 0), 1);
+    assert_int_equal(budget_bucket_take(&bb, 0), 1);
+    budget_bucket_charge(&bb);
+    budget_bucket_charge(&bb);
+    budget_bucket_charge(&bb); /* debt is bounded by the burst */
+    assert_true(bb.tokens >= -2.0 - 1e-9 && bb.tokens <= -2.0 + 1e-9);
+    assert_int_equal(budget_bucket_ready_at(&bb, 0), 300 * MS); /* -2 -> 1 at 10/s */
+    budget_bucket_init(&bb, 0, 1, 0);
+    budget_bucket_charge(&bb); /* unlimited: nothing to charge */
+    assert_int_equal(budget_bucket_take(&bb, 0), 1);
+
+    fake_now = 0;
+    budget *b = mk(10, 1, 2, 0, 0, 30000);
+    rec r = {0};
+    tk k[2];
+    budget_verdict v;
+    assert_true(budget_idle(b, "main"));
+    assert_true(budget_idle(b, "nobody")); /* unbudgeted */
+    assert_int_equal(admit(b, "web", &k[0], &r, 0, 0, &v), BUDGET_GO);
+    assert_false(budget_idle(b, "main")); /* the token is gone */
+    budget_charge(k[0].t);                /* the upstream module sent it again */
+    fake_now = 100 * MS;                  /* one token accrued: pays the debt only */
+    assert_false(budget_idle(b, "main"));
+    assert_int_equal(admit(b, "web", &k[1], &r, 1, 0, &v), BUDGET_WAIT);
+    budget_pump(b);
+    assert_int_equal(k[1].state, 0);
+    fake_now = 200 * MS;
+    budget_pump(b);
+    assert_int_equal(k[1].state, 1);
+    budget_result ok = {200, 0, 0};
+    budget_done(k[0].t, &ok);
+    budget_done(k[1].t, &ok);
+    char *js = budget_admin_json(b);
+    if (!strstr(js, "\"retries_charged\": 1") && !strstr(js, "\"retries_charged\":1"))
+        fail_msg("admin view: %s", js);
+    free(js);
+    /* a full concurrency cap also means no room */
+    fake_now = 10 * SEC;
+    assert_true(budget_idle(b, "main"));
+    assert_int_equal(admit(b, "web", &k[0], &r, 2, 0, &v), BUDGET_GO);
+    fake_now += 100 * MS;
+    assert_int_equal(admit(b, "web", &k[1], &r, 3, 0, &v), BUDGET_GO);
+    fake_now += 400 * MS;
+    assert_false(budget_idle(b, "main")); /* a token, but both slots are taken */
+    budget_done(k[0].t, &ok);
+    budget_done(k[1].t, &ok);
+    budget_free(b);
+}
+
 static void test_budget_cooldown_all_clients(void **state)
 {
     (void)state;
@@ -664,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_bucket_cooldown_smooth_resume),
         cmocka_unit_test(test_bucket_aimd),
         cmocka_unit_test(test_budget_concurrency_cap),
+        cmocka_unit_test(test_budget_charge_and_idle),
         cmocka_unit_test(test_budget_cooldown_all_clients),
         cmocka_unit_test(test_budget_aimd_feedback),
         cmocka_unit_test(test_budget_fair_4_to_1),
