@@ -17,6 +17,7 @@
 
 #include "cachekey.h"
 #include "coalesce.h"
+#include "connmap.h"
 #include "config.h"
 #include "entry.h"
 #include "log.h"
@@ -398,6 +399,7 @@ typedef struct fill {
     coalesce_flight *flight; /* NULL: fetch alone (no-cache, over the waiter cap) */
     enum fill_class cls;
     struct route_policy pol; /* copy: a background fill outlives its request */
+    char ws[256];            /* the request's workspace ("" if none) */
     int no_store;            /* compute the answer for waiters, but store nothing */
     tagset tags;
     /* response */
@@ -601,6 +603,9 @@ static void fill_finish(fill *f, int ok, const struct upstream_result *res)
     if (f->done)
         return;
     f->done = 1;
+    if (ok && f->head_seen && f->status == 200 && !f->too_big &&
+        (f->pol.id == ROUTE_CONNECTIONS_LIST || f->pol.id == ROUTE_CONNECTIONS_GET))
+        connmap_learn_json(f->ws, (const char *)f->body, f->blen); /* id -> name, see connmap.h */
     coalesce_result *cr = NULL;
     uint64_t linger = 0;
     int failed = !ok || !f->head_seen || f->status >= 500 || f->status == 429;
@@ -700,6 +705,7 @@ static cctx *ctx_of(struct hg_req *req)
     c->req = req;
     fill_init(&c->f);
     snprintf(c->ws, sizeof c->ws, "%s", req->workspace ? req->workspace : "");
+    memcpy(c->f.ws, c->ws, sizeof c->f.ws);
     req->cache_ctx = c;
     server_req_add_cleanup(req, ctx_cleanup, c);
     return c;
@@ -715,8 +721,8 @@ static int tap_head(struct hg_req *req, void *arg, int status, const struct evke
         bool all_ws = c->inval_all_ws;
         if (c->inval_body || c->f.pol.needs_body) {
             memset(&t, 0, sizeof t);
-            route_invalidation_tags(&c->f.pol, c->inval_body, c->inval_body_len, NULL, NULL, &t,
-                                    &all_ws);
+            route_invalidation_tags(&c->f.pol, c->inval_body, c->inval_body_len, connmap_resolve,
+                                    c->ws, &t, &all_ws);
             invalidate_route_tags(c->ws, &t, all_ws || c->inval_all_ws);
         }
         invalidate_route_tags(c->ws, &c->inval_tags, all_ws);
@@ -849,6 +855,7 @@ static void bg_refresh(struct hg_req *req, const fill *proto)
     b->f.ckey = proto->ckey;
     b->f.cls = proto->cls;
     b->f.pol = proto->pol;
+    memcpy(b->f.ws, proto->ws, sizeof b->f.ws);
     b->f.flight = fl;
     for (size_t i = 0; i < proto->tags.n; i++)
         tagset_add(&b->f.tags, proto->tags.v[i]);
@@ -992,8 +999,15 @@ static int class_of(const struct route_policy *p, enum fill_class *cls)
 static void arm_invalidation(struct hg_req *req, cctx *c, const struct route_policy *p)
 {
     c->inval = 1;
-    c->inval_tags = p->inval;
     c->inval_all_ws = p->inval_workspace;
+    if (p->needs_body) {
+        c->inval_tags = p->inval; /* made precise from the body once the answer is 2xx */
+    } else {
+        /* a connection's q-tags by its name when connmap knows it, else "queries" */
+        bool all = false;
+        route_invalidation_tags(p, NULL, 0, connmap_resolve, c->ws, &c->inval_tags, &all);
+        c->inval_all_ws = c->inval_all_ws || all;
+    }
     if (p->needs_body && req->body_kind == HG_BODY_MEMORY && req->body) {
         size_t n = evbuffer_get_length(req->body);
         c->inval_body = malloc(n + 1);

@@ -127,6 +127,54 @@ static void test_secrets(void **state)
     free(b);
 }
 
+/* Once hotgate has seen the connection list, a purge of one connection invalidates the query
+ * results over that connection only (connmap: id -> name), not every query result. */
+static void test_purge_is_per_connection(void **state)
+{
+    (void)state;
+    const char *sql = "SELECT status, count(*) AS n FROM demo.public.orders GROUP BY status";
+    hresp r;
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/connections",
+                             "{\"name\":\"keep_other\",\"source_type\":\"postgres\",\"config\":{},"
+                             "\"skip_discovery\":true}",
+                             NULL, NULL, &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    char other[128], path[256];
+    snprintf(other, sizeof other, "%s", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    hresp_free(&r);
+    char xc[64];
+    free(get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc)); /* hotgate learns the ids */
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    hresp_free(&r);
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "HIT");
+    hresp_free(&r);
+    /* purging the other connection leaves the demo results cached */
+    snprintf(path, sizeof path, "/v1/connections/%s/cache", other);
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "DELETE", path, NULL, NULL, NULL, &r), 0);
+    assert_true(r.status >= 200 && r.status < 300);
+    hresp_free(&r);
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "HIT");
+    hresp_free(&r);
+    /* purging demo does not */
+    assert_int_equal(
+        cit_req(&E, CIT_KEY_A, "DELETE", "/v1/connections/conn_demo/cache", NULL, NULL, NULL, &r),
+        0);
+    assert_true(r.status >= 200 && r.status < 300);
+    hresp_free(&r);
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "MISS");
+    hresp_free(&r);
+    assert_int_equal(cit_sim_sql_count(&E, sql), 2);
+    snprintf(path, sizeof path, "/v1/connections/%s", other);
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "DELETE", path, NULL, NULL, NULL, &r), 0);
+    hresp_free(&r);
+}
+
 static void test_connections_and_saved_queries(void **state)
 {
     (void)state;
@@ -357,6 +405,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refresh_changes_query_results),
+        cmocka_unit_test(test_purge_is_per_connection),
         cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_connections_and_saved_queries),
         cmocka_unit_test(test_datasets_purges_providers),
