@@ -74,22 +74,38 @@ const char *util_status_code_name(int status)
         return "NOT_FOUND";
     case 405:
         return "METHOD_NOT_ALLOWED";
+    case 408:
+        return "REQUEST_TIMEOUT";
     case 409:
         return "CONFLICT";
+    case 411:
+        return "LENGTH_REQUIRED";
     case 413:
         return "PAYLOAD_TOO_LARGE";
+    case 414:
+        return "URI_TOO_LONG";
+    case 415:
+        return "UNSUPPORTED_MEDIA_TYPE";
+    case 417:
+        return "EXPECTATION_FAILED";
     case 422:
         return "UNPROCESSABLE_ENTITY";
     case 429:
         return "OVERLOADED";
+    case 431:
+        return "REQUEST_HEADER_FIELDS_TOO_LARGE";
     case 500:
         return "INTERNAL_SERVER_ERROR";
+    case 501:
+        return "NOT_IMPLEMENTED";
     case 502:
         return "BAD_GATEWAY";
     case 503:
         return "SERVICE_UNAVAILABLE";
     case 504:
         return "GATEWAY_TIMEOUT";
+    case 505:
+        return "HTTP_VERSION_NOT_SUPPORTED";
     default:
         return status >= 500 ? "INTERNAL_SERVER_ERROR" : "BAD_REQUEST";
     }

@@ -309,6 +309,7 @@ static void test_raw_requests(void **state)
     free(r);
     r = raw("GET /v1/echo HTTP/2.0\r\n\r\n");
     assert_true(strncmp(r, "HTTP/1.1 505", 12) == 0);
+    assert_non_null(strstr(r, "\"HTTP_VERSION_NOT_SUPPORTED\"")); /* its own error code */
     free(r);
     /* pipelining and a chunked body: answered in order */
     r = raw("GET /v1/echo/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ck_alice\r\n\r\n"
