@@ -223,7 +223,8 @@ static int gwu_raw(int fd, const char *name)
         for (int i = 0; i < 50; i++)
             if (gwu_write_all(fd, blk, sizeof blk) != 0)
                 return 1;
-        gwu_write_all(fd, "\r\nContent-Length: 0\r\n\r\n", 25);
+        const char *t = "\r\nContent-Length: 0\r\n\r\n";
+        gwu_write_all(fd, t, strlen(t));
         return 1;
     }
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
