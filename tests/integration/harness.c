@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +71,13 @@ void harness_rmdir(const char *dir)
         nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* In a forked child: a test binary that crashes must not leave its servers running
+ * (SIGTERM when the parent goes; kept across exec). */
+static void child_dies_with_parent(void)
+{
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+}
+
 int harness_spawn(hproc *p, char *const argv[], const char *log_path)
 {
     snprintf(p->log, sizeof p->log, "%s", log_path ? log_path : "/dev/null");
@@ -77,6 +85,7 @@ int harness_spawn(hproc *p, char *const argv[], const char *log_path)
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        child_dies_with_parent();
         int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -243,6 +252,7 @@ int harness_start_hotgate(hproc *p, const char *conf_path, const char *const ext
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        child_dies_with_parent();
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
