@@ -11,7 +11,8 @@
 #                   hotgate's CPU per request from /proc (user and system)
 # SCENARIO=pass (GET /v1/connections, cache off) | hit (same request, cache on, served
 # from the cache). Prints "scenario tool per_request" lines.
-#   BUILD_DIR (build), N (2000), CONNS (4), ACCESS_LOG (file|off), HG_THREADS (1)
+#   BUILD_DIR (build), N (2000), CONNS (4), ACCESS_LOG (file|off), HG_THREADS (1),
+#   UPSTREAM_CLIENT (auto|curl|native: [upstream] client, default auto = native here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -66,6 +67,7 @@ log_level = warn
 url = http://127.0.0.1:$SIM_PORT
 http2 = no
 max_connections_per_host = 128
+client = ${UPSTREAM_CLIENT:-auto}
 [cache]
 enabled = $CACHE
 dir = $TMP/cache
