@@ -127,6 +127,22 @@ static void test_secrets(void **state)
     free(b);
 }
 
+/* POST /v1/connections through hotgate (no discovery); its id into id[cap]. */
+static void create_connection(const char *name, char *id, size_t cap)
+{
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"name\":\"%s\",\"source_type\":\"postgres\",\"config\":{},\"skip_discovery\":true}",
+             name);
+    hresp r;
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/connections", body, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 201);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    snprintf(id, cap, "%s", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    hresp_free(&r);
+}
+
 /* Once hotgate has seen the connection list, a purge of one connection invalidates the query
  * results over that connection only (connmap: id -> name), not every query result. */
 static void test_purge_is_per_connection(void **state)
@@ -134,17 +150,8 @@ static void test_purge_is_per_connection(void **state)
     (void)state;
     const char *sql = "SELECT status, count(*) AS n FROM demo.public.orders GROUP BY status";
     hresp r;
-    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/connections",
-                             "{\"name\":\"keep_other\",\"source_type\":\"postgres\",\"config\":{},"
-                             "\"skip_discovery\":true}",
-                             NULL, NULL, &r),
-                     0);
-    assert_int_equal(r.status, 201);
-    json_t *j = json_loadb(r.body, r.len, 0, NULL);
     char other[128], path[256];
-    snprintf(other, sizeof other, "%s", json_string_value(json_object_get(j, "id")));
-    json_decref(j);
-    hresp_free(&r);
+    create_connection("keep_other", other, sizeof other);
     char xc[64];
     free(get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc)); /* hotgate learns the ids */
     assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
@@ -183,17 +190,8 @@ static void test_connections_and_saved_queries(void **state)
     free(get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc));
     assert_string_equal(xc, "HIT");
     hresp r;
-    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/connections",
-                             "{\"name\":\"inval_conn\",\"source_type\":\"postgres\",\"config\":{},"
-                             "\"skip_discovery\":true}",
-                             NULL, NULL, &r),
-                     0);
-    assert_int_equal(r.status, 201);
-    json_t *j = json_loadb(r.body, r.len, 0, NULL);
     char id[128];
-    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(j, "id")));
-    json_decref(j);
-    hresp_free(&r);
+    create_connection("inval_conn", id, sizeof id);
     char *b = get_body(CIT_KEY_A, "/v1/connections", xc, sizeof xc);
     assert_string_equal(xc, "MISS");
     assert_non_null(strstr(b, "inval_conn"));
