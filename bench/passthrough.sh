@@ -272,7 +272,7 @@ for sc in connections query latency; do
     if [ "$CONNS_NOW" = 1 ]; then
         v="hotgate added p50 ${A[hotgate]} us (target <= 100 us: $(met "${A[hotgate]}" '<=' 100)); nginx ${A[nginx]}, HAProxy http ${A[haproxy-http]}, HAProxy tcp ${A[haproxy-tcp]} us (the floor)"
     else
-        v="hotgate/direct ${R[hotgate]} (target >= 0.8: $(met "${R[hotgate]}" '>=' 0.8)); nginx ${R[nginx]}, HAProxy http ${R[haproxy-http]}, HAProxy tcp ${R[haproxy-tcp]} (the ceiling)"
+        v="hotgate/direct ${R[hotgate]} (target >= 0.8: $(met "${R[hotgate]}" '>=' 0.8)); nginx ${R[nginx]}, HAProxy http ${R[haproxy-http]}, HAProxy tcp ${R[haproxy-tcp]} (the ceiling); hotgate/ceiling $(ratio "${R[hotgate]}" "${R[haproxy-tcp]}")"
     fi
     VERDICT+=("- $label: $v")
     unset R A
