@@ -9,6 +9,8 @@
 #include "upstream.h"
 #include "upstream_impl.h"
 
+#include <assert.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
@@ -94,17 +96,28 @@ int upstream_req_set_bearer(struct upstream_req *u, const char *token, size_t to
 
 void upstream_req_set_body_memory(struct upstream_req *u, struct evbuffer *body)
 {
-    u->ops->set_body_memory(u, body);
+    assert(u->body_kind == UPSTREAM_BODY_NONE);
+    u->body_kind = UPSTREAM_BODY_MEM;
+    u->body = evbuffer_new();
+    if (!u->body)
+        abort();
+    if (body)
+        evbuffer_add_buffer(u->body, body);
 }
 
 void upstream_req_set_body_stream(struct upstream_req *u, int64_t length)
 {
-    u->ops->set_body_stream(u, length);
+    assert(u->body_kind == UPSTREAM_BODY_NONE);
+    u->body_kind = UPSTREAM_BODY_STREAM;
+    u->body = evbuffer_new();
+    if (!u->body)
+        abort();
+    u->body_len = length;
 }
 
 void upstream_req_no_retry(struct upstream_req *u)
 {
-    u->ops->no_retry(u);
+    u->no_retry = 1;
 }
 
 int upstream_send(struct upstream_req *u, const struct upstream_callbacks *cb, void *arg)

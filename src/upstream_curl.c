@@ -59,8 +59,6 @@ struct sock_ctx {
     int parked;
 };
 
-enum body_kind { BODY_NONE, BODY_MEM, BODY_STREAM };
-
 struct ucurl_req {
     struct upstream_req base_; /* first: the front's view (upstream_impl.h) */
     struct ucurl *up;
@@ -73,9 +71,6 @@ struct ucurl_req {
     struct curl_slist *headers;
     int has_content_type, has_accept;
 
-    enum body_kind body_kind;
-    struct evbuffer *body; /* BODY_MEM: the body (kept for replays); BODY_STREAM: pipe */
-    int64_t body_len;      /* BODY_STREAM: -1 unknown */
     int body_ended;
     int body_taken;       /* curl took a body byte */
     int producer_blocked; /* upstream_body_write returned above the high water */
@@ -97,7 +92,6 @@ struct ucurl_req {
     int in_multi;
     int cb_depth;  /* inside a callback into the caller */
     int cancelled; /* cancel requested while curl still holds the handle */
-    int no_retry;
     int attempts;
     uint64_t started_ms;
     struct event *retry_timer;
@@ -350,7 +344,7 @@ static void deliver_head(struct ucurl_req *u)
 
 static int can_retry_more(const struct ucurl_req *u)
 {
-    return upstream_retry_allowed(u->up->cfg, u->no_retry, u->attempts, u->started_ms);
+    return upstream_retry_allowed(u->up->cfg, u->base_.no_retry, u->attempts, u->started_ms);
 }
 
 static size_t header_cb(char *buf, size_t size, size_t n, void *ud)
@@ -467,19 +461,19 @@ static size_t read_cb(char *buf, size_t size, size_t n, void *ud)
     if (u->cancelled)
         return CURL_READFUNC_ABORT;
     size_t want = size * n;
-    size_t have = evbuffer_get_length(u->body);
+    size_t have = evbuffer_get_length(u->base_.body);
     if (have == 0) {
         if (u->body_ended)
             return 0;
         u->send_paused = 1;
         return CURL_READFUNC_PAUSE;
     }
-    int got = evbuffer_remove(u->body, buf, want);
+    int got = evbuffer_remove(u->base_.body, buf, want);
     if (got <= 0)
         return CURL_READFUNC_ABORT;
     u->body_taken = 1;
     u->bytes_out += (uint64_t)got;
-    if (u->producer_blocked && evbuffer_get_length(u->body) < UPSTREAM_BODY_HIGHWATER / 2) {
+    if (u->producer_blocked && evbuffer_get_length(u->base_.body) < UPSTREAM_BODY_HIGHWATER / 2) {
         if (!u->drain_ev)
             u->drain_ev = event_new(u->up->base, -1, 0, drain_ev_cb, u);
         event_active(u->drain_ev, 0, 0);
@@ -583,31 +577,6 @@ static int cu_set_bearer(struct upstream_req *ur, const char *token, size_t len)
     return 0;
 }
 
-static void cu_set_body_memory(struct upstream_req *ur, struct evbuffer *body)
-{
-    struct ucurl_req *u = (struct ucurl_req *)ur;
-    assert(u->body_kind == BODY_NONE);
-    u->body_kind = BODY_MEM;
-    u->body = evbuffer_new();
-    if (body)
-        evbuffer_add_buffer(u->body, body);
-}
-
-static void cu_set_body_stream(struct upstream_req *ur, int64_t length)
-{
-    struct ucurl_req *u = (struct ucurl_req *)ur;
-    assert(u->body_kind == BODY_NONE);
-    u->body_kind = BODY_STREAM;
-    u->body = evbuffer_new();
-    u->body_len = length;
-}
-
-static void cu_no_retry(struct upstream_req *ur)
-{
-    struct ucurl_req *u = (struct ucurl_req *)ur;
-    u->no_retry = 1;
-}
-
 static int cu_sent(const struct ucurl_req *u)
 {
     long hdr = 0;
@@ -630,7 +599,7 @@ static void setup_easy(struct ucurl_req *u)
 {
     const struct hg_config *cfg = u->up->cfg;
     CURL *e = u->easy;
-    u->plain_get = u->body_kind == BODY_NONE && strcmp(u->method, "GET") == 0;
+    u->plain_get = u->base_.body_kind == UPSTREAM_BODY_NONE && strcmp(u->method, "GET") == 0;
     if (u->plain_get && u->easy_get) {
         /* the handle's last transfer was a plain GET too: every other option is as
          * below already (curl_easy_reset and thirty setopt calls spared) */
@@ -680,16 +649,17 @@ static void setup_easy(struct ucurl_req *u)
 
     if (strcmp(u->method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    } else if (u->body_kind == BODY_MEM) {
-        size_t n = evbuffer_get_length(u->body);
+    } else if (u->base_.body_kind == UPSTREAM_BODY_MEM) {
+        size_t n = evbuffer_get_length(u->base_.body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, n ? (char *)evbuffer_pullup(u->body, -1) : "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS,
+                         n ? (char *)evbuffer_pullup(u->base_.body, -1) : "");
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, u->method);
-    } else if (u->body_kind == BODY_STREAM) {
+    } else if (u->base_.body_kind == UPSTREAM_BODY_STREAM) {
         curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(e, CURLOPT_READFUNCTION, read_cb);
         curl_easy_setopt(e, CURLOPT_READDATA, u);
-        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)u->body_len);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)u->base_.body_len);
         curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 65536L);
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, u->method);
     } else if (strcmp(u->method, "GET") == 0) {
@@ -733,9 +703,9 @@ static int cu_send(struct upstream_req *ur, const struct upstream_callbacks *cb,
 static size_t cu_body_write(struct upstream_req *ur, struct evbuffer *data)
 {
     struct ucurl_req *u = (struct ucurl_req *)ur;
-    assert(u->body_kind == BODY_STREAM);
-    evbuffer_add_buffer(u->body, data);
-    size_t n = evbuffer_get_length(u->body);
+    assert(u->base_.body_kind == UPSTREAM_BODY_STREAM);
+    evbuffer_add_buffer(u->base_.body, data);
+    size_t n = evbuffer_get_length(u->base_.body);
     if (n >= UPSTREAM_BODY_HIGHWATER)
         u->producer_blocked = 1;
     if (u->send_paused && n > 0) {
@@ -748,7 +718,7 @@ static size_t cu_body_write(struct upstream_req *ur, struct evbuffer *data)
 static void cu_body_end(struct upstream_req *ur)
 {
     struct ucurl_req *u = (struct ucurl_req *)ur;
-    assert(u->body_kind == BODY_STREAM);
+    assert(u->base_.body_kind == UPSTREAM_BODY_STREAM);
     u->body_ended = 1;
     if (u->send_paused) {
         u->send_paused = 0;
@@ -799,8 +769,8 @@ static void req_free(struct ucurl_req *u)
     wipe_headers(u->headers);
     curl_slist_free_all(u->headers);
     evhttp_clear_headers(&u->resp_headers);
-    if (u->body)
-        evbuffer_free(u->body);
+    if (u->base_.body)
+        evbuffer_free(u->base_.body);
     evbuffer_free(u->chunk);
     if (u->retry_timer)
         event_free(u->retry_timer);
@@ -867,9 +837,9 @@ static void finish(struct ucurl_req *u, CURLcode rc)
         .outcome = o,
         .discarding = u->discarding,
         .head_delivered = u->head_delivered,
-        .replayable = u->body_kind != BODY_STREAM || !u->body_taken,
+        .replayable = u->base_.body_kind != UPSTREAM_BODY_STREAM || !u->body_taken,
         .sent = sent,
-        .no_retry = u->no_retry,
+        .no_retry = u->base_.no_retry,
         .attempts = u->attempts,
         .started_ms = u->started_ms,
     };
@@ -891,7 +861,8 @@ static void finish(struct ucurl_req *u, CURLcode rc)
     r.body_started = u->body_taken;
     r.curl_code = (int)rc;
     r.bytes_in = u->bytes_in;
-    r.bytes_out = u->body_kind == BODY_MEM ? evbuffer_get_length(u->body) : u->bytes_out;
+    r.bytes_out =
+        u->base_.body_kind == UPSTREAM_BODY_MEM ? evbuffer_get_length(u->base_.body) : u->bytes_out;
     long nc = 0;
     curl_easy_getinfo(u->easy, CURLINFO_NUM_CONNECTS, &nc);
     r.num_connects = nc;
@@ -935,9 +906,6 @@ const struct upstream_ops upstream_curl_ops = {
     .req_new = cu_req_new,
     .add_header = cu_add_header,
     .set_bearer = cu_set_bearer,
-    .set_body_memory = cu_set_body_memory,
-    .set_body_stream = cu_set_body_stream,
-    .no_retry = cu_no_retry,
     .send = cu_send,
     .body_write = cu_body_write,
     .body_end = cu_body_end,

@@ -90,8 +90,6 @@ struct h1conn {
 };
 TAILQ_HEAD(h1conn_list, h1conn);
 
-enum body_kind { BODY_NONE, BODY_MEM, BODY_STREAM };
-
 enum rstate {
     RS_HEAD,
     RS_LEN,        /* Content-Length body: `remaining` bytes left */
@@ -120,11 +118,8 @@ struct h1req {
     char *head;
     size_t head_len, head_off, head_cap;
 
-    enum body_kind body_kind;
-    struct evbuffer *body;    /* MEM: the body (kept for replays); STREAM: wire bytes to send */
     const unsigned char *mem; /* MEM: the body, contiguous */
     size_t mem_len, mem_off;
-    int64_t body_len; /* STREAM: declared length, -1 = chunked */
     int body_ended;
     uint64_t body_payload; /* STREAM: payload bytes accepted */
     uint64_t body_sent;    /* body bytes (wire) written */
@@ -151,7 +146,6 @@ struct h1req {
 
     int cb_depth;
     int cancelled;
-    int no_retry;
     int attempts;
     int stale_retried;
     int force_new;             /* next dispatch opens a new connection */
@@ -512,11 +506,12 @@ static void build_head(struct h1req *u)
 {
     struct uh1 *up = u->up;
     char framing[64] = "";
-    if (u->body_kind == BODY_MEM || (u->body_kind == BODY_NONE && method_has_body(u->method)))
+    if (u->base_.body_kind == UPSTREAM_BODY_MEM ||
+        (u->base_.body_kind == UPSTREAM_BODY_NONE && method_has_body(u->method)))
         snprintf(framing, sizeof framing, "Content-Length: %zu\r\n", u->mem_len);
-    else if (u->body_kind == BODY_STREAM && u->body_len >= 0)
-        snprintf(framing, sizeof framing, "Content-Length: %lld\r\n", (long long)u->body_len);
-    else if (u->body_kind == BODY_STREAM)
+    else if (u->base_.body_kind == UPSTREAM_BODY_STREAM && u->base_.body_len >= 0)
+        snprintf(framing, sizeof framing, "Content-Length: %lld\r\n", (long long)u->base_.body_len);
+    else if (u->base_.body_kind == UPSTREAM_BODY_STREAM)
         snprintf(framing, sizeof framing, "Transfer-Encoding: chunked\r\n");
     size_t ml = strlen(u->method), tl = strlen(u->target), hl = strlen(up->host_hdr),
            fl = strlen(framing);
@@ -575,13 +570,13 @@ static int request_complete(const struct h1req *u)
 {
     if (u->head_off < u->head_len)
         return 0;
-    switch (u->body_kind) {
-    case BODY_NONE:
+    switch (u->base_.body_kind) {
+    case UPSTREAM_BODY_NONE:
         return 1;
-    case BODY_MEM:
+    case UPSTREAM_BODY_MEM:
         return u->mem_off == u->mem_len;
-    case BODY_STREAM:
-        return u->body_ended && evbuffer_get_length(u->body) == 0;
+    case UPSTREAM_BODY_STREAM:
+        return u->body_ended && evbuffer_get_length(u->base_.body) == 0;
     }
     return 0;
 }
@@ -603,12 +598,13 @@ static int flush(struct h1conn *c)
             iov[n].iov_base = u->head + u->head_off;
             iov[n++].iov_len = head_left;
         }
-        if (u->body_kind == BODY_MEM && u->mem_off < u->mem_len) {
+        if (u->base_.body_kind == UPSTREAM_BODY_MEM && u->mem_off < u->mem_len) {
             iov[n].iov_base = (void *)(u->mem + u->mem_off);
             iov[n++].iov_len = u->mem_len - u->mem_off;
-        } else if (u->body_kind == BODY_STREAM && evbuffer_get_length(u->body)) {
+        } else if (u->base_.body_kind == UPSTREAM_BODY_STREAM &&
+                   evbuffer_get_length(u->base_.body)) {
             struct evbuffer_iovec ev[H1_IOV - 1];
-            int k = evbuffer_peek(u->body, -1, NULL, ev, H1_IOV - 1);
+            int k = evbuffer_peek(u->base_.body, -1, NULL, ev, H1_IOV - 1);
             if (k > H1_IOV - 1)
                 k = H1_IOV - 1;
             for (int i = 0; i < k; i++) {
@@ -639,13 +635,13 @@ static int flush(struct h1conn *c)
         if (left) {
             u->body_taken = 1;
             u->body_sent += left;
-            if (u->body_kind == BODY_MEM)
+            if (u->base_.body_kind == UPSTREAM_BODY_MEM)
                 u->mem_off += left;
             else
-                evbuffer_drain(u->body, left);
+                evbuffer_drain(u->base_.body, left);
         }
-        if (u->body_kind == BODY_STREAM && u->producer_blocked &&
-            evbuffer_get_length(u->body) < UPSTREAM_BODY_HIGHWATER / 2)
+        if (u->base_.body_kind == UPSTREAM_BODY_STREAM && u->producer_blocked &&
+            evbuffer_get_length(u->base_.body) < UPSTREAM_BODY_HIGHWATER / 2)
             event_active(u->drain_ev, 0, 0);
     }
     if (event_pending(c->wev, EV_WRITE, NULL))
@@ -666,7 +662,7 @@ static void flush_or_defer(struct h1conn *c)
 
 static int replayable(const struct h1req *u)
 {
-    return u->body_kind != BODY_STREAM || !u->body_taken;
+    return u->base_.body_kind != UPSTREAM_BODY_STREAM || !u->body_taken;
 }
 
 /* Forget the response side and the write progress of an attempt. */
@@ -803,7 +799,7 @@ static int parse_head(struct h1req *u, struct h1conn *c)
         break;
     }
     if ((h.status == 502 || h.status == 503) && strcmp(u->method, "GET") == 0 &&
-        upstream_retry_allowed(u->up->cfg, u->no_retry, u->attempts, u->started_ms))
+        upstream_retry_allowed(u->up->cfg, u->base_.no_retry, u->attempts, u->started_ms))
         u->discarding = 1;
     return 1;
 }
@@ -1111,7 +1107,7 @@ static void finish(struct h1req *u, enum upstream_outcome o, const char *error)
         .head_delivered = u->head_delivered,
         .replayable = replayable(u),
         .sent = sent,
-        .no_retry = u->no_retry,
+        .no_retry = u->base_.no_retry,
         .attempts = u->attempts,
         .started_ms = u->started_ms,
     };
@@ -1134,9 +1130,10 @@ static void finish(struct h1req *u, enum upstream_outcome o, const char *error)
     r.body_started = u->body_taken;
     r.curl_code = 0;
     r.bytes_in = u->bytes_in;
-    r.bytes_out = u->body_kind == BODY_MEM      ? u->mem_len
-                  : u->body_kind == BODY_STREAM ? (u->req_done ? u->body_payload : u->body_sent)
-                                                : 0;
+    r.bytes_out = u->base_.body_kind == UPSTREAM_BODY_MEM ? u->mem_len
+                  : u->base_.body_kind == UPSTREAM_BODY_STREAM
+                      ? (u->req_done ? u->body_payload : u->body_sent)
+                      : 0;
     r.num_connects = u->connects;
     r.error = error ? error : (r.outcome == UPSTREAM_OK ? "ok" : "malformed response");
     upstream_report_done(u->cb, u->arg, &u->cb_depth, &r, u->method);
@@ -1211,40 +1208,17 @@ static int h1_set_bearer(struct upstream_req *ur, const char *token, size_t toke
     return 0;
 }
 
-static void h1_set_body_memory(struct upstream_req *ur, struct evbuffer *body)
-{
-    struct h1req *u = R(ur);
-    assert(u->body_kind == BODY_NONE);
-    u->body_kind = BODY_MEM;
-    u->body = evbuffer_new();
-    if (body)
-        evbuffer_add_buffer(u->body, body);
-}
-
-static void h1_set_body_stream(struct upstream_req *ur, int64_t length)
-{
-    struct h1req *u = R(ur);
-    assert(u->body_kind == BODY_NONE);
-    u->body_kind = BODY_STREAM;
-    u->body = evbuffer_new();
-    u->body_len = length;
-    u->drain_ev = event_new(u->up->base, -1, 0, drain_ev_cb, u);
-}
-
-static void h1_no_retry(struct upstream_req *ur)
-{
-    R(ur)->no_retry = 1;
-}
-
 static int h1_send(struct upstream_req *ur, const struct upstream_callbacks *cb, void *arg)
 {
     struct h1req *u = R(ur);
     u->cb = cb;
     u->arg = arg;
     u->started_ms = util_mono_ms();
-    if (u->body_kind == BODY_MEM) {
-        u->mem_len = evbuffer_get_length(u->body);
-        u->mem = u->mem_len ? evbuffer_pullup(u->body, -1) : NULL;
+    if (u->base_.body_kind == UPSTREAM_BODY_STREAM && !u->drain_ev)
+        u->drain_ev = event_new(u->up->base, -1, 0, drain_ev_cb, u);
+    if (u->base_.body_kind == UPSTREAM_BODY_MEM) {
+        u->mem_len = evbuffer_get_length(u->base_.body);
+        u->mem = u->mem_len ? evbuffer_pullup(u->base_.body, -1) : NULL;
     }
     build_head(u);
     attempt(u);
@@ -1262,20 +1236,20 @@ static void want_write(struct h1req *u)
 static size_t h1_body_write(struct upstream_req *ur, struct evbuffer *data)
 {
     struct h1req *u = R(ur);
-    assert(u->body_kind == BODY_STREAM);
+    assert(u->base_.body_kind == UPSTREAM_BODY_STREAM);
     size_t n = evbuffer_get_length(data);
-    if (n && u->body_len < 0) {
+    if (n && u->base_.body_len < 0) {
         char sz[24];
         int l = snprintf(sz, sizeof sz, "%zx\r\n", n);
-        evbuffer_add(u->body, sz, (size_t)l);
-        evbuffer_add_buffer(u->body, data);
-        evbuffer_add(u->body, "\r\n", 2);
+        evbuffer_add(u->base_.body, sz, (size_t)l);
+        evbuffer_add_buffer(u->base_.body, data);
+        evbuffer_add(u->base_.body, "\r\n", 2);
     } else {
-        evbuffer_add_buffer(u->body, data);
+        evbuffer_add_buffer(u->base_.body, data);
     }
     u->body_payload += n;
     want_write(u);
-    size_t left = evbuffer_get_length(u->body);
+    size_t left = evbuffer_get_length(u->base_.body);
     if (left >= UPSTREAM_BODY_HIGHWATER)
         u->producer_blocked = 1;
     return left;
@@ -1284,12 +1258,12 @@ static size_t h1_body_write(struct upstream_req *ur, struct evbuffer *data)
 static void h1_body_end(struct upstream_req *ur)
 {
     struct h1req *u = R(ur);
-    assert(u->body_kind == BODY_STREAM);
+    assert(u->base_.body_kind == UPSTREAM_BODY_STREAM);
     if (u->body_ended)
         return;
     u->body_ended = 1;
-    if (u->body_len < 0)
-        evbuffer_add(u->body, "0\r\n\r\n", 5);
+    if (u->base_.body_len < 0)
+        evbuffer_add(u->base_.body, "0\r\n\r\n", 5);
     want_write(u);
 }
 
@@ -1353,8 +1327,8 @@ static void req_free(struct h1req *u)
     util_wipe(u->hdrs, u->hdrs_len);
     util_wipe(u->head, u->head_len);
     evhttp_clear_headers(&u->resp_headers);
-    if (u->body)
-        evbuffer_free(u->body);
+    if (u->base_.body)
+        evbuffer_free(u->base_.body);
     if (u->drain_ev)
         event_free(u->drain_ev);
     if (u->method != u->method_buf)
@@ -1465,9 +1439,6 @@ const struct upstream_ops upstream_h1_ops = {
     .req_new = h1_req_new,
     .add_header = h1_add_header,
     .set_bearer = h1_set_bearer,
-    .set_body_memory = h1_set_body_memory,
-    .set_body_stream = h1_set_body_stream,
-    .no_retry = h1_no_retry,
     .send = h1_send,
     .body_write = h1_body_write,
     .body_end = h1_body_end,

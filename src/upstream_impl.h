@@ -30,9 +30,6 @@ struct upstream_ops {
     struct upstream_req *(*req_new)(struct upstream *up, const char *method, const char *target);
     int (*add_header)(struct upstream_req *u, const char *name, const char *value);
     int (*set_bearer)(struct upstream_req *u, const char *token, size_t len);
-    void (*set_body_memory)(struct upstream_req *u, struct evbuffer *body);
-    void (*set_body_stream)(struct upstream_req *u, int64_t length);
-    void (*no_retry)(struct upstream_req *u);
     int (*send)(struct upstream_req *u, const struct upstream_callbacks *cb, void *arg);
     size_t (*body_write)(struct upstream_req *u, struct evbuffer *data);
     void (*body_end)(struct upstream_req *u);
@@ -41,12 +38,19 @@ struct upstream_ops {
     int (*sent)(const struct upstream_req *u);
 };
 
-/* The first member of every transport's handle / request. */
+enum upstream_body_kind { UPSTREAM_BODY_NONE, UPSTREAM_BODY_MEM, UPSTREAM_BODY_STREAM };
+
+/* The first member of every transport's handle / request. The request part holds what the
+ * caller set before upstream_send (the front sets it; transports read it and free body). */
 struct upstream {
     const struct upstream_ops *ops;
 };
 struct upstream_req {
     const struct upstream_ops *ops;
+    enum upstream_body_kind body_kind;
+    struct evbuffer *body; /* MEM: the body (kept for replays); STREAM: bytes not yet sent */
+    int64_t body_len;      /* STREAM: declared length, -1 = unknown */
+    int no_retry;
 };
 
 extern const struct upstream_ops upstream_curl_ops;
