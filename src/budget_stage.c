@@ -80,11 +80,12 @@ static void respond_verdict(struct hg_req *req, const budget_verdict *v)
 
 /* ---- the response tap ---- */
 
-static int shed_status(int status, const struct evkeyvalq *headers, budget_result *r)
+/* The upstream's answer for the budget; ra: its Retry-After value or NULL. Whether it is a
+ * shed (429, or 503 with a usable Retry-After). */
+static int shed_status(int status, const char *ra, budget_result *r)
 {
     memset(r, 0, sizeof *r);
     r->status = status;
-    const char *ra = headers ? evhttp_find_header(headers, "Retry-After") : NULL;
     uint32_t ms = 0;
     if (ra && retry_after_parse(ra, util_wall_ms(), g_ra_cap_ms, &ms)) {
         r->has_retry_after = 1;
@@ -129,13 +130,8 @@ void budget_stage_background_done(struct budget_ticket *t, int status, const cha
 {
     if (!t)
         return;
-    struct evkeyvalq h;
-    TAILQ_INIT(&h);
-    if (retry_after)
-        evhttp_add_header(&h, "Retry-After", retry_after);
     budget_result r;
-    shed_status(status, &h, &r);
-    evhttp_clear_headers(&h);
+    shed_status(status, retry_after, &r);
     budget_done(t, status ? &r : NULL);
 }
 
@@ -146,7 +142,7 @@ static int tap_on_head(struct hg_req *req, void *arg, int status, const struct e
     if (!x->ticket)
         return 0;
     budget_result r;
-    if (!shed_status(status, headers, &r))
+    if (!shed_status(status, headers ? evhttp_find_header(headers, "Retry-After") : NULL, &r))
         return 0;
     x->shed = r; /* for on_done: cooldown and AIMD even when the client gets the answer */
     if (req->body_kind == HG_BODY_STREAM || req->responded || req->client_gone ||
