@@ -17,6 +17,7 @@
 # Usage: BUILD_DIR=build bench/budget.sh [N] [C]     (defaults 3000 50; RATE=50 BURST=10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD_DIR=${BUILD_DIR:-build}
 N=${1:-3000}
 C=${2:-50}
@@ -37,7 +38,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_http() { for _ in $(seq 1 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
 
 SIM_PORT=$(free_port)

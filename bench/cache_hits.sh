@@ -7,6 +7,7 @@
 #   BUILD_DIR (default build), DURATION (5s), CONNS (64), HG_THREADS (2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD_DIR=${BUILD_DIR:-build}
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-64}
@@ -28,9 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
-wait_port() { for _ in $(seq 1 300); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-cpu_ticks() { awk '{print $14+$15}' /proc/$1/stat; }
 
 SIM_PORT=$(free_port); HG_PORT=$(free_port); ADM_PORT=$(free_port)
 "$SIM" --listen 127.0.0.1:$SIM_PORT --token tok_test=ws_test --workspace ws_test \

@@ -22,6 +22,7 @@
 #   nginx or haproxy leaves its rows as "-"
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD_DIR=${BUILD_DIR:-build}
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-64}
@@ -49,8 +50,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
-wait_port() { for _ in $(seq 1 300); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
 
 SIM_PORT=$(free_port); HG_PORT=$(free_port)
 "$SIM" --listen 127.0.0.1:$SIM_PORT --token tok_test=ws_test --workspace ws_test \
@@ -181,12 +180,6 @@ wrk.body = '{"sql":"SELECT 1 AS one"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-tree_pids() { local p=$1 c; echo "$p"; for c in $(pgrep -P "$p" || true); do tree_pids "$c"; done; }
-cpu_ticks() { # pid -> utime+stime of it and its children (nginx workers)
-    local t=0 p
-    for p in $(tree_pids "$1"); do t=$((t + $(awk '{print $14+$15}' /proc/$p/stat 2>/dev/null || echo 0))); done
-    echo $t
-}
 HZ=$(getconf CLK_TCK)
 # wrk output -> "rps p50_us p99_us cpu_us_per_req(server) cpu_us_per_req(sim)"; the server
 # is CPU_PID (the simulator itself for direct runs)

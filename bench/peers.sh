@@ -25,6 +25,7 @@
 #   and running as root), NGINX (/usr/sbin/nginx)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD_DIR=${BUILD_DIR:-build}
 DURATION=${DURATION:-5s}
 CONNS=${CONNS:-64}
@@ -64,7 +65,6 @@ fi
 TMP=$(mktemp -d /tmp/hg-bench-peers-XXXXXX)
 chmod 755 "$TMP" # nginx workers (nobody) and varnish (varnish/vcache) run unprivileged under it
 PIDS=()
-tree_pids() { local p=$1 c; echo "$p"; for c in $(pgrep -P "$p" || true); do tree_pids "$c"; done; }
 alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 cleanup() {
     local p all=()
@@ -85,17 +85,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
-wait_port() { for _ in $(seq 1 300); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-# utime+stime (clock ticks) of a process and all its descendants (every thread of each)
-cpu_ticks() {
-    local t=0 p v
-    for p in $(tree_pids "$1"); do
-        v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12+$13}') || v=0
-        t=$((t + ${v:-0}))
-    done
-    echo $t
-}
 sim_requests() { # /v1 requests the simulator has answered (its control plane not counted)
     curl -s "http://127.0.0.1:$SIM_PORT/_sim/stats" |
         python3 -c 'import json,sys; print(sum(v for k, v in json.load(sys.stdin)["routes"].items() if " /v1/" in k))'

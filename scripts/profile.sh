@@ -15,6 +15,7 @@
 #   UPSTREAM_CLIENT (auto|curl|native: [upstream] client, default auto = native here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 BUILD_DIR=${BUILD_DIR:-build}
 N=${N:-2000}
 CONNS=${CONNS:-4}
@@ -36,8 +37,6 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'; }
-wait_port() { for _ in $(seq 1 600); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 SIM_PORT=$(free_port); HG_PORT=$(free_port)
 "$SIM" --listen 127.0.0.1:$SIM_PORT --token tok_test=ws_test --workspace ws_test \
