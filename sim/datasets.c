@@ -928,12 +928,6 @@ static void sim_ds_row_free(struct sim_ds_row *d)
     free(d->updated_at);
 }
 
-static char *sim_ds_dup_col(sqlite3_stmt *st, int i)
-{
-    const char *t = sim_res_col_text(st, i);
-    return t ? strdup(t) : NULL;
-}
-
 static int sim_ds_load(struct sim_ws *ws, const char *id, struct sim_ds_row *d)
 {
     memset(d, 0, sizeof *d);
@@ -946,16 +940,16 @@ static int sim_ds_load(struct sim_ws *ws, const char *id, struct sim_ds_row *d)
     int found = sqlite3_step(st) == SQLITE_ROW;
     if (found) {
         snprintf(d->id, sizeof d->id, "%s", (const char *)sqlite3_column_text(st, 0));
-        d->label = sim_ds_dup_col(st, 1);
-        d->schema_name = sim_ds_dup_col(st, 2);
-        d->table_name = sim_ds_dup_col(st, 3);
-        d->source_type = sim_ds_dup_col(st, 4);
-        d->source = sim_ds_dup_col(st, 5);
+        d->label = sim_res_col_dup(st, 1);
+        d->schema_name = sim_res_col_dup(st, 2);
+        d->table_name = sim_res_col_dup(st, 3);
+        d->source_type = sim_res_col_dup(st, 4);
+        d->source = sim_res_col_dup(st, 5);
         d->latest_version = sqlite3_column_int(st, 6);
         d->pinned_version =
             sqlite3_column_type(st, 7) == SQLITE_NULL ? 0 : sqlite3_column_int(st, 7);
-        d->created_at = sim_ds_dup_col(st, 8);
-        d->updated_at = sim_ds_dup_col(st, 9);
+        d->created_at = sim_res_col_dup(st, 8);
+        d->updated_at = sim_res_col_dup(st, 9);
     }
     sqlite3_reset(st);
     return found;
@@ -980,7 +974,7 @@ static char *sim_ds_version_table(struct sim_ws *ws, const char *id, int version
         return NULL;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(st, 2, version);
-    char *t = sqlite3_step(st) == SQLITE_ROW ? sim_ds_dup_col(st, 0) : NULL;
+    char *t = sqlite3_step(st) == SQLITE_ROW ? sim_res_col_dup(st, 0) : NULL;
     sqlite3_reset(st);
     return t;
 }

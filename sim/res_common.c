@@ -36,6 +36,15 @@ const char *sim_res_col_text(sqlite3_stmt *st, int i)
     return (const char *)sqlite3_column_text(st, i);
 }
 
+char *sim_res_col_dup(sqlite3_stmt *st, int i)
+{
+    const char *t = sim_res_col_text(st, i);
+    char *d = t ? strdup(t) : NULL;
+    if (t && !d)
+        abort();
+    return d;
+}
+
 json_t *sim_res_str_or_null(const char *s)
 {
     json_t *v = s ? json_string(s) : NULL;

@@ -48,12 +48,6 @@ static void sim_sq_row_free(struct sim_sq_row *q)
     free(q->sql);
 }
 
-static char *sim_sq_dup(sqlite3_stmt *st, int i)
-{
-    const char *t = sim_res_col_text(st, i);
-    return t ? strdup(t) : NULL;
-}
-
 static int sim_sq_load(struct sim_ws *ws, const char *id, struct sim_sq_row *q)
 {
     memset(q, 0, sizeof *q);
@@ -68,15 +62,15 @@ static int sim_sq_load(struct sim_ws *ws, const char *id, struct sim_sq_row *q)
     int found = sqlite3_step(st) == SQLITE_ROW;
     if (found) {
         snprintf(q->id, sizeof q->id, "%s", (const char *)sqlite3_column_text(st, 0));
-        q->name = sim_sq_dup(st, 1);
-        q->description = sim_sq_dup(st, 2);
-        q->tags = sim_sq_dup(st, 3);
-        q->category_override = sim_sq_dup(st, 4);
-        q->table_size_override = sim_sq_dup(st, 5);
-        q->created_at = sim_sq_dup(st, 6);
-        q->updated_at = sim_sq_dup(st, 7);
+        q->name = sim_res_col_dup(st, 1);
+        q->description = sim_res_col_dup(st, 2);
+        q->tags = sim_res_col_dup(st, 3);
+        q->category_override = sim_res_col_dup(st, 4);
+        q->table_size_override = sim_res_col_dup(st, 5);
+        q->created_at = sim_res_col_dup(st, 6);
+        q->updated_at = sim_res_col_dup(st, 7);
         q->latest_version = sqlite3_column_int(st, 8);
-        q->sql = sim_sq_dup(st, 9);
+        q->sql = sim_res_col_dup(st, 9);
     }
     sqlite3_reset(st);
     return found;
@@ -470,7 +464,7 @@ char *sim_saved_query_sql(struct sim_ws *ws, const char *id, int version)
         return NULL;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(st, 2, version);
-    char *sql = sqlite3_step(st) == SQLITE_ROW ? sim_sq_dup(st, 0) : NULL;
+    char *sql = sqlite3_step(st) == SQLITE_ROW ? sim_res_col_dup(st, 0) : NULL;
     sqlite3_reset(st);
     return sql;
 }

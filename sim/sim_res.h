@@ -86,6 +86,8 @@ void sim_csv_free(sim_csv *c);
 json_t *sim_res_col_json(sqlite3_stmt *st, int i);
 /* Column i as text, NULL for SQL NULL (valid until the next step/reset). */
 const char *sim_res_col_text(sqlite3_stmt *st, int i);
+/* The same, malloc'd (NULL for SQL NULL). */
+char *sim_res_col_dup(sqlite3_stmt *st, int i);
 /* String or JSON null (never fails). */
 json_t *sim_res_str_or_null(const char *s);
 /* limit / offset query parameters (default limit def, max 1000). Replies 400 and returns -1
