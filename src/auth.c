@@ -59,7 +59,8 @@ const struct hg_client *auth_client_memo(const struct hg_config *cfg, const char
     if (!key)
         return NULL;
     /* the same key as the connection's last verified one: its client, without hashing */
-    if (m->client && m->cfg == cfg && m->len == n && util_ct_equal(key, m->key, n))
+    if (m->client && m->cfg == cfg && m->gen == cfg->generation && m->len == n &&
+        util_ct_equal(key, m->key, n))
         return m->client;
     const struct hg_client *found = client_for_key(cfg, key, n);
     if (found && n <= sizeof m->key) {
@@ -67,6 +68,7 @@ const struct hg_client *auth_client_memo(const struct hg_config *cfg, const char
         memcpy(m->key, key, n);
         m->len = n;
         m->cfg = cfg;
+        m->gen = cfg->generation;
         m->client = found;
     }
     return found;
@@ -78,6 +80,7 @@ void auth_memo_wipe(struct auth_memo *m)
         util_wipe(m->key, m->len);
     m->len = 0;
     m->cfg = NULL;
+    m->gen = 0;
     m->client = NULL;
 }
 

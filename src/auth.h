@@ -28,9 +28,12 @@
 const struct hg_client *auth_client(const struct hg_config *cfg, const char *authorization);
 
 /* Per connection: the last key that matched a client (keys up to 128 bytes). Zeroed to
- * start; auth_memo_wipe() when the connection closes. */
+ * start; auth_memo_wipe() when the connection closes. Valid only for the config snapshot
+ * it was made with (pointer and generation: after a reload the key is looked up again, and
+ * a new snapshot at the old one's address cannot be mistaken for it). */
 struct auth_memo {
     const struct hg_config *cfg;
+    uint64_t gen;
     const struct hg_client *client;
     size_t len;
     unsigned char key[128];

@@ -19,10 +19,12 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define US_PER_S 1000000.0
+#define BUDGET_SPARE_CREDS 64 /* credentials a reload may add */
 #define TOKEN_EPS 1e-9
 
 /* ---- token bucket ---- */
@@ -35,6 +37,29 @@ void budget_bucket_init(budget_bucket *b, double rate, double burst, uint64_t no
     b->burst = burst < 1 ? 1 : burst;
     b->tokens = b->burst;
     b->last_us = now_us;
+}
+
+void budget_bucket_set(budget_bucket *b, double rate, double burst, uint64_t now_us)
+{
+    if (rate == b->rate && (burst < 1 ? 1 : burst) == b->burst)
+        return;
+    if (b->rate <= 0 && rate > 0) {
+        /* from unlimited to limited: start like a new bucket (keeping any cooldown) */
+        uint64_t cd = b->cooldown_until_us;
+        budget_bucket_init(b, rate, burst, now_us);
+        b->cooldown_until_us = cd;
+        if (cd > now_us)
+            b->tokens = 0;
+        return;
+    }
+    b->rate = rate;
+    b->burst = burst < 1 ? 1 : burst;
+    b->eff = rate; /* AIMD starts again from the new configured rate */
+    b->decreased = 0;
+    if (b->tokens > b->burst)
+        b->tokens = b->burst;
+    if (b->tokens < -b->burst)
+        b->tokens = -b->burst;
 }
 
 void budget_bucket_advance(budget_bucket *b, uint64_t now_us, double increase_frac)
@@ -179,8 +204,11 @@ struct budget {
     budget_params p;
     budget_client_cfg *clients;
     unsigned nclients;
-    budget_cred *creds;
-    unsigned ncreds;
+    /* credentials are only ever added (budget_reconfigure): creds[] has room for
+     * creds_cap, ncreds is published after the new slot is filled */
+    budget_cred **creds;
+    unsigned creds_cap;
+    _Atomic unsigned ncreds;
     struct event_base *base;
     pthread_t thread;
     int running;
@@ -197,6 +225,50 @@ static char *xstrdup(const char *s)
     if (!r)
         abort();
     return r;
+}
+
+static void clients_copy(const budget_params *p, budget_client_cfg **out, unsigned *n)
+{
+    budget_client_cfg *v = calloc(p->nclients ? p->nclients : 1, sizeof *v);
+    if (!v)
+        abort();
+    for (unsigned i = 0; i < p->nclients; i++) {
+        v[i] = p->clients[i];
+        v[i].name = xstrdup(p->clients[i].name);
+        v[i].cls = xstrdup(p->clients[i].cls ? p->clients[i].cls : "default");
+        if (!(v[i].weight > 0))
+            v[i].weight = 1;
+    }
+    *out = v;
+    *n = p->nclients;
+}
+
+static void clients_free(budget_client_cfg *v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        free((char *)v[i].name);
+        free((char *)v[i].cls);
+    }
+    free(v);
+}
+
+static budget_cred *cred_new(budget *b, const budget_cred_cfg *cc, uint64_t now)
+{
+    budget_cred *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->name = xstrdup(cc->name);
+    c->b = b;
+    pthread_mutex_init(&c->mu, NULL);
+    budget_bucket_init(&c->bucket, cc->rate, cc->burst, now);
+    c->max_concurrent = cc->max_concurrent;
+    fairq_init(&c->q, b->p.queue_max_total);
+    return c;
+}
+
+static unsigned ncreds(const budget *b)
+{
+    return atomic_load_explicit(&((budget *)b)->ncreds, memory_order_acquire);
 }
 
 budget *budget_new(const budget_params *p)
@@ -220,32 +292,16 @@ budget *budget_new(const budget_params *p)
     b->p.creds = NULL;
     b->p.clients = NULL;
 
-    b->nclients = p->nclients;
-    b->clients = calloc(p->nclients ? p->nclients : 1, sizeof *b->clients);
-    if (!b->clients)
-        abort();
-    for (unsigned i = 0; i < p->nclients; i++) {
-        b->clients[i] = p->clients[i];
-        b->clients[i].name = xstrdup(p->clients[i].name);
-        b->clients[i].cls = xstrdup(p->clients[i].cls ? p->clients[i].cls : "default");
-        if (!(b->clients[i].weight > 0))
-            b->clients[i].weight = 1;
-    }
+    clients_copy(p, &b->clients, &b->nclients);
 
     uint64_t now = now_us(b);
-    b->ncreds = p->ncreds;
-    b->creds = calloc(p->ncreds ? p->ncreds : 1, sizeof *b->creds);
+    b->creds_cap = p->ncreds + BUDGET_SPARE_CREDS;
+    b->creds = calloc(b->creds_cap, sizeof *b->creds);
     if (!b->creds)
         abort();
-    for (unsigned i = 0; i < p->ncreds; i++) {
-        budget_cred *c = &b->creds[i];
-        c->name = xstrdup(p->creds[i].name);
-        c->b = b;
-        pthread_mutex_init(&c->mu, NULL);
-        budget_bucket_init(&c->bucket, p->creds[i].rate, p->creds[i].burst, now);
-        c->max_concurrent = p->creds[i].max_concurrent;
-        fairq_init(&c->q, b->p.queue_max_total);
-    }
+    for (unsigned i = 0; i < p->ncreds; i++)
+        b->creds[i] = cred_new(b, &p->creds[i], now);
+    atomic_store(&b->ncreds, p->ncreds);
     return b;
 }
 
@@ -282,9 +338,9 @@ int budget_start(budget *b)
     b->base = event_base_new();
     if (!b->base)
         return -1;
-    for (unsigned i = 0; i < b->ncreds; i++) {
-        b->creds[i].pump_ev = event_new(b->base, -1, 0, pump_cb, &b->creds[i]);
-        if (!b->creds[i].pump_ev)
+    for (unsigned i = 0, n_ = ncreds(b); i < n_; i++) {
+        b->creds[i]->pump_ev = event_new(b->base, -1, 0, pump_cb, b->creds[i]);
+        if (!b->creds[i]->pump_ev)
             return -1;
     }
     if (pthread_create(&b->thread, NULL, thread_main, b) != 0)
@@ -301,8 +357,8 @@ void budget_free(budget *b)
         event_base_loopbreak(b->base);
         pthread_join(b->thread, NULL);
     }
-    for (unsigned i = 0; i < b->ncreds; i++) {
-        budget_cred *c = &b->creds[i];
+    for (unsigned i = 0, n_ = ncreds(b); i < n_; i++) {
+        budget_cred *c = b->creds[i];
         assert(c->q.count == 0);
         if (c->pump_ev)
             event_free(c->pump_ev);
@@ -310,25 +366,130 @@ void budget_free(budget *b)
         fairq_destroy(&c->q);
         pthread_mutex_destroy(&c->mu);
         free(c->name);
+        free(c);
     }
     if (b->base)
         event_base_free(b->base);
-    for (unsigned i = 0; i < b->nclients; i++) {
-        free((char *)b->clients[i].name);
-        free((char *)b->clients[i].cls);
-    }
-    free(b->clients);
+    clients_free(b->clients, b->nclients);
     free(b->creds);
     free(b);
+}
+
+/* A flow's settings from its client's config (NULL: an unknown client). Under c->mu. */
+static void flow_configure(budget_cred *c, fairq_flow *f, budget_flow *bf,
+                           const budget_client_cfg *cc, uint64_t now, int fresh)
+{
+    free(bf->cls);
+    bf->cls = xstrdup(cc ? cc->cls : "default");
+    bf->weight = cc ? cc->weight : 1;
+    f->weight = bf->weight;
+    unsigned maxq = c->b->p.queue_max_per_client;
+    if (cc && cc->max_queued)
+        maxq = cc->max_queued;
+    f->max_queued = maxq;
+    if (cc && cc->rate > 0) {
+        if (fresh || !bf->limited)
+            budget_bucket_init(&bf->client_bucket, cc->rate, cc->burst, now);
+        else
+            budget_bucket_set(&bf->client_bucket, cc->rate, cc->burst, now);
+        bf->limited = 1;
+    } else {
+        bf->limited = 0;
+    }
+}
+
+static const budget_client_cfg *client_cfg(const budget *b, const char *name)
+{
+    for (unsigned i = 0; i < b->nclients; i++)
+        if (strcmp(b->clients[i].name, name) == 0)
+            return &b->clients[i];
+    return NULL;
+}
+
+static budget_cred *cred_find(budget *b, const char *name);
+static void kick(budget_cred *c);
+
+int budget_reconfigure(budget *b, const budget_params *p)
+{
+    uint64_t now = now_us(b);
+    unsigned added = 0;
+    for (unsigned i = 0; i < p->ncreds; i++)
+        added += cred_find(b, p->creds[i].name) == NULL;
+    if (ncreds(b) + added > b->creds_cap)
+        return -1;
+    /* credentials new to the budget get a slot first (published before any request of the
+     * new configuration can name them) */
+    for (unsigned i = 0; i < p->ncreds; i++) {
+        if (cred_find(b, p->creds[i].name))
+            continue;
+        unsigned n = ncreds(b);
+        budget_cred *c = cred_new(b, &p->creds[i], now);
+        if (b->base) {
+            c->pump_ev = event_new(b->base, -1, 0, pump_cb, c);
+            if (!c->pump_ev)
+                abort();
+        }
+        b->creds[n] = c;
+        atomic_store_explicit(&b->ncreds, n + 1, memory_order_release);
+    }
+    budget_client_cfg *nc, *oc;
+    unsigned nn, on;
+    clients_copy(p, &nc, &nn);
+    /* every reader of b->p and b->clients holds one credential mutex: holding them all
+     * (always in slot order; nothing else holds two) makes the swap atomic for them */
+    unsigned n = ncreds(b);
+    for (unsigned i = 0; i < n; i++)
+        pthread_mutex_lock(&b->creds[i]->mu);
+    oc = b->clients;
+    on = b->nclients;
+    b->clients = nc;
+    b->nclients = nn;
+    b->p.queue_max_total = p->queue_max_total;
+    b->p.queue_max_per_client = p->queue_max_per_client;
+    if (p->queue_deadline_ms)
+        b->p.queue_deadline_ms = p->queue_deadline_ms;
+    if (p->retry_after_cap_ms)
+        b->p.retry_after_cap_ms = p->retry_after_cap_ms;
+    if (p->aimd_decrease > 0 && p->aimd_decrease < 1)
+        b->p.aimd_decrease = p->aimd_decrease;
+    if (p->aimd_floor > 0 && p->aimd_floor <= 1)
+        b->p.aimd_floor = p->aimd_floor;
+    if (p->aimd_increase > 0)
+        b->p.aimd_increase = p->aimd_increase;
+    for (unsigned i = 0; i < n; i++) {
+        budget_cred *c = b->creds[i];
+        const budget_cred_cfg *cc = NULL;
+        for (unsigned k = 0; k < p->ncreds; k++)
+            if (strcmp(p->creds[k].name, c->name) == 0)
+                cc = &p->creds[k];
+        if (cc) { /* a credential no longer configured keeps its last settings: only
+                     requests that started before the reload can still use it */
+            budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
+            budget_bucket_set(&c->bucket, cc->rate, cc->burst, now);
+            c->max_concurrent = cc->max_concurrent;
+        }
+        c->q.max_total = b->p.queue_max_total;
+        for (size_t k = 0; k < c->q.nflows; k++) {
+            fairq_flow *f = c->q.flows[k];
+            if (f->user)
+                flow_configure(c, f, f->user, client_cfg(b, f->name), now, 0);
+        }
+    }
+    for (unsigned i = n; i-- > 0;)
+        pthread_mutex_unlock(&b->creds[i]->mu);
+    clients_free(oc, on);
+    for (unsigned i = 0; i < n; i++)
+        kick(b->creds[i]); /* a higher rate or cap may let queued requests go now */
+    return 0;
 }
 
 static budget_cred *cred_find(budget *b, const char *name)
 {
     if (!name)
         return NULL;
-    for (unsigned i = 0; i < b->ncreds; i++)
-        if (strcmp(b->creds[i].name, name) == 0)
-            return &b->creds[i];
+    for (unsigned i = 0, n_ = ncreds(b); i < n_; i++)
+        if (strcmp(b->creds[i]->name, name) == 0)
+            return b->creds[i];
     return NULL;
 }
 
@@ -339,24 +500,12 @@ static fairq_flow *flow_get(budget_cred *c, const char *client, uint64_t now)
     fairq_flow *f = fairq_flow_find(&c->q, name);
     if (f)
         return f;
-    const budget_client_cfg *cc = NULL;
-    for (unsigned i = 0; i < c->b->nclients; i++)
-        if (strcmp(c->b->clients[i].name, name) == 0)
-            cc = &c->b->clients[i];
     budget_flow *bf = calloc(1, sizeof *bf);
     if (!bf)
         abort();
-    bf->cls = xstrdup(cc ? cc->cls : "default");
-    bf->weight = cc ? cc->weight : 1;
-    unsigned maxq = c->b->p.queue_max_per_client;
-    if (cc && cc->max_queued)
-        maxq = cc->max_queued;
-    if (cc && cc->rate > 0) {
-        bf->limited = 1;
-        budget_bucket_init(&bf->client_bucket, cc->rate, cc->burst, now);
-    }
-    f = fairq_flow_get(&c->q, name, bf->weight, maxq);
+    f = fairq_flow_get(&c->q, name, 1, 0);
     f->user = bf;
+    flow_configure(c, f, bf, client_cfg(c->b, name), now, 1);
     return f;
 }
 
@@ -466,10 +615,10 @@ budget_outcome budget_admit(budget *b, const char *cred, const char *client,
         return BUDGET_GO;
     }
     t->cred = c;
-    if (deadline_ms == 0 || deadline_ms > b->p.queue_deadline_ms)
-        deadline_ms = b->p.queue_deadline_ms;
 
     pthread_mutex_lock(&c->mu);
+    if (deadline_ms == 0 || deadline_ms > b->p.queue_deadline_ms)
+        deadline_ms = b->p.queue_deadline_ms;
     uint64_t now = now_us(b);
     fairq_flow *f = flow_get(c, client, now);
     budget_flow *bf = f->user;
@@ -690,8 +839,8 @@ static void pump_cred(budget_cred *c)
 
 void budget_pump(budget *b)
 {
-    for (unsigned i = 0; i < b->ncreds; i++)
-        pump_cred(&b->creds[i]);
+    for (unsigned i = 0, n_ = ncreds(b); i < n_; i++)
+        pump_cred(b->creds[i]);
 }
 
 /* ---- observation ---- */
@@ -712,8 +861,8 @@ char *budget_admin_json(budget *b)
 {
     json_t *root = json_object();
     json_t *arr = json_array();
-    for (unsigned i = 0; i < b->ncreds; i++) {
-        budget_cred *c = &b->creds[i];
+    for (unsigned i = 0, n_ = ncreds(b); i < n_; i++) {
+        budget_cred *c = b->creds[i];
         pthread_mutex_lock(&c->mu);
         uint64_t now = now_us(b);
         budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
@@ -799,8 +948,8 @@ char *budget_metrics_text(budget *b)
                   "# TYPE hotgate_budget_queued gauge\n"
                   "# TYPE hotgate_budget_queue_depth gauge\n"
                   "# TYPE hotgate_budget_class_queue_depth gauge\n");
-    for (unsigned i = 0; i < b->ncreds; i++) {
-        budget_cred *c = &b->creds[i];
+    for (unsigned i = 0, n_ = ncreds(b); i < n_; i++) {
+        budget_cred *c = b->creds[i];
         pthread_mutex_lock(&c->mu);
         uint64_t now = now_us(b);
         budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);

@@ -68,6 +68,9 @@ void budget_bucket_refund(budget_bucket *b);
 /* Take a token whether or not there is one (the bucket may go into debt, down to -burst):
  * for requests that went out without asking, so later ones wait for them. */
 void budget_bucket_charge(budget_bucket *b);
+/* A reload changed rate/burst: keep the tokens (clamped) and any cooldown; the effective
+ * rate restarts from the new rate. */
+void budget_bucket_set(budget_bucket *b, double rate, double burst, uint64_t now_us);
 /* When the next whole token is available (>= now). */
 uint64_t budget_bucket_ready_at(const budget_bucket *b, uint64_t now_us);
 /* Stop sending until now + dur: the bucket is emptied so the restart is paced. */
@@ -119,6 +122,13 @@ budget *budget_new(const budget_params *p);
 int budget_start(budget *b);
 /* Stop the thread; every ticket must have been given back. */
 void budget_free(budget *b);
+/* A reload (any thread): new credentials are added, existing ones take their new rate,
+ * burst and cap (tokens, cooldown, queue and counters kept), clients their new class
+ * weight, own rate and queue bound, the queue its new limits and deadline; queued tickets
+ * stay queued. A credential no longer configured keeps its state for the requests that
+ * still use it. p->clock_us is ignored. -1 when more than 64 credentials were added since
+ * budget_new (nothing changed then: a restart is needed). */
+int budget_reconfigure(budget *b, const budget_params *p);
 
 /* ---- admission ---- */
 

@@ -21,6 +21,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -29,7 +30,7 @@
 #define QUEUE_TIMEOUT_HEADER "X-Hotgate-Queue-Timeout"
 
 static budget *g_budget;
-static uint32_t g_ra_cap_ms = RETRY_AFTER_DEFAULT_CAP_MS;
+static _Atomic uint32_t g_ra_cap_ms = RETRY_AFTER_DEFAULT_CAP_MS;
 
 typedef struct bs_ctx {
     budget_ticket *ticket;
@@ -305,9 +306,9 @@ static void collect_metrics(struct evbuffer *out, void *arg)
     free(s);
 }
 
-int budget_stage_init(const struct hg_config *cfg)
+/* budget_params from cfg; the arrays are malloc'd (free them with params_free). */
+static budget_params params_of(const struct hg_config *cfg)
 {
-    assert(!g_budget);
     size_t nc = cfg->n_credentials, nk = cfg->n_clients;
     budget_cred_cfg *creds = calloc(nc ? nc : 1, sizeof *creds);
     budget_client_cfg *clients = calloc(nk ? nk : 1, sizeof *clients);
@@ -338,17 +339,30 @@ int budget_stage_init(const struct hg_config *cfg)
     p.queue_max_per_client = cfg->queue.max_per_client;
     p.queue_deadline_ms =
         cfg->queue.deadline_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)cfg->queue.deadline_ms;
+    uint32_t cap = RETRY_AFTER_DEFAULT_CAP_MS;
     if (cfg->queue.retry_after_max_ms)
-        g_ra_cap_ms = cfg->queue.retry_after_max_ms > UINT32_MAX
-                          ? UINT32_MAX
-                          : (uint32_t)cfg->queue.retry_after_max_ms;
-    p.retry_after_cap_ms = g_ra_cap_ms;
+        cap = cfg->queue.retry_after_max_ms > UINT32_MAX ? UINT32_MAX
+                                                         : (uint32_t)cfg->queue.retry_after_max_ms;
+    atomic_store(&g_ra_cap_ms, cap);
+    p.retry_after_cap_ms = cap;
     p.aimd_decrease = cfg->queue.aimd_decrease;
     p.aimd_floor = cfg->queue.aimd_floor;
     p.aimd_increase = cfg->queue.aimd_increase;
+    return p;
+}
+
+static void params_free(budget_params *p)
+{
+    free((void *)p->creds);
+    free((void *)p->clients);
+}
+
+int budget_stage_init(const struct hg_config *cfg)
+{
+    assert(!g_budget);
+    budget_params p = params_of(cfg);
     g_budget = budget_new(&p);
-    free(creds);
-    free(clients);
+    params_free(&p);
     if (budget_start(g_budget) != 0) {
         log_msg(LOG_ERR, "budget: cannot start the pacing thread");
         budget_free(g_budget);
@@ -358,6 +372,16 @@ int budget_stage_init(const struct hg_config *cfg)
     server_admin_register("/admin/budget", admin_budget, NULL);
     metrics_register(collect_metrics, NULL);
     return 0;
+}
+
+int budget_stage_reconfigure(const struct hg_config *cfg)
+{
+    if (!g_budget)
+        return 0;
+    budget_params p = params_of(cfg);
+    int rc = budget_reconfigure(g_budget, &p);
+    params_free(&p);
+    return rc;
 }
 
 void budget_stage_shutdown(void)

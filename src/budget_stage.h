@@ -32,6 +32,9 @@ struct budget_ticket;
  * pacing thread, register GET /admin/budget and the metrics. Before server_start(). 0 or
  * -1 (logged). */
 int budget_stage_init(const struct hg_config *cfg);
+/* A reload: new rates, caps, classes and queue limits (budget_reconfigure); -1 when it
+ * could not be applied (too many credentials added: restart). Main thread. */
+int budget_stage_reconfigure(const struct hg_config *cfg);
 
 /* After server_stop(): stop the pacing thread and free the budget. */
 void budget_stage_shutdown(void);

@@ -50,18 +50,24 @@
 #define MAX_TAGS (ENTRY_MAX_GENS - 2)
 
 /* ---- state ---- */
-typedef struct cred_id {
-    const struct hg_credential *cred;
-    char id[33];
-} cred_id;
+
+/* The freshness rules a reload may change (cache_reconfigure): read through one atomic
+ * pointer per fill; replaced rules are kept (small, no secrets) until cache_shutdown, as a
+ * fill on another thread may still be reading them. */
+typedef struct cache_rules {
+    uint64_t ttl_query_ms, ttl_metadata_ms, ttl_immutable_ms, swr_ms, sie_ms, poll_ms, neg_ms;
+    struct {
+        char name[32];
+        uint64_t ms;
+    } class_ttl[32];
+    size_t n_class_ttl;
+    struct cache_rules *retired; /* the rules this one replaced */
+} cache_rules;
 
 static struct {
-    const struct hg_config *cfg;
     int enabled;
     store *st;
-    cred_id *creds;
-    size_t n_creds;
-    uint64_t ttl_query_ms, ttl_metadata_ms, ttl_immutable_ms, swr_ms, sie_ms, poll_ms, neg_ms;
+    _Atomic(cache_rules *) rules;
     uint64_t max_entry;
 } G;
 
@@ -213,10 +219,8 @@ static void invalidate_route_tags(const char *ws, const struct route_tags *rt, b
 /* ---- credential identity ---- */
 static const char *cred_identity(const struct hg_credential *cred)
 {
-    for (size_t i = 0; i < G.n_creds; i++)
-        if (G.creds[i].cred == cred)
-            return G.creds[i].id;
-    return cred && cred->name ? cred->name : "-";
+    /* computed by config_load from the token (a rotated token gets entries of its own) */
+    return cred && cred->cache_id[0] ? cred->cache_id : cred && cred->name ? cred->name : "-";
 }
 
 /* ---- Cache-Control ---- */
@@ -495,13 +499,13 @@ static void fill_data(fill *f, const struct evbuffer *chunk)
 }
 
 /* The TTL of a route's class: [cache] ttl.<class> when configured, else dflt. */
-static uint64_t class_ttl(const struct route_policy *p, uint64_t dflt)
+static uint64_t class_ttl(const cache_rules *R, const struct route_policy *p, uint64_t dflt)
 {
-    if (!G.cfg || !p->ttl_class || !p->ttl_class[0])
+    if (!p->ttl_class || !p->ttl_class[0])
         return dflt;
-    for (size_t i = 0; i < G.cfg->cache.n_class_ttl; i++)
-        if (strcmp(G.cfg->cache.class_ttl[i].name, p->ttl_class) == 0)
-            return G.cfg->cache.class_ttl[i].ms;
+    for (size_t i = 0; i < R->n_class_ttl; i++)
+        if (strcmp(R->class_ttl[i].name, p->ttl_class) == 0)
+            return R->class_ttl[i].ms;
     return dflt;
 }
 
@@ -513,23 +517,24 @@ static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t 
     uint32_t flags = 0;
     *storable = 0;
     *linger = 0;
+    const cache_rules *R = atomic_load_explicit(&G.rules, memory_order_acquire);
     const char *body = (const char *)f->body;
     int st = f->status;
     if (st == 200 && !f->no_store) {
         switch (f->cls) {
         case FILL_QUERY:
             if (route_body_cacheable(body, f->blen)) {
-                fresh = class_ttl(&f->pol, G.ttl_query_ms);
+                fresh = class_ttl(R, &f->pol, R->ttl_query_ms);
                 *storable = 1;
             }
             break;
         case FILL_METADATA:
-            fresh = class_ttl(&f->pol, G.ttl_metadata_ms);
+            fresh = class_ttl(R, &f->pol, R->ttl_metadata_ms);
             *storable = 1;
             break;
         case FILL_IMMUTABLE:
             if (route_body_is_terminal(&f->pol, st, body, f->blen)) {
-                fresh = class_ttl(&f->pol, G.ttl_immutable_ms);
+                fresh = class_ttl(R, &f->pol, R->ttl_immutable_ms);
                 if (!fresh)
                     fresh = ENTRY_FRESH_FOREVER;
                 *storable = 1;
@@ -537,14 +542,14 @@ static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t 
             break;
         }
     }
-    if (!*storable && f->cls == FILL_IMMUTABLE && st >= 200 && st < 300 && G.poll_ms) {
+    if (!*storable && f->cls == FILL_IMMUTABLE && st >= 200 && st < 300 && R->poll_ms) {
         /* a non-terminal poll answer: micro-cached in memory for the poll window */
-        fresh = G.poll_ms;
+        fresh = R->poll_ms;
         flags |= ENTRY_F_POLL;
-        *linger = G.poll_ms;
+        *linger = R->poll_ms;
     }
-    if (st == 404 && G.neg_ms && !f->no_store && f->cls != FILL_QUERY) {
-        fresh = G.neg_ms;
+    if (st == 404 && R->neg_ms && !f->no_store && f->cls != FILL_QUERY) {
+        fresh = R->neg_ms;
         flags |= ENTRY_F_NEGATIVE;
         *storable = 1;
     }
@@ -571,8 +576,8 @@ static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t 
     in.stored_ms = util_wall_ms();
     in.fresh_ms = fresh;
     if (*storable && !(flags & (ENTRY_F_NEGATIVE | ENTRY_F_POLL)) && f->cls != FILL_IMMUTABLE) {
-        in.swr_ms = G.swr_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)G.swr_ms;
-        in.sie_ms = G.sie_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)G.sie_ms;
+        in.swr_ms = R->swr_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)R->swr_ms;
+        in.sie_ms = R->sie_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)R->sie_ms;
     }
     in.etag = f->etag;
     in.etag_len = f->etag ? strlen(f->etag) : 0;
@@ -1616,34 +1621,37 @@ static void persist_gens(int clean)
     free(vals);
 }
 
+void cache_reconfigure(const struct hg_config *cfg)
+{
+    cache_rules *r = calloc(1, sizeof *r);
+    if (!r)
+        abort();
+    r->ttl_query_ms = cfg->cache.ttl_query_ms;
+    r->ttl_metadata_ms = cfg->cache.ttl_metadata_ms;
+    r->ttl_immutable_ms = cfg->cache.ttl_immutable_ms;
+    r->swr_ms = cfg->cache.stale_while_revalidate_ms;
+    r->sie_ms = cfg->cache.stale_if_error_ms;
+    r->poll_ms = cfg->cache.poll_window_ms;
+    r->neg_ms = cfg->cache.negative_ttl_ms;
+    r->n_class_ttl = cfg->cache.n_class_ttl < 32 ? cfg->cache.n_class_ttl : 32;
+    for (size_t i = 0; i < r->n_class_ttl; i++) {
+        memcpy(r->class_ttl[i].name, cfg->cache.class_ttl[i].name, sizeof r->class_ttl[i].name);
+        r->class_ttl[i].ms = cfg->cache.class_ttl[i].ms;
+    }
+    r->retired = atomic_exchange(&G.rules, r);
+}
+
+int cache_open(void)
+{
+    return !G.enabled || G.st != NULL;
+}
+
 int cache_init(const struct hg_config *cfg)
 {
     memset(&G, 0, sizeof G);
-    G.cfg = cfg;
     G.enabled = cfg->cache.enabled;
-    G.ttl_query_ms = cfg->cache.ttl_query_ms;
-    G.ttl_metadata_ms = cfg->cache.ttl_metadata_ms;
-    G.ttl_immutable_ms = cfg->cache.ttl_immutable_ms;
-    G.swr_ms = cfg->cache.stale_while_revalidate_ms;
-    G.sie_ms = cfg->cache.stale_if_error_ms;
-    G.poll_ms = cfg->cache.poll_window_ms;
-    G.neg_ms = cfg->cache.negative_ttl_ms;
     G.max_entry = cfg->cache.max_entry_size ? cfg->cache.max_entry_size : (64ull << 20);
-    G.creds = calloc(cfg->n_credentials + 1, sizeof *G.creds);
-    if (!G.creds)
-        abort();
-    for (size_t i = 0; i < cfg->n_credentials; i++) {
-        const struct hg_credential *cr = &cfg->credentials[i];
-        char hex[65];
-        if (cr->token.data)
-            util_sha256_hex(cr->token.data, cr->token.len, hex);
-        else
-            util_sha256_hex(cr->name, strlen(cr->name), hex);
-        G.creds[i].cred = cr;
-        memcpy(G.creds[i].id, hex, 32);
-        G.creds[i].id[32] = '\0';
-    }
-    G.n_creds = cfg->n_credentials;
+    cache_reconfigure(cfg);
     for (uint32_t i = 0; i < GEN_SLOTS; i++)
         atomic_store(&g_gens[i], 0);
     server_admin_register("/admin/purge", admin_purge, NULL);
@@ -1695,7 +1703,9 @@ void cache_shutdown(void)
         G.st = NULL;
     }
     coalesce_shutdown();
-    free(G.creds);
-    G.creds = NULL;
+    for (cache_rules *r = atomic_exchange(&G.rules, NULL), *next; r; r = next) {
+        next = r->retired;
+        free(r);
+    }
     G.enabled = 0;
 }

@@ -45,6 +45,12 @@ int cache_init(const struct hg_config *cfg);
 
 /* After server_stop(): flush and close the store, persist the generations. */
 void cache_shutdown(void);
+/* A reload: the freshness rules of cfg (TTLs, ttl.<class>, stale windows, poll window,
+ * negative TTL) apply to fills that finish from now on. Cache dir/size, enabled and
+ * max_entry_size need a restart. */
+void cache_reconfigure(const struct hg_config *cfg);
+/* 1 when the cache can serve (disabled counts as open), for /readyz. */
+int cache_open(void);
 
 /* The stage (server_stage_cache calls it). */
 enum hg_stage_result cache_stage(struct hg_req *req);

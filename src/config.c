@@ -1109,7 +1109,27 @@ struct hg_config *config_load(const char *path, int load_secrets, char *err, siz
         config_free(c);
         return NULL;
     }
+    for (size_t i = 0; i < c->n_credentials; i++) {
+        struct hg_credential *cr = &c->credentials[i];
+        char hex[65];
+        if (cr->token.data)
+            util_sha256_hex(cr->token.data, cr->token.len, hex);
+        else
+            util_sha256_hex(cr->name, strlen(cr->name), hex);
+        memcpy(cr->cache_id, hex, 32);
+        cr->cache_id[32] = '\0';
+        util_wipe(hex, sizeof hex);
+    }
     return c;
+}
+
+void config_wipe_secrets(struct hg_config *c)
+{
+    if (!c)
+        return;
+    config_secret_free(&c->admin.token);
+    for (size_t i = 0; i < c->n_credentials; i++)
+        config_secret_free(&c->credentials[i].token);
 }
 
 void config_free(struct hg_config *c)

@@ -18,7 +18,9 @@
  * marked MADV_DONTDUMP and are wiped by config_free(). Client keys are never stored: only
  * their SHA-256 (hex in the file, raw here).
  *
- * Threading: a loaded config is immutable and shared read-only by all threads.
+ * Threading: a loaded config is immutable and shared read-only by all threads. A reload
+ * (SIGHUP) loads a new one beside it: cfgsnap.h hands out counted references to the
+ * current one (refs, generation below belong to it).
  */
 #ifndef HG_CONFIG_H
 #define HG_CONFIG_H
@@ -53,6 +55,8 @@ struct hg_credential {
     unsigned max_concurrent; /* in-flight upstream requests, 0 = unlimited */
     int token_line;          /* line of the token_* key, for errors */
     const char *token_key;   /* "token_file", "token_env" or "token_credential" */
+    char cache_id[33];       /* what cache keys carry for it: 32 hex of SHA-256(token), or of the
+                                name when no token was loaded; never the token itself */
 };
 
 struct hg_class {
@@ -90,6 +94,8 @@ enum hg_upstream_client {
 
 struct hg_config {
     char *path;
+    unsigned long refs;  /* cfgsnap.h: holders of this snapshot (atomic) */
+    uint64_t generation; /* cfgsnap.h: 1 for the first config, +1 per reload */
 
     struct {
         char **listen; /* "host:port" */
@@ -183,6 +189,8 @@ struct hg_config {
  */
 struct hg_config *config_load(const char *path, int load_secrets, char *err, size_t errlen);
 void config_free(struct hg_config *cfg);
+/* Wipe and unmap every secret of cfg (tokens), leaving the rest. */
+void config_wipe_secrets(struct hg_config *cfg);
 
 /* Lookups. */
 const struct hg_credential *config_credential(const struct hg_config *cfg, const char *name);

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +21,10 @@
 #include "server.h"
 #include "util.h"
 
-static int g_level = LOG_INFO;
-static int g_journal;        /* stderr is the journal: use <N> prefixes */
-static int g_access_fd = -1; /* -1 = off */
-static char *g_access_path;  /* NULL for stderr/off */
+static _Atomic int g_level = LOG_INFO; /* log_set_level() on a reload */
+static int g_journal;                  /* stderr is the journal: use <N> prefixes */
+static int g_access_fd = -1;           /* -1 = off */
+static char *g_access_path;            /* NULL for stderr/off */
 static pthread_mutex_t g_fd_lock = PTHREAD_MUTEX_INITIALIZER;
 
 #define ACCESS_FLUSH_BYTES (64 * 1024)
@@ -53,6 +54,11 @@ int log_init(int level, const char *access_log)
         g_access_fd = fd;
     }
     return 0;
+}
+
+void log_set_level(int level)
+{
+    g_level = level;
 }
 
 int log_reopen(void)

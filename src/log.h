@@ -11,8 +11,8 @@
  *    "latency_us":456,"cache":"-","sql_hash":"..","attempts":1}
  * ("client" is "-" before auth; "sql_hash" only for POST /v1/query with a parseable body.)
  * Lines are appended to a per-worker buffer and written by a timer every 100 ms or once
- * 64 KiB are pending, so a request never waits for the disk. SIGHUP reopens the file
- * (log_reopen()).
+ * 64 KiB are pending, so a request never waits for the disk. SIGUSR1 and SIGHUP reopen
+ * the file (log_reopen(): logrotate's habit).
  *
  * Threading: log_msg is thread-safe (one write(2) per line). An access-log buffer belongs
  * to one worker.
@@ -31,6 +31,8 @@ struct log_access;
 int log_init(int level, const char *access_log);
 void log_shutdown(void);
 int log_reopen(void);
+/* A reload's [server] log_level (any thread). */
+void log_set_level(int level);
 
 void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int log_enabled(int level);

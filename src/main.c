@@ -8,8 +8,9 @@
  *
  * Tokens are never taken from the command line. The process is made non-dumpable
  * (PR_SET_DUMPABLE 0) before any secret is read. Signals are blocked in every thread and
- * taken synchronously by the main thread with sigwait(): SIGTERM/SIGINT drain and exit 0,
- * SIGHUP reopens the access log.
+ * taken synchronously by the main thread with sigwait(): SIGTERM/SIGINT drain and exit 0;
+ * SIGHUP reloads the configuration (reload.h) and reopens the access log, with sd_notify
+ * RELOADING=1 before and READY=1 after; SIGUSR1 reopens the access log only.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -30,8 +32,11 @@
 
 #include "budget_stage.h"
 #include "cache.h"
+#include "cfgsnap.h"
 #include "config.h"
 #include "log.h"
+#include "ready.h"
+#include "reload.h"
 #include "server.h"
 #include "util.h"
 
@@ -137,39 +142,59 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by the workers */
 
+    /* the first config snapshot; it also keeps the settings that need a restart */
+    cfgsnap_init(cfg);
     /* MODULE INIT HOOKS: modules with process-wide state (cache, budget) start here,
      * before server_start(), and stop after server_stop(). */
     if (cache_init(cfg) != 0) {
         log_msg(LOG_ERR, "cache: startup failed");
-        config_free(cfg);
+        cfgsnap_shutdown();
         curl_global_cleanup();
         return 1;
     }
     if (budget_stage_init(cfg) != 0) {
-        config_free(cfg);
+        cfgsnap_shutdown();
         curl_global_cleanup();
         return 1;
     }
+    reload_init();
+    ready_init();
 
     if (server_start(cfg) != 0) {
         log_msg(LOG_ERR, "startup failed");
         server_stop();
         budget_stage_shutdown();
         cache_shutdown();
-        config_free(cfg);
+        cfgsnap_shutdown();
         curl_global_cleanup();
         return 1;
     }
+    ready_start();
     notify("READY=1");
     for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0)
             continue;
-        if (sig == SIGHUP) {
-            log_msg(LOG_INFO, "SIGHUP: reopening the access log");
+        if (sig == SIGUSR1) {
+            log_msg(LOG_INFO, "SIGUSR1: reopening the access log");
             log_reopen();
+            continue;
+        }
+        if (sig == SIGHUP) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            char msg[96];
+            snprintf(msg, sizeof msg, "RELOADING=1\nMONOTONIC_USEC=%llu",
+                     (unsigned long long)ts.tv_sec * 1000000ull +
+                         (unsigned long long)ts.tv_nsec / 1000);
+            notify(msg);
+            log_msg(LOG_INFO, "SIGHUP: reloading %s and reopening the access log", conf);
+            log_reopen();
+            reload_run(conf);
+            notify("READY=1");
             continue;
         }
         log_msg(LOG_INFO, "%s: draining (up to %llu ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
@@ -177,12 +202,13 @@ int main(int argc, char **argv)
         break;
     }
     notify("STOPPING=1");
+    ready_shutdown();
     server_stop();
     budget_stage_shutdown();
     cache_shutdown();
     log_msg(LOG_INFO, "stopped");
     log_shutdown();
-    config_free(cfg);
+    cfgsnap_shutdown();
     curl_global_cleanup();
     libevent_global_shutdown();
     return 0;

@@ -6,6 +6,7 @@
  * scrape sums the shards.
  */
 #include "metrics.h"
+#include "ready.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -102,6 +103,7 @@ void metrics_upstream_done(enum upstream_outcome o, int http_status)
         atomic_fetch_add_explicit(&m->up_outcome[o], 1, memory_order_relaxed);
     if (http_status > 0 && http_status < 600)
         atomic_fetch_add_explicit(&m->up_status[http_status], 1, memory_order_relaxed);
+    ready_upstream_seen(o);
 }
 
 int metrics_register(metrics_collect_fn fn, void *arg)

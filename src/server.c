@@ -51,6 +51,7 @@
 #include <event2/thread.h>
 
 #include "auth.h"
+#include "cfgsnap.h"
 #include "budget_stage.h"
 #include "cache.h"
 #include "config.h"
@@ -81,7 +82,10 @@ struct hg_worker {
     int index;
     pthread_t thread;
     struct event_base *base;
-    const struct hg_config *cfg;
+    const struct hg_config *cfg;  /* the boot config: settings that need a restart */
+    const struct hg_config *snap; /* the worker's reference to the current snapshot */
+    uint64_t snap_gen;
+    struct event *reload_ev; /* server_config_changed(): refresh snap now */
     struct upstream *up;
     struct log_access *alog;
     struct evconnlistener *listeners[16];
@@ -158,8 +162,10 @@ static struct {
         char path[128];
         server_admin_fn fn;
         void *arg;
+        int is_public; /* no admin token needed */
     } admin[16];
     int nadmin;
+    atomic_int draining;
 } S = {.unix_fd = -1};
 
 static void pipeline_run(struct hg_req *req);
@@ -258,7 +264,49 @@ struct upstream *server_req_upstream(const struct hg_req *req)
 
 const struct hg_config *server_req_config(const struct hg_req *req)
 {
-    return req->worker->cfg;
+    return req->cfg;
+}
+
+/* The worker's snapshot, refreshed when a reload published a new one. */
+static const struct hg_config *worker_snap(struct hg_worker *w)
+{
+    uint64_t g = cfgsnap_generation();
+    if (g != w->snap_gen) {
+        const struct hg_config *old = w->snap;
+        w->snap = cfgsnap_acquire();
+        w->snap_gen = w->snap ? w->snap->generation : g;
+        cfgsnap_release(old);
+    }
+    return w->snap;
+}
+
+static void reload_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker_snap(arg);
+}
+
+void server_config_changed(void)
+{
+    for (unsigned i = 0; S.workers && i < S.nworkers; i++)
+        if (S.workers[i].reload_ev)
+            event_active(S.workers[i].reload_ev, EV_TIMEOUT, 0);
+}
+
+struct event_base *server_admin_base(void)
+{
+    return S.workers && S.workers[0].admin ? S.workers[0].base : NULL;
+}
+
+struct upstream *server_admin_upstream(void)
+{
+    return S.workers ? S.workers[0].up : NULL;
+}
+
+int server_draining(void)
+{
+    return atomic_load(&S.draining);
 }
 
 int server_req_add_tap(struct hg_req *req, const struct hg_tap *tap)
@@ -292,6 +340,8 @@ static struct hg_req *req_new(struct hg_conn *c)
     r->conn = c;
     r->start_us = util_mono_us();
     r->wall_ms = util_wall_ms();
+    r->cfg = worker_snap(c->w);
+    cfgsnap_hold(r->cfg);
     TAILQ_INIT(&r->headers);
     r->body_length = 0;
     r->cache_outcome = "-";
@@ -313,6 +363,7 @@ static void req_free(struct hg_req *r)
     free((char *)r->method_name);
     free(r->path);
     free(r->query);
+    cfgsnap_release(r->cfg);
     free(p);
     metrics_gauge_add(G_REQUESTS_INFLIGHT, -1);
 }
@@ -1403,7 +1454,7 @@ void server_respond_error(struct hg_req *req, int status, const char *code, cons
 
 static enum hg_stage_result server_stage_auth(struct hg_req *req)
 {
-    const struct hg_config *cfg = req->worker->cfg;
+    const struct hg_config *cfg = req->cfg;
     /* one walk for the first Authorization and the first X-Workspace-Id (what
      * evhttp_find_header would return) */
     const char *authz = NULL, *ws = NULL;
@@ -1833,19 +1884,23 @@ static void listeners_release(void)
 
 static int admin_authorized(struct evhttp_request *r)
 {
-    const struct hg_secret *tok = &S.cfg->admin.token;
-    if (!tok->data)
-        return 1;
+    /* the token of the current snapshot: a reload can rotate it */
+    const struct hg_config *cfg = cfgsnap_acquire();
+    const struct hg_secret *tok = cfg ? &cfg->admin.token : &S.cfg->admin.token;
+    int ok = 0;
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(r), "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-        return 0;
-    const char *k = h + 7;
-    unsigned char a[32], b[32];
-    util_sha256(k, strlen(k), a);
-    util_sha256(tok->data, tok->len, b);
-    int ok = util_ct_equal(a, b, 32);
-    util_wipe(a, 32);
-    util_wipe(b, 32);
+    if (!tok->data) {
+        ok = 1;
+    } else if (h && strncasecmp(h, "Bearer ", 7) == 0) {
+        const char *k = h + 7;
+        unsigned char a[32], b[32];
+        util_sha256(k, strlen(k), a);
+        util_sha256(tok->data, tok->len, b);
+        ok = util_ct_equal(a, b, 32);
+        util_wipe(a, 32);
+        util_wipe(b, 32);
+    }
+    cfgsnap_release(cfg);
     return ok;
 }
 
@@ -1875,6 +1930,11 @@ static void admin_cb(struct evhttp_request *r, void *arg)
         evbuffer_free(b);
         return;
     }
+    for (int i = 0; i < S.nadmin; i++)
+        if (S.admin[i].is_public && strcmp(S.admin[i].path, path) == 0) {
+            S.admin[i].fn(r, S.admin[i].arg);
+            return;
+        }
     if (!admin_authorized(r)) {
         admin_reply_error(r, 401, "admin token required");
         return;
@@ -1889,22 +1949,33 @@ static void admin_cb(struct evhttp_request *r, void *arg)
         return;
     }
     for (int i = 0; i < S.nadmin; i++)
-        if (strcmp(S.admin[i].path, path) == 0) {
+        if (!S.admin[i].is_public && strcmp(S.admin[i].path, path) == 0) {
             S.admin[i].fn(r, S.admin[i].arg);
             return;
         }
     admin_reply_error(r, 404, "no such admin endpoint");
 }
 
-int server_admin_register(const char *path, server_admin_fn fn, void *arg)
+static int admin_register(const char *path, server_admin_fn fn, void *arg, int is_public)
 {
     if (S.nadmin >= 16 || strlen(path) >= sizeof S.admin[0].path)
         return -1;
     snprintf(S.admin[S.nadmin].path, sizeof S.admin[0].path, "%s", path);
     S.admin[S.nadmin].fn = fn;
     S.admin[S.nadmin].arg = arg;
+    S.admin[S.nadmin].is_public = is_public;
     S.nadmin++;
     return 0;
+}
+
+int server_admin_register(const char *path, server_admin_fn fn, void *arg)
+{
+    return admin_register(path, fn, arg, 0);
+}
+
+int server_admin_register_public(const char *path, server_admin_fn fn, void *arg)
+{
+    return admin_register(path, fn, arg, 1);
 }
 
 static int admin_start(struct hg_worker *w)
@@ -1967,6 +2038,7 @@ static void stop_cb(evutil_socket_t fd, short ev, void *arg)
     if (w->draining)
         return;
     w->draining = 1;
+    atomic_store(&S.draining, 1);
     for (int i = 0; i < w->nlisteners; i++)
         evconnlistener_free(w->listeners[i]);
     if (w->nlisteners)
@@ -2046,6 +2118,8 @@ int server_start(const struct hg_config *cfg)
             return -1;
         w->alog = log_access_new(w->base);
         w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
+        w->reload_ev = event_new(w->base, -1, 0, reload_cb, w);
+        worker_snap(w);
         if (worker_listen(w) != 0)
             return -1;
         if (i == 0 && admin_start(w) != 0)
@@ -2083,6 +2157,10 @@ void server_stop(void)
             event_free(w->drain_timer);
         if (w->stop_ev)
             event_free(w->stop_ev);
+        if (w->reload_ev)
+            event_free(w->reload_ev);
+        cfgsnap_release(w->snap);
+        w->snap = NULL;
         log_access_free(w->alog);
         upstream_free(w->up);
         if (w->base)

@@ -116,11 +116,13 @@ struct hg_tap {
 
 /* The per-request context. Fields marked (ro) are set by the server; leave them alone. */
 struct hg_req {
-    struct hg_worker *worker; /* (ro) owning worker; all access on its thread */
-    struct hg_conn *conn;     /* (ro) client connection; NULL after the client went away */
-    uint64_t start_us;        /* (ro) util_mono_us() when the head was parsed */
-    uint64_t wall_ms;         /* (ro) wall clock at the same moment, for the access log */
-    char request_id[65];      /* (ro) X-Request-Id: the client's (sanitised) or generated */
+    struct hg_worker *worker;    /* (ro) owning worker; all access on its thread */
+    struct hg_conn *conn;        /* (ro) client connection; NULL after the client went away */
+    uint64_t start_us;           /* (ro) util_mono_us() when the head was parsed */
+    uint64_t wall_ms;            /* (ro) wall clock at the same moment, for the access log */
+    const struct hg_config *cfg; /* (ro) the config snapshot this request runs with from
+                                    start to end (cfgsnap.h): a reload does not change it */
+    char request_id[65];         /* (ro) X-Request-Id: the client's (sanitised) or generated */
 
     /* request line and head */
     enum evhttp_cmd_type method; /* (ro) EVHTTP_REQ_GET, ... (0 for unknown methods) */
@@ -179,6 +181,13 @@ int server_start(const struct hg_config *cfg);
  * then stop the workers and free everything. Safe to call from the main thread only. */
 void server_stop(void);
 
+/* A new config snapshot was published (cfgsnap_publish): every worker lets go of the old
+ * one now, even when idle, so that its tokens are wiped once its last request ends. */
+void server_config_changed(void);
+
+/* 1 once SIGTERM/SIGINT started draining (for /readyz). */
+int server_draining(void);
+
 /* ---- pipeline (stages call these) ---- */
 
 /* Run the pipeline from the stage after the one that returned HG_ASYNC. */
@@ -198,7 +207,7 @@ int server_req_add_cleanup(struct hg_req *req, void (*fn)(struct hg_req *, void 
 struct event_base *server_req_base(const struct hg_req *req);
 struct upstream *server_req_upstream(const struct hg_req *req);
 
-/* The configuration in use. */
+/* The configuration snapshot the request runs with (req->cfg). */
 const struct hg_config *server_req_config(const struct hg_req *req);
 
 /* ---- responses (stages call these) ---- */
@@ -232,5 +241,12 @@ typedef void (*server_admin_fn)(struct evhttp_request *req, void *arg);
 
 /* Register an admin endpoint for `path` (exact) before server_start(). Up to 16. */
 int server_admin_register(const char *path, server_admin_fn fn, void *arg);
+/* The admin thread's event base and upstream handle (worker 0's; NULL before
+ * server_start), for admin-side work such as the /readyz probe. */
+struct event_base *server_admin_base(void);
+struct upstream *server_admin_upstream(void);
+
+/* The same for an endpoint that needs no admin token (like /healthz, /readyz). */
+int server_admin_register_public(const char *path, server_admin_fn fn, void *arg);
 
 #endif
