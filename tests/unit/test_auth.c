@@ -99,6 +99,30 @@ static void test_key_memo(void **state)
         assert_int_equal(m.key[i], 0);
 }
 
+/* A memo is tied to its config snapshot's generation: after a reload that removed the key
+ * (a new snapshot, even at the same address) the key is looked up again, not trusted. */
+static void test_key_memo_generation(void **state)
+{
+    struct auth_memo m;
+    memset(&m, 0, sizeof m);
+    struct hg_config *c = (struct hg_config *)cfg;
+    uint64_t gen = c->generation;
+    assert_string_equal(auth_client_memo(cfg, "Bearer ck_alice", &m)->name, "alice");
+    struct hg_client *alice = NULL;
+    for (size_t i = 0; i < c->n_clients; i++)
+        if (strcmp(c->clients[i].name, "alice") == 0)
+            alice = &c->clients[i];
+    assert_non_null(alice);
+    alice->key_sha256[0] ^= 1; /* "the reload removed alice's key" */
+    assert_string_equal(auth_client_memo(cfg, "Bearer ck_alice", &m)->name, "alice"); /* same gen */
+    c->generation = gen + 1;
+    assert_null(auth_client_memo(cfg, "Bearer ck_alice", &m));
+    alice->key_sha256[0] ^= 1;
+    assert_string_equal(auth_client_memo(cfg, "Bearer ck_alice", &m)->name, "alice");
+    c->generation = gen;
+    auth_memo_wipe(&m);
+}
+
 static void test_workspaces(void **state)
 {
     const struct hg_client *alice = auth_client(cfg, "Bearer ck_alice");
@@ -151,6 +175,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_lookup),
         cmocka_unit_test(test_key_memo),
+        cmocka_unit_test(test_key_memo_generation),
         cmocka_unit_test(test_workspaces),
         cmocka_unit_test(test_modes),
     };

@@ -494,6 +494,56 @@ static void test_budget_client_limit(void **state)
     budget_free(b);
 }
 
+/* A reload: a queued ticket survives and goes when the new cap allows; a client's new own
+ * limit applies to its existing flow; a new credential is budgeted; too many new ones are
+ * refused without changing anything. */
+static void test_budget_reconfigure(void **state)
+{
+    (void)state;
+    fake_now = 0;
+    budget *b = mk(1000, 100, 1, 0, 0, 30000);
+    rec r = {0};
+    tk k[4];
+    budget_verdict v;
+    assert_int_equal(admit(b, "web", &k[0], &r, 0, 0, &v), BUDGET_GO);
+    assert_int_equal(admit(b, "web", &k[1], &r, 1, 0, &v), BUDGET_WAIT); /* cap 1 */
+
+    budget_cred_cfg creds[2] = {{"main", 1000, 100, 2}, {"second", 1, 1, 0}};
+    budget_client_cfg clients[1] = {{"web", "interactive", 4, 1, 1, 0}};
+    budget_params p = {0};
+    p.creds = creds;
+    p.ncreds = 2;
+    p.clients = clients;
+    p.nclients = 1;
+    p.queue_deadline_ms = 30000;
+    assert_int_equal(budget_reconfigure(b, &p), 0);
+    budget_pump(b);
+    assert_int_equal(k[1].state, 1); /* the queued ticket went under the new cap of 2 */
+    budget_done(k[0].t, NULL);
+    /* web now has its own limit of 1/s burst 1: its flow existed before the reload */
+    assert_int_equal(admit(b, "web", &k[2], &r, 2, 0, &v), BUDGET_GO);
+    assert_int_equal(admit(b, "web", &k[3], &r, 3, 0, &v), BUDGET_REJECT);
+    assert_int_equal(v.status, 429);
+    for (int i = 1; i < 3; i++)
+        budget_done(k[i].t, NULL);
+    /* the new credential exists, with its rate */
+    assert_true(budget_effective_rate(b, "second") > 0.99 &&
+                budget_effective_rate(b, "second") < 1.01);
+    assert_true(budget_effective_rate(b, "main") > 999);
+
+    budget_cred_cfg many[80];
+    char names[80][16];
+    for (int i = 0; i < 80; i++) {
+        snprintf(names[i], sizeof names[i], "c%d", i);
+        many[i] = (budget_cred_cfg){names[i], 5, 1, 0};
+    }
+    p.creds = many;
+    p.ncreds = 80;
+    assert_int_equal(budget_reconfigure(b, &p), -1);
+    assert_true(budget_effective_rate(b, "c0") < 0); /* nothing added */
+    budget_free(b);
+}
+
 static void test_budget_disconnect_leaves_queue(void **state)
 {
     (void)state;
@@ -728,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_budget_deadline_expiry_order),
         cmocka_unit_test(test_budget_client_limit),
         cmocka_unit_test(test_budget_disconnect_leaves_queue),
+        cmocka_unit_test(test_budget_reconfigure),
         cmocka_unit_test(test_budget_retry_front),
         cmocka_unit_test(test_budget_unknown_credential),
         cmocka_unit_test(test_parse_queue_timeout),
