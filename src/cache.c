@@ -1586,14 +1586,23 @@ void cache_metrics(struct evbuffer *out, void *arg)
             (unsigned long long)st.put_skipped);
     }
     coalesce_stats cs;
+    coalesce_sweep_expired();
     coalesce_get_stats(&cs);
     evbuffer_add_printf(out,
                         "# HELP hotgate_cache_flights_total Coalesced fetches started.\n"
                         "# TYPE hotgate_cache_flights_total counter\n"
                         "hotgate_cache_flights_total %llu\n"
-                        "# HELP hotgate_cache_flights Fetches in flight or lingering.\n"
-                        "# TYPE hotgate_cache_flights gauge\nhotgate_cache_flights %llu\n",
-                        (unsigned long long)cs.flights, (unsigned long long)cs.inflight);
+                        "# HELP hotgate_cache_flights Upstream fetches in flight now.\n"
+                        "# TYPE hotgate_cache_flights gauge\nhotgate_cache_flights %llu\n"
+                        "# HELP hotgate_cache_lingering_results Finished fetches kept in memory "
+                        "for requests arriving just after (poll window, store commit lag).\n"
+                        "# TYPE hotgate_cache_lingering_results gauge\n"
+                        "hotgate_cache_lingering_results %llu\n"
+                        "# HELP hotgate_cache_lingering_bytes Bytes of those results.\n"
+                        "# TYPE hotgate_cache_lingering_bytes gauge\n"
+                        "hotgate_cache_lingering_bytes %llu\n",
+                        (unsigned long long)cs.flights, (unsigned long long)cs.inflight,
+                        (unsigned long long)cs.linger_results, (unsigned long long)cs.linger_bytes);
 }
 
 /* ---- init / shutdown ---- */

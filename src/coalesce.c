@@ -100,9 +100,9 @@ static void flight_free(struct coalesce_flight *f)
     if (f->state == F_DONE) {
         atomic_fetch_sub(&st_linger_count, 1);
         atomic_fetch_sub(&st_linger_bytes, f->res ? f->res->len : 0);
-    }
+    } else
+        atomic_fetch_sub(&st_inflight, 1); /* freed without having completed */
     coalesce_result_unref(f->res);
-    atomic_fetch_sub(&st_inflight, 1);
     free(f);
 }
 
@@ -292,6 +292,7 @@ void coalesce_complete(coalesce_flight *f, coalesce_result *res, uint64_t linger
         coalesce_result_ref(res);
     if (keep) {
         f->state = F_DONE;
+        atomic_fetch_sub(&st_inflight, 1); /* lingering from now on, no longer in flight */
         f->res = coalesce_result_ref(res);
         f->linger_until = util_mono_ms() + linger_ms;
         atomic_fetch_add(&st_linger_count, 1);
@@ -351,15 +352,15 @@ void coalesce_release_all(coalesce_flight *f)
     }
 }
 
-void coalesce_forget_all(void)
+/* Drop the lingering results that expired by now (UINT64_MAX: all of them). */
+static void sweep_all(uint64_t now)
 {
     for (unsigned i = 0; i < SHARDS; i++) {
         shard *s = &g_shards[i];
         struct coalesce_flight *dead = NULL;
         pthread_mutex_lock(&s->lock);
         for (unsigned b = 0; b < BUCKETS; b++) {
-            /* UINT64_MAX: every lingering result counts as expired */
-            struct coalesce_flight *d = sweep_bucket(s, b, UINT64_MAX);
+            struct coalesce_flight *d = sweep_bucket(s, b, now);
             while (d) {
                 struct coalesce_flight *n = d->next;
                 d->next = dead;
@@ -372,6 +373,16 @@ void coalesce_forget_all(void)
     }
 }
 
+void coalesce_forget_all(void)
+{
+    sweep_all(UINT64_MAX);
+}
+
+void coalesce_sweep_expired(void)
+{
+    sweep_all(util_mono_ms());
+}
+
 void coalesce_get_stats(coalesce_stats *out)
 {
     out->flights = atomic_load(&st_flights);
@@ -379,6 +390,8 @@ void coalesce_get_stats(coalesce_stats *out)
     out->lingering = atomic_load(&st_lingering);
     out->promoted = atomic_load(&st_promoted);
     out->inflight = atomic_load(&st_inflight);
+    out->linger_results = atomic_load(&st_linger_count);
+    out->linger_bytes = atomic_load(&st_linger_bytes);
 }
 
 void coalesce_shutdown(void)

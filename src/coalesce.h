@@ -100,13 +100,18 @@ void coalesce_release_all(coalesce_flight *f);
 
 /* Drop lingering results (e.g. after an invalidation): all of them. */
 void coalesce_forget_all(void);
+/* Free the lingering results whose time is up (they are otherwise dropped lazily, when a
+ * join walks their bucket): the metrics scrape calls it, so idle memory is given back and
+ * the gauges count only live results. */
+void coalesce_sweep_expired(void);
 
 typedef struct coalesce_stats {
-    uint64_t flights;   /* flights started */
-    uint64_t waiters;   /* requests that joined a flight */
-    uint64_t lingering; /* requests answered from a lingering result */
-    uint64_t promoted;  /* waiters promoted after an abandoned flight */
-    uint64_t inflight;  /* flights in the table now (in flight or lingering) */
+    uint64_t flights;                      /* flights started */
+    uint64_t waiters;                      /* requests that joined a flight */
+    uint64_t lingering;                    /* requests answered from a lingering result */
+    uint64_t promoted;                     /* waiters promoted after an abandoned flight */
+    uint64_t inflight;                     /* fetches in flight now (led, not completed) */
+    uint64_t linger_results, linger_bytes; /* completed results kept for late joiners */
 } coalesce_stats;
 void coalesce_get_stats(coalesce_stats *out);
 

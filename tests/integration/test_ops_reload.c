@@ -178,6 +178,8 @@ static void test_reload(void **state)
     /* before: key a works, on token tok_test */
     assert_int_equal(get_status(&e, CIT_KEY_A, "/v1/connections"), 200);
     assert_int_equal(get_status(&e, KEY_C, "/v1/connections"), 401);
+    /* one finished miss: no fetch in flight (the gauge used to count its lingering result) */
+    assert_int_equal(cit_metric(&e, "hotgate_cache_flights"), 0);
     long long before_test = sim_token_requests(&e, "tok_test");
     assert_true(before_test >= 1);
     assert_int_equal(sim_token_requests(&e, ROT_TOKEN), 0);

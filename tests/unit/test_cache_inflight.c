@@ -103,6 +103,42 @@ static void test_linger(void **state)
     coalesce_abandon(f);
 }
 
+/* The gauges: a finished fetch is no longer "in flight" (hotgate_cache_flights read 1 after
+ * a single finished miss: the lingering result was counted as a flight), its lingering
+ * result is counted apart, and is freed by the sweep once its time is up. */
+static void test_stats_after_one_miss(void **state)
+{
+    (void)state;
+    coalesce_stats a, b;
+    coalesce_sweep_expired();
+    coalesce_get_stats(&a);
+    cachekey k = mk(7);
+    coalesce_flight *f;
+    coalesce_result *done;
+    struct got g = {0};
+    assert_int_equal(coalesce_join(&k, NULL, on_deliver, &g, &f, &done), COALESCE_LEADER);
+    coalesce_get_stats(&b);
+    assert_int_equal(b.inflight, a.inflight + 1);
+    coalesce_complete(f, coalesce_result_new(COALESCE_KIND_ENTRY, "abc", 3), 20);
+    coalesce_get_stats(&b);
+    assert_int_equal(b.inflight, a.inflight);
+    assert_int_equal(b.linger_results, a.linger_results + 1);
+    assert_int_equal(b.linger_bytes, a.linger_bytes + 3);
+    usleep(50000);
+    coalesce_sweep_expired(); /* nobody joined that bucket: the sweep frees it */
+    coalesce_get_stats(&b);
+    assert_int_equal(b.linger_results, a.linger_results);
+    assert_int_equal(b.linger_bytes, a.linger_bytes);
+    /* without linger, and abandoned: nothing stays counted */
+    assert_int_equal(coalesce_join(&k, NULL, on_deliver, &g, &f, &done), COALESCE_LEADER);
+    coalesce_complete(f, coalesce_result_new(COALESCE_KIND_ENTRY, "abc", 3), 0);
+    assert_int_equal(coalesce_join(&k, NULL, on_deliver, &g, &f, &done), COALESCE_LEADER);
+    coalesce_abandon(f);
+    coalesce_get_stats(&b);
+    assert_int_equal(b.inflight, a.inflight);
+    assert_int_equal(b.linger_results, a.linger_results);
+}
+
 static void test_abandon_promotes(void **state)
 {
     (void)state;
@@ -182,9 +218,8 @@ static void test_cross_thread(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_leader_waiters),
-        cmocka_unit_test(test_linger),
-        cmocka_unit_test(test_abandon_promotes),
+        cmocka_unit_test(test_leader_waiters),       cmocka_unit_test(test_linger),
+        cmocka_unit_test(test_stats_after_one_miss), cmocka_unit_test(test_abandon_promotes),
         cmocka_unit_test(test_cross_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
