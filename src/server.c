@@ -18,9 +18,11 @@
  * SERVER_WRITE_HIGHWATER on the client's output buffer pausing the upstream transfer.
  *
  * Threading: each worker runs its own event_base, listeners (SO_REUSEPORT per worker for
- * TCP, one shared socket for the unix socket), connections, curl multi and access-log
- * buffer. The only cross-thread signals are the stop events (event_active, with
- * evthread_use_pthreads() on).
+ * TCP, one shared socket for the unix socket), connections, upstream handle and access-log
+ * buffer. The only cross-thread signals are the stop and reload events (event_active, with
+ * evthread_use_pthreads() on). Each worker keeps a reference to the current config
+ * snapshot (cfgsnap.h) and refreshes it when the generation changes; every request holds
+ * its own reference to the snapshot it started with.
  */
 #include "server.h"
 #include "outbuf.h"
@@ -1529,8 +1531,7 @@ static enum hg_stage_result server_stage_route(struct hg_req *req)
         return HG_DONE;
     }
     compute_sql_hash(req);
-    /* ROUTE HOOK: the route policy (route.h) for method+path is looked up here and stored
-     * in req->route for the cache and budget stages. */
+    /* req->route stays NULL: the cache stage matches the route policy (route.h) itself */
     return HG_NEXT;
 }
 

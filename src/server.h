@@ -2,28 +2,31 @@
  * server: listeners, worker threads and the per-request pipeline of hotgate.
  *
  * Job. Accept client connections (TCP and optionally a unix socket), parse HTTP/1.1
- * requests (our own strict codec in http1.c: libevent 2.1's evhttp buffers every request
+ * requests (our own strict codec, in server.c: libevent 2.1's evhttp buffers every request
  * body whole and has no hook before the body is read, so it cannot stream a 2 GB upload),
- * run each request through the pipeline below, and stream the answer back.
+ * run each request through the pipeline below, and stream the answer back. The admin
+ * listener (evhttp, on worker 0) serves /metrics, /healthz and what modules register.
  *
  * Pipeline. One request passes these stages in order; each is an explicit function in
  * server.c, and each is a module boundary:
  *
- *   listener  http1.c parses the head; path_check() (path.h) refuses anything that could
- *             leave /v1 (400) and answers non-/v1 paths with 404
+ *   listener  server.c's codec parses the head; path_check() (path.h) refuses anything that
+ *             could leave /v1 (400) and answers non-/v1 paths with 404
  *   auth      server_stage_auth():   Authorization: Bearer <client key> -> req->client
- *             (auth.h); 401 / 403; X-Workspace-Id checked or the default injected
- *   route     server_stage_route():  mode check (read-only/full, auth.h); the route policy
- *             helper (route.h) hooks in here and may set req->route
- *   cache     server_stage_cache():  PASS-THROUGH today. The cache helper implements it:
- *             answer a hit with server_respond_*(), or join a coalesced fetch, or register
+ *             (auth.h, against req->cfg: the config snapshot of cfgsnap.h); 401 / 403;
+ *             X-Workspace-Id checked or the default injected
+ *   route     server_stage_route():  mode check (read-only/full, auth.h) and the SQL hash
+ *             for the access log; the route policy (route.h) is matched by the cache stage
+ *   cache     server_stage_cache():  cache_stage() (cache.h): answer a fresh hit with
+ *             server_respond_*(), join a coalesced fetch (coalesce.h, HG_ASYNC), or register
  *             a response tap (server_req_add_tap) to store what comes back
- *   budget    server_stage_budget(): PASS-THROUGH today. The budget helper implements it:
- *             admit now (HG_NEXT), queue (HG_ASYNC, later server_pipeline_resume()), or
- *             shed (server_respond_error(429) + HG_DONE)
+ *   budget    server_stage_budget(): budget_stage_run() (budget_stage.h): admit now
+ *             (HG_NEXT), queue (HG_ASYNC, later server_pipeline_resume()), or shed
+ *             (server_respond_error(429/503) + HG_DONE)
  *   upstream  server_stage_upstream(): build the upstream request (hop-by-hop headers
  *             removed, client Authorization replaced by the credential's token, request id
- *             added) and send it with upstream_send(); the response streams to the client
+ *             added) and send it with upstream_send() (upstream.h); the response streams to
+ *             the client
  *   respond   server_respond_*(); then access log line (log.h) and metrics (metrics.h)
  *
  * A stage returns HG_NEXT (go on with the next stage), HG_DONE (it has answered the
@@ -32,10 +35,10 @@
  * stage after it).
  *
  * Threading. Every worker thread has its own event_base, its own connections and its
- * own upstream (curl multi) handle. A request and everything it points to belong to the
- * worker that accepted it: touch it only on that thread. A module that completes work
- * on another thread (e.g. a Redis reply) must hop back with event_active()/event_base_once
- * on server_req_base(req) (evthread_use_pthreads() is on).
+ * own upstream handle (upstream.h: libcurl multi or the native HTTP/1.1 client). A
+ * request and everything it points to belong to the worker that accepted it: touch it only on that
+ * thread. A module that completes work on another thread (e.g. a Redis reply) must hop back with
+ * event_active()/event_base_once on server_req_base(req) (evthread_use_pthreads() is on).
  *
  * Ownership. The server owns struct hg_req. It lives from the parsed request head until
  * the response is finished (or the client is gone) AND no stage holds it any more: a stage
