@@ -56,7 +56,7 @@ def main():
 
     u = urllib.parse.urlsplit(a.url)
     lock = threading.Lock()
-    state = {"next": 0, "status": {}, "client_429": 0, "lat": [], "errors": 0}
+    state = {"next": 0, "status": {}, "client_429": 0, "t429": [], "lat": [], "errors": 0}
     done_flag = threading.Event()
 
     def worker():
@@ -90,6 +90,7 @@ def main():
                 if st == 429:
                     with lock:
                         state["client_429"] += 1
+                        state["t429"].append(time.monotonic())
                     if a.retry_429:
                         try:
                             time.sleep(max(0.0, float(ra)))
@@ -162,6 +163,10 @@ def main():
                 peak = v if peak is None or v > peak else peak
                 break
     lat = sorted(state["lat"])
+    # client-seen 429s per second from the start of the run (for bench/plot.sh)
+    c429 = [0] * (int(t_end - t_start) + 1)
+    for t in state["t429"]:
+        c429[min(len(c429) - 1, max(0, int(t - t_start)))] += 1
 
     def pct(p):
         return round(lat[min(len(lat) - 1, int(len(lat) * p))], 3) if lat else None
@@ -176,6 +181,8 @@ def main():
         "upstream_requests": (samples[-1][1] - samples[0][1]) if samples else None,
         "upstream_429": (samples[-1][2] - samples[0][2]) if samples else None,
         "upstream_per_s": per_sec,
+        "upstream_per_s_start": round(series[0][0] - t_start, 2) if series else 0,
+        "client_429_per_s": c429,
         "upstream_429_per_s": per_sec_429,
         "upstream_max_1s": round(peak, 1) if peak is not None else None,
         "latency_p50_s": pct(0.50),

@@ -3,7 +3,9 @@
 # the other, and collects their tables into bench/out/SUMMARY.md: bench/out/<its name>.md
 # when the script wrote it during this run; else the script's output (a script that only
 # prints its figures), or the tail of its log when it failed. Logs:
-# bench/out/run-all/<name>.log (stdout and stderr). Exits non-zero if any script failed.
+# bench/out/run-all/<name>.log (stdout and stderr). Then bench/plot.sh draws the PNG plots
+# (bench/out/cache_hits_latency.png, bench/out/budget_timeline.png; gnuplot-nox) and
+# SUMMARY.md links them. Exits non-zero if any script failed.
 #   BUILD_DIR (default build) and every other variable pass through to the scripts;
 #   ONLY="peers cache_hits" runs just those, SKIP="budget" leaves those out.
 set -uo pipefail
@@ -32,7 +34,7 @@ STATUS=()
 failed=0
 for script in bench/*.sh; do
     name=$(basename "$script" .sh)
-    [ "$name" = run-all ] && continue
+    [ "$name" = run-all ] || [ "$name" = plot ] || [ "$name" = lib ] && continue
     selected "$name" || continue
     table=$OUT/$name.md
     marker=$(mktemp /tmp/hg-bench-mark-XXXXXX)
@@ -70,6 +72,14 @@ for script in bench/*.sh; do
         fi
     } >>"$TMPSUM"
 done
+PLOTS=""
+if bash bench/plot.sh 2>"$LOGS/plot.log"; then
+    for p in cache_hits_latency budget_timeline; do
+        [ -f "$OUT/$p.png" ] && [ "$OUT/$p.png" -nt "$TMPSUM" ] && PLOTS="$PLOTS![$p]($p.png) "
+    done
+else
+    echo "   plots: none ($(tail -n1 "$LOGS/plot.log"))" >&2
+fi
 {
     echo "# hotgate benchmarks: $(date -u +%FT%TZ)"
     echo
@@ -78,6 +88,7 @@ done
     echo "| bench | status | time | table |"
     echo "|---|---|---:|---|"
     printf '%s\n' "${STATUS[@]}"
+    [ -n "$PLOTS" ] && { echo; echo "$PLOTS"; }
     cat "$TMPSUM"
 } >"$SUMMARY"
 echo "summary: $SUMMARY" >&2
