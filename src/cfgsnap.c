@@ -43,6 +43,8 @@ uint64_t cfgsnap_generation(void)
 
 void cfgsnap_hold(const struct hg_config *cfg)
 {
+    if (!cfg || cfg->generation == 0) /* not a snapshot (tests drive the server without) */
+        return;
     __atomic_add_fetch(&((struct hg_config *)cfg)->refs, 1, __ATOMIC_RELAXED);
 }
 
@@ -58,7 +60,7 @@ const struct hg_config *cfgsnap_acquire(void)
 
 void cfgsnap_release(const struct hg_config *cfg)
 {
-    if (!cfg)
+    if (!cfg || cfg->generation == 0)
         return;
     struct hg_config *c = (struct hg_config *)cfg;
     if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)

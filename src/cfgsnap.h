@@ -35,7 +35,8 @@ const struct hg_config *cfgsnap_boot(void);
 
 /* A reference to the current snapshot; give it back with cfgsnap_release(). */
 const struct hg_config *cfgsnap_acquire(void);
-/* Another reference to a snapshot the caller already holds. */
+/* Another reference to a snapshot the caller already holds. hold/release ignore a config
+ * that cfgsnap never handed out (generation 0). */
 void cfgsnap_hold(const struct hg_config *cfg);
 void cfgsnap_release(const struct hg_config *cfg);
 

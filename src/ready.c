@@ -3,6 +3,7 @@
  */
 #include "ready.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,8 +18,11 @@
 
 static atomic_uint_fast64_t last_ok_ms, last_fail_ms;
 static _Atomic int last_fail_outcome;
-static struct event *probe_timer;
-static int probing; /* admin thread only */
+static pthread_mutex_t timer_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct event_base *admin_base; /* set by ready_start */
+static struct event *probe_timer;     /* made by the first /readyz; under timer_mu */
+static int stopped;                   /* ready_shutdown ran; under timer_mu */
+static int probing;                   /* admin thread only */
 
 void ready_upstream_seen(enum upstream_outcome o)
 {
@@ -58,9 +62,26 @@ static const char *not_ready_reason(char *buf, size_t len)
     return NULL;
 }
 
+static void probe_tick(evutil_socket_t fd, short what, void *arg);
+
+/* The first /readyz starts the idle probe (and probes at once): a gateway nobody asks
+ * about its readiness sends nothing of its own upstream. Admin thread. */
+static void probe_arm(void)
+{
+    pthread_mutex_lock(&timer_mu);
+    if (!probe_timer && !stopped && admin_base) {
+        probe_timer = event_new(admin_base, -1, EV_PERSIST, probe_tick, NULL);
+        struct timeval tv = {READY_PROBE_IDLE_MS / 1000, (READY_PROBE_IDLE_MS % 1000) * 1000};
+        event_add(probe_timer, &tv);
+        event_active(probe_timer, EV_TIMEOUT, 0);
+    }
+    pthread_mutex_unlock(&timer_mu);
+}
+
 static void readyz(struct evhttp_request *r, void *arg)
 {
     (void)arg;
+    probe_arm();
     char buf[128];
     const char *why = not_ready_reason(buf, sizeof buf);
     struct evbuffer *b = evbuffer_new();
@@ -130,19 +151,18 @@ void ready_init(void)
 
 void ready_start(void)
 {
-    struct event_base *base = server_admin_base();
-    if (!base)
-        return;
-    probe_timer = event_new(base, -1, EV_PERSIST, probe_tick, NULL);
-    struct timeval tv = {READY_PROBE_IDLE_MS / 1000, (READY_PROBE_IDLE_MS % 1000) * 1000};
-    event_add(probe_timer, &tv);
-    event_active(probe_timer, EV_TIMEOUT, 0); /* a first answer right away */
+    pthread_mutex_lock(&timer_mu);
+    admin_base = server_admin_base();
+    pthread_mutex_unlock(&timer_mu);
 }
 
 void ready_shutdown(void)
 {
-    if (probe_timer) {
-        event_free(probe_timer); /* waits for a running tick (evthread) */
-        probe_timer = NULL;
-    }
+    pthread_mutex_lock(&timer_mu);
+    stopped = 1;
+    struct event *t = probe_timer;
+    probe_timer = NULL;
+    pthread_mutex_unlock(&timer_mu);
+    if (t)
+        event_free(t); /* waits for a running tick (evthread) */
 }

@@ -10,10 +10,13 @@
  * Otherwise 503 {"status":"not_ready","reason":"..."} (reasons: "draining", "cache not
  * open", "upstream not answered yet", "upstream unreachable: <outcome>", "upstream quiet").
  *
- * Every request's upstream exchange counts (ready_upstream_seen, from metrics). When none
- * answered for READY_PROBE_IDLE_MS, or the last one failed, a timer on the admin thread
- * sends a cheap probe: GET <upstream>/v1/workspaces without a token (the API answers 401:
- * reachable; no token is spent and no budget is charged), one at a time.
+ * Every request's upstream exchange counts (ready_upstream_seen, from metrics). Once
+ * /readyz has been asked (a gateway nobody watches sends nothing of its own), a timer on the
+ * admin thread sends a cheap probe when no exchange answered for READY_PROBE_IDLE_MS or the
+ * last one failed: GET <upstream>/v1/workspaces without a token (the API answers 401:
+ * reachable; no token is spent and no budget is charged), one at a time. The first /readyz
+ * probes at once and answers from what is known so far (after an idle start: 503 "upstream
+ * not answered yet" until the probe's answer).
  *
  * Threading: ready_upstream_seen from any thread (atomics); the handler and the probe on
  * the admin thread (worker 0); ready_start/ready_stop on the main thread around the
@@ -29,7 +32,8 @@
 
 /* Register /readyz (before server_start). */
 void ready_init(void);
-/* Start the probe timer (after server_start). */
+/* Learn the admin thread's base (after server_start); the probe starts with the first
+ * /readyz. */
 void ready_start(void);
 /* Stop it (before server_stop). */
 void ready_shutdown(void);
