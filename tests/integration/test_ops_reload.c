@@ -2,10 +2,13 @@
  * Operations, against the real hotdata-sim and hotgate: live reload on SIGHUP (keys added
  * and removed, the upstream token rotated, budget settings, a broken config refused,
  * settings that need a restart), what survives a reload (a keep-alive connection, a
- * request in flight), /readyz following the upstream, SIGUSR1 reopening the access log.
+ * request in flight), /readyz following the upstream, SIGUSR1 reopening the access log,
+ * and the sd_notify messages around a reload (on a NOTIFY_SOCKET of the test's own).
  */
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "cache_it.h"
 
@@ -63,7 +66,8 @@ static void write_conf(cit_env *e, int drop_a, int add_c, const char *threads,
     free(conf);
 }
 
-static int start_env(cit_env *e, const char *tag)
+/* Sim, token files and config for hotgate, which is not started yet. */
+static int prepare_env(cit_env *e, const char *tag)
 {
     memset(e, 0, sizeof *e);
     e->dir = harness_tmpdir(tag);
@@ -83,7 +87,12 @@ static int start_env(cit_env *e, const char *tag)
     snprintf(e->base, sizeof e->base, "http://127.0.0.1:%d", e->hg.port);
     snprintf(e->admin, sizeof e->admin, "http://127.0.0.1:%d", e->admin_port);
     write_conf(e, 0, 0, NULL, NULL, NULL);
-    return cit_start_hg(e);
+    return 0;
+}
+
+static int start_env(cit_env *e, const char *tag)
+{
+    return prepare_env(e, tag) == 0 ? cit_start_hg(e) : -1;
 }
 
 /* Wait (up to 30 s: the box is shared) until metric reaches at least want. */
@@ -357,6 +366,67 @@ static void test_sigusr1_reopens_log(void **state)
     cit_stop(&e);
 }
 
+/* ---- sd_notify around a reload ---- */
+
+/* The next datagram on fd (up to 30 s), NUL-terminated into buf; 0 on success. */
+static int notify_recv(int fd, char *buf, size_t len)
+{
+    struct timeval tv = {30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t n = recv(fd, buf, len - 1, 0);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
+static void test_sd_notify_reload(void **state)
+{
+    (void)state;
+    cit_env e;
+    assert_int_equal(prepare_env(&e, "notify"), 0);
+    char path[700], env[800], msg[512];
+    snprintf(path, sizeof path, "%s/notify.sock", e.dir);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    assert_true(strlen(path) < sizeof sa.sun_path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    snprintf(env, sizeof env, "NOTIFY_SOCKET=%s", path);
+    const char *extra_env[] = {env, NULL};
+    assert_int_equal(harness_start_hotgate(&e.hg, e.conf, extra_env), 0);
+    assert_int_equal(notify_recv(fd, msg, sizeof msg), 0);
+    assert_string_equal(msg, "READY=1");
+
+    assert_int_equal(kill(e.hg.pid, SIGHUP), 0);
+    assert_int_equal(notify_recv(fd, msg, sizeof msg), 0);
+    assert_true(strncmp(msg, "RELOADING=1\nMONOTONIC_USEC=", 27) == 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    unsigned long long now_us = (unsigned long long)ts.tv_sec * 1000000ull + ts.tv_nsec / 1000;
+    unsigned long long usec = strtoull(msg + 27, NULL, 10);
+    assert_true(usec > 0 && usec <= now_us); /* CLOCK_MONOTONIC, as systemd wants */
+    assert_int_equal(notify_recv(fd, msg, sizeof msg), 0);
+    assert_string_equal(msg, "READY=1");
+    assert_int_equal(cit_metric(&e, "hotgate_config_generation"), 2);
+
+    /* a refused reload still ends with READY=1 */
+    write_conf(&e, 0, 0, NULL, NULL, "[nosuchsection]\nkey = 1\n");
+    assert_int_equal(kill(e.hg.pid, SIGHUP), 0);
+    assert_int_equal(notify_recv(fd, msg, sizeof msg), 0);
+    assert_true(strncmp(msg, "RELOADING=1", 11) == 0);
+    assert_int_equal(notify_recv(fd, msg, sizeof msg), 0);
+    assert_string_equal(msg, "READY=1");
+    assert_int_equal(cit_metric(&e, "hotgate_config_generation"), 2);
+    assert_int_equal(cit_metric(&e, "hotgate_config_reloads_total{result=\"failed\"}"), 1);
+
+    harness_stop(&e.hg, 5000);
+    assert_int_equal(notify_recv(fd, msg, sizeof msg), 0);
+    assert_string_equal(msg, "STOPPING=1");
+    close(fd);
+    cit_stop(&e);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -364,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_reload),
         cmocka_unit_test(test_readyz),
         cmocka_unit_test(test_sigusr1_reopens_log),
+        cmocka_unit_test(test_sd_notify_reload),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
