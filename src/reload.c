@@ -17,6 +17,33 @@
 
 static atomic_uint_fast64_t s_ok, s_failed;
 
+/* The keys of [server], [admin], [upstream], [cache] and [redis] that a reload applies;
+ * every other key of those sections is compared by reload_static_diff() ("needs restart").
+ * [credential], [client], [class] and [queue] apply whole. tests/docs/check_conf_docs.sh
+ * fails when a key of config.c is in neither list. */
+static const char *const live_keys[] = {
+    "[server] log_level",       "[admin] token_file",     "[admin] token_env",
+    "[admin] token_credential", "[cache] ttl_query",      "[cache] ttl_metadata",
+    "[cache] ttl_immutable",    "[cache] ttl.",           "[cache] stale_while_revalidate",
+    "[cache] stale_if_error",   "[cache] poll_window_ms", "[cache] negative_ttl",
+};
+
+int reload_key_is_live(const char *section, const char *key)
+{
+    static const char *const whole[] = {"credential", "client", "class", "queue"};
+    for (size_t i = 0; i < sizeof whole / sizeof *whole; i++)
+        if (strcmp(section, whole[i]) == 0)
+            return 1;
+    char buf[128];
+    const char *dot = strchr(key, '.');
+    snprintf(buf, sizeof buf, "[%s] %.*s", section, dot ? (int)(dot - key + 1) : (int)strlen(key),
+             key);
+    for (size_t i = 0; i < sizeof live_keys / sizeof *live_keys; i++)
+        if (strcmp(buf, live_keys[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static void reload_metrics(struct evbuffer *out, void *arg)
 {
     (void)arg;
@@ -119,8 +146,8 @@ int reload_static_diff(const struct hg_config *a, const struct hg_config *b, cha
     note(&d, a->cache.size != b->cache.size, "[cache] size");
     note(&d, a->cache.high_water != b->cache.high_water, "[cache] high_water");
     note(&d, a->cache.max_entry_size != b->cache.max_entry_size, "[cache] max_entry_size");
-    note(&d, a->redis.enabled != b->redis.enabled || str_differs(a->redis.url, b->redis.url),
-         "[redis]");
+    note(&d, a->redis.enabled != b->redis.enabled, "[redis] enabled");
+    note(&d, str_differs(a->redis.url, b->redis.url), "[redis] url");
     return d.n;
 }
 

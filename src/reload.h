@@ -35,6 +35,10 @@ void reload_init(void);
 /* Reload from path. 0: applied (perhaps with "needs restart" warnings); -1: refused. */
 int reload_run(const char *path);
 
+/* 1 when a reload applies [section] key (section without its NAME), 0 when it needs a
+ * restart (see reload.c's list). */
+int reload_key_is_live(const char *section, const char *key);
+
 /* Settings of next that differ from boot and need a restart: their names, comma
  * separated, into out (empty when none). Returns how many. For reload_run and tests. */
 int reload_static_diff(const struct hg_config *boot, const struct hg_config *next, char *out,

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# check_conf_docs.sh CONFIG_C CONF MAN5 GEN
+# check_conf_docs.sh CONFIG_C CONF MAN5 GEN RELOAD_C
 # Every key src/config.c accepts (the strcmp(name, "...") tests of its handle_<section>
 # functions) is documented in conf/hotgate.conf with its default, and so in the generated
 # hotgate.conf(5); and conf/hotgate.conf documents no key that config.c does not accept.
-# A key added to config.c without its commented line in conf/hotgate.conf fails here.
+# Every key of [server], [admin], [upstream], [cache] and [redis] is classified in
+# src/reload.c: applied by a reload (live_keys) or compared as "needs restart"
+# (reload_static_diff). A key added to config.c without both fails here.
 set -euo pipefail
-config_c=$1 conf=$2 man5=$3 gen=$4
+config_c=$1 conf=$2 man5=$3 gen=$4 reload_c=$5
 code=$(awk '
     /^static int handle_[a-z]+\(/ { match($0, /handle_[a-z]+/); sec = substr($0, RSTART + 7, RLENGTH - 7) }
     /^}/ { sec = "" }
@@ -37,6 +39,11 @@ done <<<"$docs"
 while read -r sec key; do
     grep -qxF ".B $key" "$man5" || { echo "$man5: no entry for [$sec] $key (stale build?)"; fail=1; }
 done <<<"$docs"
+while read -r sec key; do
+    case $sec in server | admin | upstream | cache | redis) ;; *) continue ;; esac
+    grep -qF "\"[$sec] $key\"" "$reload_c" ||
+        { echo "$reload_c: [$sec] $key is not classified for reload (live_keys, or a note() in reload_static_diff)"; fail=1; }
+done <<<"$code"
 n=$(wc -l <<<"$code")
 [ $fail -eq 0 ] && echo "ok: $n keys of src/config.c documented in $conf and $man5"
 exit $fail

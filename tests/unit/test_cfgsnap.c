@@ -103,6 +103,13 @@ static void test_static_diff(void **state)
     config_free(a);
     config_free(b);
     config_free(c);
+    assert_true(reload_key_is_live("server", "log_level"));
+    assert_false(reload_key_is_live("server", "listen"));
+    assert_false(reload_key_is_live("upstream", "url"));
+    assert_true(reload_key_is_live("cache", "ttl.connections"));
+    assert_false(reload_key_is_live("cache", "size"));
+    assert_true(reload_key_is_live("client", "key_sha256"));
+    assert_true(reload_key_is_live("credential", "rate"));
 }
 
 int main(void)
