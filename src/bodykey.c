@@ -300,7 +300,6 @@ static void sort_members(const struct jp *p, struct member *v, size_t n)
     }
 }
 
-
 /* Decode a validated JSON string's content into a malloc'd UTF-8 buffer (NUL-terminated). */
 static char *decode_string(const unsigned char *s, size_t len, size_t *out_n)
 {
@@ -412,7 +411,8 @@ static bool parse_object(struct jp *p)
             goto out;
         if (nm == cap) {
             cap *= 2;
-            struct member *nv = v == stackv ? malloc(cap * sizeof *nv) : realloc(v, cap * sizeof *nv);
+            struct member *nv =
+                v == stackv ? malloc(cap * sizeof *nv) : realloc(v, cap * sizeof *nv);
             if (!nv)
                 abort();
             if (v == stackv)

@@ -42,13 +42,13 @@ struct bodykey {
     enum bodykey_kind kind;
     uint8_t digest[32]; /* the key part (all zero for NONE) */
     /* POST /v1/query bodies (query mode) */
-    bool query_ok;       /* a JSON object with "sql" a string, "async" a boolean or null and
-                            "async_after_ms" an integer or null: the cache may act on it */
-    bool sql_certain;    /* the SQL was canonicalised (known dialect, certain lexing) */
-    bool async;          /* "async": true */
+    bool query_ok;           /* a JSON object with "sql" a string, "async" a boolean or null and
+                                "async_after_ms" an integer or null: the cache may act on it */
+    bool sql_certain;        /* the SQL was canonicalised (known dialect, certain lexing) */
+    bool async;              /* "async": true */
     bool has_async_after_ms; /* "async_after_ms" an integer */
     int64_t async_after_ms;
-    char sql_hash[65];   /* lowercase hex SHA-256 of the exact SQL text ("" when no sql) */
+    char sql_hash[65]; /* lowercase hex SHA-256 of the exact SQL text ("" when no sql) */
 };
 
 /*

@@ -155,16 +155,19 @@ struct name_len {
     const char *name;
     size_t len;
 };
-#define NL(s) {s, sizeof s - 1}
+#define NL(s)                                                                                      \
+    {                                                                                              \
+        s, sizeof s - 1                                                                            \
+    }
 
 int cachekey_header_ignored(const char *name)
 {
     static const struct name_len ignored[] = {
-        NL("host"),           NL("content-length"), NL("expect"),
-        NL("authorization"),  NL("x-workspace-id"), NL("x-request-id"),
-        NL("user-agent"),     NL("traceparent"),    NL("tracestate"),
-        NL("accept"),         NL("accept-encoding"), NL("cache-control"),
-        NL("pragma"),         NL("if-none-match"),  NL("x-hotgate-queue-timeout"),
+        NL("host"),          NL("content-length"),  NL("expect"),
+        NL("authorization"), NL("x-workspace-id"),  NL("x-request-id"),
+        NL("user-agent"),    NL("traceparent"),     NL("tracestate"),
+        NL("accept"),        NL("accept-encoding"), NL("cache-control"),
+        NL("pragma"),        NL("if-none-match"),   NL("x-hotgate-queue-timeout"),
     };
     size_t n = strlen(name);
     if (hdr_is_hop_by_hop(name))

@@ -49,14 +49,14 @@ typedef struct cachekey {
 } cachekey;
 
 typedef struct cachekey_in {
-    const char *cred_id;              /* identity of the upstream credential (a hash), required */
-    const char *workspace;            /* X-Workspace-Id, may be NULL (e.g. GET /v1/workspaces) */
-    const char *method;               /* "GET", "POST", ... */
-    const char *path;                 /* normalised path without the query string */
-    const char *query;                /* raw query string without '?', may be NULL */
-    const char *accept;               /* Accept header, may be NULL */
-    const struct evkeyvalq *headers;  /* the request headers (filtered here), may be NULL */
-    const uint8_t *body;              /* 32-byte body key part (bodykey.h), NULL: no body */
+    const char *cred_id;             /* identity of the upstream credential (a hash), required */
+    const char *workspace;           /* X-Workspace-Id, may be NULL (e.g. GET /v1/workspaces) */
+    const char *method;              /* "GET", "POST", ... */
+    const char *path;                /* normalised path without the query string */
+    const char *query;               /* raw query string without '?', may be NULL */
+    const char *accept;              /* Accept header, may be NULL */
+    const struct evkeyvalq *headers; /* the request headers (filtered here), may be NULL */
+    const uint8_t *body;             /* 32-byte body key part (bodykey.h), NULL: no body */
 } cachekey_in;
 
 /* 1 when a request header is on the list above (name compared case-insensitively). */
@@ -86,8 +86,9 @@ int cachekey_parse_hex(const char *hex, cachekey *k);
 
 /*
  * Canonical query string: parameters split on '&', empty ones dropped, sorted by name only
- * (bytewise; stable, so repeated names keep their order), joined with '&'. Writes at most cap-1 bytes + NUL into out and
- * returns the full length (like snprintf). Percent-encoding is left as sent.
+ * (bytewise; stable, so repeated names keep their order), joined with '&'. Writes at most cap-1
+ * bytes + NUL into out and returns the full length (like snprintf). Percent-encoding is left as
+ * sent.
  */
 size_t cachekey_canon_query(const char *query, char *out, size_t cap);
 

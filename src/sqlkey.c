@@ -342,10 +342,9 @@ struct selstate {
     char prev_word[16]; /* the previous significant token, lower-cased, if a short word */
 };
 
-static const char *const sel_enders[] = {"from",  "into",  "where",     "group",     "having",
-                                         "order", "limit", "offset",    "window",    "union",
-                                         "intersect", "except", "fetch", "for",   "qualify",
-                                         "returning", NULL};
+static const char *const sel_enders[] = {
+    "from",  "into",      "where",  "group", "having", "order",   "limit",     "offset", "window",
+    "union", "intersect", "except", "fetch", "for",    "qualify", "returning", NULL};
 
 static void lower_word(const char *s, const struct sqlkey_tok *t, char *buf, size_t cap)
 {

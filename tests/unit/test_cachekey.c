@@ -216,7 +216,6 @@ static void test_big_sql_differs_at_end(void **state)
     free(sql2);
 }
 
-
 static void test_headers(void **state)
 {
     (void)state;
@@ -226,10 +225,12 @@ static void test_headers(void **state)
     in.headers = &h;
     cachekey none = key_of(&in);
     /* the documented list: none of them changes the key */
-    const char *ignored[] = {"Host", "Content-Length", "Expect", "Authorization", "X-Workspace-Id",
-                             "X-Request-Id", "User-Agent", "traceparent", "tracestate", "Accept",
-                             "Accept-Encoding", "Cache-Control", "Pragma", "If-None-Match",
-                             "X-Hotgate-Queue-Timeout", "Connection", "Proxy-Authorization"};
+    const char *ignored[] = {"Host",          "Content-Length",     "Expect",
+                             "Authorization", "X-Workspace-Id",     "X-Request-Id",
+                             "User-Agent",    "traceparent",        "tracestate",
+                             "Accept",        "Accept-Encoding",    "Cache-Control",
+                             "Pragma",        "If-None-Match",      "X-Hotgate-Queue-Timeout",
+                             "Connection",    "Proxy-Authorization"};
     for (size_t i = 0; i < sizeof ignored / sizeof *ignored; i++) {
         evhttp_add_header(&h, ignored[i], "some value");
         assert_true(cachekey_header_ignored(ignored[i]));
