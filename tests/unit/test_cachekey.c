@@ -329,6 +329,40 @@ static void test_vary(void **state)
     KNE(ka, ko);
 }
 
+/* the per-thread memo of recent pre-images never mixes two keys up */
+static void test_memo_exact(void **state)
+{
+    (void)state;
+    cachekey first[64];
+    char paths[64][32];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 64; i++) {
+            snprintf(paths[i], sizeof paths[i], "/v1/connections/c%d", i);
+            cachekey_in in = base();
+            in.path = paths[i];
+            cachekey k = key_of(&in);
+            if (round == 0)
+                first[i] = k;
+            else
+                KEQ(first[i], k);
+            for (int j = 0; j < i && round == 0; j++)
+                KNE(first[j], k);
+        }
+    }
+    /* a pre-image too large for the memo is keyed all the same */
+    char *q = malloc(5000);
+    memset(q, 'a', 4999);
+    q[4999] = '\0';
+    cachekey_in in = base();
+    in.query = q;
+    cachekey a = key_of(&in);
+    q[4998] = 'b';
+    KNE(a, key_of(&in));
+    q[4998] = 'a';
+    KEQ(a, key_of(&in));
+    free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_fields_matter), cmocka_unit_test(test_query_sorted),
         cmocka_unit_test(test_accept),        cmocka_unit_test(test_big_sql_differs_at_end),
         cmocka_unit_test(test_headers),       cmocka_unit_test(test_vary),
+        cmocka_unit_test(test_memo_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
