@@ -29,7 +29,8 @@
  * Every other header is keyed, X-Database-Id and headers no version of the API knows included.
  * An upstream answer's Vary adds the named headers on top (cachekey_vary: a secondary key).
  *
- * Rules: no state, no allocation visible to the caller; thread-safe.
+ * Rules: no allocation visible to the caller; thread-safe: the only state is a per-thread memo
+ * of recent key pre-images (compared byte for byte) that spares a repeated request the SHA-256.
  */
 #ifndef HG_CACHEKEY_H
 #define HG_CACHEKEY_H
