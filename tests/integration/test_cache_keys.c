@@ -222,6 +222,17 @@ static void test_other_client(void **state)
     hresp_free(&b);
 }
 
+static void test_saved_query_execute_body(void **state)
+{
+    (void)state;
+    /* the same rule on every cacheable route: a saved query's execute keys its body too */
+    assert_separate("POST", "/v1/queries/sq_keys/execute", "{\"limit\":1}", NULL,
+                    "/v1/queries/sq_keys/execute", "{\"limit\":2}", NULL);
+    const char *db[] = {"X-Database-Id: db_9", NULL};
+    assert_separate("POST", "/v1/queries/sq_keys2/execute", "", NULL,
+                    "/v1/queries/sq_keys2/execute", "", db);
+}
+
 /* ---- formatting only: HIT ---- */
 
 static void test_formatting_hits(void **state)
@@ -436,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_no_dialect_vs_snowflake),
         cmocka_unit_test(test_unknown_x_header),
         cmocka_unit_test(test_other_client),
+        cmocka_unit_test(test_saved_query_execute_body),
         cmocka_unit_test(test_formatting_hits),
         cmocka_unit_test(test_backtick_bracket_never_cached),
         cmocka_unit_test(test_repeated_params_order),
