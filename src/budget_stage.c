@@ -35,10 +35,9 @@ static _Atomic uint32_t g_ra_cap_ms = RETRY_AFTER_DEFAULT_CAP_MS;
 typedef struct bs_ctx {
     budget_ticket *ticket;
     uint32_t deadline_ms;
-    int waiting;           /* HG_ASYNC in the queue: the ticket callback resumes or answers */
-    int retrying;          /* the tap asked the server to drop this answer and run us again */
-    budget_result shed;    /* the upstream's shed answer (last head seen) */
-    unsigned shed_retries; /* how often this request went back to the queue after a shed */
+    int waiting;        /* HG_ASYNC in the queue: the ticket callback resumes or answers */
+    int retrying;       /* the tap asked the server to drop this answer and run us again */
+    budget_result shed; /* the upstream's shed answer (last head seen) */
     int tapped;
 } bs_ctx;
 
@@ -147,12 +146,9 @@ static int tap_on_head(struct hg_req *req, void *arg, int status, const struct e
     if (!shed_status(status, headers ? evhttp_find_header(headers, "Retry-After") : NULL, &r))
         return 0;
     x->shed = r; /* for on_done: cooldown and AIMD even when the client gets the answer */
-    const struct hg_config *cfg = server_req_config(req);
     if (req->body_kind == HG_BODY_STREAM || req->responded || req->client_gone ||
-        !budget_stage_retry_safe(req->method_name, req->path) || !cfg ||
-        x->shed_retries >= cfg->queue.max_shed_retries)
+        !budget_stage_retry_safe(req->method_name, req->path))
         return 0; /* the client gets the shed answer, Retry-After and all */
-    x->shed_retries++;
     /* server.c drops this answer (the transfer is cancelled: no on_done follows) and runs
      * the pipeline again from this stage, where budget_retry re-queues the ticket */
     x->retrying = 1;

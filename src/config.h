@@ -151,7 +151,6 @@ struct hg_config {
         /* budget (budget.h): longest upstream Retry-After honoured; AIMD of the effective
          * rate: x decrease on a shed, floor (fraction of rate), + increase x rate per s */
         uint64_t retry_after_max_ms;
-        unsigned max_shed_retries; /* 429/503+Retry-After retries of one request */
         double aimd_decrease, aimd_floor, aimd_increase;
     } queue;
 

@@ -1577,7 +1577,6 @@ static int up_on_head(void *arg, int status, const struct evkeyvalq *headers)
         /* drop this answer; the pipeline re-runs from the budget stage, out of curl's
          * callback */
         p->retry_requested = 1;
-        req->upstream_attempts++; /* the dropped attempt: no on_done follows */
         req->up = NULL;
         struct timeval zero = {0, 0};
         event_base_once(req->worker->base, -1, EV_TIMEOUT, upstream_hold_release_cb, req, &zero);
@@ -1585,7 +1584,6 @@ static int up_on_head(void *arg, int status, const struct evkeyvalq *headers)
     }
     if ((status >= 500 || status == 429) && cache_upstream_failed(req, status, NULL)) {
         /* stale-if-error: the cache answered with a stale entry; drop this answer */
-        req->upstream_attempts++; /* the dropped attempt: no on_done follows */
         req->up = NULL;
         struct timeval zero = {0, 0};
         event_base_once(req->worker->base, -1, EV_TIMEOUT, upstream_hold_release_cb, req, &zero);

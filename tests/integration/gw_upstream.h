@@ -13,7 +13,6 @@
  *   any  /v1/slow?ms=M       answers the echo after M milliseconds
  *   any  /v1/fail503?k=K     the first K requests answer 503, later ones 200
  *   any  /v1/status?s=S      answers status S with an API-shaped body
- *   any  /v1/shed?ra=N       429 OVERLOADED with Retry-After: N, always (counted in fail_seen)
  *   any  /v1/raw/CASE        writes canned wire bytes (gwu_raw: chunked with trailers, 1xx,
  *                            HTTP/1.0, bare LF, malformed heads, truncated bodies, ...)
  *
@@ -383,12 +382,6 @@ static void *gwu_conn(void *arg)
                 gwu_sleep_ms(20);
                 break;
             }
-        } else if (strncmp(path, "/v1/shed", 8) == 0) {
-            atomic_fetch_add(&g_gwu->fail_seen, 1);
-            char ra[64];
-            snprintf(ra, sizeof ra, "Retry-After: %ld\r\n", gwu_qparam(path, "ra", 1));
-            gwu_reply_x(fd, 429, "application/json",
-                        "{\"error\":{\"code\":\"OVERLOADED\",\"message\":\"x\"}}", keep, ra);
         } else if (strncmp(path, "/v1/status", 10) == 0) {
             long s = gwu_qparam(path, "s", 200);
             snprintf(body, sizeof body, "{\"status\":%ld}", s);

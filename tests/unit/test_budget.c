@@ -32,22 +32,6 @@ static uint64_t fake_clock(void *arg)
     return fake_now;
 }
 
-/* Issue 10.1: an unlimited bucket (no rate) still holds a Retry-After cooldown */
-static void test_bucket_unlimited_cooldown(void **state)
-{
-    (void)state;
-    budget_bucket b;
-    budget_bucket_init(&b, 0, 1, 0);
-    assert_int_equal(budget_bucket_take(&b, 0), 1);
-    budget_bucket_cooldown(&b, 10 * MS, 2 * SEC);
-    assert_int_equal(budget_bucket_take(&b, 10 * MS), 0);
-    assert_int_equal(budget_bucket_take(&b, 2 * SEC), 0);
-    assert_int_equal(budget_bucket_ready_at(&b, 20 * MS), 2 * SEC + 10 * MS);
-    budget_bucket_advance(&b, 2 * SEC + 10 * MS, 0);
-    assert_int_equal(budget_bucket_take(&b, 2 * SEC + 10 * MS), 1);
-    assert_int_equal(budget_bucket_ready_at(&b, 3 * SEC), 3 * SEC);
-}
-
 /* ---- bucket ---- */
 
 static void test_bucket_arithmetic(void **state)
@@ -782,7 +766,6 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_arithmetic),
-        cmocka_unit_test(test_bucket_unlimited_cooldown),
         cmocka_unit_test(test_bucket_small_burst_and_unlimited),
         cmocka_unit_test(test_bucket_cooldown_smooth_resume),
         cmocka_unit_test(test_bucket_aimd),
