@@ -10,6 +10,7 @@
 #                   during wrk -t1 -c64 -d5s (report in $OUT_DIR/perf.<scenario>.txt) and
 #                   hotgate's CPU per request from /proc (user and system)
 # SCENARIO=pass (GET /v1/connections, cache off) | hit (same request, cache on, served
+# from the cache) | hitpost (POST /v1/query of bench/cache_hits.sh's SQL, cache on, served
 # from the cache). Prints "scenario tool per_request" lines.
 #   BUILD_DIR (build), N (2000), CONNS (4), ACCESS_LOG (file|off), HG_THREADS (1),
 #   UPSTREAM_CLIENT (auto|curl|native: [upstream] client, default auto = native here)
@@ -55,7 +56,7 @@ KEY=hgk_bench_prof_0123456789abcdef
 KEY_SHA=$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)
 printf 'tok_test\n' >"$TMP/token"; chmod 600 "$TMP/token"
 ALOG=off; [ "$ACCESS_LOG" = file ] && ALOG=$TMP/access.log
-CACHE=no; [ "$SCENARIO" = hit ] && CACHE=yes
+CACHE=no; case $SCENARIO in hit | hitpost) CACHE=yes ;; esac
 cat >"$TMP/hotgate.conf" <<CONF
 [server]
 listen = 127.0.0.1:$HG_PORT
@@ -72,6 +73,7 @@ enabled = $CACHE
 dir = $TMP/cache
 size = 64M
 ttl_metadata = 3600s
+ttl_query = 3600s
 [credential main]
 token_file = $TMP/token
 [client bench]
@@ -101,6 +103,13 @@ port, n, conns = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 req = ("GET /v1/connections HTTP/1.1\r\nHost: 127.0.0.1\r\n"
        "Authorization: Bearer hgk_bench_prof_0123456789abcdef\r\n"
        "User-Agent: profile\r\nAccept: */*\r\n\r\n").encode()
+if len(sys.argv) > 4 and sys.argv[4] == "hitpost":
+    body = ('{"sql":"SELECT id, customer_id, status FROM demo.public.orders '
+            'ORDER BY id LIMIT 10"}').encode()
+    req = ("POST /v1/query HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           "Authorization: Bearer hgk_bench_prof_0123456789abcdef\r\n"
+           "User-Agent: profile\r\nAccept: */*\r\nContent-Type: application/json\r\n"
+           "Content-Length: %d\r\n\r\n" % len(body)).encode() + body
 socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(conns)]
 bufs = [b""] * conns
 bad = 0
@@ -131,11 +140,11 @@ for i in range(n):
 if bad:
     sys.exit("%d non-200 answers" % bad)
 PY
-python3 "$TMP/client.py" $HG_PORT 200 $CONNS # warm-up: connections, caches, pools
+python3 "$TMP/client.py" $HG_PORT 200 $CONNS $SCENARIO # warm-up: connections, caches, pools
 case $TOOL in
 callgrind)
     callgrind_control -z $HG_PID >/dev/null
-    python3 "$TMP/client.py" $HG_PORT "$N" $CONNS
+    python3 "$TMP/client.py" $HG_PORT "$N" $CONNS $SCENARIO
     callgrind_control -d $HG_PID >/dev/null
     sleep 1
     f=$(ls -t "$OUT_DIR"/callgrind.$SCENARIO* | head -1)
@@ -146,7 +155,7 @@ strace)
     strace -c -f -p $HG_PID -o "$TMP/strace.txt" &
     ST=$!
     sleep 1
-    python3 "$TMP/client.py" $HG_PORT "$N" $CONNS
+    python3 "$TMP/client.py" $HG_PORT "$N" $CONNS $SCENARIO
     kill -INT $ST; wait $ST 2>/dev/null || true
     cp "$TMP/strace.txt" "$OUT_DIR/strace.$SCENARIO.txt"
     awk -v n="$N" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ {printf "  %-16s %6.2f/req\n", $NF, $4/n} /total/{printf "%s strace syscalls/request %.2f\n", "'"$SCENARIO"'", $(NF-2)/n}' "$TMP/strace.txt"

@@ -12,6 +12,7 @@
  */
 #include "cache.h"
 
+#include "bodykey.h"
 #include "budget.h"
 #include "budget_stage.h"
 
@@ -20,6 +21,7 @@
 #include "connmap.h"
 #include "config.h"
 #include "entry.h"
+#include "hdr.h"
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
@@ -395,6 +397,89 @@ static void serve_entry(struct hg_req *req, const entry_view *v, const char *xca
     serve_entry_ex(req, v, xcache, now_ms, key, 0);
 }
 
+/* ---- Vary ---- */
+
+/*
+ * Where the values of the headers a Vary names come from: a request's headers, as they go (or
+ * would go) upstream. hotgate sets some itself: the credential (never the token: its identity),
+ * the checked workspace, the request id, and on a fill Accept-Encoding: identity and no
+ * If-None-Match (become_leader); the others are the client's, all copies joined in order.
+ */
+typedef struct vary_src {
+    const struct evkeyvalq *h;
+    const char *ws, *cred, *rid;
+} vary_src;
+
+static vary_src vary_src_of_req(const struct hg_req *req)
+{
+    vary_src s = {&req->headers, req->workspace, cred_identity(req->cred), req->request_id};
+    return s;
+}
+
+static const char *vary_value(void *arg, const char *lname, char *buf, size_t cap)
+{
+    const vary_src *s = arg;
+    if (strcmp(lname, "authorization") == 0)
+        return s->cred;
+    if (strcmp(lname, "x-workspace-id") == 0)
+        return s->ws;
+    if (strcmp(lname, "x-request-id") == 0)
+        return s->rid;
+    if (strcmp(lname, "accept-encoding") == 0)
+        return "identity";
+    if (strcmp(lname, "if-none-match") == 0 || strcmp(lname, "host") == 0 ||
+        strcmp(lname, "expect") == 0 || hdr_is_hop_by_hop(lname))
+        return NULL;
+    size_t n = 0, total = 0;
+    int found = 0;
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, s->h, next)
+    {
+        if (strcasecmp(kv->key, lname) != 0)
+            continue;
+        size_t l = strlen(kv->value);
+        total += l + (found ? 2 : 0);
+        if (n + l + 3 < cap) {
+            if (found) {
+                buf[n++] = ',';
+                buf[n++] = ' ';
+            }
+            memcpy(buf + n, kv->value, l);
+            n += l;
+        }
+        found = 1;
+    }
+    if (!found)
+        return NULL;
+    buf[n] = '\0';
+    if (total != n) {
+        /* too long to hold: its hash (joined again, in full) stands for it */
+        char *all = malloc(total + 1);
+        if (!all)
+            abort();
+        size_t k = 0;
+        int first = 1;
+        TAILQ_FOREACH(kv, s->h, next)
+        {
+            if (strcasecmp(kv->key, lname) != 0)
+                continue;
+            if (!first) {
+                all[k++] = ',';
+                all[k++] = ' ';
+            }
+            size_t l = strlen(kv->value);
+            memcpy(all + k, kv->value, l);
+            k += l;
+            first = 0;
+        }
+        char hex[65];
+        util_sha256_hex(all, k, hex);
+        free(all);
+        snprintf(buf, cap, "\x01sha256:%s", hex);
+    }
+    return buf;
+}
+
 /* ---- fills ---- */
 enum fill_class { FILL_QUERY, FILL_METADATA, FILL_IMMUTABLE };
 
@@ -414,6 +499,13 @@ typedef struct fill {
     size_t blen, bcap;
     int too_big;
     int upstream_no_store; /* the upstream said Cache-Control: no-store / private */
+    int unshareable;       /* Vary: * or an encoded body: neither stored nor given to others */
+    char vary[512];        /* the answer's Vary names, canonical (cachekey_vary_names) */
+    /* the request as it went upstream, for the Vary secondary key */
+    struct evkeyvalq vh;
+    char v_ws[256], v_cred[33], v_rid[65];
+    int has_vkey;
+    cachekey vkey;
     /* stale-if-error fallback: a copy of the expired entry */
     unsigned char *stale;
     size_t stale_len;
@@ -423,6 +515,7 @@ static void fill_init(fill *f)
 {
     memset(f, 0, sizeof *f);
     TAILQ_INIT(&f->hdrs);
+    TAILQ_INIT(&f->vh);
 }
 
 static void fill_reset_response(fill *f)
@@ -434,6 +527,9 @@ static void fill_reset_response(fill *f)
     f->blen = 0;
     f->too_big = 0;
     f->upstream_no_store = 0;
+    f->unshareable = 0;
+    f->vary[0] = '\0';
+    f->has_vkey = 0;
     f->status = 0;
 }
 
@@ -444,6 +540,8 @@ static void fill_free(fill *f)
     f->body = NULL;
     free(f->stale);
     f->stale = NULL;
+    evhttp_clear_headers(&f->vh);
+    TAILQ_INIT(&f->vh);
     tagset_free(&f->tags);
 }
 
@@ -453,8 +551,29 @@ static void fill_head(fill *f, int status, const struct evkeyvalq *headers)
     f->head_seen = 1;
     f->status = status;
     const struct evkeyval *kv;
+    char vraw[1024];
+    size_t vn = 0;
+    int vary_overflow = 0;
     TAILQ_FOREACH(kv, headers, next)
     {
+        if (strcasecmp(kv->key, "Vary") == 0) {
+            size_t l = strlen(kv->value);
+            if (vn + l + 2 > sizeof vraw) {
+                vary_overflow = 1;
+            } else {
+                if (vn)
+                    vraw[vn++] = ',';
+                memcpy(vraw + vn, kv->value, l);
+                vn += l;
+            }
+        } else if (strcasecmp(kv->key, "Content-Encoding") == 0) {
+            /* a fill asks for identity; an encoded answer is no answer for everyone */
+            const char *e = kv->value;
+            while (*e == ' ' || *e == '\t')
+                e++;
+            if (strncasecmp(e, "identity", 8) != 0 || (e[8] && e[8] != ' ' && e[8] != '\t'))
+                f->unshareable = 1;
+        }
         if (strcasecmp(kv->key, "ETag") == 0) {
             free(f->etag);
             f->etag = strdup(kv->value);
@@ -464,6 +583,13 @@ static void fill_head(fill *f, int status, const struct evkeyvalq *headers)
         } else if (entry_header_keep(kv->key)) {
             evhttp_add_header(&f->hdrs, kv->key, kv->value);
         }
+    }
+    vraw[vn] = '\0';
+    bool any = false;
+    cachekey_vary_names(vraw, f->vary, sizeof f->vary, &any);
+    if (any || vary_overflow) {
+        f->unshareable = 1; /* Vary: * (or more than can be tracked): never stored (RFC 9111) */
+        f->vary[0] = '\0';
     }
 }
 
@@ -553,9 +679,10 @@ static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t 
         flags |= ENTRY_F_NEGATIVE;
         *storable = 1;
     }
-    if (*storable && (f->tags.overflow || f->blen > G.max_entry || !fresh || f->upstream_no_store))
+    if (*storable && (f->tags.overflow || f->blen > G.max_entry || !fresh || f->upstream_no_store ||
+                      f->unshareable))
         *storable = 0;
-    if (f->upstream_no_store)
+    if (f->upstream_no_store || f->unshareable)
         *linger = 0;
     if (*storable)
         *linger = fresh < LINGER_STORED_MS ? fresh : LINGER_STORED_MS;
@@ -598,6 +725,77 @@ static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t 
     return blob;
 }
 
+static vary_src vary_src_of_fill(const fill *f)
+{
+    vary_src s = {&f->vh, f->v_ws, f->v_cred, f->v_rid};
+    return s;
+}
+
+/* Keep what the request sent upstream (for the Vary secondary key of the answer). */
+static void fill_capture(fill *f, const struct hg_req *req)
+{
+    evhttp_clear_headers(&f->vh);
+    TAILQ_INIT(&f->vh);
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, &req->headers, next)
+    evhttp_add_header(&f->vh, kv->key, kv->value);
+    snprintf(f->v_ws, sizeof f->v_ws, "%s", req->workspace ? req->workspace : "");
+    snprintf(f->v_cred, sizeof f->v_cred, "%s", cred_identity(req->cred));
+    snprintf(f->v_rid, sizeof f->v_rid, "%s", req->request_id);
+}
+
+/* The Vary marker under the primary key: the names, same tags, generations and lifetime as the
+ * variant (v: the variant as encoded). 0 when queued. */
+static int store_vary_marker(fill *f, const entry_view *v, uint32_t exp)
+{
+    entry_in in;
+    memset(&in, 0, sizeof in);
+    in.status = 200;
+    in.flags = ENTRY_F_VARY;
+    in.stored_ms = v->stored_ms;
+    in.fresh_ms = v->fresh_ms;
+    in.swr_ms = v->swr_ms;
+    in.sie_ms = v->sie_ms;
+    in.tags = (const char *const *)f->tags.v;
+    in.n_tags = f->tags.n;
+    in.gens = f->tags.gens;
+    in.n_gens = f->tags.ngens;
+    in.body = f->vary;
+    in.body_len = strlen(f->vary);
+    unsigned char *blob;
+    size_t len;
+    if (entry_encode(&in, &blob, &len) != ENTRY_OK)
+        return -1;
+    int rc = store_put(G.st, f->key.k, blob, len, exp, (const char *const *)f->tags.v, f->tags.n);
+    free(blob);
+    return rc;
+}
+
+/* The canonical Vary names of an encoded answer into names[cap]; 0 when it has no Vary. */
+static int entry_vary(const void *blob, size_t len, char *names, size_t cap)
+{
+    entry_view v;
+    names[0] = '\0';
+    if (entry_decode_nocheck(blob, len, &v) != ENTRY_OK)
+        return 0;
+    char raw[1024];
+    size_t n = 0, pos = 0;
+    entry_header eh;
+    while (entry_header_next(&v, &pos, &eh)) {
+        if (eh.name_len != 4 || strncasecmp(eh.name, "Vary", 4) != 0)
+            continue;
+        if (n + eh.value_len + 2 > sizeof raw)
+            return 1; /* (cannot happen: fill_head refused longer ones) no names: no match */
+        if (n)
+            raw[n++] = ',';
+        memcpy(raw + n, eh.value, eh.value_len);
+        n += eh.value_len;
+    }
+    raw[n] = '\0';
+    bool any = false;
+    return cachekey_vary_names(raw, names, cap, &any) > 0 || any;
+}
+
 /*
  * The fill is over: store what may be stored and complete the flight (every waiter gets
  * the answer, or the stale entry, or the failure). ok: the upstream exchange completed;
@@ -618,18 +816,33 @@ static void fill_finish(fill *f, int ok, const struct upstream_result *res)
         /* stale-if-error: the waiters get the expired entry too */
         cr = coalesce_result_new(COALESCE_KIND_ENTRY, f->stale, f->stale_len);
         cr->flags |= COALESCE_F_STALE;
-    } else if (ok && f->head_seen && !f->too_big) {
+        char names[512];
+        if (entry_vary(f->stale, f->stale_len, names, sizeof names)) {
+            vary_src src = vary_src_of_fill(f);
+            cachekey_vary(&f->key, names, vary_value, &src, &cr->vkey);
+            cr->has_vkey = 1;
+        }
+    } else if (ok && f->head_seen && !f->too_big && !f->unshareable) {
         size_t len = 0;
         int storable = 0;
         unsigned char *blob = fill_encode(f, &len, &storable, &linger);
         if (blob) {
+            if (f->vary[0]) {
+                /* Vary: the answer belongs to the secondary key of the leader's request */
+                vary_src src = vary_src_of_fill(f);
+                cachekey_vary(&f->key, f->vary, vary_value, &src, &f->vkey);
+                f->has_vkey = 1;
+            }
             if (storable && G.st && tagset_current(&f->tags)) {
                 uint32_t exp = 0;
                 entry_view v;
                 if (entry_decode_nocheck(blob, len, &v) == ENTRY_OK)
                     exp = entry_hard_expiry_s(v.stored_ms, v.fresh_ms, v.swr_ms, v.sie_ms);
-                if (store_put(G.st, f->key.k, blob, len, exp, (const char *const *)f->tags.v,
-                              f->tags.n) == 0)
+                int rc = store_put(G.st, f->has_vkey ? f->vkey.k : f->key.k, blob, len, exp,
+                                   (const char *const *)f->tags.v, f->tags.n);
+                if (rc == 0 && f->has_vkey)
+                    rc = store_vary_marker(f, &v, exp);
+                if (rc == 0)
                     INC(s_stores);
                 else
                     INC(s_store_skipped);
@@ -640,6 +853,10 @@ static void fill_finish(fill *f, int ok, const struct upstream_result *res)
             cr = coalesce_result_new(COALESCE_KIND_ENTRY, NULL, 0);
             cr->blob = blob; /* moved */
             cr->len = len;
+            if (f->has_vkey) {
+                cr->has_vkey = 1;
+                cr->vkey = f->vkey;
+            }
         }
     }
     if (!f->flight) {
@@ -648,7 +865,7 @@ static void fill_finish(fill *f, int ok, const struct upstream_result *res)
         return;
     }
     if (!cr) {
-        if (f->too_big) {
+        if (f->too_big || (f->unshareable && ok && f->head_seen)) {
             /* too large to share: every waiter fetches for itself */
             coalesce_release_all(f->flight);
             f->flight = NULL;
@@ -771,6 +988,51 @@ static void add_tap(struct hg_req *req, cctx *c)
     server_req_add_tap(req, &t);
 }
 
+/* A header a fill does not send as the client did: Accept-Encoding (identity is asked for:
+ * what is stored must suit every client) and If-None-Match (the cache answers it itself; the
+ * upstream's 304 is no answer to store or to give the waiters). */
+static int fill_replaces_header(const char *name)
+{
+    return strcasecmp(name, "Accept-Encoding") == 0 || strcasecmp(name, "If-None-Match") == 0;
+}
+
+/* This request fetches for the cache (fl: the flight it leads, NULL: for itself only). */
+static void become_leader(struct hg_req *req, cctx *c, coalesce_flight *fl)
+{
+    c->f.flight = fl;
+    c->leading = 1;
+    c->xcache = X_MISS;
+    req->cache_outcome = "miss";
+    struct evkeyval *kv, *next;
+    for (kv = TAILQ_FIRST(&req->headers); kv; kv = next) {
+        next = TAILQ_NEXT(kv, next);
+        if (fill_replaces_header(kv->key)) {
+            TAILQ_REMOVE(&req->headers, kv, next);
+            free(kv->key);
+            free(kv->value);
+            free(kv);
+        }
+    }
+    hdr_add(&req->headers, "Accept-Encoding", 15, "identity", 8);
+    fill_capture(&c->f, req);
+    add_tap(req, c);
+}
+
+/* May req take a coalesced result? Unless the answer varies on a header whose value req does
+ * not share with the leader's request. *vk: req's secondary key when the answer has one. */
+static int result_fits(const coalesce_result *r, const struct hg_req *req, const cachekey *key,
+                       cachekey *vk)
+{
+    if (!r->has_vkey)
+        return 1;
+    char names[512];
+    if (!entry_vary(r->blob, r->len, names, sizeof names) || !names[0])
+        return 0;
+    vary_src src = vary_src_of_req(req);
+    cachekey_vary(key, names, vary_value, &src, vk);
+    return memcmp(vk->k, r->vkey.k, CACHEKEY_LEN) == 0;
+}
+
 /* ---- background refresh (stale-while-revalidate) ---- */
 typedef struct bgfetch {
     fill f;
@@ -880,14 +1142,20 @@ static void bg_refresh(struct hg_req *req, const fill *proto)
         return;
     }
     upstream_req_set_bearer(u, req->cred->token.data, req->cred->token.len);
+    /* the same request as the entry's: every header the client sent that goes upstream (the
+     * key covers them), as a fill sends them (become_leader) */
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, &req->headers, next)
+    {
+        if (hdr_forward_to_upstream(kv->key) && !fill_replaces_header(kv->key))
+            upstream_req_add_header(u, kv->key, kv->value);
+    }
+    upstream_req_add_header(u, "Accept-Encoding", "identity");
     if (req->workspace)
         upstream_req_add_header(u, "X-Workspace-Id", req->workspace);
-    const char *acc = evhttp_find_header(&req->headers, "Accept");
-    if (acc)
-        upstream_req_add_header(u, "Accept", acc);
+    upstream_req_add_header(u, "X-Request-Id", req->request_id);
+    fill_capture(&b->f, req);
     if (req->body_kind == HG_BODY_MEMORY && req->body) {
-        const char *ct = evhttp_find_header(&req->headers, "Content-Type");
-        upstream_req_add_header(u, "Content-Type", ct ? ct : "application/json");
         struct evbuffer *copy = evbuffer_new();
         size_t n = evbuffer_get_length(req->body);
         evbuffer_add(copy, evbuffer_pullup(req->body, (ev_ssize_t)n), n);
@@ -916,11 +1184,16 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
             return;
         }
         /* promoted: fetch for the others (flight NULL: for ourselves only) */
-        c->f.flight = flight;
-        c->leading = 1;
-        c->xcache = X_MISS;
-        req->cache_outcome = "miss";
-        add_tap(req, c);
+        become_leader(req, c, flight);
+        server_pipeline_resume(req);
+        return;
+    }
+    cachekey vk;
+    if (res->kind == COALESCE_KIND_ENTRY && !req->client_gone &&
+        !result_fits(res, req, &c->f.key, &vk)) {
+        /* the answer varies on a header we do not share with the leader: fetch for ourselves */
+        coalesce_result_unref(res);
+        become_leader(req, c, NULL);
         server_pipeline_resume(req);
         return;
     }
@@ -934,7 +1207,8 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
                     INC(s_stale);
                 else
                     INC(s_coalesced);
-                serve_entry(req, &v, stale ? "STALE" : "COALESCED", util_wall_ms(), &c->f.key);
+                serve_entry(req, &v, stale ? "STALE" : "COALESCED", util_wall_ms(),
+                            res->has_vkey ? &vk : &c->f.key);
             } else {
                 server_respond_error(req, 502, "BAD_GATEWAY", "coalesced answer unreadable", NULL);
             }
@@ -1053,64 +1327,147 @@ static void only_if_cached_miss(struct hg_req *req)
 }
 
 /*
- * Per-thread memo of recent POST /v1/query bodies: the exact body bytes -> the derived
- * parts of the key. Clients repeat identical bodies (dashboards, retries), and a hit then
- * needs neither a JSON parse nor the SQL canonicalisation. Compared byte for byte.
+ * Per-thread memo of recent request bodies: the exact body bytes -> their key part and, for
+ * POST /v1/query, what the cache acts on (sql_hash, async flags, certainty). Clients repeat
+ * identical bodies (dashboards, retries), and a hit then needs neither a JSON parse nor the SQL
+ * canonicalisation. Compared byte for byte.
  */
-#define QMEMO_SLOTS 16
-#define QMEMO_MAX_BODY 2048
+#define BMEMO_SLOTS 16
+#define BMEMO_MAX_BODY 2048
 
-typedef struct qmemo {
+typedef struct bmemo {
     uint64_t h;
     size_t len;
-    char sqlkey_hex[65];
-    char sql_hash[65];
-    bool async, has_after, valid;
-    unsigned char body[QMEMO_MAX_BODY];
-} qmemo;
+    bool valid, query;
+    struct bodykey bk;
+    unsigned char body[BMEMO_MAX_BODY];
+} bmemo;
 
-static __thread qmemo tl_qmemo[QMEMO_SLOTS];
+static __thread bmemo tl_bmemo[BMEMO_SLOTS];
 
-static const qmemo *qmemo_find(const void *body, size_t len)
+static void body_key(const void *body, size_t len, bool query, struct bodykey *bk)
 {
-    if (len > QMEMO_MAX_BODY)
-        return NULL;
-    uint64_t h = entry_hash64(body, len, 0x51);
-    const qmemo *m = &tl_qmemo[h % QMEMO_SLOTS];
-    if (m->valid && m->h == h && m->len == len && memcmp(m->body, body, len) == 0)
-        return m;
-    return NULL;
-}
-
-static void qmemo_put(const void *body, size_t len, const char *sqlkey_hex, const char *sql_hash,
-                      bool async, bool has_after)
-{
-    if (len > QMEMO_MAX_BODY || !sql_hash)
+    if (len > BMEMO_MAX_BODY) {
+        bodykey_derive(body, len, query, bk, NULL, NULL);
         return;
-    uint64_t h = entry_hash64(body, len, 0x51);
-    qmemo *m = &tl_qmemo[h % QMEMO_SLOTS];
+    }
+    uint64_t h = entry_hash64(body, len, query ? 0x51 : 0x52);
+    bmemo *m = &tl_bmemo[h % BMEMO_SLOTS];
+    if (m->valid && m->h == h && m->len == len && m->query == query &&
+        memcmp(m->body, body, len) == 0) {
+        *bk = m->bk;
+        return;
+    }
+    bodykey_derive(body, len, query, bk, NULL, NULL);
     m->valid = true;
     m->h = h;
     m->len = len;
+    m->query = query;
+    m->bk = *bk;
     memcpy(m->body, body, len);
-    memcpy(m->sqlkey_hex, sqlkey_hex, 65);
-    memcpy(m->sql_hash, sql_hash, 65);
-    m->async = async;
-    m->has_after = has_after;
 }
 
-static int qmemo_parse(const char *body, size_t len, struct sqlkey_query_req *q)
+/* The decoded SQL of a query body, off the hit path: 0, or -1 when it has none. */
+static int q_need(struct hg_req *req, struct sqlkey_query_req *q)
 {
-    char err[128];
-    return sqlkey_parse_query_body(body, len, q, err, sizeof err);
+    if (q->sql)
+        return 0;
+    if (req->body_kind != HG_BODY_MEMORY || !req->body)
+        return -1;
+    size_t n = evbuffer_get_length(req->body);
+    const char *b = (const char *)evbuffer_pullup(req->body, (ev_ssize_t)n);
+    struct bodykey bk;
+    bodykey_derive(b, n, true, &bk, &q->sql, &q->sql_len);
+    return q->sql ? 0 : -1;
+}
+
+/* sql_hash for the access log: the SHA-256 of the exact SQL of a POST /v1/query (memoised). */
+static void ensure_sql_hash(struct hg_req *req)
+{
+    if (req->sql_hash[0] || req->method != EVHTTP_REQ_POST || req->body_kind != HG_BODY_MEMORY ||
+        !req->body || strcmp(req->path, "/v1/query") != 0)
+        return;
+    size_t n = evbuffer_get_length(req->body);
+    struct bodykey bk;
+    body_key(evbuffer_pullup(req->body, (ev_ssize_t)n), n, true, &bk);
+    memcpy(req->sql_hash, bk.sql_hash, sizeof req->sql_hash);
+}
+
+/* A query forwarded without the cache: it changes the run/result lists, and what it may write
+ * (all of the workspace when its SQL cannot be read) after a 2xx. */
+static enum hg_stage_result query_bypass(struct hg_req *req, const struct route_policy *p,
+                                         struct sqlkey_query_req *q, bool all_ws)
+{
+    req->cache_outcome = "bypass";
+    INC(s_bypass);
+    cctx *c = ctx_of(req);
+    c->xcache = X_BYPASS;
+    c->f.pol = *p;
+    arm_invalidation(req, c, p);
+    if (all_ws || q_need(req, q) != 0) {
+        c->inval_all_ws = true;
+    } else {
+        enum sqlkey_reason why;
+        if (!sqlkey_is_cacheable(q->sql, q->sql_len, &why) && sqlkey_reason_may_write(why))
+            add_write_tags(c, q);
+    }
+    sqlkey_query_req_free(q);
+    return HG_NEXT;
+}
+
+static enum hg_stage_result plain_bypass(struct hg_req *req)
+{
+    req->cache_outcome = "bypass";
+    INC(s_bypass);
+    ctx_of(req)->xcache = X_BYPASS;
+    return HG_NEXT;
+}
+
+/*
+ * Accept-Encoding that refuses identity ("identity;q=0", or "*;q=0" without identity listed):
+ * a stored answer is identity, so such a request is not answered from the cache.
+ */
+static int ae_refuses_identity(const char *ae)
+{
+    if (!ae || !strstr(ae, "q=0"))
+        return 0;
+    int identity = -1, star = -1; /* -1 absent, 0 refused, 1 accepted */
+    const char *p = ae;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *s = p;
+        while (*p && *p != ',')
+            p++;
+        size_t n = (size_t)(p - s);
+        size_t tl = 0;
+        while (tl < n && s[tl] != ';' && s[tl] != ' ' && s[tl] != '\t')
+            tl++;
+        int acc = 1;
+        const char *q = memchr(s, ';', n);
+        if (q) {
+            const char *qv = strstr(q, "q=");
+            if (qv && qv < s + n) {
+                double v = strtod(qv + 2, NULL);
+                acc = v > 0.0;
+            }
+        }
+        if (tl == 8 && strncasecmp(s, "identity", 8) == 0)
+            identity = acc;
+        else if (tl == 1 && s[0] == '*')
+            star = acc;
+    }
+    return identity == 0 || (identity == -1 && star == 0);
 }
 
 static __thread struct route_policy tl_policy;
 
 enum hg_stage_result cache_stage(struct hg_req *req)
 {
-    if (!G.enabled)
+    if (!G.enabled) {
+        ensure_sql_hash(req);
         return HG_NEXT;
+    }
     const struct route_policy *p = req->route;
     if (!p) {
         /* no route stage in front of us: match here (the policy is copied where kept) */
@@ -1125,6 +1482,7 @@ enum hg_stage_result cache_stage(struct hg_req *req)
 
     if (!cacheable) {
         /* never cached: forwarded as is (X-Cache: BYPASS), mutations invalidate on 2xx */
+        ensure_sql_hash(req);
         req->cache_outcome = "bypass";
         if (p->mutation || (p->id == ROUTE_UNKNOWN && !safe)) {
             cctx *c = ctx_of(req);
@@ -1137,7 +1495,42 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     cc ccv;
     parse_cc(req, &ccv);
 
-    /* ---- the key ---- */
+    /* ---- the key: the whole request but the documented never-answer-changing parts ---- */
+    int is_query = p->id == ROUTE_QUERY;
+    struct sqlkey_query_req q;
+    memset(&q, 0, sizeof q);
+    struct bodykey bk;
+    memset(&bk, 0, sizeof bk);
+    if (req->body_kind == HG_BODY_STREAM) {
+        /* a body too large to hold cannot be keyed: not answered from the cache */
+        return is_query ? query_bypass(req, p, &q, true) : plain_bypass(req);
+    }
+    if (req->body_kind == HG_BODY_MEMORY && req->body) {
+        size_t n = evbuffer_get_length(req->body);
+        if (n)
+            body_key(evbuffer_pullup(req->body, (ev_ssize_t)n), n, is_query, &bk);
+    }
+    if (is_query) {
+        if (!req->sql_hash[0])
+            memcpy(req->sql_hash, bk.sql_hash, sizeof req->sql_hash);
+        /* not a body the cache can read (the upstream answers it), or SQL / a dialect the
+         * lexer is not certain of: forwarded, never judged by guesswork */
+        if (!bk.query_ok || !bk.sql_certain)
+            return query_bypass(req, p, &q, true);
+        q.async = bk.async;
+        q.has_async_after_ms = bk.has_async_after_ms;
+        q.async_after_ms = bk.async_after_ms;
+    }
+    int async_only = is_query && q.async && !q.has_async_after_ms;
+    int async_after = is_query && q.async && q.has_async_after_ms;
+
+    if (ccv.no_store || async_only ||
+        ae_refuses_identity(hdr_find(&req->headers, "Accept-Encoding"))) {
+        if (is_query)
+            return query_bypass(req, p, &q, false);
+        return plain_bypass(req);
+    }
+
     cachekey_in ki;
     memset(&ki, 0, sizeof ki);
     ki.cred_id = cred_identity(req->cred);
@@ -1145,85 +1538,9 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     ki.method = req->method_name;
     ki.path = req->path;
     ki.query = req->query;
-    ki.accept = evhttp_find_header(&req->headers, "Accept");
-    char sqlkey_hex[65];
-    struct sqlkey_query_req q;
-    memset(&q, 0, sizeof q);
-    const char *q_body = NULL; /* set when q is still to be parsed (memoised body) */
-    size_t q_len = 0;
-    int is_query = p->id == ROUTE_QUERY;
-    if (is_query) {
-        if (req->body_kind != HG_BODY_MEMORY || !req->body) {
-            req->cache_outcome = "bypass";
-            INC(s_bypass);
-            cctx *c = ctx_of(req);
-            c->xcache = X_BYPASS;
-            c->f.pol = *p;
-            arm_invalidation(req, c, p);
-            c->inval_all_ws = true; /* SQL unknown: it could write anywhere */
-            return HG_NEXT;
-        }
-        size_t n = evbuffer_get_length(req->body);
-        const char *b = (const char *)evbuffer_pullup(req->body, (ev_ssize_t)n);
-        const qmemo *m = qmemo_find(b, n);
-        if (m) {
-            /* the exact body was seen lately: its derived key, no JSON parse on a hit */
-            memcpy(sqlkey_hex, m->sqlkey_hex, sizeof sqlkey_hex);
-            q.async = m->async;
-            q.has_async_after_ms = m->has_after;
-            if (!req->sql_hash[0])
-                memcpy(req->sql_hash, m->sql_hash, sizeof req->sql_hash);
-            q_body = b;
-            q_len = n;
-        } else {
-            char err[128];
-            if (sqlkey_parse_query_body(b, n, &q, err, sizeof err) != 0) {
-                /* not ours to judge: the upstream answers the bad request */
-                req->cache_outcome = "bypass";
-                INC(s_bypass);
-                ctx_of(req)->xcache = X_BYPASS;
-                return HG_NEXT;
-            }
-            if (!req->sql_hash[0])
-                sqlkey_hash(q.sql, q.sql_len, req->sql_hash);
-            sqlkey_cache_key(q.sql, q.sql_len, sqlkey_hex);
-            qmemo_put(b, n, sqlkey_hex, req->sql_hash[0] ? req->sql_hash : NULL, q.async,
-                      q.has_async_after_ms);
-        }
-        ki.body_extra = sqlkey_hex;
-        ki.body_extra_len = 64;
-        ki.method = "QUERY"; /* the same SQL keys the same whatever else the body says */
-    }
-    int async_only = is_query && q.async && !q.has_async_after_ms;
-    int async_after = is_query && q.async && q.has_async_after_ms;
-    /* from here on every use of q.sql is off the hit path: parse a memoised body now */
-#define Q_NEED()                                                                                   \
-    do {                                                                                           \
-        if (q_body && !q.sql && qmemo_parse(q_body, q_len, &q) != 0) {                             \
-            req->cache_outcome = "bypass";                                                         \
-            INC(s_bypass);                                                                         \
-            ctx_of(req)->xcache = X_BYPASS;                                                        \
-            return HG_NEXT;                                                                        \
-        }                                                                                          \
-    } while (0)
-
-    if (ccv.no_store || async_only) {
-        req->cache_outcome = "bypass";
-        INC(s_bypass);
-        cctx *c = ctx_of(req);
-        c->xcache = X_BYPASS;
-        if (is_query) {
-            Q_NEED();
-            c->f.pol = *p;
-            arm_invalidation(req, c, p);
-            enum sqlkey_reason why;
-            if (!sqlkey_is_cacheable(q.sql, q.sql_len, &why) && sqlkey_reason_may_write(why))
-                add_write_tags(c, &q);
-        }
-        sqlkey_query_req_free(&q);
-        return HG_NEXT;
-    }
-
+    ki.accept = hdr_find(&req->headers, "Accept");
+    ki.headers = &req->headers;
+    ki.body = bk.kind != BODYKEY_NONE ? bk.digest : NULL;
     cachekey key;
     cachekey_derive(&ki, &key);
 
@@ -1233,33 +1550,47 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     size_t stale_len = 0;
     if (!ccv.no_cache && G.st) {
         store_val sv;
+        cachekey hitkey = key; /* the entry's own key: the primary, or a Vary variant's */
         int rc = store_get(G.st, key.k, &sv);
+        entry_view v;
+        int drc = rc == 0 ? entry_decode(sv.data, sv.len, &v) : ENTRY_OK;
+        if (rc == 0 && drc == ENTRY_OK && (v.flags & ENTRY_F_VARY) && gens_current(&v)) {
+            /* a Vary marker: the answer lives under the secondary key of this request */
+            char names[512];
+            size_t nl = v.body_len < sizeof names ? v.body_len : sizeof names - 1;
+            memcpy(names, v.body, nl);
+            names[nl] = '\0';
+            vary_src src = vary_src_of_req(req);
+            cachekey_vary(&key, names, vary_value, &src, &hitkey);
+            rc = store_get(G.st, hitkey.k, &sv);
+            drc = rc == 0 ? entry_decode(sv.data, sv.len, &v) : ENTRY_OK;
+        }
         if (rc == 0) {
-            entry_view v;
-            int drc = entry_decode(sv.data, sv.len, &v);
             if (drc != ENTRY_OK) {
                 INC(s_corrupt);
-                store_del(G.st, key.k);
+                store_del(G.st, hitkey.k);
             } else if (!gens_current(&v)) {
                 INC(s_gen_mismatch);
+            } else if (v.flags & ENTRY_F_VARY) {
+                /* a marker where an answer should be (a marker of a marker): a miss */
             } else {
                 uint64_t age_s = entry_age_ms(&v, now) / 1000;
                 int age_ok = ccv.max_age < 0 || age_s <= (uint64_t)ccv.max_age;
                 if (entry_is_fresh(&v, now) && age_ok) {
                     INC(s_hit);
                     req->cache_outcome = "hit";
-                    serve_entry_ex(req, &v, "HIT", now, &key, 1);
+                    serve_entry_ex(req, &v, "HIT", now, &hitkey, 1);
                     store_release(G.st);
-                    G.st->api->touch(G.st, key.k);
+                    G.st->api->touch(G.st, hitkey.k);
                     sqlkey_query_req_free(&q);
                     return HG_DONE;
                 }
                 if (entry_in_swr(&v, now) && ccv.max_age < 0 && !async_after) {
                     INC(s_stale);
                     req->cache_outcome = "stale";
-                    serve_entry_ex(req, &v, "STALE", now, &key, 1);
+                    serve_entry_ex(req, &v, "STALE", now, &hitkey, 1);
                     store_release(G.st);
-                    if (is_query && q_body && !q.sql && qmemo_parse(q_body, q_len, &q) != 0)
+                    if (is_query && q_need(req, &q) != 0)
                         return HG_DONE; /* answered; the refresh needs the SQL */
                     /* refresh in the background, once per key */
                     fill proto;
@@ -1295,12 +1626,9 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     }
 
     /* ---- miss: tags, cacheability, coalescing ---- */
-    if (is_query && q_body && !q.sql && qmemo_parse(q_body, q_len, &q) != 0) {
+    if (is_query && q_need(req, &q) != 0) {
         free(stale_copy);
-        req->cache_outcome = "bypass";
-        INC(s_bypass);
-        ctx_of(req)->xcache = X_BYPASS;
-        return HG_NEXT;
+        return query_bypass(req, p, &q, true);
     }
     cctx *c = ctx_of(req);
     fill *f = &c->f;
@@ -1340,11 +1668,8 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     if (ccv.no_cache || async_after) {
         /* go upstream ourselves (and refresh the entry); an async submission's answer may
          * be a 202, so it neither joins nor leads the sync fetches of the same SQL */
-        req->cache_outcome = "miss";
         INC(s_miss);
-        c->xcache = X_MISS;
-        c->leading = 1;
-        add_tap(req, c);
+        become_leader(req, c, NULL);
         return HG_NEXT;
     }
     coalesce_flight *fl = NULL;
@@ -1352,21 +1677,20 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     switch (coalesce_join(&f->ckey, server_req_base(req), on_deliver, c, &fl, &done)) {
     case COALESCE_DONE: {
         entry_view v;
+        cachekey vk;
         if (entry_decode(done->blob, done->len, &v) == ENTRY_OK && gens_current(&v) &&
-            (entry_is_fresh(&v, now) || (v.flags & ENTRY_F_POLL))) {
+            (entry_is_fresh(&v, now) || (v.flags & ENTRY_F_POLL)) &&
+            result_fits(done, req, &key, &vk)) {
             INC(s_hit);
             req->cache_outcome = "hit";
-            serve_entry(req, &v, "HIT", now, &key);
+            serve_entry(req, &v, "HIT", now, done->has_vkey ? &vk : &key);
             coalesce_result_unref(done);
             return HG_DONE;
         }
         coalesce_result_unref(done);
         /* an unusable lingering result: fetch alone, do not disturb the table */
-        req->cache_outcome = "miss";
         INC(s_miss);
-        c->xcache = X_MISS;
-        c->leading = 1;
-        add_tap(req, c);
+        become_leader(req, c, NULL);
         return HG_NEXT;
     }
     case COALESCE_WAITER:
@@ -1375,12 +1699,8 @@ enum hg_stage_result cache_stage(struct hg_req *req)
         return HG_ASYNC;
     case COALESCE_LEADER:
     default:
-        f->flight = fl;
-        req->cache_outcome = "miss";
         INC(s_miss);
-        c->xcache = X_MISS;
-        c->leading = 1;
-        add_tap(req, c);
+        become_leader(req, c, fl);
         return HG_NEXT;
     }
 }

@@ -14,7 +14,14 @@
  *     (route.h), so no later request can be served an older entry, and queue the deletion
  *     of the tagged entries;
  *   - Cache-Control from the client (RFC 9111): no-store (bypass), no-cache (refetch and
- *     store), max-age=N, only-if-cached (504 when absent).
+ *     store), max-age=N, only-if-cached (504 when absent);
+ *   - the key covers every input the upstream could answer differently to (cachekey.h,
+ *     bodykey.h): a body that cannot be held, a query body it cannot read, and SQL the lexer is
+ *     not certain of are forwarded, never cached;
+ *   - a fill goes upstream with Accept-Encoding: identity and without If-None-Match; an
+ *     encoded answer, or one with Vary: *, is neither stored nor shared; an answer with Vary is
+ *     stored under a secondary key (cachekey_vary) behind a marker entry (ENTRY_F_VARY) under
+ *     the primary key, and a coalesced waiter whose Vary values differ fetches for itself.
  *
  * Invalidation generations. A table of 65536 counters indexed by a hash of each
  * workspace-scoped tag (slot 0: everything). An entry records the counters of its tags

@@ -4,6 +4,8 @@
  */
 #include "cachekey.h"
 
+#include "entry.h"
+#include "hdr.h"
 #include "util.h"
 
 #include <assert.h>
@@ -12,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static EVP_MD *g_md;
 static pthread_key_t g_ctx_key;
@@ -29,22 +32,100 @@ static void fetch_md_once(void)
         abort();
 }
 
-static void put_field(EVP_MD_CTX *c, const void *p, size_t len)
+/*
+ * The key's bytes (its pre-image) are staged in a buffer. A pre-image that fits is first looked
+ * up in a small per-thread memo of recent pre-images (compared byte for byte, so exact): a
+ * repeated request costs a 64-bit hash and a memcmp instead of SHA-256. Larger pre-images go to
+ * the digest in a few updates (the update calls cost more than hashing a short key).
+ */
+#define KH_BUF 1024
+#define KMEMO_SLOTS 8
+
+struct kh {
+    EVP_MD_CTX *c; /* NULL until the buffer overflows (or a memo miss) */
+    size_t n;
+    unsigned char buf[KH_BUF];
+};
+
+typedef struct kmemo {
+    uint64_t h;
+    size_t n;
+    int valid;
+    uint8_t out[CACHEKEY_LEN];
+    unsigned char pre[KH_BUF];
+} kmemo;
+
+static __thread kmemo tl_kmemo[KMEMO_SLOTS];
+
+static EVP_MD_CTX *tl_ctx(void);
+
+static void kh_start(struct kh *k)
+{
+    if (!k->c) {
+        k->c = tl_ctx();
+        EVP_DigestInit_ex(k->c, g_md, NULL);
+    }
+}
+
+static void kh_update(struct kh *k, const void *p, size_t len)
+{
+    if (k->n + len > sizeof k->buf) {
+        kh_start(k);
+        EVP_DigestUpdate(k->c, k->buf, k->n);
+        k->n = 0;
+        if (len > sizeof k->buf) {
+            EVP_DigestUpdate(k->c, p, len);
+            return;
+        }
+    }
+    memcpy(k->buf + k->n, p, len);
+    k->n += len;
+}
+
+static void kh_final(struct kh *k, uint8_t out[CACHEKEY_LEN])
+{
+    kmemo *m = NULL;
+    uint64_t h = 0;
+    if (!k->c) {
+        /* the whole pre-image is in the buffer */
+        h = entry_hash64(k->buf, k->n, 0x6b6579);
+        m = &tl_kmemo[h % KMEMO_SLOTS];
+        if (m->valid && m->h == h && m->n == k->n && memcmp(m->pre, k->buf, k->n) == 0) {
+            memcpy(out, m->out, CACHEKEY_LEN);
+            return;
+        }
+    }
+    kh_start(k);
+    if (k->n)
+        EVP_DigestUpdate(k->c, k->buf, k->n);
+    unsigned int mdlen = 0;
+    EVP_DigestFinal_ex(k->c, out, &mdlen);
+    assert(mdlen == CACHEKEY_LEN);
+    if (m) {
+        m->valid = 1;
+        m->h = h;
+        m->n = k->n;
+        memcpy(m->pre, k->buf, k->n);
+        memcpy(m->out, out, CACHEKEY_LEN);
+    }
+}
+
+static void put_field(struct kh *c, const void *p, size_t len)
 {
     uint64_t l = len;
     unsigned char lb[8];
     for (int i = 0; i < 8; i++)
         lb[i] = (unsigned char)(l >> (8 * i));
-    EVP_DigestUpdate(c, lb, 8);
+    kh_update(c, lb, 8);
     if (len)
-        EVP_DigestUpdate(c, p, len);
+        kh_update(c, p, len);
 }
 
-static void put_str(EVP_MD_CTX *c, const char *s)
+static void put_str(struct kh *c, const char *s)
 {
     if (!s) {
         /* absent differs from empty */
-        EVP_DigestUpdate(c, "\xff\xff\xff\xff\xff\xff\xff\xff", 8);
+        kh_update(c, "\xff\xff\xff\xff\xff\xff\xff\xff", 8);
         return;
     }
     put_field(c, s, strlen(s));
@@ -53,12 +134,13 @@ static void put_str(EVP_MD_CTX *c, const char *s)
 typedef struct qparam {
     const char *p;
     size_t len;
+    size_t idx; /* position in the query string: ties keep it (repeated names stay in order) */
 } qparam;
 
 static int qparam_cmp(const void *a, const void *b)
 {
     const qparam *x = a, *y = b;
-    /* compare the name part first (up to '='), then the whole parameter */
+    /* the name part only (up to '='), then the original position */
     size_t xn = 0, yn = 0;
     while (xn < x->len && x->p[xn] != '=')
         xn++;
@@ -70,11 +152,7 @@ static int qparam_cmp(const void *a, const void *b)
         return c;
     if (xn != yn)
         return xn < yn ? -1 : 1;
-    m = x->len < y->len ? x->len : y->len;
-    c = memcmp(x->p, y->p, m);
-    if (c)
-        return c;
-    return x->len < y->len ? -1 : (x->len > y->len ? 1 : 0);
+    return x->idx < y->idx ? -1 : (x->idx > y->idx ? 1 : 0);
 }
 
 size_t cachekey_canon_query(const char *query, char *out, size_t cap)
@@ -99,6 +177,7 @@ size_t cachekey_canon_query(const char *query, char *out, size_t cap)
         if (l) {
             v[cnt].p = s;
             v[cnt].len = l;
+            v[cnt].idx = cnt;
             cnt++;
         }
         if (!e)
@@ -149,27 +228,214 @@ size_t cachekey_canon_accept(const char *accept, char *out, size_t cap)
     return n;
 }
 
-void cachekey_sql_hash(const char *sql, size_t len, uint8_t out[32])
+/* ---- headers ---- */
+
+struct name_len {
+    const char *name;
+    size_t len;
+};
+#define NL(s)                                                                                      \
+    {                                                                                              \
+        s, sizeof s - 1                                                                            \
+    }
+
+int cachekey_header_ignored(const char *name)
 {
-    util_sha256(sql, len, out);
+    static const struct name_len ignored[] = {
+        NL("host"),          NL("content-length"),  NL("expect"),
+        NL("authorization"), NL("x-workspace-id"),  NL("x-request-id"),
+        NL("user-agent"),    NL("traceparent"),     NL("tracestate"),
+        NL("accept"),        NL("accept-encoding"), NL("cache-control"),
+        NL("pragma"),        NL("if-none-match"),   NL("x-hotgate-queue-timeout"),
+    };
+    size_t n = strlen(name);
+    if (hdr_is_hop_by_hop(name))
+        return 1;
+    for (size_t i = 0; i < sizeof ignored / sizeof *ignored; i++)
+        if (ignored[i].len == n && strcasecmp(name, ignored[i].name) == 0)
+            return 1;
+    return 0;
+}
+
+/* lower-case ASCII compare of two header names */
+static int lname_cmp(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        int x = tolower((unsigned char)*a), y = tolower((unsigned char)*b);
+        if (x != y || !x)
+            return x - y;
+    }
+}
+
+static void put_lname(struct kh *c, const char *name)
+{
+    char buf[128];
+    size_t n = strlen(name);
+    uint64_t l = n;
+    unsigned char lb[8];
+    for (int i = 0; i < 8; i++)
+        lb[i] = (unsigned char)(l >> (8 * i));
+    kh_update(c, lb, 8);
+    for (size_t off = 0; off < n; off += sizeof buf) {
+        size_t k = n - off < sizeof buf ? n - off : sizeof buf;
+        for (size_t i = 0; i < k; i++)
+            buf[i] = (char)tolower((unsigned char)name[off + i]);
+        kh_update(c, buf, k);
+    }
+}
+
+/* The keyed headers: count, then (name, value) pairs sorted by lower-cased name, stable. */
+static void put_headers(struct kh *c, const struct evkeyvalq *h)
+{
+    const struct evkeyval *stackv[32], **v = stackv;
+    size_t n = 0, cap = 32;
+    const struct evkeyval *kv;
+    if (h) {
+        TAILQ_FOREACH(kv, h, next)
+        {
+            if (cachekey_header_ignored(kv->key))
+                continue;
+            if (n == cap) {
+                cap *= 2;
+                const struct evkeyval **nv = malloc(cap * sizeof *nv);
+                if (!nv)
+                    abort();
+                memcpy(nv, v, n * sizeof *nv);
+                if (v != stackv)
+                    free(v);
+                v = nv;
+            }
+            /* insertion sort, stable: equal names keep their order */
+            size_t j = n++;
+            while (j > 0 && lname_cmp(v[j - 1]->key, kv->key) > 0) {
+                v[j] = v[j - 1];
+                j--;
+            }
+            v[j] = kv;
+        }
+    }
+    uint64_t cnt = n;
+    put_field(c, &cnt, sizeof cnt);
+    for (size_t i = 0; i < n; i++) {
+        put_lname(c, v[i]->key);
+        put_str(c, v[i]->value);
+    }
+    if (v != stackv)
+        free(v);
+}
+
+/* ---- Vary ---- */
+
+static int is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+size_t cachekey_vary_names(const char *vary, char *out, size_t cap, bool *any)
+{
+    /* split, lower-case, validate; then sort and deduplicate */
+    struct {
+        char name[64];
+    } v[32];
+    size_t n = 0;
+    *any = false;
+    if (cap)
+        out[0] = '\0';
+    if (!vary)
+        return 0;
+    const char *p = vary;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        const char *s = p;
+        while (*p && *p != ',')
+            p++;
+        size_t l = (size_t)(p - s);
+        while (l && (s[l - 1] == ' ' || s[l - 1] == '\t'))
+            l--;
+        if (l == 1 && s[0] == '*') {
+            *any = true;
+            return 0;
+        }
+        if (l == 0)
+            continue;
+        if (l >= sizeof v[0].name || n == sizeof v / sizeof v[0]) {
+            *any = true; /* too many or too long to track: never stored */
+            return 0;
+        }
+        for (size_t i = 0; i < l; i++) {
+            if (!is_tchar((unsigned char)s[i])) {
+                *any = true;
+                return 0;
+            }
+            v[n].name[i] = (char)tolower((unsigned char)s[i]);
+        }
+        v[n].name[l] = '\0';
+        size_t j = n++;
+        while (j > 0 && strcmp(v[j - 1].name, v[j].name) > 0) {
+            char t[64];
+            memcpy(t, v[j - 1].name, sizeof t);
+            memcpy(v[j - 1].name, v[j].name, sizeof t);
+            memcpy(v[j].name, t, sizeof t);
+            j--;
+        }
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i && strcmp(v[i].name, v[i - 1].name) == 0)
+            continue;
+        size_t l = strlen(v[i].name);
+        if (total + l + 2 > cap) {
+            *any = true;
+            if (cap)
+                out[0] = '\0';
+            return 0;
+        }
+        if (total)
+            out[total++] = ',';
+        memcpy(out + total, v[i].name, l);
+        total += l;
+        out[total] = '\0';
+    }
+    return total;
+}
+
+void cachekey_vary(const cachekey *primary, const char *names, cachekey_vary_value_fn value,
+                   void *arg, cachekey *out)
+{
+    struct kh kb, *c = &kb;
+    kb.c = NULL;
+    kb.n = 0;
+    pthread_once(&g_once, fetch_md_once);
+    put_str(c, "hotgate-vary-v1");
+    put_field(c, primary->k, CACHEKEY_LEN);
+    put_str(c, names);
+    const char *p = names;
+    while (p && *p) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        char name[64], buf[1024];
+        if (l < sizeof name) {
+            memcpy(name, p, l);
+            name[l] = '\0';
+            put_str(c, value(arg, name, buf, sizeof buf));
+        }
+        p = e ? e + 1 : NULL;
+    }
+    kh_final(c, out->k);
 }
 
 void cachekey_derive(const cachekey_in *in, cachekey *out)
 {
     assert(in && in->cred_id && in->method && in->path);
-    /* one digest context per thread (freed at thread exit), and the SHA-256
-     * implementation fetched once: the provider lookup of a fresh context costs more than
-     * hashing a short key */
+    struct kh kb, *c = &kb;
+    kb.c = NULL;
+    kb.n = 0;
     pthread_once(&g_once, fetch_md_once);
-    EVP_MD_CTX *c = pthread_getspecific(g_ctx_key);
-    if (!c) {
-        if (!(c = EVP_MD_CTX_new()))
-            abort();
-        pthread_setspecific(g_ctx_key, c);
-    }
-    const EVP_MD *md = g_md;
-    EVP_DigestInit_ex(c, md, NULL);
-    put_str(c, "hotgate-cachekey-v1");
+    put_str(c, "hotgate-cachekey-v2");
     put_str(c, in->cred_id);
     put_str(c, in->workspace);
     put_str(c, in->method);
@@ -198,17 +464,26 @@ void cachekey_derive(const cachekey_in *in, cachekey *out)
         put_field(c, big, al);
         free(big);
     }
-    if (in->sql_hash)
-        put_field(c, in->sql_hash, 32);
+    put_headers(c, in->headers);
+    if (in->body)
+        put_field(c, in->body, 32);
     else
         put_str(c, NULL);
-    if (in->body_extra)
-        put_field(c, in->body_extra, in->body_extra_len);
-    else
-        put_str(c, NULL);
-    unsigned int mdlen = 0;
-    EVP_DigestFinal_ex(c, out->k, &mdlen);
-    assert(mdlen == CACHEKEY_LEN);
+    kh_final(c, out->k);
+}
+
+/* one digest context per thread (freed at thread exit), and the SHA-256 implementation fetched
+ * once: the provider lookup of a fresh context costs more than hashing a short key */
+static EVP_MD_CTX *tl_ctx(void)
+{
+    pthread_once(&g_once, fetch_md_once);
+    EVP_MD_CTX *c = pthread_getspecific(g_ctx_key);
+    if (!c) {
+        if (!(c = EVP_MD_CTX_new()))
+            abort();
+        pthread_setspecific(g_ctx_key, c);
+    }
+    return c;
 }
 
 void cachekey_hex(const cachekey *k, char out[65])

@@ -48,6 +48,10 @@ typedef struct coalesce_result {
     char message[160];
     unsigned char *blob;
     size_t len;
+    /* the answer carried Vary: the leader's secondary key (cachekey_vary); a waiter whose own
+     * secondary key differs must not take the answer, and fetches for itself */
+    int has_vkey;
+    cachekey vkey;
 } coalesce_result;
 
 typedef struct coalesce_flight coalesce_flight;

@@ -399,6 +399,7 @@ int entry_header_keep(const char *name)
         "Link",
         "Location",
         "Retry-After",
+        "Vary", /* kept on the stored answer: caches behind hotgate must see it too */
     };
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
         if (strcasecmp(name, keep[i]) == 0)

@@ -29,6 +29,9 @@
 /* flags */
 #define ENTRY_F_NEGATIVE 0x1u /* a cached 404 (negative cache) */
 #define ENTRY_F_POLL 0x2u     /* a micro-cached non-terminal poll answer */
+#define ENTRY_F_VARY                                                                               \
+    0x4u /* a Vary marker, never served: its body lists the header names                           \
+            whose values (cachekey_vary) key the real entry */
 
 typedef struct entry_header {
     const char *name;

@@ -210,6 +210,8 @@ void sqlkey_lex(const char *s, size_t len, size_t off, struct sqlkey_tok *t)
 
 /* ---- canonical form --------------------------------------------------------------------- */
 
+static bool in_list(const char *w, const char *const *list);
+
 /* Output sink: a caller buffer, or a SHA-256 context fed through a small staging buffer. */
 struct sink {
     char *out;
@@ -268,58 +270,205 @@ static bool tok_lex_ambiguous(const char *s, const struct sqlkey_tok *t)
 }
 
 /*
- * For the canonical form, more: also dollar quotes (not every lexer has them), any string or
- * quoted identifier with a backslash, and \v (whitespace in Postgres, illegal elsewhere). From
- * such a token on, the canonical form is the input verbatim, so that whitespace we would
- * collapse can never be inside another lexer's literal.
+ * A '[' is certain when the span up to the next ']' holds only bytes that no dialect reads
+ * differently whether the brackets quote an identifier (T-SQL, and dialects that borrow it) or
+ * subscript / build a list (Postgres, DuckDB, Snowflake): letters, digits, '_', '.', ',', ':'
+ * and bytes >= 0x80. Anything else (whitespace, '-', '/', quotes, ...) could be a comment or a
+ * literal in one reading and part of a name in the other.
  */
-static bool tok_canon_ambiguous(const char *s, const struct sqlkey_tok *t)
+static bool bracket_certain(const char *s, size_t len, size_t off)
 {
+    for (size_t i = off + 1; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ']')
+            return true;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_' ||
+              c == '.' || c == ',' || c == ':' || c >= 0x80))
+            return false;
+    }
+    return false;
+}
+
+/*
+ * Tokens the lexer is not certain of for every dialect a query may be in (hotsql, duckdb,
+ * postgres, snowflake, and the MySQL/T-SQL habits some of them accept): what tok_lex_ambiguous
+ * names, and also dollar quotes (not every lexer has them), any string or quoted identifier
+ * with a backslash, \v and \f in whitespace, a backtick (a quoted identifier in MySQL-style
+ * dialects: `k--` is a name there, a comment here), '#' and '//' (line comments in Snowflake
+ * and MySQL), a backslash outside a literal, and a '[' whose span is not bracket_certain. From
+ * such a token on, canonicalisation stops: the cache keys the exact bytes and does not judge
+ * the statement at all (sqlkey_canon_digest, SQLKEY_AMBIGUOUS).
+ */
+static bool tok_uncertain(const char *s, size_t len, const struct sqlkey_tok *t)
+{
+    const char *p = s + t->off;
     switch (t->kind) {
     case SQLKEY_TOK_DOLLAR:
         return true;
     case SQLKEY_TOK_SPACE:
-        return memchr(s + t->off, '\v', t->len) != NULL;
+        return memchr(p, '\v', t->len) != NULL || memchr(p, '\f', t->len) != NULL;
     case SQLKEY_TOK_STRING:
     case SQLKEY_TOK_QIDENT:
-        return memchr(s + t->off, '\\', t->len) != NULL;
+        return memchr(p, '\\', t->len) != NULL;
+    case SQLKEY_TOK_OPERATOR:
+        return memchr(p, '`', t->len) != NULL || memchr(p, '#', t->len) != NULL ||
+               (t->len >= 2 && memmem(p, t->len, "//", 2) != NULL);
+    case SQLKEY_TOK_PUNCT:
+        return p[0] == '[' && !bracket_certain(s, len, t->off);
+    case SQLKEY_TOK_OTHER:
+        return p[0] == '\\';
     default:
         return tok_lex_ambiguous(s, t);
     }
 }
 
+/* ---- select lists: where whitespace is part of the answer ---- */
+
 /*
- * Emit the canonical form. Gap = whitespace/comment run between two tokens: emitted as one
- * separator (a newline when it follows a string literal and contains a newline). A ';' is held
- * back with its separator until a later token shows it is not the trailing one.
+ * Engines name an unaliased output column after the text of its expression (SQLite, which backs
+ * hotdata-sim, answers `SELECT 1  +  1` with a column named "1  +  1", comments included;
+ * Snowflake likewise), so a gap INSIDE a select-list item is part of the answer and is kept
+ * byte for byte. Gaps between items, around SELECT, FROM, WHERE ... and everywhere else are
+ * formatting and collapse. Tracked per parenthesis level: sel (a select list is open at this
+ * level) and item (its current item has begun); a gap is inside an item when some enclosing
+ * level has an item begun, or the current level has one and the next token does not end it.
+ * Deeper than SEL_LEVELS: every gap is kept (conservative).
  */
-static void canonicalise(const char *s, size_t len, struct sink *k)
+#define SEL_LEVELS 64
+
+struct selstate {
+    size_t depth;
+    bool sel[SEL_LEVELS], item[SEL_LEVELS];
+    char prev_word[16]; /* the previous significant token, lower-cased, if a short word */
+};
+
+static const char *const sel_enders[] = {
+    "from",  "into",      "where",  "group", "having", "order",   "limit",     "offset", "window",
+    "union", "intersect", "except", "fetch", "for",    "qualify", "returning", NULL};
+
+static void lower_word(const char *s, const struct sqlkey_tok *t, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (t->kind != SQLKEY_TOK_WORD || t->len >= cap)
+        return;
+    for (size_t i = 0; i < t->len; i++) {
+        char c = s[t->off + i];
+        buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    buf[t->len] = '\0';
+}
+
+/* Does t end the current select-list item at this level? */
+static bool sel_ends_item(const struct selstate *st, const char *s, const struct sqlkey_tok *t,
+                          const char *w)
+{
+    if (t->kind == SQLKEY_TOK_PUNCT)
+        return s[t->off] == ',' || s[t->off] == ')' || s[t->off] == ';';
+    if (!in_list(w, sel_enders))
+        return false;
+    /* `a IS DISTINCT FROM b`, `WITHIN GROUP (...)` are inside an expression */
+    if (strcmp(w, "from") == 0 && strcmp(st->prev_word, "distinct") == 0)
+        return false;
+    if (strcmp(w, "group") == 0 && strcmp(st->prev_word, "within") == 0)
+        return false;
+    return true;
+}
+
+/* Is the gap before t inside a select-list item (to be kept verbatim)? */
+static bool sel_gap_kept(const struct selstate *st, const char *s, const struct sqlkey_tok *t,
+                         const char *w)
+{
+    if (st->depth >= SEL_LEVELS)
+        return true;
+    for (size_t l = 0; l < st->depth; l++)
+        if (st->sel[l] && st->item[l])
+            return true;
+    return st->sel[st->depth] && st->item[st->depth] && !sel_ends_item(st, s, t, w);
+}
+
+static void sel_step(struct selstate *st, const char *s, const struct sqlkey_tok *t, const char *w)
+{
+    size_t d = st->depth;
+    if (d >= SEL_LEVELS) {
+        if (t->kind == SQLKEY_TOK_PUNCT && s[t->off] == '(')
+            st->depth++;
+        else if (t->kind == SQLKEY_TOK_PUNCT && s[t->off] == ')')
+            st->depth--;
+        goto out;
+    }
+    if (t->kind == SQLKEY_TOK_PUNCT && s[t->off] == ';') {
+        memset(st->sel, 0, sizeof st->sel);
+        memset(st->item, 0, sizeof st->item);
+        st->depth = 0;
+        goto out;
+    }
+    if (t->kind == SQLKEY_TOK_PUNCT && s[t->off] == '(') {
+        if (st->sel[d])
+            st->item[d] = true;
+        st->depth++;
+        if (st->depth < SEL_LEVELS)
+            st->sel[st->depth] = st->item[st->depth] = false;
+        goto out;
+    }
+    if (t->kind == SQLKEY_TOK_PUNCT && s[t->off] == ')') {
+        if (d > 0)
+            st->depth--;
+        if (st->sel[st->depth])
+            st->item[st->depth] = true;
+        goto out;
+    }
+    if (strcmp(w, "select") == 0) {
+        st->sel[d] = true;
+        st->item[d] = false;
+        goto out;
+    }
+    if (!st->sel[d])
+        goto out;
+    if (t->kind == SQLKEY_TOK_PUNCT && s[t->off] == ',') {
+        st->item[d] = false;
+    } else if (sel_ends_item(st, s, t, w)) {
+        st->sel[d] = st->item[d] = false;
+    } else if (!st->item[d] && (strcmp(w, "distinct") == 0 || strcmp(w, "all") == 0)) {
+        /* not yet an item */
+    } else {
+        st->item[d] = true;
+    }
+out:
+    snprintf(st->prev_word, sizeof st->prev_word, "%s", w);
+}
+
+/*
+ * Emit the canonical form; returns false when it stopped at an uncertain token (the rest, from
+ * that token, was copied verbatim). Gap = whitespace/comment run between two tokens: emitted as
+ * one separator (a newline when it follows a string literal and contains a newline), or byte
+ * for byte inside a select-list item (see above). Leading and trailing gaps vanish; ';' is a
+ * token like any other (a trailing one is kept: whether the upstream accepts it is its call).
+ */
+static bool canonicalise(const char *s, size_t len, struct sink *k)
 {
     size_t off = 0;
     bool any = false;      /* something emitted */
     bool gap = false;      /* gap since the last significant token */
     bool gap_nl = false;   /* ... containing a newline */
     bool prev_str = false; /* last significant token was a string literal */
-    bool held = false;     /* a ';' is held back */
-    char held_sep = 0;     /* its separator (0 = none) */
+    size_t gap_off = 0;    /* where the gap began */
+    struct selstate st;
+    memset(&st, 0, sizeof st);
 
     while (off < len) {
         struct sqlkey_tok t;
         sqlkey_lex(s, len, off, &t);
         off += t.len;
-        if (tok_canon_ambiguous(s, &t)) {
+        if (tok_uncertain(s, len, &t)) {
             /* the rest verbatim: injective whichever way another lexer reads it */
-            if (held) {
-                if (held_sep)
-                    sink_put(k, &held_sep, 1);
-                sink_put(k, ";", 1);
-            }
             if (any && gap)
-                sink_put(k, (prev_str && gap_nl) ? "\n" : " ", 1);
+                sink_put(k, s + gap_off, t.off - gap_off);
             sink_put(k, s + t.off, len - t.off);
-            return;
+            return false;
         }
         if (t.kind == SQLKEY_TOK_SPACE || (t.kind == SQLKEY_TOK_COMMENT && !t.unterminated)) {
+            if (!gap)
+                gap_off = t.off;
             gap = true;
             if (!gap_nl) {
                 if (s[t.off] == '-' && off < len) /* line comment ends at a newline */
@@ -329,28 +478,23 @@ static void canonicalise(const char *s, size_t len, struct sink *k)
             }
             continue;
         }
-        char sep = 0;
-        if (any && gap)
-            sep = (prev_str && gap_nl) ? '\n' : ' ';
-        if (held) {
-            if (held_sep)
-                sink_put(k, &held_sep, 1);
-            sink_put(k, ";", 1);
-            held = false;
-        }
-        if (t.kind == SQLKEY_TOK_PUNCT && s[t.off] == ';') {
-            held = true;
-            held_sep = sep;
-        } else {
-            if (sep)
+        char w[16];
+        lower_word(s, &t, w, sizeof w);
+        if (any && gap) {
+            if (sel_gap_kept(&st, s, &t, w)) {
+                sink_put(k, s + gap_off, t.off - gap_off);
+            } else {
+                char sep = (prev_str && gap_nl) ? '\n' : ' ';
                 sink_put(k, &sep, 1);
-            sink_put(k, s + t.off, t.len);
+            }
         }
+        sink_put(k, s + t.off, t.len);
+        sel_step(&st, s, &t, w);
         any = true;
         gap = gap_nl = false;
         prev_str = is_string_tok(&t);
     }
-    /* a held ';' is the trailing one: dropped, with its separator */
+    return true;
 }
 
 size_t sqlkey_canonical(const char *sql, size_t len, char *out)
@@ -366,20 +510,42 @@ void sqlkey_hash(const char *sql, size_t len, char out[65])
     util_sha256_hex(sql, len, out);
 }
 
-void sqlkey_cache_key(const char *sql, size_t len, char out[65])
+static bool canon_hash(const char *sql, size_t len, unsigned char md[32])
 {
-    unsigned char md[32];
     unsigned int mdlen = 0;
     struct sink sk = {0}, *k = &sk;
     k->md = EVP_MD_CTX_new();
     if (!k->md || EVP_DigestInit_ex(k->md, EVP_sha256(), NULL) != 1)
         abort();
-    canonicalise(sql, len, k);
+    bool certain = canonicalise(sql, len, k);
     if (k->staged)
         EVP_DigestUpdate(k->md, k->stage, k->staged);
     EVP_DigestFinal_ex(k->md, md, &mdlen);
     EVP_MD_CTX_free(k->md);
+    return certain;
+}
+
+void sqlkey_cache_key(const char *sql, size_t len, char out[65])
+{
+    unsigned char md[32];
+    canon_hash(sql, len, md);
     util_hex(md, 32, out);
+}
+
+bool sqlkey_canon_digest(const char *sql, size_t len, uint8_t out[32])
+{
+    if (canon_hash(sql, len, out))
+        return true;
+    /* not certain: the exact bytes, in a domain of their own */
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1)
+        abort();
+    EVP_DigestUpdate(c, "sqlkey-exact\0", 13);
+    EVP_DigestUpdate(c, sql, len);
+    EVP_DigestFinal_ex(c, out, &mdlen);
+    EVP_MD_CTX_free(c);
+    return false;
 }
 
 /* ---- token window ----------------------------------------------------------------------- */
@@ -396,7 +562,7 @@ static bool sig_next(struct sigit *it, struct sqlkey_tok *t)
     while (it->off < it->len) {
         sqlkey_lex(it->s, it->len, it->off, t);
         it->off += t->len;
-        if (tok_lex_ambiguous(it->s, t))
+        if (tok_uncertain(it->s, it->len, t))
             it->ambiguous = true;
         if (t->kind == SQLKEY_TOK_SPACE || (t->kind == SQLKEY_TOK_COMMENT && !t->unterminated))
             continue;

@@ -15,15 +15,24 @@
  *     (sqlkey_canonical), so that formatting differences share one cache entry.
  *
  * Canonical form: whitespace runs and comments between tokens become one separator; leading
- * and trailing ones vanish; one trailing ';' is removed. Every token is copied byte for byte:
- * literals, dollar quotes, quoted identifiers and also unquoted identifiers and keywords. The
- * separator is a space, except a newline where the gap follows a string literal and holds a
- * newline (Postgres concatenates 'a'<newline>'b' but rejects 'a' 'b'). An unterminated block
- * comment is kept verbatim (the query is invalid; it must not share a key with a valid one).
- * Dialect safety: from the first token that another lexer could read with a different extent
- * (a nested block comment, a CR in a line comment, a backslash in a string or quoted identifier,
- * a dollar quote, a \v) the rest of the text is copied verbatim, so the key stays injective
- * even if the upstream lexes like SQLite or with standard_conforming_strings off.
+ * and trailing ones vanish. Every token is copied byte for byte: literals, dollar quotes, quoted
+ * identifiers, unquoted identifiers, keywords and ';' (a trailing ';' is kept: whether the
+ * upstream accepts it is its call). The separator is a space, except a newline where the gap
+ * follows a string literal and holds a newline (Postgres concatenates 'a'<newline>'b' but
+ * rejects 'a' 'b'). A gap INSIDE a select-list item is kept byte for byte: engines name an
+ * unaliased column after its expression's text (SQLite, behind hotdata-sim, calls the column of
+ * `SELECT 1  +  1` "1  +  1", comments included), so there whitespace is part of the answer.
+ * An unterminated block comment is kept verbatim (the query is invalid; it must not share a key
+ * with a valid one).
+ *
+ * Certainty: the request may be in any dialect the API accepts (hotsql, duckdb, postgres,
+ * snowflake), some of which borrow MySQL's and T-SQL's habits. From the first token that one of
+ * them could read with a different extent -- a nested block comment, a CR in a line comment, a
+ * backslash in a string or quoted identifier, a dollar quote, \v or \f, a backtick (`k--` is a
+ * name there), '#' or '//' (line comments in Snowflake/MySQL), a '[' whose span holds more than
+ * name characters ([x--]) -- the rest of the text is copied verbatim, so the key stays
+ * injective, and the statement is SQLKEY_AMBIGUOUS: never judged cacheable (no guessing about
+ * volatile functions after a token we cannot read), so the cache bypasses it.
  *
  * Case folding: NOT done. Postgres folds unquoted identifiers, so `SELECT a FROM T` and
  * `select a from t` mean the same query, but the output column names of unaliased expressions
@@ -82,15 +91,23 @@ void sqlkey_hash(const char *sql, size_t len, char out[65]);
 /* Cache key: lowercase hex SHA-256 of sqlkey_canonical(sql). out: 65 bytes. No allocation. */
 void sqlkey_cache_key(const char *sql, size_t len, char out[65]);
 
+/*
+ * The SQL's part of a cache key, 32 bytes: the SHA-256 of the canonical form when the lexer is
+ * certain of the whole text for every dialect (returns true), else of the exact bytes in a
+ * domain of their own (returns false: such SQL is also SQLKEY_AMBIGUOUS, never cached).
+ */
+bool sqlkey_canon_digest(const char *sql, size_t len, uint8_t out[32]);
+
 /* ---- classification ----------------------------------------------------------------------- */
 
 enum sqlkey_reason {
     SQLKEY_OK = 0,          /* cacheable */
     SQLKEY_EMPTY,           /* no statement at all (only whitespace/comments/';') */
     SQLKEY_UNTERMINATED,    /* unterminated literal, identifier, dollar quote or comment */
-    SQLKEY_AMBIGUOUS,       /* lexes differently across SQL dialects: a backslash in a plain
-                               '...' string (an escape when standard_conforming_strings is off),
-                               a nested block comment, a CR inside a line comment */
+    SQLKEY_AMBIGUOUS,       /* holds a token the lexer is not certain of for every dialect
+                               (see Certainty above): a backslash in a string, a nested block
+                               comment, a CR in a line comment, a dollar quote, a backtick, '#',
+                               '//', an uncertain '[' ... */
     SQLKEY_MULTI_STATEMENT, /* more than one statement (or ';;') */
     SQLKEY_NOT_READ_ONLY,   /* not SELECT/VALUES/SHOW/TABLE/WITH..SELECT/EXPLAIN */
     SQLKEY_DATA_MODIFYING,  /* INSERT/UPDATE/DELETE/MERGE anywhere, e.g. inside a CTE */

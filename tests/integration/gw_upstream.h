@@ -3,7 +3,10 @@
  * thread inside the test process on plain sockets. It does what hotdata-sim cannot be
  * asked to do: stall, fail on purpose, stream a gigabyte, count connections and attempts.
  *
- *   GET/any /v1/echo...      200 JSON {"method","path","headers":{..},"body_len"}
+ *   GET/any /v1/echo...      200 JSON {"method","path","headers":{..},"body_len","body_hash"}
+ *                            (any other path too); ?vary=V adds "Vary: V" to the answer,
+ *                            ?ce=gzip answers "Content-Encoding: gzip" when the request's
+ *                            Accept-Encoding names gzip, ?ce=force always
  *   GET  /v1/big?n=N         200, Content-Length N, N bytes of 'x' (in 64 KiB writes)
  *   any  /v1/upload          reads the body (Content-Length or chunked), 200 {"bytes":N}
  *   any  /v1/stall           reads the request, never answers
@@ -151,17 +154,60 @@ static long long gwu_read_body(struct gwu_rd *r, long long cl, int chunked)
  * after a HEAD answer would poison the pooled connection for the next request) */
 static __thread int gwu_is_head;
 
-static void gwu_reply(int fd, int status, const char *ctype, const char *body, int keep)
+static void gwu_reply_x(int fd, int status, const char *ctype, const char *body, int keep,
+                        const char *extra)
 {
-    char head[512];
+    char head[1024];
     size_t bl = strlen(body);
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "X-Upstream: gwu\r\nConnection: %s\r\n\r\n",
-                     status, ctype, bl, keep ? "keep-alive" : "close");
+                     "X-Upstream: gwu\r\nConnection: %s\r\n%s\r\n",
+                     status, ctype, bl, keep ? "keep-alive" : "close", extra ? extra : "");
     gwu_write_all(fd, head, (size_t)n);
     if (!gwu_is_head)
         gwu_write_all(fd, body, bl);
+}
+
+static void gwu_reply(int fd, int status, const char *ctype, const char *body, int keep)
+{
+    gwu_reply_x(fd, status, ctype, body, keep, NULL);
+}
+
+/* read n body bytes; the first cap of them into buf; FNV-1a of all of them into *h */
+static long long gwu_read_hash(struct gwu_rd *r, long long n, unsigned long long *h)
+{
+    long long got = 0;
+    *h = 1469598103934665603ULL;
+    while (got < n) {
+        if (r->off == r->len && gwu_fill(r) <= 0)
+            return -1;
+        size_t avail = r->len - r->off;
+        if ((long long)avail > n - got)
+            avail = (size_t)(n - got);
+        for (size_t i = 0; i < avail; i++)
+            *h = (*h ^ (unsigned char)r->buf[r->off + i]) * 1099511628211ULL;
+        r->off += avail;
+        got += (long long)avail;
+    }
+    return got;
+}
+
+/* the value of query parameter name (up to '&') into out, or "" */
+static void gwu_qstr(const char *path, const char *name, char *out, size_t cap)
+{
+    out[0] = '\0';
+    const char *q = strchr(path, '?');
+    size_t nl = strlen(name);
+    for (const char *p = q ? q + 1 : NULL; p && *p;) {
+        if (strncmp(p, name, nl) == 0 && p[nl] == '=') {
+            size_t l = strcspn(p + nl + 1, "&");
+            snprintf(out, cap, "%.*s", (int)l, p + nl + 1);
+            return;
+        }
+        p = strchr(p, '&');
+        if (p)
+            p++;
+    }
 }
 
 static long gwu_qparam(const char *path, const char *name, long dflt)
@@ -258,6 +304,7 @@ static void *gwu_conn(void *arg)
         size_t ho = 1;
         long long cl = 0;
         int chunked = 0, keep = 1;
+        char ae[256] = "";
         while (gwu_line(r, line, sizeof line) == 0 && line[0]) {
             char *c = strchr(line, ':');
             if (!c)
@@ -272,6 +319,8 @@ static void *gwu_conn(void *arg)
                 chunked = 1;
             if (strcasecmp(line, "Connection") == 0 && strcasestr(v, "close"))
                 keep = 0;
+            if (strcasecmp(line, "Accept-Encoding") == 0)
+                snprintf(ae, sizeof ae, "%s", v);
             /* lower-case names: HTTP/2 and HTTP/1 agree then */
             for (char *k = line; *k; k++)
                 *k = (char)tolower((unsigned char)*k);
@@ -286,7 +335,8 @@ static void *gwu_conn(void *arg)
                 ;
             break;
         }
-        long long got = gwu_read_body(r, cl, chunked);
+        unsigned long long bh = 0;
+        long long got = chunked ? gwu_read_body(r, cl, chunked) : gwu_read_hash(r, cl, &bh);
         if (got < 0)
             break;
         char body[20000];
@@ -339,13 +389,21 @@ static void *gwu_conn(void *arg)
         } else {
             if (strncmp(path, "/v1/slow", 8) == 0)
                 gwu_sleep_ms((int)gwu_qparam(path, "ms", 100));
-            int bl =
-                snprintf(body, sizeof body,
-                         "{\"method\":\"%s\",\"path\":\"%s\",\"headers\":%s,\"body_len\":%lld}",
-                         method, path, hdrs, got);
+            int bl = snprintf(body, sizeof body,
+                              "{\"method\":\"%s\",\"path\":\"%s\",\"headers\":%s,\"body_len\":%lld,"
+                              "\"body_hash\":\"%016llx\"}",
+                              method, path, hdrs, got, bh);
             if (bl < 0 || (size_t)bl >= sizeof body) /* echo too large: say so, valid JSON */
                 snprintf(body, sizeof body, "{\"error\":\"echo too large\"}");
-            gwu_reply(fd, 200, "application/json", body, keep);
+            char extra[512] = "", vary[128], ce[16];
+            gwu_qstr(path, "vary", vary, sizeof vary);
+            gwu_qstr(path, "ce", ce, sizeof ce);
+            size_t xo = 0;
+            if (vary[0])
+                xo += (size_t)snprintf(extra + xo, sizeof extra - xo, "Vary: %s\r\n", vary);
+            if ((strcmp(ce, "gzip") == 0 && strcasestr(ae, "gzip")) || strcmp(ce, "force") == 0)
+                xo += (size_t)snprintf(extra + xo, sizeof extra - xo, "Content-Encoding: gzip\r\n");
+            gwu_reply_x(fd, 200, "application/json", body, keep, extra);
         }
         if (!keep)
             break;

@@ -85,7 +85,7 @@ static void test_hit_after_miss_query(void **state)
     /* formatting differences share the entry (sqlkey canonical form) */
     assert_int_equal(
         cit_query(&E, CIT_KEY_A,
-                  "SELECT  id,  status\n FROM demo.public.orders   ORDER BY id LIMIT 7 ;", NULL,
+                  "SELECT  id,  status\n FROM demo.public.orders   ORDER BY id LIMIT 7  ", NULL,
                   &r3),
         0);
     assert_int_equal(r3.status, 200);
