@@ -750,18 +750,30 @@ static void oracle_seed(uint64_t seed, int nsteps, int *failures)
     fprintf(stderr, "oracle: seed %llu fails at step %d; prefix of %d steps %s on replay\n",
             (unsigned long long)seed, bad, plen, again >= 0 ? "fails again" : "PASSES (flaky)");
     if (again >= 0) {
-        int budget = env_int("HG_ORACLE_MINIMISE", 40);
-        for (int i = plen - 2; i >= 0 && budget > 0; i--) {
-            if (!st[i]->read && budget < 2)
-                continue;
-            keep[i] = false;
-            budget--;
-            if (run(st, plen, keep, false) < 0)
-                keep[i] = true; /* needed */
+        /* ddmin-like: drop chunks of halving size (never the failing last step) while the
+         * rest still fails; HG_ORACLE_MINIMISE bounds the replays */
+        int budget = env_int("HG_ORACLE_MINIMISE", 60);
+        bool *was = malloc((size_t)plen * sizeof *was);
+        for (int chunk = (plen - 1) / 2; chunk >= 1 && budget > 0; chunk /= 2) {
+            for (int start = 0; start < plen - 1 && budget > 0; start += chunk) {
+                int end = start + chunk < plen - 1 ? start + chunk : plen - 1;
+                bool any = false;
+                for (int i = start; i < end; i++)
+                    any |= keep[i];
+                if (!any)
+                    continue;
+                memcpy(was, keep, (size_t)plen * sizeof *was);
+                for (int i = start; i < end; i++)
+                    keep[i] = false;
+                budget--;
+                if (run(st, plen, keep, false) < 0)
+                    memcpy(keep, was, (size_t)plen * sizeof *was); /* needed */
+            }
         }
+        free(was);
         fprintf(stderr,
-                "oracle: seed %llu: minimal failing sequence (HG_ORACLE_SEEDS=%llu "
-                "HG_ORACLE_STEPS=%d replays it):\n",
+                "oracle: seed %llu: minimised failing sequence (HG_ORACLE_SEEDS=%llu "
+                "HG_ORACLE_STEPS=%d replays the whole prefix):\n",
                 (unsigned long long)seed, (unsigned long long)seed, plen);
         for (int i = 0; i < plen; i++)
             if (keep[i])
