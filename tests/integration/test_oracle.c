@@ -48,6 +48,8 @@ typedef struct step {
     char *path, *body, *h1, *h2;
     int save_slot;          /* >= 0: store this answer's save_field there */
     const char *save_field; /* "id", "name", "result_id" */
+    int save_slot2;         /* the same for a second field (a query's query_run_id) */
+    const char *save_field2;
 } step;
 
 static char *slots[MAX_SLOTS];
@@ -84,7 +86,8 @@ typedef struct pool {
     int n;
 } pool;
 typedef struct wsstate {
-    pool dbs, datasets, dsnames, queries, secrets, conns, indexes, providers, uploads, results;
+    pool dbs, datasets, dsnames, queries, secrets, conns, indexes, providers, uploads, results,
+        runs;
     int ds_db[256]; /* per datasets entry: its db slot or -1 */
 } wsstate;
 
@@ -153,6 +156,7 @@ static step *gen_query(wsstate *w, int client)
     snprintf(s->method, sizeof s->method, "POST");
     s->path = strdup("/v1/query");
     s->save_slot = -1;
+    s->save_slot2 = -1;
     char *sql;
     int ds = pick(3) == 0 ? pick(w->datasets.n + 1) - 1 : -1;
     int db = -1;
@@ -211,6 +215,9 @@ static step *gen_query(wsstate *w, int client)
     s->save_slot = next_slot++;
     s->save_field = "result_id";
     pool_add(&w->results, s->save_slot);
+    s->save_slot2 = next_slot++;
+    s->save_field2 = "query_run_id";
+    pool_add(&w->runs, s->save_slot2);
     return s;
 }
 
@@ -223,10 +230,11 @@ static step *mk(bool read, int client, const char *method, char *path, char *bod
     s->path = path;
     s->body = body;
     s->save_slot = -1;
+    s->save_slot2 = -1;
     return s;
 }
 
-static step *gen_read(wsstate *W, int client)
+static step *gen_read_plain(wsstate *W, int client)
 {
     wsstate *w = &W[CL[client].ws_idx];
     int r = pick(20);
@@ -242,6 +250,8 @@ static step *gen_read(wsstate *W, int client)
         return mk(true, client, "GET",
                   xfmt("/v1/results/{#%d}%s", pool_pick(&w->results), q[pick(6)]), NULL);
     }
+    if (r == 11 && w->runs.n)
+        return mk(true, client, "GET", xfmt("/v1/query-runs/{#%d}", pool_pick(&w->runs)), NULL);
     if (r < 11 && w->queries.n) {
         step *s = mk(true, client, "POST",
                      xfmt("/v1/queries/{#%d}/execute", pool_pick(&w->queries)), NULL);
@@ -305,6 +315,48 @@ static step *gen_read(wsstate *W, int client)
     }
 }
 
+/* headers a client may add to any read: each either changes the answer (then it must be
+ * keyed) or must not (then a hit must still be the same answer) */
+static step *gen_read(wsstate *W, int client)
+{
+    step *s = gen_read_plain(W, client);
+    if (pick(6) != 0)
+        return s;
+    wsstate *w = &W[CL[client].ws_idx];
+    char *h;
+    int db = pool_pick(&w->dbs);
+    switch (pick(7)) {
+    case 0:
+        h = strdup("Accept-Encoding: gzip");
+        break;
+    case 1:
+        h = strdup(pick(2) ? "Accept: application/json" : "Accept: */*");
+        break;
+    case 2:
+        h = strdup("Accept: application/vnd.apache.arrow.stream");
+        break;
+    case 3:
+        h = strdup("Cache-Control: no-cache");
+        break;
+    case 4:
+        h = db >= 0 ? xfmt("X-Database-Id: {#%d}", db) : strdup("X-Database-Id: db_none");
+        break;
+    case 5:
+        h = strdup("User-Agent: oracle/1");
+        break;
+    default:
+        h = xfmt("X-Oracle-Other: %d", pick(2));
+        break;
+    }
+    if (!s->h1)
+        s->h1 = h;
+    else if (!s->h2)
+        s->h2 = h;
+    else
+        free(h);
+    return s;
+}
+
 static step *gen_mutation(wsstate *W, int client)
 {
     wsstate *w = &W[CL[client].ws_idx];
@@ -315,10 +367,14 @@ static step *gen_mutation(wsstate *W, int client)
     case 1: { /* dataset, maybe in a database */
         int db = pick(2) ? pool_pick(&w->dbs) : -1;
         next_slot++;
+        int up = pick(3) == 0 ? pool_pick(&w->uploads) : -1;
         s = mk(false, client, "POST", strdup("/v1/datasets"),
-               xfmt("{\"label\":\"o%d\",\"table_name\":\"t%d\",\"source\":{\"inline\":{\"format\":"
-                    "\"csv\",\"content\":\"v,w\\n%d,a\\n%d,b\\n\"}}}",
-                    slot, slot, pick(100), pick(100)));
+               up >= 0 ? xfmt("{\"label\":\"o%d\",\"table_name\":\"t%d\",\"source\":{"
+                              "\"upload_id\":\"{#%d}\",\"format\":\"csv\"}}",
+                              slot, slot, up)
+                       : xfmt("{\"label\":\"o%d\",\"table_name\":\"t%d\",\"source\":{\"inline\":"
+                              "{\"format\":\"csv\",\"content\":\"v,w\\n%d,a\\n%d,b\\n\"}}}",
+                              slot, slot, pick(100), pick(100)));
         if (db >= 0)
             s->h1 = xfmt("X-Database-Id: {#%d}", db);
         s->save_slot = slot;
@@ -335,9 +391,12 @@ static step *gen_mutation(wsstate *W, int client)
         int ds = pool_pick(&w->datasets);
         if (ds < 0)
             break;
+        int how = pick(3);
+        if (how == 2)
+            return mk(false, client, "PUT", xfmt("/v1/datasets/{#%d}", ds),
+                      strdup(pick(2) ? "{\"pinned_version\":1}" : "{\"pinned_version\":null}"));
         return mk(false, client, "PUT", xfmt("/v1/datasets/{#%d}", ds),
-                  pick(2)
-                      ? xfmt("{\"label\":\"o%d_%d\"}", ds, pick(1000))
+                  how ? xfmt("{\"label\":\"o%d_%d\"}", ds, pick(1000))
                       : xfmt("{\"source\":{\"inline\":{\"format\":\"csv\",\"content\":\"v,w\\n%d,"
                              "c\\n\"}}}",
                              pick(100)));
@@ -587,7 +646,7 @@ static int env_start(void)
         "--job-delay-ms", "20",          NULL};
     if (cit_start(&E, "oracle",
                   "ttl_metadata = 600s\nttl_query = 600s\nstale_while_revalidate = 0\n"
-                  "stale_if_error = 0\nnegative_ttl = 600s\n",
+                  "stale_if_error = 0\nnegative_ttl = 600s\npoll_window_ms = 0\n",
                   sim_extra) != 0)
         return -1;
     /* add the read-only client r (credential a, ws_test) and restart hotgate */
@@ -649,6 +708,9 @@ static void save(const step *s, const hresp *r)
     const char *v = json_string_value(json_object_get(j, s->save_field));
     if (v && !slots[s->save_slot])
         slots[s->save_slot] = strdup(v);
+    v = s->save_slot2 >= 0 ? json_string_value(json_object_get(j, s->save_field2)) : NULL;
+    if (v && !slots[s->save_slot2])
+        slots[s->save_slot2] = strdup(v);
     json_decref(j);
 }
 
