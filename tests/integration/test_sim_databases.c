@@ -96,9 +96,9 @@ static void test_databases_crud(void **state)
     free(a);
 }
 
-static const char *const DS_BODY =
-    "{\"label\":\"%s\",\"table_name\":\"%s\",\"source\":{\"inline\":{\"format\":\"csv\","
-    "\"content\":\"v\\n%d\\n\"}}}";
+#define DS_BODY                                                                                    \
+    "{\"label\":\"%s\",\"table_name\":\"%s\",\"source\":{\"inline\":{\"format\":\"csv\","          \
+    "\"content\":\"v\\n%d\\n\"}}}"
 
 static void test_query_scope_and_datasets(void **state)
 {
