@@ -28,7 +28,7 @@ static const char *const ORACLE_VOLATILE[] = {
     "created_at",   "updated_at", "completed_at",      "snapshot_id",
     "trace_id",     NULL};
 
-#define MAX_SLOTS 4096
+#define MAX_SLOTS (1 << 20) /* ids saved by steps: about one per step */
 
 enum { C_A, C_B, C_R, NCLIENTS };
 static const struct {
@@ -548,8 +548,8 @@ static step **generate(uint64_t seed, int n)
         int client = pick(NCLIENTS);
         bool read = client == C_R || pick(100) < 85;
         st[i] = read ? gen_read(W, client) : gen_mutation(W, client);
-        if (next_slot >= MAX_SLOTS)
-            next_slot = MAX_SLOTS - 1;
+        if (next_slot >= MAX_SLOTS - 8)
+            fail_msg("oracle: more than %d saved ids; run fewer steps per seed", MAX_SLOTS);
     }
     free(W);
     return st;
