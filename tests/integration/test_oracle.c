@@ -1,6 +1,6 @@
 /*
  * test_oracle: the transparency oracle. A seeded generator of API traffic over several
- * clients (two credentials and workspaces, a read-only client, database scopes) mixes reads
+ * clients (three credentials, two workspaces, a read-only client, database scopes) mixes reads
  * (queries with varied SQL, formatting, body fields and headers, saved-query executes,
  * results with offset/limit/format, metadata GETs) with every mutation the API has. Every
  * read goes through hotgate and right after directly to hotdata-sim with the same credential
@@ -30,7 +30,7 @@ static const char *const ORACLE_VOLATILE[] = {
 
 #define MAX_SLOTS (1 << 20) /* ids saved by steps: about one per step */
 
-enum { C_A, C_B, C_R, NCLIENTS };
+enum { C_A, C_B, C_R, C_C, NCLIENTS };
 static const struct {
     const char *key, *token, *ws;
     int ws_idx; /* 0 ws_test, 1 ws_other */
@@ -38,6 +38,8 @@ static const struct {
     {CIT_KEY_A, "tok_test", "ws_test", 0},
     {CIT_KEY_B, "tok_other", "ws_other", 1},
     {"hgk_oracle_r_0123456789abcdef", "tok_test", "ws_test", 0},
+    /* a second credential on ws_test: a mutation by one must reach the other's entries */
+    {"hgk_oracle_c_0123456789abcdef", "tok_third", "ws_test", 0},
 };
 
 /* One step: method, path, body and up to 2 headers, with {#N} slot placeholders. */
@@ -641,17 +643,30 @@ static long n_reads, n_reads_2xx, n_hits, n_muts, n_muts_2xx; /* of the last ful
 
 static int env_start(void)
 {
-    static const char *const sim_extra[] = {
-        "--quiet",        "--seed-rows", "400", "--result-delay-ms", "0", "--async-delay-ms", "20",
-        "--job-delay-ms", "20",          NULL};
+    static const char *const sim_extra[] = {"--quiet",
+                                            "--token",
+                                            "tok_third=ws_test",
+                                            "--seed-rows",
+                                            "400",
+                                            "--result-delay-ms",
+                                            "0",
+                                            "--async-delay-ms",
+                                            "20",
+                                            "--job-delay-ms",
+                                            "20",
+                                            NULL};
     if (cit_start(&E, "oracle",
                   "ttl_metadata = 600s\nttl_query = 600s\nstale_while_revalidate = 0\n"
                   "stale_if_error = 0\nnegative_ttl = 600s\npoll_window_ms = 0\n",
                   sim_extra) != 0)
         return -1;
     /* add the read-only client r (credential a, ws_test) and restart hotgate */
-    char kr[65];
+    char kr[65], kc[65], tc[700];
     util_sha256_hex(CL[C_R].key, strlen(CL[C_R].key), kr);
+    util_sha256_hex(CL[C_C].key, strlen(CL[C_C].key), kc);
+    snprintf(tc, sizeof tc, "%s/token_c", E.dir);
+    if (harness_write_file(tc, "tok_third\n", 0600) != 0)
+        return -1;
     char *conf = NULL;
     hresp tmp = {0};
     (void)tmp;
@@ -660,8 +675,11 @@ static int env_start(void)
         return -1;
     fprintf(f,
             "[client r]\nkey_sha256 = %s\ncredential = a\nworkspaces = ws_test\n"
-            "default_workspace = ws_test\nmode = read-only\n",
-            kr);
+            "default_workspace = ws_test\nmode = read-only\n"
+            "[credential c]\ntoken_file = %s\n"
+            "[client c]\nkey_sha256 = %s\ncredential = c\nworkspaces = ws_test\n"
+            "default_workspace = ws_test\nmode = full\n",
+            kr, tc, kc);
     fclose(f);
     free(conf);
     harness_stop(&E.hg, 5000);
@@ -718,7 +736,7 @@ static void print_step(int i, const step *s)
 {
     char *path = subst(s->path), *body = subst(s->body);
     fprintf(stderr, "  #%d %s client=%c %s %s%s%s%s%s%s%s\n", i, s->read ? "READ" : "MUT ",
-            "abr"[s->client], s -> method, path, s -> h1 ? " [" : "", s->h1 ? s->h1 : "",
+            "abrc"[s->client], s -> method, path, s -> h1 ? " [" : "", s->h1 ? s->h1 : "",
             s->h1 ? "]" : "", s->h2 ? " [" : "", s->h2 ? s->h2 : "", s->h2 ? "]" : "");
     if (body)
         fprintf(stderr, "      body: %.300s\n", body);
