@@ -196,6 +196,10 @@ static step *gen_query(wsstate *w, int client)
         case 3:
             if (pick(8) == 0)
                 json_object_set_new(o, "x_unknown", json_integer(pick(3)));
+            if (pick(25) == 0) { /* waits for the run: 200 with the rows, never cached */
+                json_object_set_new(o, "async", json_true());
+                json_object_set_new(o, "async_after_ms", json_integer(5000));
+            }
             break;
         }
     }
@@ -268,12 +272,12 @@ static step *gen_read_plain(wsstate *W, int client)
         return mk(true, client, "GET",
                   cn >= 0 ? xfmt("/v1/connections/{#%d}", cn) : strdup("/v1/connections/conn_demo"),
                   NULL);
-    case 2:
-        return mk(
-            true, client, "GET",
-            strdup(pick(2) ? "/v1/information_schema"
-                           : "/v1/information_schema?connection_id=conn_demo&include_columns=true"),
-            NULL);
+    case 2: {
+        static const char *const q[] = {"", "?connection_id=conn_demo&include_columns=true",
+                                        "?include_columns=true&connection_id=conn_demo",
+                                        "?connection_id=conn_demo"};
+        return mk(true, client, "GET", xfmt("/v1/information_schema%s", q[pick(4)]), NULL);
+    }
     case 3:
         return mk(true, client, "GET", strdup("/v1/datasets"), NULL);
     case 4:
@@ -281,8 +285,11 @@ static step *gen_read_plain(wsstate *W, int client)
                   ds >= 0 ? xfmt("/v1/datasets/{#%d}%s", ds, pick(2) ? "/versions" : "")
                           : strdup("/v1/datasets/ds_nope"),
                   NULL);
-    case 5:
-        return mk(true, client, "GET", strdup("/v1/queries?limit=50"), NULL);
+    case 5: {
+        /* repeated parameters keep their order: two different requests */
+        static const char *const q[] = {"?limit=50", "?limit=1&limit=50", "?limit=50&limit=1", ""};
+        return mk(true, client, "GET", xfmt("/v1/queries%s", q[pick(4)]), NULL);
+    }
     case 6:
         return mk(true, client, "GET",
                   sq >= 0 ? xfmt("/v1/queries/{#%d}%s", sq, pick(2) ? "/versions" : "")
@@ -540,8 +547,21 @@ static step *gen_mutation(wsstate *W, int client)
     return s;
 }
 
+static step *clone_read(const step *o, int client)
+{
+    step *s = mk(true, client, o->method, o->path ? strdup(o->path) : NULL,
+                 o->body ? strdup(o->body) : NULL);
+    s->h1 = o->h1 ? strdup(o->h1) : NULL;
+    s->h2 = o->h2 ? strdup(o->h2) : NULL;
+    return s;
+}
+
 static step **generate(uint64_t seed, int n)
 {
+    /* a quarter of the reads repeat one of the last 16 reads of the same workspace, maybe by
+     * another client of it: hits, and answers shared across clients, are what is on trial */
+    const step *recent[2][16] = {{0}};
+    int nrecent[2] = {0, 0};
     rs = seed * 0x9E3779B97F4A7C15ULL + 1;
     next_slot = 0;
     wsstate *W = calloc(2, sizeof *W);
@@ -549,7 +569,14 @@ static step **generate(uint64_t seed, int n)
     for (int i = 0; i < n; i++) {
         int client = pick(NCLIENTS);
         bool read = client == C_R || pick(100) < 85;
-        st[i] = read ? gen_read(W, client) : gen_mutation(W, client);
+        int wi = CL[client].ws_idx;
+        if (read && nrecent[wi] && pick(4) == 0) {
+            st[i] = clone_read(recent[wi][pick(nrecent[wi] < 16 ? nrecent[wi] : 16)], client);
+        } else {
+            st[i] = read ? gen_read(W, client) : gen_mutation(W, client);
+            if (read)
+                recent[wi][nrecent[wi]++ % 16] = st[i];
+        }
         if (next_slot >= MAX_SLOTS - 8)
             fail_msg("oracle: more than %d saved ids; run fewer steps per seed", MAX_SLOTS);
     }
