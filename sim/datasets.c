@@ -1115,8 +1115,10 @@ static void sim_ds_create(struct sim_req *req)
         sim_reply_error(req, 400, "BAD_REQUEST", "Request body must be a JSON object");
         return;
     }
+    const char *db_id = NULL;
     if (sim_body_str(req, "label", true, &label, NULL) != 0 ||
-        sim_body_str(req, "table_name", false, &table_name, &has_table) != 0)
+        sim_body_str(req, "table_name", false, &table_name, &has_table) != 0 ||
+        sim_req_database(req, &db_id) != 0)
         return;
     if (!*label) {
         sim_reply_error(req, 400, "BAD_REQUEST", "Field 'label' must not be empty");
@@ -1190,18 +1192,21 @@ static void sim_ds_create(struct sim_req *req)
         free(tname);
         return;
     }
-    if (sim_ds_register(req->ws, &d) != 0) {
+    if ((db_id && sim_table_scope_set(req->ws, id, db_id) != 0) ||
+        sim_ds_register(req->ws, &d) != 0) {
         sim_ds_row_free(&d);
         free(tname);
         sim_res_reply_db_error(req);
         return;
     }
     sim_ds_row_free(&d);
-    sim_reply_json(req, 201,
-                   json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:n,s:s,s:s}", "created_at", now, "id",
-                             id, "label", label, "schema_name", SIM_DS_SCHEMA, "status", "ready",
-                             "table_name", tname, "latest_version", 1, "pinned_version",
-                             "source_type", kind, "updated_at", now));
+    json_t *resp =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:n,s:s,s:s}", "created_at", now, "id", id, "label",
+                  label, "schema_name", SIM_DS_SCHEMA, "status", "ready", "table_name", tname,
+                  "latest_version", 1, "pinned_version", "source_type", kind, "updated_at", now);
+    if (db_id) /* only scoped datasets say where they belong (unscoped ones keep their shape) */
+        json_object_set_new(resp, "database_id", json_string(db_id));
+    sim_reply_json(req, 201, resp);
     free(tname);
 }
 
@@ -1346,6 +1351,7 @@ static void sim_ds_delete(struct sim_req *req)
     if (sim_ds_load_or_404(req, &d) != 0)
         return;
     sim_table_unregister_owner(req->ws, d.id);
+    sim_table_scope_set(req->ws, d.id, NULL);
     sim_ds_drop_versions(req->ws, d.id);
     sqlite3_stmt *st =
         sim_db_stmt(req->ws, "DELETE FROM res_dataset_versions WHERE dataset_id = ?1");

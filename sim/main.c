@@ -37,6 +37,9 @@ static void sim_usage(FILE *f)
             "  --async-delay-ms N      async query: time spent queued, then running (default 200)\n"
             "  --result-delay-ms N     result: time spent pending, then processing (default 50;\n"
             "                          0 = ready at once)\n"
+            "  --results-not-ready 200|202  GET /v1/results/{id} before ready: 200 with the\n"
+            "                          status and null data (reference form, default), or 202\n"
+            "                          pending/processing and 409 failed (the older form)\n"
             "  --job-delay-ms N        job: time spent pending, then running (default 200)\n"
             "\n"
             "rate limiting (like the live service; off by default):\n"
@@ -138,6 +141,7 @@ enum {
     OPT_SEED_ROWS,
     OPT_ASYNC_DELAY,
     OPT_RESULT_DELAY,
+    OPT_RESULTS_NOT_READY,
     OPT_JOB_DELAY,
     OPT_RATE,
     OPT_BURST,
@@ -166,6 +170,7 @@ int main(int argc, char **argv)
         {"seed-rows", required_argument, NULL, OPT_SEED_ROWS},
         {"async-delay-ms", required_argument, NULL, OPT_ASYNC_DELAY},
         {"result-delay-ms", required_argument, NULL, OPT_RESULT_DELAY},
+        {"results-not-ready", required_argument, NULL, OPT_RESULTS_NOT_READY},
         {"job-delay-ms", required_argument, NULL, OPT_JOB_DELAY},
         {"rate", required_argument, NULL, OPT_RATE},
         {"burst", required_argument, NULL, OPT_BURST},
@@ -228,6 +233,10 @@ int main(int argc, char **argv)
         case OPT_RESULT_DELAY:
             bad = sim_parse_int(optarg, 0, 600000, &n) < 0;
             cfg->result_delay_ms = (int)n;
+            break;
+        case OPT_RESULTS_NOT_READY:
+            bad = sim_parse_int(optarg, 200, 202, &n) < 0 || (n != 200 && n != 202);
+            cfg->results_not_ready = (int)n;
             break;
         case OPT_JOB_DELAY:
             bad = sim_parse_int(optarg, 0, 600000, &n) < 0;
@@ -351,6 +360,7 @@ int main(int argc, char **argv)
     sim_refresh_register(r);
     sim_connections_register(r);
     sim_secrets_register(r);
+    sim_databases_register(r);
     sim_datasets_register(r);
     sim_uploads_register(r);
     sim_saved_queries_register(r);

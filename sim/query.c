@@ -20,6 +20,7 @@
 #include "sim_int.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,24 @@ struct sim_qres {
     long row_count;
     long exec_ms;
 };
+
+/* What a query runs in: the workspace, the database scope and the body's name options. */
+struct sim_qscope {
+    struct sim_ws *ws;
+    char *db_id;           /* NULL: unscoped */
+    char *dialect;         /* hotsql (NULL), duckdb, postgres, snowflake */
+    char *default_catalog; /* NULL: none */
+    char *default_schema;  /* NULL: none */
+};
+
+static void sim_qscope_free(struct sim_qscope *q)
+{
+    free(q->db_id);
+    free(q->dialect);
+    free(q->default_catalog);
+    free(q->default_schema);
+    memset(q, 0, sizeof *q);
+}
 
 static void sim_qres_free(struct sim_qres *r)
 {
@@ -87,14 +106,68 @@ static int sim_authorizer(void *ud, int action, const char *a1, const char *a2, 
     }
 }
 
+/*
+ * Visibility: connection tables always; a dataset's tables only in the scope it was created
+ * in (sim_table_scope; unscoped datasets only to unscoped queries). ?4 is the scope ('' none).
+ */
+#define SIM_VISIBLE_SQL                                                                            \
+    "(t.kind != 'dataset' OR coalesce((SELECT s.database_id FROM sim_table_scope s WHERE"          \
+    " s.owner_id = t.owner_id), '') = ?4)"
+
 static char *sim_resolve_cb(void *ud, const char *a, const char *b, const char *c)
 {
-    return sim_table_resolve(ud, a, b, c);
+    const struct sim_qscope *q = ud;
+    sqlite3_stmt *st = sim_db_stmt(q->ws, "SELECT t.sqlite_table FROM sim_tables t WHERE"
+                                          " t.catalog = ?1 AND t.schema_name = ?2 AND"
+                                          " t.table_name = ?3 AND " SIM_VISIBLE_SQL);
+    if (!st)
+        return NULL;
+    sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, c, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, q->db_id ? q->db_id : "", -1, SQLITE_TRANSIENT);
+    char *out = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        out = sim_strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    return out;
+}
+
+/*
+ * default_catalog / default_schema: an unqualified table name is looked up in the default
+ * schema of the default catalog; without a default catalog, in the first catalog (by name)
+ * that has it; a two-part name needs the default catalog. Without defaults nothing resolves.
+ */
+static char *sim_resolve_short_cb(void *ud, const char *schema, const char *table)
+{
+    const struct sim_qscope *q = ud;
+    if (!schema)
+        schema = q->default_schema;
+    if (!schema || (!q->default_catalog && !q->default_schema))
+        return NULL;
+    if (q->default_catalog)
+        return sim_resolve_cb(ud, q->default_catalog, schema, table);
+    if (schema != q->default_schema)
+        return NULL;
+    sqlite3_stmt *st =
+        sim_db_stmt(q->ws, "SELECT t.sqlite_table FROM sim_tables t WHERE"
+                           " t.schema_name = ?2 AND t.table_name = ?3 AND " SIM_VISIBLE_SQL
+                           " ORDER BY t.catalog LIMIT 1");
+    if (!st)
+        return NULL;
+    sqlite3_bind_text(st, 2, schema, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, table, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 4, q->db_id ? q->db_id : "", -1, SQLITE_TRANSIENT);
+    char *out = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        out = sim_strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    return out;
 }
 
 static bool sim_is_catalog_cb(void *ud, const char *a)
 {
-    struct sim_ws *ws = ud;
+    struct sim_ws *ws = ((const struct sim_qscope *)ud)->ws;
     if (strcasecmp(a, "datasets") == 0)
         return true;
     sqlite3_stmt *st = sim_db_stmt(ws, "SELECT 1 FROM connections WHERE name = ? COLLATE NOCASE");
@@ -117,17 +190,69 @@ static bool sim_decl_is_bool(const char *decl)
     return decl && (strcasecmp(decl, "BOOLEAN") == 0 || strcasecmp(decl, "BOOL") == 0);
 }
 
-/* Run sql on ws. 0 and *out filled, or -1 and *err (malloc'd). */
-static int sim_query_exec(struct sim_ws *ws, const char *sql, struct sim_qres *out, char **err)
+/*
+ * dialect: the case of result column names written as unquoted identifiers. snowflake folds
+ * them to upper case, postgres to lower case, hotsql and duckdb keep them as written. A name
+ * equal to a quoted identifier ("..." or `...`) of the SQL is kept as written in all.
+ */
+static bool sim_sql_quotes_name(const char *sql, const char *name)
 {
+    size_t nl = strlen(name);
+    for (const char *p = sql; *p; p++) {
+        if (*p == '\'') {
+            for (p++; *p && !(*p == '\'' && p[1] != '\''); p += (*p == '\'' ? 2 : 1))
+                ;
+            if (!*p)
+                return false;
+            continue;
+        }
+        if (*p != '"' && *p != '`')
+            continue;
+        const char *e = strchr(p + 1, *p);
+        if (!e)
+            return false;
+        if ((size_t)(e - p - 1) == nl && strncmp(p + 1, name, nl) == 0)
+            return true;
+        p = e;
+    }
+    return false;
+}
+
+static void sim_fold_columns(const char *sql, const char *dialect, json_t *columns)
+{
+    bool upper = dialect && strcmp(dialect, "snowflake") == 0;
+    bool lower = dialect && strcmp(dialect, "postgres") == 0;
+    if (!upper && !lower)
+        return;
+    for (size_t i = 0; i < json_array_size(columns); i++) {
+        const char *n = json_string_value(json_array_get(columns, i));
+        if (!n || sim_sql_quotes_name(sql, n))
+            continue;
+        char *f = sim_strdup(n);
+        for (char *p = f; *p; p++)
+            *p = (char)(upper ? toupper((unsigned char)*p) : tolower((unsigned char)*p));
+        json_array_set_new(columns, i, json_string(f));
+        free(f);
+    }
+}
+
+/* Run sql in scope. 0 and *out filled, or -1 and *err (malloc'd). */
+static int sim_query_exec(const struct sim_qscope *q, const char *sql, struct sim_qres *out,
+                          char **err)
+{
+    struct sim_ws *ws = q->ws;
     memset(out, 0, sizeof *out);
     uint64_t t0 = util_mono_us();
     char *rewritten = NULL;
-    if (sim_sql_rewrite(sql, sim_resolve_cb, sim_is_catalog_cb, ws, &rewritten, err) < 0)
+    if (sim_sql_rewrite_ex(sql, sim_resolve_cb, sim_is_catalog_cb, sim_resolve_short_cb, (void *)q,
+                           &rewritten, err) < 0)
         return -1;
 
     struct sim_authz az = {0};
-    sqlite3_stmt *lst = sim_db_stmt(ws, "SELECT sqlite_table FROM sim_tables");
+    sqlite3_stmt *lst =
+        sim_db_stmt(ws, "SELECT t.sqlite_table FROM sim_tables t WHERE " SIM_VISIBLE_SQL);
+    if (lst)
+        sqlite3_bind_text(lst, 4, q->db_id ? q->db_id : "", -1, SQLITE_TRANSIENT);
     while (lst && sqlite3_step(lst) == SQLITE_ROW) {
         az.allowed = realloc(az.allowed, (az.nallowed + 1) * sizeof *az.allowed);
         if (!az.allowed)
@@ -285,6 +410,7 @@ static int sim_query_exec(struct sim_ws *ws, const char *sql, struct sim_qres *o
     free(is_bool);
     free(seen_null);
     free(kind);
+    sim_fold_columns(sql, q->dialect, out->columns);
     out->exec_ms = (long)((util_mono_us() - t0) / 1000);
     ret = 0;
 done:
@@ -445,10 +571,11 @@ static json_t *sim_query_response(const struct sim_qres *r, const char *run_id,
 }
 
 /* Execute for a run: store result, finish run. Returns 0 on success (r filled). */
-static int sim_query_execute_run(struct sim_ctx *ctx, struct sim_ws *ws, const char *run_id,
-                                 const char *sql, struct sim_qres *r, char result_id[64],
-                                 char **err, bool failed_result)
+static int sim_query_execute_run(struct sim_ctx *ctx, const struct sim_qscope *q,
+                                 const char *run_id, const char *sql, struct sim_qres *r,
+                                 char result_id[64], char **err, bool failed_result)
 {
+    struct sim_ws *ws = q->ws;
     uint64_t t0 = util_mono_us();
     char hash[65];
     util_sha256_hex(sql, strlen(sql), hash);
@@ -459,7 +586,7 @@ static int sim_query_execute_run(struct sim_ctx *ctx, struct sim_ws *ws, const c
     bool own_tx = sqlite3_get_autocommit(ws->db) != 0;
     if (own_tx)
         sim_db_exec(ws->db, "BEGIN");
-    if (sim_query_exec(ws, sql, r, err) < 0) {
+    if (sim_query_exec(q, sql, r, err) < 0) {
         if (failed_result) {
             sim_id_new("res", result_id);
             sim_result_store(ctx, ws, result_id, run_id, NULL, *err);
@@ -477,8 +604,18 @@ static int sim_query_execute_run(struct sim_ctx *ctx, struct sim_ws *ws, const c
     return rc;
 }
 
+static void sim_query_run_scoped(struct sim_req *req, const struct sim_qscope *q, const char *sql,
+                                 const char *saved_query_id, int saved_query_version);
+
 void sim_query_run_and_reply(struct sim_req *req, const char *sql, const char *saved_query_id,
                              int saved_query_version)
+{
+    struct sim_qscope q = {.ws = req->ws};
+    sim_query_run_scoped(req, &q, sql, saved_query_id, saved_query_version);
+}
+
+static void sim_query_run_scoped(struct sim_req *req, const struct sim_qscope *q, const char *sql,
+                                 const char *saved_query_id, int saved_query_version)
 {
     char run_id[64], result_id[64];
     sim_id_new("qrun", run_id);
@@ -486,7 +623,7 @@ void sim_query_run_and_reply(struct sim_req *req, const char *sql, const char *s
                    saved_query_version);
     struct sim_qres r;
     char *err = NULL;
-    if (sim_query_execute_run(req->ctx, req->ws, run_id, sql, &r, result_id, &err, false) < 0) {
+    if (sim_query_execute_run(req->ctx, q, run_id, sql, &r, result_id, &err, false) < 0) {
         sim_reply_error(req, 400, "BAD_REQUEST", "%s", err);
         free(err);
         return;
@@ -508,6 +645,7 @@ struct sim_pending_waiter {
 struct sim_async_run {
     struct sim_ctx *ctx;
     struct sim_ws *ws;
+    struct sim_qscope scope;
     char run_id[64];
     char *sql;
     int phase;
@@ -517,6 +655,7 @@ struct sim_async_run {
 static void sim_async_drop(void *arg)
 {
     struct sim_async_run *a = arg;
+    sim_qscope_free(&a->scope);
     free(a->sql);
     free(a);
 }
@@ -539,7 +678,7 @@ static void sim_async_step(void *arg)
     struct sim_qres r;
     char result_id[64];
     char *err = NULL;
-    int rc = sim_query_execute_run(a->ctx, a->ws, a->run_id, a->sql, &r, result_id, &err, true);
+    int rc = sim_query_execute_run(a->ctx, &a->scope, a->run_id, a->sql, &r, result_id, &err, true);
     for (struct sim_pending_waiter *w = a->ctx->waiters; w; w = w->next) {
         if (!w->req || w->ws != a->ws || strcmp(w->run_id, a->run_id) != 0)
             continue;
@@ -553,6 +692,7 @@ static void sim_async_step(void *arg)
     if (rc == 0)
         sim_qres_free(&r);
     free(err);
+    sim_qscope_free(&a->scope);
     free(a->sql);
     free(a);
 }
@@ -631,8 +771,28 @@ static void sim_query_post(struct sim_req *req)
         sim_reply_error(req, 400, "BAD_REQUEST", "Invalid request: sql must not be empty");
         return;
     }
+    const char *db_id = NULL, *dialect = NULL, *dcat = NULL, *dsch = NULL;
+    if (sim_req_database(req, &db_id) < 0 ||
+        sim_body_str(req, "dialect", false, &dialect, NULL) < 0 ||
+        sim_body_str(req, "default_catalog", false, &dcat, NULL) < 0 ||
+        sim_body_str(req, "default_schema", false, &dsch, NULL) < 0)
+        return;
+    if (dialect && strcmp(dialect, "hotsql") != 0 && strcmp(dialect, "duckdb") != 0 &&
+        strcmp(dialect, "postgres") != 0 && strcmp(dialect, "snowflake") != 0) {
+        sim_reply_error(req, 400, "BAD_REQUEST",
+                        "Invalid request: unknown dialect '%s' (hotsql, duckdb, postgres or "
+                        "snowflake)",
+                        dialect);
+        return;
+    }
+    struct sim_qscope q = {.ws = req->ws,
+                           .db_id = db_id ? sim_strdup(db_id) : NULL,
+                           .dialect = dialect ? sim_strdup(dialect) : NULL,
+                           .default_catalog = dcat && *dcat ? sim_strdup(dcat) : NULL,
+                           .default_schema = dsch && *dsch ? sim_strdup(dsch) : NULL};
     if (!async) {
-        sim_query_run_and_reply(req, sql, NULL, 0);
+        sim_query_run_scoped(req, &q, sql, NULL, 0);
+        sim_qscope_free(&q);
         return;
     }
     struct sim_ctx *ctx = req->ctx;
@@ -642,6 +802,7 @@ static void sim_query_post(struct sim_req *req)
         abort();
     a->ctx = ctx;
     a->ws = req->ws;
+    a->scope = q; /* takes the strings */
     a->sql = sim_strdup(sql);
     sim_id_new("qrun", a->run_id);
     sim_run_insert(req->ws, a->run_id, "queued", sql, req->token->user_public_id, NULL, 0);
@@ -826,6 +987,13 @@ static bool sim_wants_arrow(struct sim_req *req)
     return acc && strstr(acc, "application/vnd.apache.arrow.stream") != NULL;
 }
 
+/* The reference's form of a result that is not ready (or failed): 200, status, null data. */
+static json_t *sim_result_not_ready(const char *id, const char *status, const char *error)
+{
+    return json_pack("{s:n,s:s?,s:n,s:s,s:n,s:n,s:s}", "columns", "error_message", error,
+                     "nullable", "result_id", id, "row_count", "rows", "status", status);
+}
+
 static void sim_result_get(struct sim_req *req)
 {
     const char *id = sim_req_param(req, "id");
@@ -854,17 +1022,24 @@ static void sim_result_get(struct sim_req *req)
     }
     char status[32];
     snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
+    bool old_form = req->ctx->cfg.results_not_ready == 202;
     if (strcmp(status, "failed") == 0) {
         const char *em = (const char *)sqlite3_column_text(st, 1);
         char *msg = sim_strdup(em ? em : "query failed");
         sqlite3_reset(st);
-        sim_reply_error(req, 409, "CONFLICT", "Result '%s' failed: %s", id, msg);
+        if (old_form)
+            sim_reply_error(req, 409, "CONFLICT", "Result '%s' failed: %s", id, msg);
+        else
+            sim_reply_json(req, 200, sim_result_not_ready(id, status, msg));
         free(msg);
         return;
     }
     if (strcmp(status, "ready") != 0) {
         sqlite3_reset(st);
-        sim_reply_json(req, 202, json_pack("{s:s,s:s}", "result_id", id, "status", status));
+        if (old_form)
+            sim_reply_json(req, 202, json_pack("{s:s,s:s}", "result_id", id, "status", status));
+        else
+            sim_reply_json(req, 200, sim_result_not_ready(id, status, NULL));
         return;
     }
     json_error_t jerr;

@@ -1267,6 +1267,7 @@ struct sim_ctx *sim_ctx_new(void)
     ctx->cfg.seed_rows = 100000;
     ctx->cfg.async_delay_ms = 200;
     ctx->cfg.result_delay_ms = 50;
+    ctx->cfg.results_not_ready = 200;
     ctx->cfg.job_delay_ms = 200;
     snprintf(ctx->cfg.listen_host, sizeof ctx->cfg.listen_host, "127.0.0.1");
     ctx->cfg.listen_port = 8788;

@@ -86,12 +86,14 @@ struct sim_config {
     size_t ntokens;
     char *ws_ids[SIM_MAX_WS]; /* --workspace, in order */
     size_t nws_ids;
-    long seed_rows;      /* rows of demo.public.orders on first start (default 100000) */
-    double rate;         /* requests/s per token, 0 = off */
-    double burst;        /* bucket size */
-    int async_delay_ms;  /* each async query phase (queued, running) lasts this long */
-    int result_delay_ms; /* each result phase (pending, processing) lasts this long */
-    int job_delay_ms;    /* each job phase (pending, running) lasts this long */
+    long seed_rows;        /* rows of demo.public.orders on first start (default 100000) */
+    double rate;           /* requests/s per token, 0 = off */
+    double burst;          /* bucket size */
+    int async_delay_ms;    /* each async query phase (queued, running) lasts this long */
+    int result_delay_ms;   /* each result phase (pending, processing) lasts this long */
+    int job_delay_ms;      /* each job phase (pending, running) lasts this long */
+    int results_not_ready; /* GET /v1/results/{id} not ready: 200 (reference form, default) or
+                              202 (202 pending/processing, 409 failed) */
     bool quiet;
     uint64_t max_upload_bytes; /* --max-upload-bytes; 0: 2 GB (x10 with ?streaming=true) */
 };
@@ -163,9 +165,10 @@ void sim_jobs_register(struct sim_router *r);    /* sim/jobs.c: /v1/jobs */
 void sim_refresh_register(struct sim_router *r); /* sim/refresh.c: /v1/refresh */
 /* Areas owned by sim-resources (weak no-op fallbacks in sim/zz_areas_weak.c keep the build
  * linking until the real ones exist; the strong definitions win at link time): */
-void sim_connections_register(struct sim_router *r);   /* connections, connection types,
-                                                          information_schema, table profile */
-void sim_secrets_register(struct sim_router *r);       /* /v1/secrets */
+void sim_connections_register(struct sim_router *r); /* connections, connection types,
+                                                        information_schema, table profile */
+void sim_secrets_register(struct sim_router *r);
+void sim_databases_register(struct sim_router *r);     /* /v1/secrets */
 void sim_datasets_register(struct sim_router *r);      /* /v1/datasets */
 void sim_uploads_register(struct sim_router *r);       /* /v1/files */
 void sim_saved_queries_register(struct sim_router *r); /* /v1/queries */
@@ -317,6 +320,28 @@ typedef char *(*sim_sql_resolve_fn)(void *ud, const char *a, const char *b, cons
 typedef bool (*sim_sql_is_catalog_fn)(void *ud, const char *a);
 int sim_sql_rewrite(const char *sql, sim_sql_resolve_fn resolve, sim_sql_is_catalog_fn is_catalog,
                     void *ud, char **out, char **err);
+/*
+ * The same with unqualified names: a one-part (table) or two-part (schema.table) name in
+ * table position (right after FROM or JOIN, or after a comma in a FROM list) is passed to
+ * resolve_short (b NULL for one part); a non-NULL answer replaces it like resolve's.
+ */
+typedef char *(*sim_sql_resolve_short_fn)(void *ud, const char *schema, const char *table);
+int sim_sql_rewrite_ex(const char *sql, sim_sql_resolve_fn resolve,
+                       sim_sql_is_catalog_fn is_catalog, sim_sql_resolve_short_fn resolve_short,
+                       void *ud, char **out, char **err);
+
+/* ------------------------------------------------------------------------------------ */
+/* Databases (sim/databases.c): the database scope of a request                          */
+
+bool sim_database_exists(struct sim_ws *ws, const char *id);
+/*
+ * The database a request is scoped to: X-Database-Id header or body database_id (NULL when
+ * neither). Replies 400 (both given and different, or not a string) or 404 (unknown id) and
+ * returns -1; else 0 with *db_id pointing into the request.
+ */
+int sim_req_database(struct sim_req *req, const char **db_id);
+/* Make owner_id's tables (a dataset) belong to db_id (NULL: unscoped). 0 or -1. */
+int sim_table_scope_set(struct sim_ws *ws, const char *owner_id, const char *db_id);
 
 /* ------------------------------------------------------------------------------------ */
 /* Queries (sim/query.c)                                                                 */

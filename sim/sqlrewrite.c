@@ -118,8 +118,30 @@ static size_t sim_skip_ws(const char *s, size_t i)
 int sim_sql_rewrite(const char *sql, sim_sql_resolve_fn resolve, sim_sql_is_catalog_fn is_catalog,
                     void *ud, char **out, char **err)
 {
+    return sim_sql_rewrite_ex(sql, resolve, is_catalog, NULL, ud, out, err);
+}
+
+/* keywords that end a FROM list (a comma after them is not a table separator) */
+static bool sim_ends_from(const char *w)
+{
+    static const char *const kw[] = {"where",     "group",  "order", "limit",  "having",  "union",
+                                     "on",        "select", "using", "window", "qualify", "except",
+                                     "intersect", "offset", "fetch", NULL};
+    for (int k = 0; kw[k]; k++)
+        if (strcmp(w, kw[k]) == 0)
+            return true;
+    return false;
+}
+
+int sim_sql_rewrite_ex(const char *sql, sim_sql_resolve_fn resolve,
+                       sim_sql_is_catalog_fn is_catalog, sim_sql_resolve_short_fn resolve_short,
+                       void *ud, char **out, char **err)
+{
     struct sim_sb b = {0};
     size_t i = 0;
+    /* table position tracking for resolve_short: the previous significant token */
+    enum { PREV_OTHER, PREV_FROM, PREV_COMMA } prev = PREV_OTHER;
+    bool in_from = false;
     *out = NULL;
     *err = NULL;
     sim_sb_add(&b, "", 0);
@@ -142,6 +164,7 @@ int sim_sql_rewrite(const char *sql, sim_sql_resolve_fn resolve, sim_sql_is_cata
             }
             sim_sb_add(&b, sql + i, j - i);
             i = j;
+            prev = PREV_OTHER;
             continue;
         }
         if (c == '-' && sql[i + 1] == '-') {
@@ -165,6 +188,7 @@ int sim_sql_rewrite(const char *sql, sim_sql_resolve_fn resolve, sim_sql_is_cata
             size_t j = e ? (size_t)(e - sql) + 1 : strlen(sql);
             sim_sb_add(&b, sql + i, j - i);
             i = j;
+            prev = PREV_OTHER;
             continue;
         }
         if (isdigit(c)) {
@@ -173,6 +197,7 @@ int sim_sql_rewrite(const char *sql, sim_sql_resolve_fn resolve, sim_sql_is_cata
                 j++;
             sim_sb_add(&b, sql + i, j - i);
             i = j;
+            prev = PREV_OTHER;
             continue;
         }
         if (c == '"' || sim_ident_start(c)) {
@@ -238,6 +263,27 @@ int sim_sql_rewrite(const char *sql, sim_sql_resolve_fn resolve, sim_sql_is_cata
                     return -1;
                 }
             }
+            if (!replaced && resolve_short && (np == 1 || np == 2) &&
+                (prev == PREV_FROM || (prev == PREV_COMMA && in_from))) {
+                char *t = np == 1 ? resolve_short(ud, NULL, parts[0])
+                                  : resolve_short(ud, parts[0], parts[1]);
+                if (t) {
+                    char *q = sim_quote(t);
+                    free(t);
+                    sim_sb_add(&b, q, strlen(q));
+                    free(q);
+                    replaced = true;
+                }
+            }
+            prev = PREV_OTHER;
+            if (np == 1 && sql[i] != '"') {
+                if (strcmp(parts[0], "from") == 0 || strcmp(parts[0], "join") == 0) {
+                    prev = PREV_FROM;
+                    in_from = strcmp(parts[0], "from") == 0;
+                } else if (sim_ends_from(parts[0])) {
+                    in_from = false;
+                }
+            }
             if (!replaced)
                 sim_sb_add(&b, sql + i, chain_end - i);
             for (size_t k = 0; k < np && k < 5; k++)
@@ -245,6 +291,13 @@ int sim_sql_rewrite(const char *sql, sim_sql_resolve_fn resolve, sim_sql_is_cata
             i = chain_end;
             continue;
         }
+        if (c == ',')
+            prev = PREV_COMMA;
+        else if (c == '(' || c == ')') {
+            prev = PREV_OTHER;
+            in_from = false;
+        } else if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            prev = PREV_OTHER;
         sim_sb_add(&b, sql + i, 1);
         i++;
     }

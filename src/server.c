@@ -1517,8 +1517,7 @@ static enum hg_stage_result server_stage_route(struct hg_req *req)
         return HG_DONE;
     }
     /* sql_hash (access log) is set by the cache stage, from its memo of the body: a hit does not
-     * parse JSON */
-    /* req->route stays NULL: the cache stage matches the route policy (route.h) itself */
+     * parse JSON. req->route stays NULL: the cache stage matches the route policy (route.h). */
     return HG_NEXT;
 }
 

@@ -31,6 +31,14 @@ static char *resolve(void *ud, const char *a, const char *b, const char *c)
     return NULL;
 }
 
+static char *xstrcat(const char *a, const char *b)
+{
+    char *s = malloc(strlen(a) + strlen(b) + 1);
+    strcpy(s, a);
+    strcat(s, b);
+    return s;
+}
+
 static bool is_catalog(void *ud, const char *a)
 {
     (void)ud;
@@ -158,6 +166,48 @@ static void test_fuzzish_inputs_do_not_crash(void **state)
     }
 }
 
+/* unqualified names in table position (default_catalog / default_schema, sim_sql_rewrite_ex) */
+static char *resolve_short(void *ud, const char *schema, const char *table)
+{
+    (void)ud;
+    if ((!schema || !strcmp(schema, "public")) &&
+        (!strcmp(table, "orders") || !strcmp(table, "customers")))
+        return xstrcat("demo.public.", table);
+    return NULL;
+}
+
+static void expect_short(const char *in, const char *want)
+{
+    char *out = NULL, *err = NULL;
+    int rc = sim_sql_rewrite_ex(in, resolve, is_catalog, resolve_short, NULL, &out, &err);
+    if (rc != 0)
+        fail_msg("rewrite failed for <%s>: %s", in, err);
+    assert_string_equal(out, want);
+    free(out);
+    free(err);
+}
+
+static void test_unqualified_names_in_table_position(void **state)
+{
+    (void)state;
+    expect_short("SELECT count(*) FROM orders", "SELECT count(*) FROM \"demo.public.orders\"");
+    expect_short("SELECT 1 FROM public.orders o JOIN customers c ON c.id = o.customer_id",
+                 "SELECT 1 FROM \"demo.public.orders\" o JOIN \"demo.public.customers\" c ON "
+                 "c.id = o.customer_id");
+    expect_short(
+        "select 1 from orders, /* c */ customers where 1=1",
+        "select 1 from \"demo.public.orders\", /* c */ \"demo.public.customers\" where 1=1");
+    /* not table position: columns, aliases, a comma after WHERE, strings, quoted names */
+    expect_short("SELECT orders, customers FROM t", "SELECT orders, customers FROM t");
+    expect_short("SELECT 1 FROM t orders", "SELECT 1 FROM t orders");
+    expect_short("SELECT 1 FROM t WHERE f(a, orders)", "SELECT 1 FROM t WHERE f(a, orders)");
+    expect_short("SELECT 'FROM orders'", "SELECT 'FROM orders'");
+    expect_short("SELECT 1 FROM \"orders\"", "SELECT 1 FROM \"demo.public.orders\"");
+    expect_short("SELECT 1 FROM nope", "SELECT 1 FROM nope");
+    /* without the callback nothing changes (sim_sql_rewrite) */
+    expect("SELECT count(*) FROM orders", "SELECT count(*) FROM orders");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -166,6 +216,7 @@ int main(void)
         cmocka_unit_test(test_leaves_other_text_alone),
         cmocka_unit_test(test_unknown_table_of_known_catalog),
         cmocka_unit_test(test_fuzzish_inputs_do_not_crash),
+        cmocka_unit_test(test_unqualified_names_in_table_position),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
