@@ -1406,6 +1406,12 @@ const char *cache_xcache(const struct hg_req *req)
     }
 }
 
+int cache_hold_response(const struct hg_req *req)
+{
+    const cctx *c = req->cache_ctx;
+    return c && c->f.stale && !c->answered_stale;
+}
+
 int cache_upstream_failed(struct hg_req *req, int status, const struct upstream_result *res)
 {
     cctx *c = req->cache_ctx;
