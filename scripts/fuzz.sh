@@ -9,7 +9,9 @@
 # tests/fuzz/corpus/<target>/ (read-only); the working corpus grows in
 # ${BUILD_DIR}/corpus/<target>/ and crashes land in ${BUILD_DIR}/artifacts/<target>/.
 # A finding: add the input to tests/unit/test_regress_fuzz.c as a regression test.
-# Environment: FUZZ_ARGS (more libFuzzer flags), NICE (default 10).
+# Environment: FUZZ_ARGS (more libFuzzer flags), NICE (default 10), FUZZ_MERGE=1: afterwards
+# merge the inputs that add edge coverage into tests/fuzz/corpus/<target>/ (-merge=1 with
+# -use_counters=0, inputs up to 2 KiB: the repo corpora stay small): commit what it adds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
@@ -45,5 +47,12 @@ for t in "${targets[@]}"; do
         rc=1
     fi
     grep -E "^stat::(number_of_executed_units|peak_rss_mb)|DONE" "$BUILD_DIR/$t.log" | tail -3
+    if [ "${FUZZ_MERGE:-0}" = 1 ]; then
+        mkdir -p "tests/fuzz/corpus/$t"
+        before=$(ls "tests/fuzz/corpus/$t" | wc -l)
+        "$BUILD_DIR/$t" -merge=1 -use_counters=0 -max_len=2048 "tests/fuzz/corpus/$t" "$corpus" \
+            >"$BUILD_DIR/$t.merge.log" 2>&1 || rc=1
+        echo "   corpus tests/fuzz/corpus/$t: $before -> $(ls "tests/fuzz/corpus/$t" | wc -l) files"
+    fi
 done
 exit $rc

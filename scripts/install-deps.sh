@@ -5,7 +5,8 @@ pkgs=(build-essential cmake pkg-config clang-format
       libevent-dev libcurl4-openssl-dev libjansson-dev liblmdb-dev libhiredis-dev
       libcmocka-dev libinih-dev libsqlite3-dev libssl-dev libsystemd-dev
       redis-server nghttp2-proxy haproxy openssl curl wrk lmdb-utils python3
-      dpkg-dev systemd man-db gnuplot-nox)
+      dpkg-dev systemd man-db gnuplot-nox
+      clang libclang-rt-dev)  # clang + libFuzzer: scripts/fuzz.sh (run by scripts/test.sh)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

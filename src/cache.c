@@ -46,7 +46,9 @@
 
 #define GEN_SLOTS 65536u
 #define GEN_ALL 0u
-#define GEN_CLEAN (GEN_SLOTS - 1)    /* 1 after a clean shutdown, 0 while running */
+#define GEN_CLEAN (GEN_SLOTS - 1) /* the run marker: 1 after a clean stop, 2 while running */
+#define RUN_CLEAN 1u
+#define RUN_RUNNING 2u
 #define FILL_HARD_CAP (256ull << 20) /* bodies larger than this are not shared */
 #define LINGER_STORED_MS 1000        /* cover the store's commit lag for just-fetched entries */
 #define MAX_TAGS (ENTRY_MAX_GENS - 2)
@@ -1724,6 +1726,12 @@ const char *cache_xcache(const struct hg_req *req)
     }
 }
 
+int cache_hold_response(const struct hg_req *req)
+{
+    const cctx *c = req->cache_ctx;
+    return c && c->f.stale && !c->answered_stale;
+}
+
 int cache_upstream_failed(struct hg_req *req, int status, const struct upstream_result *res)
 {
     cctx *c = req->cache_ctx;
@@ -1926,7 +1934,7 @@ void cache_metrics(struct evbuffer *out, void *arg)
 }
 
 /* ---- init / shutdown ---- */
-static void persist_gens(int clean)
+static void persist_gens(unsigned marker)
 {
     if (!G.st)
         return;
@@ -1943,7 +1951,7 @@ static void persist_gens(int clean)
         }
     }
     slots[n] = GEN_CLEAN;
-    vals[n++] = (uint64_t)clean;
+    vals[n++] = (uint64_t)marker;
     if (G.st->api->gens_save(G.st, slots, vals, n) != 0)
         log_msg(LOG_ERR, "cache: could not persist the invalidation generations");
     free(slots);
@@ -2005,7 +2013,10 @@ int cache_init(const struct hg_config *cfg)
     if (!table)
         abort();
     G.st->api->gens_load(G.st, table, GEN_SLOTS);
-    int clean = table[GEN_CLEAN] == 1;
+    /* A store never opened by hotgate has no marker at all. Any marker but "clean" means the
+     * previous run was killed (or lost power) while it was running: invalidations it made
+     * in memory, and mutations in flight upstream, may not be reflected in the store. */
+    int clean = table[GEN_CLEAN] == RUN_CLEAN;
     int fresh_store = 1;
     for (uint32_t i = 0; i < GEN_SLOTS && fresh_store; i++)
         fresh_store = table[i] == 0;
@@ -2019,7 +2030,7 @@ int cache_init(const struct hg_config *cfg)
         G.st->api->purge_all(G.st);
         log_msg(LOG_WARNING, "cache: the previous run did not stop cleanly: cache emptied");
     }
-    persist_gens(0); /* running */
+    persist_gens(RUN_RUNNING); /* committed and synced before the first request is served */
     return 0;
 }
 
@@ -2027,7 +2038,7 @@ void cache_shutdown(void)
 {
     if (G.st) {
         store_flush(G.st);
-        persist_gens(1);
+        persist_gens(RUN_CLEAN);
         store_close(G.st);
         G.st = NULL;
     }

@@ -73,6 +73,10 @@ enum hg_stage_result cache_stage(struct hg_req *req);
  * fetch with that failure, since no tap on_done follows a failure before any head).
  */
 const char *cache_xcache(const struct hg_req *req);
+/* 1 when the answer about to stream should be held back until it arrived complete: a
+ * stale copy is at hand (stale-if-error), so an upstream cut mid-body can still be
+ * answered with it instead of a truncated response. */
+int cache_hold_response(const struct hg_req *req);
 struct upstream_result;
 int cache_upstream_failed(struct hg_req *req, int status, const struct upstream_result *res);
 

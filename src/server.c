@@ -149,7 +149,17 @@ struct req_priv {
     int retry_requested;
     int in_stage;      /* a stage function is running */
     int resumed_early; /* server_pipeline_resume() came before the stage returned HG_ASYNC */
+    /* an upstream answer held back until complete (cache_hold_response): head and body */
+    int held;
+    int held_status;
+    int64_t held_cl;
+    struct evkeyvalq held_headers;
+    struct evbuffer *held_body;
 };
+
+/* Held answers larger than this are let go (streamed) after all: a cut beyond it is an
+ * aborted transfer, not a stale answer. */
+#define HELD_MAX (16u << 20)
 
 static struct {
     const struct hg_config *cfg;
@@ -361,6 +371,10 @@ static void req_free(struct hg_req *r)
     evhttp_clear_headers(&r->headers);
     if (r->body)
         evbuffer_free(r->body);
+    if (p->held) {
+        evhttp_clear_headers(&p->held_headers);
+        evbuffer_free(p->held_body);
+    }
     free((char *)r->method_name);
     free(r->path);
     free(r->query);
@@ -1592,8 +1606,52 @@ static int up_on_head(void *arg, int status, const struct evkeyvalq *headers)
     const char *cls = hdr_find(headers, "Content-Length");
     if (cls && *cls && strspn(cls, "0123456789") == strlen(cls) && strlen(cls) <= 18)
         cl = strtoll(cls, NULL, 10);
+    if (!p->held && !req->responded && req->conn && cache_hold_response(req) &&
+        (cl < 0 || cl <= (int64_t)HELD_MAX)) {
+        /* nothing reaches the client until the answer is complete (see up_on_done) */
+        p->held = 1;
+        p->held_status = status;
+        p->held_cl = cl;
+        TAILQ_INIT(&p->held_headers);
+        const struct evkeyval *kv;
+        TAILQ_FOREACH(kv, headers, next)
+        evhttp_add_header(&p->held_headers, kv->key, kv->value);
+        p->held_body = evbuffer_new();
+        if (!p->held_body)
+            abort();
+        return 0;
+    }
     server_respond_start(req, status, headers, cl);
     return 0;
+}
+
+/* Let a held answer go: its head and what arrived of its body go to the client. */
+static void held_release(struct hg_req *req)
+{
+    struct req_priv *p = priv(req);
+    if (!p->held)
+        return;
+    p->held = 0;
+    if (req->conn && !req->responded) {
+        server_respond_start(req, p->held_status, &p->held_headers, p->held_cl);
+        if (evbuffer_get_length(p->held_body))
+            server_respond_data(req, p->held_body);
+    }
+    evhttp_clear_headers(&p->held_headers);
+    evbuffer_free(p->held_body);
+    p->held_body = NULL;
+}
+
+/* Drop a held answer (the upstream failed before it was complete). */
+static void held_drop(struct hg_req *req)
+{
+    struct req_priv *p = priv(req);
+    if (!p->held)
+        return;
+    p->held = 0;
+    evhttp_clear_headers(&p->held_headers);
+    evbuffer_free(p->held_body);
+    p->held_body = NULL;
 }
 
 static int up_on_data(void *arg, struct evbuffer *chunk)
@@ -1602,6 +1660,14 @@ static int up_on_data(void *arg, struct evbuffer *chunk)
     for (int i = 0; i < req->ntaps; i++)
         if (req->taps[i].on_data)
             req->taps[i].on_data(req, req->taps[i].arg, chunk);
+    struct req_priv *p = priv(req);
+    if (p->held) {
+        evbuffer_add_buffer(p->held_body, chunk);
+        if (evbuffer_get_length(p->held_body) <= HELD_MAX)
+            return 0;
+        held_release(req); /* too large to hold: stream it after all */
+        return 0;
+    }
     size_t queued = server_respond_data(req, chunk);
     if (queued >= SERVER_WRITE_HIGHWATER && req->conn) {
         server_respond_on_drain(req, up_drain_cb, NULL);
@@ -1628,12 +1694,16 @@ static void up_on_done_inner(struct hg_req *req, const struct upstream_result *r
         for (int i = 0; i < req->ntaps; i++)
             if (req->taps[i].on_done)
                 req->taps[i].on_done(req, req->taps[i].arg, ok, res);
-    if (!req->conn)
+    if (!req->conn) {
+        held_drop(req);
         return;
+    }
     if (ok) {
+        held_release(req);
         server_respond_end(req);
         return;
     }
+    held_drop(req); /* cut before complete: nothing of it reached the client */
     if (!req->responded) {
         if (cache_upstream_failed(req, 0, res))
             return; /* stale-if-error: answered from the cache */

@@ -15,6 +15,7 @@
  * ACI guarantees hold). MDB_NOSYNC would risk integrity on power loss on filesystems that
  * reorder writes, which a cache may not trade for speed. A process crash loses nothing
  * committed (the data is in the page cache). STORE_SYNC_NONE is for tests/benchmarks.
+ * gens_save() syncs data and meta page (it carries cache.c's clean/running marker).
  *
  * Eviction: after every batch (and every second) the writer deletes entries whose hard
  * expiry passed (the "x" index, oldest first); when pages in use exceed high_water of
@@ -1090,7 +1091,13 @@ static int gens_save_try(slmdb *s, const uint32_t *slots, const uint64_t *gens, 
         }
         return -1;
     }
-    return mdb_txn_commit(txn) == 0 ? 0 : -1;
+    if (mdb_txn_commit(txn) != 0)
+        return -1;
+    /* the generations table holds the run marker (cache.c): make it survive a power loss
+     * too, meta page included (rare: start and stop) */
+    if (s->o.sync_mode != STORE_SYNC_NONE && mdb_env_sync(s->env, 1) != 0)
+        return -1;
+    return 0;
 }
 
 static int s_gens_save(store *st, const uint32_t *slots, const uint64_t *gens, size_t n)

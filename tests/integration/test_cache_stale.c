@@ -4,12 +4,17 @@
  *     (X-Cache: STALE, even with a slow upstream) and refreshed in the background, once;
  *   - stale-if-error: past the SWR window, an upstream 500 or a dropped connection is
  *     answered with the expired entry (X-Cache: STALE), never with the error;
+ *   - an upstream cut mid-body with a stale copy at hand: the leader and its merged waiters
+ *     all get the stale copy (nothing of the cut answer reached them); without a usable
+ *     stale copy the client sees an aborted transfer, never a complete answer;
  *   - negative caching of 404 for negative_ttl;
  *   - a background refresh is optional work: it waits for the credential's budget to have
  *     room (a token, a slot, nobody queued) and is skipped until then.
  * Faults are injected with the sim's POST /_sim/faults.
  */
 #include "cache_it.h"
+
+#include <pthread.h>
 
 static cit_env E;
 
@@ -105,6 +110,66 @@ static void test_stale_if_error(void **state)
     hresp_free(&r1);
 }
 
+struct cut_arg {
+    hresp r;
+    int rc;
+};
+
+static void *cut_get(void *arg)
+{
+    struct cut_arg *a = arg;
+    a->rc = cit_req(&E, CIT_KEY_A, "GET", "/v1/connections", NULL, NULL, NULL, &a->r);
+    return NULL;
+}
+
+static void test_cut_mid_body(void **state)
+{
+    (void)state;
+    const char *p = "/v1/connections";
+    hresp r1, r2;
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "GET", p, NULL, NULL, NULL, &r1), 0);
+    assert_int_equal(r1.status, 200);
+    assert_string_equal(cit_xcache(&r1), "MISS");
+    cit_sleep_ms(2300); /* past ttl (1 s) + swr (1 s), inside stale_if_error (60 s) */
+    /* the upstream sends the head and half the body, then cuts (slowly: waiters merge) */
+    assert_int_equal(cit_sim_faults(&E, "{\"routes\":{\"GET /v1/connections\":"
+                                        "{\"drop\":\"mid\",\"drop_rate\":1.0,"
+                                        "\"latency_ms\":400}}}"),
+                     0);
+    double c0 = cit_metric(&E, "hotgate_cache_stale_if_error_total");
+    enum { N = 6 };
+    struct cut_arg a[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        memset(&a[i], 0, sizeof a[i]);
+        pthread_create(&th[i], NULL, cut_get, &a[i]);
+        if (i == 0)
+            cit_sleep_ms(50); /* the first one leads */
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        fprintf(stderr, "  client %d: rc %d status %ld X-Cache %s\n", i, a[i].rc,
+                (long)a[i].r.status, a[i].rc == 0 ? cit_xcache(&a[i].r) : "-");
+        assert_int_equal(a[i].rc, 0);
+        assert_int_equal(a[i].r.status, 200);
+        assert_string_equal(cit_xcache(&a[i].r), "STALE");
+        assert_int_equal(a[i].r.len, r1.len);
+        assert_memory_equal(a[i].r.body, r1.body, r1.len);
+        hresp_free(&a[i].r);
+    }
+    assert_true(cit_metric(&E, "hotgate_cache_stale_if_error_total") >= c0 + 1);
+    /* no usable stale copy (the client refuses stale answers): the body already streams
+     * when the cut comes, so the client must see an aborted transfer */
+    memset(&r2, 0, sizeof r2);
+    int rc = cit_req(&E, CIT_KEY_A, "GET", p, NULL, "Cache-Control: max-age=1", NULL, &r2);
+    fprintf(stderr, "  no stale copy: rc %d status %ld len %zu (complete: %zu)\n", rc,
+            (long)r2.status, r2.len, r1.len);
+    assert_true(rc != 0 || r2.status >= 500);
+    hresp_free(&r2);
+    assert_int_equal(cit_sim_faults(&E, "{}"), 0);
+    hresp_free(&r1);
+}
+
 static void test_negative_cache(void **state)
 {
     (void)state;
@@ -190,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stale_while_revalidate),
         cmocka_unit_test(test_stale_if_error),
+        cmocka_unit_test(test_cut_mid_body),
         cmocka_unit_test(test_negative_cache),
     };
     const struct CMUnitTest budget_tests[] = {
