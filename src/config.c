@@ -794,6 +794,8 @@ static int handle_queue(struct parse *p, int line, const char *section, const ch
         DUR(c->queue.deadline_ms, 0);
     else if (strcmp(name, "retry_after_max") == 0)
         DUR(c->queue.retry_after_max_ms, 0);
+    else if (strcmp(name, "shed_retries") == 0)
+        UINT(c->queue.shed_retries, 100);
     else if (strcmp(name, "aimd_decrease") == 0 || strcmp(name, "aimd_floor") == 0 ||
              strcmp(name, "aimd_increase") == 0) {
         char *end = NULL;
@@ -990,6 +992,7 @@ static void set_defaults(struct hg_config *c)
     c->queue.max_per_client = 1000;
     c->queue.deadline_ms = 30000;
     c->queue.retry_after_max_ms = 300000;
+    c->queue.shed_retries = 3;
     c->queue.aimd_decrease = 0.7;
     c->queue.aimd_floor = 0.1;
     c->queue.aimd_increase = 0.05;

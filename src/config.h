@@ -151,6 +151,9 @@ struct hg_config {
         /* budget (budget.h): longest upstream Retry-After honoured; AIMD of the effective
          * rate: x decrease on a shed, floor (fraction of rate), + increase x rate per s */
         uint64_t retry_after_max_ms;
+        /* how often one request is sent again after the upstream shed it (429, or 503
+         * with Retry-After); then the client gets the shed answer */
+        unsigned shed_retries;
         double aimd_decrease, aimd_floor, aimd_increase;
     } queue;
 

@@ -1590,6 +1590,7 @@ static int up_on_head(void *arg, int status, const struct evkeyvalq *headers)
         /* drop this answer; the pipeline re-runs from the budget stage, out of curl's
          * callback */
         p->retry_requested = 1;
+        req->upstream_attempts++; /* this attempt was made; its on_done never comes */
         req->up = NULL;
         struct timeval zero = {0, 0};
         event_base_once(req->worker->base, -1, EV_TIMEOUT, upstream_hold_release_cb, req, &zero);

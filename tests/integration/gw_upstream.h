@@ -9,7 +9,8 @@
  *   any  /v1/stall           reads the request, never answers
  *   any  /v1/slow?ms=M       answers the echo after M milliseconds
  *   any  /v1/fail503?k=K     the first K requests answer 503, later ones 200
- *   any  /v1/status?s=S      answers status S with an API-shaped body
+ *   any  /v1/status?s=S      answers status S with an API-shaped body (&ra=N: with
+ *                            Retry-After: N)
  *   any  /v1/raw/CASE        writes canned wire bytes (gwu_raw: chunked with trailers, 1xx,
  *                            HTTP/1.0, bare LF, malformed heads, truncated bodies, ...)
  *
@@ -151,17 +152,23 @@ static long long gwu_read_body(struct gwu_rd *r, long long cl, int chunked)
  * after a HEAD answer would poison the pooled connection for the next request) */
 static __thread int gwu_is_head;
 
-static void gwu_reply(int fd, int status, const char *ctype, const char *body, int keep)
+static void gwu_reply_h(int fd, int status, const char *ctype, const char *body, int keep,
+                        const char *extra)
 {
     char head[512];
     size_t bl = strlen(body);
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "X-Upstream: gwu\r\nConnection: %s\r\n\r\n",
-                     status, ctype, bl, keep ? "keep-alive" : "close");
+                     "X-Upstream: gwu\r\n%sConnection: %s\r\n\r\n",
+                     status, ctype, bl, extra ? extra : "", keep ? "keep-alive" : "close");
     gwu_write_all(fd, head, (size_t)n);
     if (!gwu_is_head)
         gwu_write_all(fd, body, bl);
+}
+
+static void gwu_reply(int fd, int status, const char *ctype, const char *body, int keep)
+{
+    gwu_reply_h(fd, status, ctype, body, keep, NULL);
 }
 
 static long gwu_qparam(const char *path, const char *name, long dflt)
@@ -334,8 +341,12 @@ static void *gwu_conn(void *arg)
             }
         } else if (strncmp(path, "/v1/status", 10) == 0) {
             long s = gwu_qparam(path, "s", 200);
+            long ra = gwu_qparam(path, "ra", -1);
+            char rah[64] = "";
+            if (ra >= 0)
+                snprintf(rah, sizeof rah, "Retry-After: %ld\r\n", ra);
             snprintf(body, sizeof body, "{\"status\":%ld}", s);
-            gwu_reply(fd, (int)s, "application/json", body, keep);
+            gwu_reply_h(fd, (int)s, "application/json", body, keep, ra >= 0 ? rah : NULL);
         } else {
             if (strncmp(path, "/v1/slow", 8) == 0)
                 gwu_sleep_ms((int)gwu_qparam(path, "ms", 100));
