@@ -95,6 +95,35 @@ static void test_encoded_structure_400(void **state)
     expect("/v1/x?q=%zz", PATH_BAD);
 }
 
+/* issue 10: "..;" and overlong UTF-8 dots are ambiguous */
+static void test_ambiguous_dots_400(void **state)
+{
+    (void)state;
+    static const char *bad[] = {"/v1/..;/x",       "/v1/a/..;b/x",       "/v1/.;/x",
+                                "/v1/a/..;",       "/v1/%c0%ae%c0%ae/x", "/v1/%C0%AE/x",
+                                "/v1/%e0%80%ae/x", "/v1/%f0%80%80%ae/x", "/v1/%c1%9c",
+                                "/v1/%ff/x",       "/v1/%E0%9F%BF",      NULL};
+    for (int i = 0; bad[i]; i++) {
+        char *p = NULL, *q = NULL;
+        const char *why = NULL;
+        assert_int_equal(path_check(bad[i], strlen(bad[i]), &p, &q, &why), PATH_BAD);
+        assert_non_null(why);
+    }
+    /* valid UTF-8 escapes, a ';' that is not after dots, "...;" (a name) pass */
+    static const char *ok[] = {"/v1/caf%c3%a9", "/v1/%e0%a0%80", "/v1/%f0%90%80%80", "/v1/a;b/x",
+                               "/v1/...;x/y",   "/v1/x..;",      "/v1/%e0",          NULL};
+    for (int i = 0; ok[i]; i++) {
+        char *p = NULL, *q = NULL;
+        assert_int_equal(path_check(ok[i], strlen(ok[i]), &p, &q, NULL), PATH_OK);
+        free(p);
+        free(q);
+    }
+    assert_int_equal(path_overlong_utf8("%c0%ae", 6), 1);
+    assert_int_equal(path_overlong_utf8("%e0%80%ae", 9), 1);
+    assert_int_equal(path_overlong_utf8("%e0%a0%80", 9), 0);
+    assert_int_equal(path_overlong_utf8("%41", 3), 0);
+}
+
 static void test_forms_and_chars_400(void **state)
 {
     expect("http://evil.example/v1/connections", PATH_BAD);
@@ -117,7 +146,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ok_passthrough),      cmocka_unit_test(test_not_api_404),
         cmocka_unit_test(test_traversal_400),       cmocka_unit_test(test_encoded_structure_400),
-        cmocka_unit_test(test_forms_and_chars_400),
+        cmocka_unit_test(test_forms_and_chars_400), cmocka_unit_test(test_ambiguous_dots_400),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
