@@ -60,6 +60,8 @@ static const char *const counter_names[M__COUNT][2] = {
     {"hotgate_client_aborts_total", "Requests whose client went away before the end."},
     {"hotgate_request_body_bytes_total", "Request body bytes read from clients."},
     {"hotgate_response_body_bytes_total", "Response body bytes written to clients."},
+    {"hotgate_request_headers_dropped_underscore_total",
+     "Request headers dropped because their name contains '_' (as nginx does)."},
 };
 
 static const char *const gauge_names[G__COUNT][2] = {

@@ -32,6 +32,7 @@ enum metrics_counter {
     M_CLIENT_ABORTS,
     M_BYTES_IN,
     M_BYTES_OUT,
+    M_HEADERS_DROPPED_UNDERSCORE, /* request header names with '_' dropped */
     M__COUNT
 };
 

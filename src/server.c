@@ -137,6 +137,7 @@ struct hg_conn {
     struct event *read_ev;
     int read_on;           /* read_ev added */
     int read_full;         /* the last read filled its space: the next one offers more */
+    int peer_eof;          /* the client half-closed: never read again, close after the answer */
     struct auth_memo auth; /* the last verified client key (auth.h); wiped on close */
 };
 
@@ -181,47 +182,90 @@ static void early_refuse(struct hg_conn *c, int status, const char *why);
 
 /* ---- small helpers ---- */
 
+/* The reason phrases of RFC 9110 section 15 (and RFC 6585 for 428, 429, 431); a status
+ * with none of its own (an upstream's 499, 520...) gets an empty phrase, which the grammar
+ * allows ("HTTP/1.1 599 " + CRLF), rather than a made-up one. */
 static const char *reason_phrase(int s)
 {
     switch (s) {
     case 100:
         return "Continue";
+    case 101:
+        return "Switching Protocols";
     case 200:
         return "OK";
     case 201:
         return "Created";
     case 202:
         return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
     case 204:
         return "No Content";
+    case 205:
+        return "Reset Content";
     case 206:
         return "Partial Content";
+    case 300:
+        return "Multiple Choices";
     case 301:
         return "Moved Permanently";
     case 302:
         return "Found";
+    case 303:
+        return "See Other";
     case 304:
         return "Not Modified";
+    case 305:
+        return "Use Proxy";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
     case 401:
         return "Unauthorized";
+    case 402:
+        return "Payment Required";
     case 403:
         return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
     case 408:
         return "Request Timeout";
     case 409:
         return "Conflict";
+    case 410:
+        return "Gone";
     case 411:
         return "Length Required";
+    case 412:
+        return "Precondition Failed";
     case 413:
-        return "Payload Too Large";
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
     case 422:
-        return "Unprocessable Entity";
+        return "Unprocessable Content";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -239,7 +283,7 @@ static const char *reason_phrase(int s)
     case 505:
         return "HTTP Version Not Supported";
     default:
-        return s < 300 ? "OK" : s < 400 ? "Redirect" : s < 500 ? "Client Error" : "Server Error";
+        return "";
     }
 }
 
@@ -403,6 +447,8 @@ static void req_log(struct hg_req *r)
  * it with BEV_EVENT_READING; reads go straight to conn_process. */
 static void conn_read_enable(struct hg_conn *c)
 {
+    if (c->peer_eof)
+        return; /* EOF stays readable: reading again would spin */
     if (c->read_timeout_ms) {
         struct timeval tv = ms_tv(c->read_timeout_ms);
         event_add(c->read_ev, &tv);
@@ -534,6 +580,15 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
             conn_error_close(c, 408, "timed out reading the request body");
             return;
         }
+    }
+    if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && c->req && c->state == CS_BUSY &&
+        c->body_done) {
+        /* the client half-closed (shutdown(SHUT_WR)) after a complete request: HTTP/1.1
+         * lets it still read the answer (RFC 9112 9.6), so answer, then close */
+        c->peer_eof = 1;
+        c->keepalive = 0;
+        conn_read_disable(c);
+        return;
     }
     conn_free(c); /* EOF, error, idle or write timeout */
 }
@@ -792,6 +847,13 @@ static int parse_header_line(struct hg_conn *c, char *line, const char **why)
     if (++c->nheaders > MAX_HEADERS) {
         *why = "too many headers";
         return 431;
+    }
+    /* a name with '_' is dropped, as nginx does (underscores_in_headers off): proxies and
+     * CGI-style servers map '_' and '-' to the same name, so "X-Workspace_Id" could pass
+     * for X-Workspace-Id behind hotgate's back */
+    if (memchr(line, '_', (size_t)(colon - line))) {
+        metrics_inc(M_HEADERS_DROPPED_UNDERSCORE, 1);
+        return 0;
     }
     /* evhttp_add_header's checks are looser than the two above */
     hdr_add(&c->req->headers, line, (size_t)(colon - line), v, n);
