@@ -582,9 +582,12 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         }
     }
     if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && c->req && c->state == CS_BUSY &&
-        c->body_done) {
-        /* the client half-closed (shutdown(SHUT_WR)) after a complete request: HTTP/1.1
-         * lets it still read the answer (RFC 9112 9.6), so answer, then close */
+        c->body_done && (c->req->up || c->resp_started)) {
+        /* the client half-closed (shutdown(SHUT_WR)) after a complete request that is
+         * upstream or being answered: HTTP/1.1 lets it still read the answer (RFC 9112
+         * 9.6), so answer, then close. A request still parked before the upstream (budget
+         * queue, coalesced wait) is dropped instead: a FIN cannot tell a half-close from a
+         * client that hung up, and a hung-up client must not spend upstream budget. */
         c->peer_eof = 1;
         c->keepalive = 0;
         conn_read_disable(c);
