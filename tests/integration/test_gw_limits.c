@@ -272,6 +272,19 @@ static void test_half_close_answered(void **state)
     assert_true(strncmp(r, "HTTP/1.1 200 ", 13) == 0);
     assert_non_null(strstr(r, "\"body_len\":5"));
     free(r);
+    /* and many of them, fast and slow upstream answers alike */
+    int ok = 0;
+    for (int i = 0; i < 60; i++) {
+        char req[256];
+        snprintf(req, sizeof req,
+                 "GET /v1/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ck_alice\r\n\r\n",
+                 i % 3 == 0 ? "slow?ms=20" : "echo");
+        r = raw(g.hg.port, req, 1);
+        ok += strncmp(r, "HTTP/1.1 200 ", 13) == 0;
+        free(r);
+    }
+    printf("# half-closed clients answered: %d of 60\n", ok);
+    assert_int_equal(ok, 60);
     gw_halt(&g);
     assert_int_equal(access_field(&g, "\"/v1/slow\"", "status"), 200);
     assert_int_equal(access_field(&g, "\"/v1/echo\"", "status"), 200);

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "path.h"
@@ -124,6 +125,42 @@ static void test_ambiguous_dots_400(void **state)
     assert_int_equal(path_overlong_utf8("%41", 3), 0);
 }
 
+/* Every 2-, 3- and 4-byte escape sequence that a lenient UTF-8 decoder (one that accepts
+ * overlong forms) reads as '.', '/', '\\' or '%' is refused, in a segment of its own and
+ * inside a name. */
+static void test_overlong_exhaustive(void **state)
+{
+    (void)state;
+    const int targets[] = {'.', '/', '\\', '%'};
+    long tried = 0;
+    for (int len = 2; len <= 4; len++) {
+        int lead_lo = len == 2 ? 0xc0 : len == 3 ? 0xe0 : 0xf0;
+        int lead_hi = len == 2 ? 0xdf : len == 3 ? 0xef : 0xf7;
+        long ncont = len == 2 ? 64 : len == 3 ? 64 * 64 : 64 * 64 * 64;
+        for (int b0 = lead_lo; b0 <= lead_hi; b0++)
+            for (long k = 0; k < ncont; k++) {
+                int cont[3] = {(int)(k & 63), (int)((k >> 6) & 63), (int)((k >> 12) & 63)};
+                unsigned cp = (unsigned)b0 & (len == 2 ? 0x1f : len == 3 ? 0x0f : 0x07);
+                for (int i = 0; i < len - 1; i++)
+                    cp = cp << 6 | (unsigned)cont[i];
+                int hit = 0;
+                for (size_t t = 0; t < sizeof targets / sizeof *targets; t++)
+                    hit |= cp == (unsigned)targets[t];
+                if (!hit)
+                    continue;
+                char tgt[64];
+                int n = snprintf(tgt, sizeof tgt, "/v1/a%%%02x", b0);
+                for (int i = 0; i < len - 1; i++)
+                    n += snprintf(tgt + n, sizeof tgt - (size_t)n, "%%%02X", 0x80 | cont[i]);
+                char *p = NULL, *q = NULL;
+                assert_int_equal(path_check(tgt, strlen(tgt), &p, &q, NULL), PATH_BAD);
+                tried++;
+            }
+    }
+    /* 4 targets x one overlong form each of 2, 3 and 4 bytes */
+    assert_int_equal(tried, 12);
+}
+
 static void test_forms_and_chars_400(void **state)
 {
     expect("http://evil.example/v1/connections", PATH_BAD);
@@ -147,6 +184,7 @@ int main(void)
         cmocka_unit_test(test_ok_passthrough),      cmocka_unit_test(test_not_api_404),
         cmocka_unit_test(test_traversal_400),       cmocka_unit_test(test_encoded_structure_400),
         cmocka_unit_test(test_forms_and_chars_400), cmocka_unit_test(test_ambiguous_dots_400),
+        cmocka_unit_test(test_overlong_exhaustive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
