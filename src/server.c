@@ -593,6 +593,13 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         conn_read_disable(c);
         return;
     }
+    if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && !c->req &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+        /* a half-closed client whose answer is written but not yet flushed: flush, close */
+        c->peer_eof = 1;
+        conn_close_after_write(c);
+        return;
+    }
     conn_free(c); /* EOF, error, idle or write timeout */
 }
 
