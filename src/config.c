@@ -591,6 +591,13 @@ static int handle_server(struct parse *p, int line, const char *section, const c
         DUR(c->server.read_timeout_ms, 0);
     } else if (strcmp(name, "write_timeout") == 0) {
         DUR(c->server.write_timeout_ms, 0);
+    } else if (strcmp(name, "body_timeout") == 0) {
+        DUR(c->server.body_timeout_ms, 0);
+    } else if (strcmp(name, "max_connections") == 0) {
+        if (strcmp(value, "auto") == 0)
+            c->server.max_connections = 0;
+        else
+            UINT(c->server.max_connections, 10000000);
     } else if (strcmp(name, "keepalive_timeout") == 0) {
         DUR(c->server.keepalive_timeout_ms, 0);
     } else if (strcmp(name, "drain_timeout") == 0) {
@@ -973,6 +980,8 @@ static void set_defaults(struct hg_config *c)
     c->server.max_body_size = 20ull << 30; /* the API's streaming upload limit */
     c->server.read_timeout_ms = 30000;
     c->server.write_timeout_ms = 30000;
+    c->server.body_timeout_ms = 10000;
+    c->server.max_connections = 0;
     c->server.keepalive_timeout_ms = 75000;
     c->server.drain_timeout_ms = 30000;
     c->server.access_log = xstrdup("stderr");

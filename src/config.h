@@ -105,6 +105,8 @@ struct hg_config {
         size_t max_header_size;        /* whole request head */
         uint64_t max_body_size;        /* 0 = unlimited */
         uint64_t read_timeout_ms;      /* max gap while reading a request */
+        uint64_t body_timeout_ms;      /* max gap between reads of a request body */
+        unsigned max_connections;      /* open client connections; 0 = from RLIMIT_NOFILE */
         uint64_t write_timeout_ms;     /* max gap while writing a response */
         uint64_t keepalive_timeout_ms; /* idle keep-alive connection */
         uint64_t drain_timeout_ms;     /* on SIGTERM */

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -98,7 +99,11 @@ struct hg_worker {
     uint64_t drain_deadline_ms;
     int draining;
     unsigned nconns;
-    struct hg_conn *conns; /* list of open connections */
+    struct hg_conn *conns; /* list of open connections, newest first */
+    /* accept paused (fd exhaustion, max_connections): listeners disabled until
+     * accept_resume_ev fires or one of our connections closes */
+    struct event *accept_resume_ev;
+    int accept_paused;
 };
 
 struct hg_conn {
@@ -161,6 +166,10 @@ static struct {
     int listen_fds[17]; /* TCP listeners + the unix socket, shared by all workers */
     int nlisten_fds;
     atomic_int listening_workers;
+    atomic_uint nconns_total;           /* open client connections, all workers */
+    unsigned max_conns;                 /* [server] max_connections, resolved */
+    atomic_uint_fast64_t accept_log_ms; /* last "accept:" log line (rate limit) */
+    atomic_uint_fast64_t accept_log_suppressed;
     struct {
         char path[128];
         server_admin_fn fn;
@@ -173,6 +182,7 @@ static struct {
 
 static void pipeline_run(struct hg_req *req);
 static void conn_free(struct hg_conn *c);
+static void worker_accept_resume(struct hg_worker *w);
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_process(struct hg_conn *c);
 static void req_finish(struct hg_req *req);
@@ -488,6 +498,7 @@ static void conn_unlink(struct hg_conn *c)
         c->next->prev = c->prev;
     c->next = c->prev = NULL;
     w->nconns--;
+    atomic_fetch_sub(&S.nconns_total, 1);
     metrics_gauge_add(G_CONNECTIONS_OPEN, -1);
 }
 
@@ -528,6 +539,7 @@ static void conn_free(struct hg_conn *c)
         c->req = NULL;
         req_detach_client(r);
     }
+    struct hg_worker *w = c->w;
     conn_unlink(c);
     event_free(c->read_ev); /* before bufferevent_free closes the socket */
     event_free(c->flush_ev);
@@ -537,6 +549,8 @@ static void conn_free(struct hg_conn *c)
         evbuffer_free(c->pending);
     auth_memo_wipe(&c->auth);
     free(c);
+    if (w->accept_paused)
+        worker_accept_resume(w); /* a descriptor / a connection slot is free again */
 }
 
 static void conn_close_after_write(struct hg_conn *c)
@@ -739,6 +753,7 @@ static void conn_new(struct hg_worker *w, evutil_socket_t fd)
         w->conns->prev = c;
     w->conns = c;
     w->nconns++;
+    atomic_fetch_add(&S.nconns_total, 1);
     metrics_gauge_add(G_CONNECTIONS_OPEN, 1);
     metrics_inc(M_CONNECTIONS_ACCEPTED, 1);
     c->read_timeout_ms = UINT64_MAX;
@@ -1885,12 +1900,82 @@ void server_pipeline_resume(struct hg_req *req)
 
 /* ---- workers ---- */
 
+/* How long a worker stops accepting after accept failed or max_connections was reached
+ * without an idle connection to close (a connection closing resumes it earlier). */
+#define ACCEPT_PAUSE_MS 100
+
+/* Stop accepting on this worker's listeners for ms (pending clients wait in the kernel's
+ * backlog) instead of spinning on an accept that keeps failing (nginx/HAProxy do the same). */
+static void worker_accept_pause(struct hg_worker *w, uint64_t ms)
+{
+    if (!w->accept_paused) {
+        for (int i = 0; i < w->nlisteners; i++)
+            evconnlistener_disable(w->listeners[i]);
+        w->accept_paused = 1;
+    }
+    struct timeval tv = ms_tv(ms);
+    event_add(w->accept_resume_ev, &tv);
+}
+
+static void worker_accept_resume(struct hg_worker *w)
+{
+    if (!w->accept_paused)
+        return;
+    w->accept_paused = 0;
+    event_del(w->accept_resume_ev);
+    if (w->draining)
+        return;
+    for (int i = 0; i < w->nlisteners; i++)
+        evconnlistener_enable(w->listeners[i]);
+}
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    worker_accept_resume(arg);
+}
+
+/* The oldest connection of this worker that waits for a request with nothing read and
+ * nothing to write (an idle keep-alive one): closed to make room. 1 if one was closed. */
+static int conn_close_oldest_idle(struct hg_worker *w)
+{
+    struct hg_conn *last = w->conns, *victim = NULL;
+    while (last && last->next)
+        last = last->next;
+    for (struct hg_conn *c = last; c; c = c->prev)
+        if (c->state == CS_HEAD && c->head_bytes == 0 && !c->req &&
+            evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+            victim = c;
+            break;
+        }
+    if (!victim)
+        return 0;
+    metrics_inc(M_CONNECTIONS_IDLE_CLOSED_LIMIT, 1);
+    conn_free(victim);
+    return 1;
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
 {
     struct hg_worker *w = arg;
     if (w->draining) {
         evutil_closesocket(fd);
+        return;
+    }
+    if (S.max_conns && atomic_load(&S.nconns_total) >= S.max_conns && !conn_close_oldest_idle(w)) {
+        /* full of busy connections: a short API-shaped 503 (best effort, the socket is
+         * new and empty), then no accepting until one closes */
+        static const char busy[] =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            "Retry-After: 1\r\nConnection: close\r\nContent-Length: 146\r\n\r\n"
+            "{\"error\":{\"code\":\"TOO_MANY_CONNECTIONS\",\"message\":\"the gateway is at "
+            "max_connections\"},\"message\":\"the gateway is at max_connections\",\"status\":503}";
+        ssize_t wr = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)wr;
+        evutil_closesocket(fd);
+        metrics_inc(M_CONNECTIONS_REFUSED_LIMIT, 1);
+        worker_accept_pause(w, ACCEPT_PAUSE_MS);
         return;
     }
     int one = 1;
@@ -1901,8 +1986,42 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
+    struct hg_worker *w = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    log_msg(LOG_WARNING, "accept: %s", evutil_socket_error_to_string(err));
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+        metrics_inc(M_ACCEPT_FD_EXHAUSTED, 1);
+    /* whatever the error: pause instead of spinning (the listener is level-triggered) */
+    worker_accept_pause(w, ACCEPT_PAUSE_MS);
+    /* at most one line per second, all workers together */
+    uint64_t now = util_mono_ms(), last = atomic_load(&S.accept_log_ms);
+    if (last && now - last < 1000) {
+        atomic_fetch_add(&S.accept_log_suppressed, 1);
+        return;
+    }
+    if (!atomic_compare_exchange_strong(&S.accept_log_ms, &last, now ? now : 1)) {
+        atomic_fetch_add(&S.accept_log_suppressed, 1);
+        return;
+    }
+    unsigned long long more = atomic_exchange(&S.accept_log_suppressed, 0);
+    log_msg(LOG_WARNING, "accept: %s (accepting paused %d ms; %llu more since the last line)",
+            evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, more);
+}
+
+/* [server] max_connections, or auto: the soft RLIMIT_NOFILE minus a reserve for upstream
+ * connections (per worker), the cache, logs and the event machinery. */
+static unsigned max_conns_resolve(const struct hg_config *cfg, unsigned nworkers)
+{
+    if (cfg->server.max_connections)
+        return cfg->server.max_connections;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    uint64_t soft = rl.rlim_cur == RLIM_INFINITY ? 1048576 : (uint64_t)rl.rlim_cur;
+    uint64_t reserve = 64 + (uint64_t)nworkers * (cfg->upstream.max_connections_per_host + 8);
+    uint64_t n = soft > 2 * reserve ? soft - reserve : soft / 2;
+    if (n < 8)
+        n = 8;
+    return n > 10000000 ? 10000000 : (unsigned)n;
 }
 
 static int worker_listen(struct hg_worker *w)
@@ -2159,6 +2278,7 @@ int server_start(const struct hg_config *cfg)
 {
     S.cfg = cfg;
     S.nworkers = cfg->server.threads ? cfg->server.threads : 1;
+    S.max_conns = max_conns_resolve(cfg, S.nworkers);
     S.workers = calloc(S.nworkers, sizeof *S.workers);
     if (!S.workers)
         abort();
@@ -2193,6 +2313,9 @@ int server_start(const struct hg_config *cfg)
         w->alog = log_access_new(w->base);
         w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
         w->reload_ev = event_new(w->base, -1, 0, reload_cb, w);
+        w->accept_resume_ev = event_new(w->base, -1, 0, accept_resume_cb, w);
+        if (!w->accept_resume_ev)
+            return -1;
         worker_snap(w);
         if (worker_listen(w) != 0)
             return -1;
@@ -2206,8 +2329,10 @@ int server_start(const struct hg_config *cfg)
             return -1;
         }
     }
-    log_msg(LOG_INFO, "hotgate %s: %u worker(s), upstream %s (%s client)", HG_VERSION, S.nworkers,
-            cfg->upstream.url, upstream_client_name(S.workers[0].up));
+    log_msg(LOG_INFO,
+            "hotgate %s: %u worker(s), at most %u client connections, upstream %s (%s client)",
+            HG_VERSION, S.nworkers, S.max_conns, cfg->upstream.url,
+            upstream_client_name(S.workers[0].up));
     return 0;
 }
 
@@ -2233,6 +2358,8 @@ void server_stop(void)
             event_free(w->stop_ev);
         if (w->reload_ev)
             event_free(w->reload_ev);
+        if (w->accept_resume_ev)
+            event_free(w->accept_resume_ev);
         cfgsnap_release(w->snap);
         w->snap = NULL;
         log_access_free(w->alog);
