@@ -584,7 +584,13 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
             early_refuse(c, 408, "timed out reading the request");
             return;
         }
-        if ((what & BEV_EVENT_READING) && c->state == CS_BODY) {
+        if ((what & BEV_EVENT_READING) &&
+            (c->state == CS_BODY ||
+             (c->state == CS_BUSY && c->req && c->req->body_kind == HG_BODY_STREAM &&
+              !c->body_done && !c->resp_started))) {
+            /* a body that stalled longer than body_timeout (memory body, or a stream body
+             * whose answer has not started: its upstream exchange is abandoned) */
+            metrics_inc(M_BODY_TIMEOUTS, 1);
             if (c->req) {
                 struct hg_req *r = c->req;
                 c->req = NULL;
@@ -1149,9 +1155,9 @@ static void start_pipeline(struct hg_conn *c)
     struct hg_req *r = c->req;
     c->state = CS_BUSY;
     /* no read timeout while the request is processed: the upstream may take its time; a
-     * stream body keeps the read timeout */
+     * stream body still arriving has body_timeout between its reads */
     conn_set_read_timeout(
-        c, r->body_kind == HG_BODY_STREAM && !c->body_done ? c->w->cfg->server.read_timeout_ms : 0);
+        c, r->body_kind == HG_BODY_STREAM && !c->body_done ? c->w->cfg->server.body_timeout_ms : 0);
     r->stage = HG_STAGE_AUTH;
     r->refs++; /* held by the pipeline run itself, so that a synchronous finish is safe */
     pipeline_run(r);
@@ -1298,7 +1304,7 @@ static void conn_process(struct hg_conn *c)
             body_decode(c, in, r->body, MEM_BODY_MAX + 1);
             r->bytes_in += evbuffer_get_length(r->body) - before;
             if (!c->body_done) {
-                conn_set_read_timeout(c, cfg->server.read_timeout_ms);
+                conn_set_read_timeout(c, c->w->cfg->server.body_timeout_ms);
                 return;
             }
             start_pipeline(c);

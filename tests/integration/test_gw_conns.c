@@ -237,6 +237,115 @@ static void test_max_connections(void **state)
     gw_stop(&g);
 }
 
+/* Send the head, then one body byte every 1.5 s: with body_timeout = 1 the gateway answers
+ * 408 and closes. Returns what the client got (malloc'd); *sent: body bytes sent. */
+static char *slow_body(int port, const char *head, const char *const *pieces, int *sent)
+{
+    int fd = conn_to(port);
+    assert_true(fd >= 0);
+    assert_int_equal(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
+    *sent = 0;
+    int eof = 0;
+    char *got = NULL;
+    for (int i = 0; pieces[i]; i++) {
+        if (send(fd, pieces[i], strlen(pieces[i]), MSG_NOSIGNAL) < 0)
+            break;
+        (*sent)++;
+        got = read_some(fd, 1500, &eof);
+        if (got[0] || eof)
+            break;
+        free(got);
+        got = NULL;
+    }
+    if (!got)
+        got = read_some(fd, 5000, &eof);
+    close(fd);
+    return got;
+}
+
+static void test_body_timeout(void **state)
+{
+    (void)state;
+    struct gwu *up = g_gwu;
+    char *url = harness_url("http://127.0.0.1:%d", up->port);
+    struct gw g;
+    assert_int_equal(gw_start(&g, "gwbody", url, "[server]\nbody_timeout = 1\n"), 0);
+    static const char *const bytes[] = {"{", " ", " ", " ", " ", " ", " ", " ", NULL};
+    int before = atomic_load(&up->requests);
+    /* a memory body (Content-Length) */
+    int sent = 0;
+    char *got =
+        slow_body(g.hg.port,
+                  "POST /v1/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ck_alice\r\n"
+                  "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+                  bytes, &sent);
+    assert_non_null(strstr(got, "HTTP/1.1 408 "));
+    assert_non_null(strstr(got, "\"status\":408"));
+    assert_non_null(strstr(got, "Connection: close"));
+    free(got);
+    assert_true(sent < 8);
+    /* a streamed body (chunked): the upstream exchange is abandoned */
+    static const char *const chunks[] = {"1\r\nx\r\n", "1\r\nx\r\n", "1\r\nx\r\n", "1\r\nx\r\n",
+                                         "1\r\nx\r\n", "1\r\nx\r\n", "1\r\nx\r\n", NULL};
+    got = slow_body(g.hg.port,
+                    "POST /v1/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ck_alice\r\n"
+                    "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    chunks, &sent);
+    assert_non_null(strstr(got, "HTTP/1.1 408 "));
+    assert_non_null(strstr(got, "\"status\":408"));
+    free(got);
+    assert_true(sent < 7);
+    assert_int_equal(gw_metric(g.admin_port, "hotgate_request_body_timeouts_total"), 2);
+    /* the memory body never went upstream */
+    assert_true(atomic_load(&up->requests) - before <= 1);
+    /* a body that keeps coming within body_timeout is fine */
+    assert_int_equal(echo_ok(g.hg.port), 200);
+    free(url);
+    gw_stop(&g);
+}
+
+/* A client that asks for a large answer and never reads it is cut after write_timeout. */
+static void test_slow_reader_cut(void **state)
+{
+    (void)state;
+    struct gwu *up = g_gwu;
+    char *url = harness_url("http://127.0.0.1:%d", up->port);
+    struct gw g;
+    assert_int_equal(gw_start(&g, "gwslowrd", url, "[server]\nthreads = 1\nwrite_timeout = 1\n"),
+                     0);
+    int fd = conn_to(g.hg.port);
+    assert_true(fd >= 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    const char *req = "GET /v1/big?n=268435456 HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: Bearer ck_alice\r\n\r\n";
+    assert_int_equal(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
+    /* never read: the gateway gives up on the connection */
+    long open = -1;
+    for (int i = 0; i < 400 && open != 0; i++) {
+        gwu_sleep_ms(50);
+        open = gw_metric(g.admin_port, "hotgate_connections_open");
+    }
+    assert_int_equal(open, 0);
+    /* what the client can still read ends early (EOF or reset), far from 256 MiB */
+    size_t total = 0;
+    char buf[65536];
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 5000) <= 0)
+            break;
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+    fprintf(stderr, "slow reader: cut after %zu bytes read of 268435456\n", total);
+    assert_true(total < 268435456u);
+    close(fd);
+    free(url);
+    gw_stop(&g);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -256,6 +365,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fd_exhaustion_backs_off),
         cmocka_unit_test(test_max_connections),
+        cmocka_unit_test(test_body_timeout),
+        cmocka_unit_test(test_slow_reader_cut),
     };
     return cmocka_run_group_tests_name("connection limits", tests, setup, teardown);
 }
