@@ -88,9 +88,13 @@ void budget_bucket_advance(budget_bucket *b, uint64_t now_us, double increase_fr
 
 int budget_bucket_take(budget_bucket *b, uint64_t now_us)
 {
+    /* a cooldown (the upstream's Retry-After) holds whatever the rate: an unlimited
+     * bucket is unlimited only outside it */
+    if (now_us < b->cooldown_until_us)
+        return 0;
     if (b->rate <= 0)
         return 1;
-    if (now_us < b->cooldown_until_us || b->tokens < 1 - TOKEN_EPS)
+    if (b->tokens < 1 - TOKEN_EPS)
         return 0;
     b->tokens -= 1;
     if (b->tokens < 0)
@@ -119,7 +123,7 @@ void budget_bucket_charge(budget_bucket *b)
 uint64_t budget_bucket_ready_at(const budget_bucket *b, uint64_t now_us)
 {
     if (b->rate <= 0)
-        return now_us;
+        return now_us < b->cooldown_until_us ? b->cooldown_until_us : now_us;
     uint64_t from = now_us;
     double tokens = b->tokens;
     if (now_us < b->cooldown_until_us) {
@@ -741,9 +745,8 @@ int budget_idle(budget *b, const char *cred)
     pthread_mutex_lock(&c->mu);
     uint64_t now = now_us(b);
     budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
-    int idle = c->q.count == 0 && slot_free(c) &&
-               (c->bucket.rate <= 0 ||
-                (now >= c->bucket.cooldown_until_us && c->bucket.tokens >= 1 - TOKEN_EPS));
+    int idle = c->q.count == 0 && slot_free(c) && now >= c->bucket.cooldown_until_us &&
+               (c->bucket.rate <= 0 || c->bucket.tokens >= 1 - TOKEN_EPS);
     pthread_mutex_unlock(&c->mu);
     return idle;
 }

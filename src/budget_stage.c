@@ -31,6 +31,7 @@
 
 static budget *g_budget;
 static _Atomic uint32_t g_ra_cap_ms = RETRY_AFTER_DEFAULT_CAP_MS;
+static _Atomic unsigned g_shed_retries = 3; /* [queue] shed_retries */
 
 typedef struct bs_ctx {
     budget_ticket *ticket;
@@ -39,6 +40,7 @@ typedef struct bs_ctx {
     int retrying;       /* the tap asked the server to drop this answer and run us again */
     budget_result shed; /* the upstream's shed answer (last head seen) */
     int tapped;
+    unsigned shed_retries; /* attempts of this request the upstream shed and we resent */
 } bs_ctx;
 
 struct budget *budget_stage_budget(void)
@@ -147,8 +149,10 @@ static int tap_on_head(struct hg_req *req, void *arg, int status, const struct e
         return 0;
     x->shed = r; /* for on_done: cooldown and AIMD even when the client gets the answer */
     if (req->body_kind == HG_BODY_STREAM || req->responded || req->client_gone ||
-        !budget_stage_retry_safe(req->method_name, req->path))
+        !budget_stage_retry_safe(req->method_name, req->path) ||
+        x->shed_retries >= atomic_load(&g_shed_retries))
         return 0; /* the client gets the shed answer, Retry-After and all */
+    x->shed_retries++;
     /* server.c drops this answer (the transfer is cancelled: no on_done follows) and runs
      * the pipeline again from this stage, where budget_retry re-queues the ticket */
     x->retrying = 1;
@@ -344,6 +348,7 @@ static budget_params params_of(const struct hg_config *cfg)
         cap = cfg->queue.retry_after_max_ms > UINT32_MAX ? UINT32_MAX
                                                          : (uint32_t)cfg->queue.retry_after_max_ms;
     atomic_store(&g_ra_cap_ms, cap);
+    atomic_store(&g_shed_retries, cfg->queue.shed_retries);
     p.retry_after_cap_ms = cap;
     p.aimd_decrease = cfg->queue.aimd_decrease;
     p.aimd_floor = cfg->queue.aimd_floor;

@@ -591,6 +591,13 @@ static int handle_server(struct parse *p, int line, const char *section, const c
         DUR(c->server.read_timeout_ms, 0);
     } else if (strcmp(name, "write_timeout") == 0) {
         DUR(c->server.write_timeout_ms, 0);
+    } else if (strcmp(name, "body_timeout") == 0) {
+        DUR(c->server.body_timeout_ms, 0);
+    } else if (strcmp(name, "max_connections") == 0) {
+        if (strcmp(value, "auto") == 0)
+            c->server.max_connections = 0;
+        else
+            UINT(c->server.max_connections, 10000000);
     } else if (strcmp(name, "keepalive_timeout") == 0) {
         DUR(c->server.keepalive_timeout_ms, 0);
     } else if (strcmp(name, "drain_timeout") == 0) {
@@ -794,6 +801,8 @@ static int handle_queue(struct parse *p, int line, const char *section, const ch
         DUR(c->queue.deadline_ms, 0);
     else if (strcmp(name, "retry_after_max") == 0)
         DUR(c->queue.retry_after_max_ms, 0);
+    else if (strcmp(name, "shed_retries") == 0)
+        UINT(c->queue.shed_retries, 100);
     else if (strcmp(name, "aimd_decrease") == 0 || strcmp(name, "aimd_floor") == 0 ||
              strcmp(name, "aimd_increase") == 0) {
         char *end = NULL;
@@ -971,6 +980,8 @@ static void set_defaults(struct hg_config *c)
     c->server.max_body_size = 20ull << 30; /* the API's streaming upload limit */
     c->server.read_timeout_ms = 30000;
     c->server.write_timeout_ms = 30000;
+    c->server.body_timeout_ms = 10000;
+    c->server.max_connections = 0;
     c->server.keepalive_timeout_ms = 75000;
     c->server.drain_timeout_ms = 30000;
     c->server.access_log = xstrdup("stderr");
@@ -990,6 +1001,7 @@ static void set_defaults(struct hg_config *c)
     c->queue.max_per_client = 1000;
     c->queue.deadline_ms = 30000;
     c->queue.retry_after_max_ms = 300000;
+    c->queue.shed_retries = 3;
     c->queue.aimd_decrease = 0.7;
     c->queue.aimd_floor = 0.1;
     c->queue.aimd_increase = 0.05;

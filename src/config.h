@@ -105,6 +105,8 @@ struct hg_config {
         size_t max_header_size;        /* whole request head */
         uint64_t max_body_size;        /* 0 = unlimited */
         uint64_t read_timeout_ms;      /* max gap while reading a request */
+        uint64_t body_timeout_ms;      /* max gap between reads of a request body */
+        unsigned max_connections;      /* open client connections; 0 = from RLIMIT_NOFILE */
         uint64_t write_timeout_ms;     /* max gap while writing a response */
         uint64_t keepalive_timeout_ms; /* idle keep-alive connection */
         uint64_t drain_timeout_ms;     /* on SIGTERM */
@@ -151,6 +153,9 @@ struct hg_config {
         /* budget (budget.h): longest upstream Retry-After honoured; AIMD of the effective
          * rate: x decrease on a shed, floor (fraction of rate), + increase x rate per s */
         uint64_t retry_after_max_ms;
+        /* how often one request is sent again after the upstream shed it (429, or 503
+         * with Retry-After); then the client gets the shed answer */
+        unsigned shed_retries;
         double aimd_decrease, aimd_floor, aimd_increase;
     } queue;
 

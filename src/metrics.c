@@ -60,6 +60,16 @@ static const char *const counter_names[M__COUNT][2] = {
     {"hotgate_client_aborts_total", "Requests whose client went away before the end."},
     {"hotgate_request_body_bytes_total", "Request body bytes read from clients."},
     {"hotgate_response_body_bytes_total", "Response body bytes written to clients."},
+    {"hotgate_accept_fd_exhausted_total",
+     "accept() failures for lack of file descriptors (each pauses accepting)."},
+    {"hotgate_connections_idle_closed_total",
+     "Idle keep-alive connections closed to stay within max_connections."},
+    {"hotgate_connections_refused_total",
+     "Connections answered 503 at max_connections with nothing idle to close."},
+    {"hotgate_request_body_timeouts_total",
+     "Requests answered 408 because the body stalled longer than body_timeout."},
+    {"hotgate_request_headers_dropped_underscore_total",
+     "Request headers dropped because their name contains '_' (as nginx does)."},
 };
 
 static const char *const gauge_names[G__COUNT][2] = {

@@ -32,6 +32,11 @@ enum metrics_counter {
     M_CLIENT_ABORTS,
     M_BYTES_IN,
     M_BYTES_OUT,
+    M_ACCEPT_FD_EXHAUSTED,           /* accept failed for lack of descriptors: paused */
+    M_CONNECTIONS_IDLE_CLOSED_LIMIT, /* idle keep-alive closed at max_connections */
+    M_CONNECTIONS_REFUSED_LIMIT,     /* 503 at max_connections, nothing idle to close */
+    M_BODY_TIMEOUTS,                 /* 408 for a request body that stalled */
+    M_HEADERS_DROPPED_UNDERSCORE,    /* request header names with '_' dropped */
     M__COUNT
 };
 

@@ -46,6 +46,21 @@ static int escape_at(const char *s, size_t left)
     return hi << 4 | lo;
 }
 
+int path_overlong_utf8(const char *s, size_t left)
+{
+    int b0 = escape_at(s, left);
+    if (b0 == 0xc0 || b0 == 0xc1 || b0 >= 0xf5)
+        return 1; /* never valid in UTF-8: C0/C1 lead only overlong forms */
+    if (b0 != 0xe0 && b0 != 0xf0)
+        return 0;
+    /* E0 80..9F and F0 80..8F are overlong; the next byte must be an escape too (a raw
+     * byte >= 0x80 is refused as a character anyway) */
+    int b1 = left >= 6 && s[3] == '%' ? escape_at(s + 3, left - 3) : -1;
+    if (b1 < 0)
+        return 0;
+    return b0 == 0xe0 ? b1 >= 0x80 && b1 <= 0x9f : b1 >= 0x80 && b1 <= 0x8f;
+}
+
 enum path_verdict path_check(const char *target, size_t len, char **path, char **query,
                              const char **reason)
 {
@@ -75,6 +90,15 @@ enum path_verdict path_check(const char *target, size_t len, char **path, char *
                 why = "dot segment in path";
                 goto bad;
             }
+            /* "..;x" / ".;x": a dot segment to servers that strip path parameters (Tomcat,
+             * Spring), a name to others: ambiguous */
+            const char *semi = memchr(seg, ';', seglen);
+            size_t stem = semi ? (size_t)(semi - seg) : seglen;
+            if (semi &&
+                ((stem == 1 && seg[0] == '.') || (stem == 2 && seg[0] == '.' && seg[1] == '.'))) {
+                why = "dot segment with a path parameter (';') in path";
+                goto bad;
+            }
             seg_start = i + 1;
             continue;
         }
@@ -87,6 +111,10 @@ enum path_verdict path_check(const char *target, size_t len, char **path, char *
             }
             if (v == '/' || v == '\\' || v == '.' || v == '%' || v < 0x20 || v == 0x7f) {
                 why = "encoded '/', '\\', '.', '%' or control character in path";
+                goto bad;
+            }
+            if (path_overlong_utf8(target + i, plen - i)) {
+                why = "overlong or invalid UTF-8 escape in path (e.g. %c0%ae, a disguised '.')";
                 goto bad;
             }
             i += 2;

@@ -10,6 +10,10 @@
  *     percent-encoded '/', '\', '.', '%' and control bytes (%2F %5C %2E %25 %00-%1F %7F),
  *     malformed escapes ("%zz", "%4"), a fragment ('#'), raw bytes outside RFC 3986 pchar
  *     (blanks, quotes, <>, non-ASCII);
+ *   - refused (400) as well: a dot segment carrying a path parameter ("..;x", ".;"), which
+ *     servers that strip parameters read as a dot segment, and escapes that are overlong
+ *     or invalid UTF-8 (%C0, %C1, %F5-%FF, %E0 followed by %80-%9F, %F0 by %80-%8F: e.g.
+ *     %c0%ae and %e0%80%ae are disguised '.');
  *   - other escapes (e.g. %20 in a table name) pass through undecoded;
  *   - the path must then be "/v1/" followed by anything (PATH_OK), otherwise 404;
  *   - the query string is checked for the same raw characters and passed through.
@@ -31,5 +35,9 @@ enum path_verdict {
  * absent) are malloc'd for the caller. *reason (static) explains a refusal. */
 enum path_verdict path_check(const char *target, size_t len, char **path, char **query,
                              const char **reason);
+
+/* Whether the escape at s ("%XX", left bytes from s) starts an overlong or invalid UTF-8
+ * sequence (see above). */
+int path_overlong_utf8(const char *s, size_t left);
 
 #endif

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -97,7 +98,11 @@ struct hg_worker {
     uint64_t drain_deadline_ms;
     int draining;
     unsigned nconns;
-    struct hg_conn *conns; /* list of open connections */
+    struct hg_conn *conns; /* list of open connections, newest first */
+    /* accept paused (fd exhaustion, max_connections): listeners disabled until
+     * accept_resume_ev fires or one of our connections closes */
+    struct event *accept_resume_ev;
+    int accept_paused;
 };
 
 struct hg_conn {
@@ -136,6 +141,7 @@ struct hg_conn {
     struct event *read_ev;
     int read_on;           /* read_ev added */
     int read_full;         /* the last read filled its space: the next one offers more */
+    int peer_eof;          /* the client half-closed: never read again, close after the answer */
     struct auth_memo auth; /* the last verified client key (auth.h); wiped on close */
 };
 
@@ -169,6 +175,10 @@ static struct {
     int listen_fds[17]; /* TCP listeners + the unix socket, shared by all workers */
     int nlisten_fds;
     atomic_int listening_workers;
+    atomic_uint nconns_total;           /* open client connections, all workers */
+    unsigned max_conns;                 /* [server] max_connections, resolved */
+    atomic_uint_fast64_t accept_log_ms; /* last "accept:" log line (rate limit) */
+    atomic_uint_fast64_t accept_log_suppressed;
     struct {
         char path[128];
         server_admin_fn fn;
@@ -181,6 +191,7 @@ static struct {
 
 static void pipeline_run(struct hg_req *req);
 static void conn_free(struct hg_conn *c);
+static void worker_accept_resume(struct hg_worker *w);
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_process(struct hg_conn *c);
 static void req_finish(struct hg_req *req);
@@ -190,47 +201,90 @@ static void early_refuse(struct hg_conn *c, int status, const char *why);
 
 /* ---- small helpers ---- */
 
+/* The reason phrases of RFC 9110 section 15 (and RFC 6585 for 428, 429, 431); a status
+ * with none of its own (an upstream's 499, 520...) gets an empty phrase, which the grammar
+ * allows ("HTTP/1.1 599 " + CRLF), rather than a made-up one. */
 static const char *reason_phrase(int s)
 {
     switch (s) {
     case 100:
         return "Continue";
+    case 101:
+        return "Switching Protocols";
     case 200:
         return "OK";
     case 201:
         return "Created";
     case 202:
         return "Accepted";
+    case 203:
+        return "Non-Authoritative Information";
     case 204:
         return "No Content";
+    case 205:
+        return "Reset Content";
     case 206:
         return "Partial Content";
+    case 300:
+        return "Multiple Choices";
     case 301:
         return "Moved Permanently";
     case 302:
         return "Found";
+    case 303:
+        return "See Other";
     case 304:
         return "Not Modified";
+    case 305:
+        return "Use Proxy";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
     case 400:
         return "Bad Request";
     case 401:
         return "Unauthorized";
+    case 402:
+        return "Payment Required";
     case 403:
         return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 406:
+        return "Not Acceptable";
+    case 407:
+        return "Proxy Authentication Required";
     case 408:
         return "Request Timeout";
     case 409:
         return "Conflict";
+    case 410:
+        return "Gone";
     case 411:
         return "Length Required";
+    case 412:
+        return "Precondition Failed";
     case 413:
-        return "Payload Too Large";
+        return "Content Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 417:
+        return "Expectation Failed";
+    case 421:
+        return "Misdirected Request";
     case 422:
-        return "Unprocessable Entity";
+        return "Unprocessable Content";
+    case 426:
+        return "Upgrade Required";
+    case 428:
+        return "Precondition Required";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -248,7 +302,7 @@ static const char *reason_phrase(int s)
     case 505:
         return "HTTP Version Not Supported";
     default:
-        return s < 300 ? "OK" : s < 400 ? "Redirect" : s < 500 ? "Client Error" : "Server Error";
+        return "";
     }
 }
 
@@ -416,6 +470,8 @@ static void req_log(struct hg_req *r)
  * it with BEV_EVENT_READING; reads go straight to conn_process. */
 static void conn_read_enable(struct hg_conn *c)
 {
+    if (c->peer_eof)
+        return; /* EOF stays readable: reading again would spin */
     if (c->read_timeout_ms) {
         struct timeval tv = ms_tv(c->read_timeout_ms);
         event_add(c->read_ev, &tv);
@@ -455,6 +511,7 @@ static void conn_unlink(struct hg_conn *c)
         c->next->prev = c->prev;
     c->next = c->prev = NULL;
     w->nconns--;
+    atomic_fetch_sub(&S.nconns_total, 1);
     metrics_gauge_add(G_CONNECTIONS_OPEN, -1);
 }
 
@@ -495,6 +552,7 @@ static void conn_free(struct hg_conn *c)
         c->req = NULL;
         req_detach_client(r);
     }
+    struct hg_worker *w = c->w;
     conn_unlink(c);
     event_free(c->read_ev); /* before bufferevent_free closes the socket */
     event_free(c->flush_ev);
@@ -504,6 +562,8 @@ static void conn_free(struct hg_conn *c)
         evbuffer_free(c->pending);
     auth_memo_wipe(&c->auth);
     free(c);
+    if (w->accept_paused)
+        worker_accept_resume(w); /* a descriptor / a connection slot is free again */
 }
 
 static void conn_close_after_write(struct hg_conn *c)
@@ -537,7 +597,13 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
             early_refuse(c, 408, "timed out reading the request");
             return;
         }
-        if ((what & BEV_EVENT_READING) && c->state == CS_BODY) {
+        if ((what & BEV_EVENT_READING) &&
+            (c->state == CS_BODY ||
+             (c->state == CS_BUSY && c->req && c->req->body_kind == HG_BODY_STREAM &&
+              !c->body_done && !c->resp_started))) {
+            /* a body that stalled longer than body_timeout (memory body, or a stream body
+             * whose answer has not started: its upstream exchange is abandoned) */
+            metrics_inc(M_BODY_TIMEOUTS, 1);
             if (c->req) {
                 struct hg_req *r = c->req;
                 c->req = NULL;
@@ -547,6 +613,25 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
             conn_error_close(c, 408, "timed out reading the request body");
             return;
         }
+    }
+    if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && c->req && c->state == CS_BUSY &&
+        c->body_done && (c->req->up || c->resp_started)) {
+        /* the client half-closed (shutdown(SHUT_WR)) after a complete request that is
+         * upstream or being answered: HTTP/1.1 lets it still read the answer (RFC 9112
+         * 9.6), so answer, then close. A request still parked before the upstream (budget
+         * queue, coalesced wait) is dropped instead: a FIN cannot tell a half-close from a
+         * client that hung up, and a hung-up client must not spend upstream budget. */
+        c->peer_eof = 1;
+        c->keepalive = 0;
+        conn_read_disable(c);
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && (what & BEV_EVENT_READING) && !c->req &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+        /* a half-closed client whose answer is written but not yet flushed: flush, close */
+        c->peer_eof = 1;
+        conn_close_after_write(c);
+        return;
     }
     conn_free(c); /* EOF, error, idle or write timeout */
 }
@@ -687,6 +772,7 @@ static void conn_new(struct hg_worker *w, evutil_socket_t fd)
         w->conns->prev = c;
     w->conns = c;
     w->nconns++;
+    atomic_fetch_add(&S.nconns_total, 1);
     metrics_gauge_add(G_CONNECTIONS_OPEN, 1);
     metrics_inc(M_CONNECTIONS_ACCEPTED, 1);
     c->read_timeout_ms = UINT64_MAX;
@@ -805,6 +891,13 @@ static int parse_header_line(struct hg_conn *c, char *line, const char **why)
     if (++c->nheaders > MAX_HEADERS) {
         *why = "too many headers";
         return 431;
+    }
+    /* a name with '_' is dropped, as nginx does (underscores_in_headers off): proxies and
+     * CGI-style servers map '_' and '-' to the same name, so "X-Workspace_Id" could pass
+     * for X-Workspace-Id behind hotgate's back */
+    if (memchr(line, '_', (size_t)(colon - line))) {
+        metrics_inc(M_HEADERS_DROPPED_UNDERSCORE, 1);
+        return 0;
     }
     /* evhttp_add_header's checks are looser than the two above */
     hdr_add(&c->req->headers, line, (size_t)(colon - line), v, n);
@@ -1075,9 +1168,9 @@ static void start_pipeline(struct hg_conn *c)
     struct hg_req *r = c->req;
     c->state = CS_BUSY;
     /* no read timeout while the request is processed: the upstream may take its time; a
-     * stream body keeps the read timeout */
+     * stream body still arriving has body_timeout between its reads */
     conn_set_read_timeout(
-        c, r->body_kind == HG_BODY_STREAM && !c->body_done ? c->w->cfg->server.read_timeout_ms : 0);
+        c, r->body_kind == HG_BODY_STREAM && !c->body_done ? c->w->cfg->server.body_timeout_ms : 0);
     r->stage = HG_STAGE_AUTH;
     r->refs++; /* held by the pipeline run itself, so that a synchronous finish is safe */
     pipeline_run(r);
@@ -1224,7 +1317,7 @@ static void conn_process(struct hg_conn *c)
             body_decode(c, in, r->body, MEM_BODY_MAX + 1);
             r->bytes_in += evbuffer_get_length(r->body) - before;
             if (!c->body_done) {
-                conn_set_read_timeout(c, cfg->server.read_timeout_ms);
+                conn_set_read_timeout(c, c->w->cfg->server.body_timeout_ms);
                 return;
             }
             start_pipeline(c);
@@ -1590,6 +1683,7 @@ static int up_on_head(void *arg, int status, const struct evkeyvalq *headers)
         /* drop this answer; the pipeline re-runs from the budget stage, out of curl's
          * callback */
         p->retry_requested = 1;
+        req->upstream_attempts++; /* this attempt was made; its on_done never comes */
         req->up = NULL;
         struct timeval zero = {0, 0};
         event_base_once(req->worker->base, -1, EV_TIMEOUT, upstream_hold_release_cb, req, &zero);
@@ -1868,12 +1962,82 @@ void server_pipeline_resume(struct hg_req *req)
 
 /* ---- workers ---- */
 
+/* How long a worker stops accepting after accept failed or max_connections was reached
+ * without an idle connection to close (a connection closing resumes it earlier). */
+#define ACCEPT_PAUSE_MS 100
+
+/* Stop accepting on this worker's listeners for ms (pending clients wait in the kernel's
+ * backlog) instead of spinning on an accept that keeps failing (nginx/HAProxy do the same). */
+static void worker_accept_pause(struct hg_worker *w, uint64_t ms)
+{
+    if (!w->accept_paused) {
+        for (int i = 0; i < w->nlisteners; i++)
+            evconnlistener_disable(w->listeners[i]);
+        w->accept_paused = 1;
+    }
+    struct timeval tv = ms_tv(ms);
+    event_add(w->accept_resume_ev, &tv);
+}
+
+static void worker_accept_resume(struct hg_worker *w)
+{
+    if (!w->accept_paused)
+        return;
+    w->accept_paused = 0;
+    event_del(w->accept_resume_ev);
+    if (w->draining)
+        return;
+    for (int i = 0; i < w->nlisteners; i++)
+        evconnlistener_enable(w->listeners[i]);
+}
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    worker_accept_resume(arg);
+}
+
+/* The oldest connection of this worker that waits for a request with nothing read and
+ * nothing to write (an idle keep-alive one): closed to make room. 1 if one was closed. */
+static int conn_close_oldest_idle(struct hg_worker *w)
+{
+    struct hg_conn *last = w->conns, *victim = NULL;
+    while (last && last->next)
+        last = last->next;
+    for (struct hg_conn *c = last; c; c = c->prev)
+        if (c->state == CS_HEAD && c->head_bytes == 0 && !c->req &&
+            evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+            victim = c;
+            break;
+        }
+    if (!victim)
+        return 0;
+    metrics_inc(M_CONNECTIONS_IDLE_CLOSED_LIMIT, 1);
+    conn_free(victim);
+    return 1;
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
 {
     struct hg_worker *w = arg;
     if (w->draining) {
         evutil_closesocket(fd);
+        return;
+    }
+    if (S.max_conns && atomic_load(&S.nconns_total) >= S.max_conns && !conn_close_oldest_idle(w)) {
+        /* full of busy connections: a short API-shaped 503 (best effort, the socket is
+         * new and empty), then no accepting until one closes */
+        static const char busy[] =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            "Retry-After: 1\r\nConnection: close\r\nContent-Length: 146\r\n\r\n"
+            "{\"error\":{\"code\":\"TOO_MANY_CONNECTIONS\",\"message\":\"the gateway is at "
+            "max_connections\"},\"message\":\"the gateway is at max_connections\",\"status\":503}";
+        ssize_t wr = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)wr;
+        evutil_closesocket(fd);
+        metrics_inc(M_CONNECTIONS_REFUSED_LIMIT, 1);
+        worker_accept_pause(w, ACCEPT_PAUSE_MS);
         return;
     }
     int one = 1;
@@ -1884,8 +2048,42 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
+    struct hg_worker *w = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    log_msg(LOG_WARNING, "accept: %s", evutil_socket_error_to_string(err));
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+        metrics_inc(M_ACCEPT_FD_EXHAUSTED, 1);
+    /* whatever the error: pause instead of spinning (the listener is level-triggered) */
+    worker_accept_pause(w, ACCEPT_PAUSE_MS);
+    /* at most one line per second, all workers together */
+    uint64_t now = util_mono_ms(), last = atomic_load(&S.accept_log_ms);
+    if (last && now - last < 1000) {
+        atomic_fetch_add(&S.accept_log_suppressed, 1);
+        return;
+    }
+    if (!atomic_compare_exchange_strong(&S.accept_log_ms, &last, now ? now : 1)) {
+        atomic_fetch_add(&S.accept_log_suppressed, 1);
+        return;
+    }
+    unsigned long long more = atomic_exchange(&S.accept_log_suppressed, 0);
+    log_msg(LOG_WARNING, "accept: %s (accepting paused %d ms; %llu more since the last line)",
+            evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS, more);
+}
+
+/* [server] max_connections, or auto: the soft RLIMIT_NOFILE minus a reserve for upstream
+ * connections (per worker), the cache, logs and the event machinery. */
+static unsigned max_conns_resolve(const struct hg_config *cfg, unsigned nworkers)
+{
+    if (cfg->server.max_connections)
+        return cfg->server.max_connections;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    uint64_t soft = rl.rlim_cur == RLIM_INFINITY ? 1048576 : (uint64_t)rl.rlim_cur;
+    uint64_t reserve = 64 + (uint64_t)nworkers * (cfg->upstream.max_connections_per_host + 8);
+    uint64_t n = soft > 2 * reserve ? soft - reserve : soft / 2;
+    if (n < 8)
+        n = 8;
+    return n > 10000000 ? 10000000 : (unsigned)n;
 }
 
 static int worker_listen(struct hg_worker *w)
@@ -2142,6 +2340,7 @@ int server_start(const struct hg_config *cfg)
 {
     S.cfg = cfg;
     S.nworkers = cfg->server.threads ? cfg->server.threads : 1;
+    S.max_conns = max_conns_resolve(cfg, S.nworkers);
     S.workers = calloc(S.nworkers, sizeof *S.workers);
     if (!S.workers)
         abort();
@@ -2176,6 +2375,9 @@ int server_start(const struct hg_config *cfg)
         w->alog = log_access_new(w->base);
         w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
         w->reload_ev = event_new(w->base, -1, 0, reload_cb, w);
+        w->accept_resume_ev = event_new(w->base, -1, 0, accept_resume_cb, w);
+        if (!w->accept_resume_ev)
+            return -1;
         worker_snap(w);
         if (worker_listen(w) != 0)
             return -1;
@@ -2189,8 +2391,10 @@ int server_start(const struct hg_config *cfg)
             return -1;
         }
     }
-    log_msg(LOG_INFO, "hotgate %s: %u worker(s), upstream %s (%s client)", HG_VERSION, S.nworkers,
-            cfg->upstream.url, upstream_client_name(S.workers[0].up));
+    log_msg(LOG_INFO,
+            "hotgate %s: %u worker(s), at most %u client connections, upstream %s (%s client)",
+            HG_VERSION, S.nworkers, S.max_conns, cfg->upstream.url,
+            upstream_client_name(S.workers[0].up));
     return 0;
 }
 
@@ -2216,6 +2420,8 @@ void server_stop(void)
             event_free(w->stop_ev);
         if (w->reload_ev)
             event_free(w->reload_ev);
+        if (w->accept_resume_ev)
+            event_free(w->accept_resume_ev);
         cfgsnap_release(w->snap);
         w->snap = NULL;
         log_access_free(w->alog);

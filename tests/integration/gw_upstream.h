@@ -12,7 +12,8 @@
  *   any  /v1/stall           reads the request, never answers
  *   any  /v1/slow?ms=M       answers the echo after M milliseconds
  *   any  /v1/fail503?k=K     the first K requests answer 503, later ones 200
- *   any  /v1/status?s=S      answers status S with an API-shaped body
+ *   any  /v1/status?s=S      answers status S with an API-shaped body (&ra=N: with
+ *                            Retry-After: N)
  *   any  /v1/raw/CASE        writes canned wire bytes (gwu_raw: chunked with trailers, 1xx,
  *                            HTTP/1.0, bare LF, malformed heads, truncated bodies, ...)
  *
@@ -384,8 +385,12 @@ static void *gwu_conn(void *arg)
             }
         } else if (strncmp(path, "/v1/status", 10) == 0) {
             long s = gwu_qparam(path, "s", 200);
+            long ra = gwu_qparam(path, "ra", -1);
+            char rah[64] = "";
+            if (ra >= 0)
+                snprintf(rah, sizeof rah, "Retry-After: %ld\r\n", ra);
             snprintf(body, sizeof body, "{\"status\":%ld}", s);
-            gwu_reply(fd, (int)s, "application/json", body, keep);
+            gwu_reply_x(fd, (int)s, "application/json", body, keep, ra >= 0 ? rah : NULL);
         } else {
             if (strncmp(path, "/v1/slow", 8) == 0)
                 gwu_sleep_ms((int)gwu_qparam(path, "ms", 100));

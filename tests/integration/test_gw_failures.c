@@ -172,6 +172,83 @@ static void test_get_retried_on_503_post_not(void **state)
     gw_down(&g);
 }
 
+/* The "attempts" of the last access-log line for a path starting with prefix; -1: none. */
+static long access_attempts(const char *dir, const char *prefix)
+{
+    long v = -1;
+    for (int tries = 0; tries < 50 && v < 0; tries++) {
+        char path[1024], line[8192], want[512];
+        snprintf(path, sizeof path, "%s/access.log", dir);
+        snprintf(want, sizeof want, "\"path\":\"%s", prefix);
+        FILE *f = fopen(path, "r");
+        while (f && fgets(line, sizeof line, f)) {
+            const char *a = strstr(line, "\"attempts\":");
+            if (strstr(line, want) && a)
+                v = atol(a + 11);
+        }
+        if (f)
+            fclose(f);
+        if (v < 0)
+            gwu_sleep_ms(100);
+    }
+    return v;
+}
+
+/* Issue #10.1: a credential without `rate` (the shipped default) still honours the
+ * upstream's Retry-After: the cooldown holds every request, a shed request is resent at most
+ * [queue] shed_retries times, and every attempt is in the access log. */
+static void test_429_retry_after_without_rate(void **state)
+{
+    struct gwu *up = g_gwu;
+    char *url = harness_url("http://127.0.0.1:%d", up->port);
+    struct gw g;
+    gw_up(&g, url, "[queue]\nshed_retries = 2\n");
+    hresp r;
+
+    /* Retry-After: 1, always shed: 1 attempt + 2 retries, then the client gets the 429 */
+    char *u = harness_url("http://127.0.0.1:%d/v1/status?s=429&ra=1", g.hg.port);
+    int before = atomic_load(&up->requests);
+    assert_int_equal(http_do("GET", u, AUTH_ALICE, NULL, 0, &r), 0);
+    assert_int_equal(r.status, 429);
+    char *ra = hresp_header(&r, "Retry-After");
+    assert_non_null(ra);
+    assert_string_equal(ra, "1");
+    free(ra);
+    hresp_free(&r);
+    assert_int_equal(atomic_load(&up->requests) - before, 3);
+    assert_int_equal(access_attempts(g.dir, "/v1/status"), 3);
+    free(u);
+
+    /* Retry-After: 30 (as long as the queue deadline): one upstream call, then nothing goes
+     * upstream on this credential while the cooldown lasts, whatever the client */
+    u = harness_url("http://127.0.0.1:%d/v1/status?s=429&ra=30", g.hg.port);
+    before = atomic_load(&up->requests);
+    assert_int_equal(http_do("GET", u, AUTH_ALICE, NULL, 0, &r), 0);
+    assert_true(r.status == 429 || r.status == 503);
+    hresp_free(&r);
+    assert_int_equal(atomic_load(&up->requests) - before, 1);
+    free(u);
+    u = harness_url("http://127.0.0.1:%d/v1/echo", g.hg.port);
+    const char *hdrs[] = {"Authorization: Bearer ck_alice", "X-Hotgate-Queue-Timeout: 1", NULL};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(http_do("GET", u, hdrs, NULL, 0, &r), 0);
+        assert_int_equal(r.status, 503);
+        assert_string_equal(error_code(&r), "QUEUE_TIMEOUT");
+        assert_non_null(strstr(r.body, "\"status\":503"));
+        hresp_free(&r);
+    }
+    assert_int_equal(atomic_load(&up->requests) - before, 1);
+    char *au = harness_url("http://127.0.0.1:%d/admin/budget", g.admin_port);
+    assert_int_equal(http_do("GET", au, NULL, NULL, 0, &r), 0);
+    assert_true(strstr(r.body, "\"cooldown_active\": true") ||
+                strstr(r.body, "\"cooldown_active\":true"));
+    hresp_free(&r);
+    free(au);
+    free(u);
+    free(url);
+    gw_down(&g);
+}
+
 static int notify_socket(const char *path)
 {
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -389,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_upstream_stalled_504),
         cmocka_unit_test(test_connect_failure_retried),
         cmocka_unit_test(test_get_retried_on_503_post_not),
+        cmocka_unit_test(test_429_retry_after_without_rate),
         cmocka_unit_test(test_sigterm_drains),
     };
     const struct CMUnitTest sim_tests[] = {

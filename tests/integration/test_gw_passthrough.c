@@ -236,7 +236,7 @@ static char *raw(const char *text)
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     sa.sin_port = htons((uint16_t)G.hg.port);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    /* no half-close: like nginx, hotgate takes EOF from a client as "gone" (499) */
+    /* no half-close here (a half-closed client still gets its answer: test_gw_limits) */
     gwu_write_all(fd, text, strlen(text));
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap);

@@ -34,6 +34,22 @@ static uint64_t fake_clock(void *arg)
 
 /* ---- bucket ---- */
 
+/* issue #10.1: a cooldown holds an unlimited bucket (no `rate`) too */
+static void test_bucket_unlimited_cooldown(void **state)
+{
+    (void)state;
+    budget_bucket b;
+    budget_bucket_init(&b, 0, 0, 0);
+    assert_int_equal(budget_bucket_take(&b, 0), 1);
+    budget_bucket_cooldown(&b, 10 * MS, 30000 * MS);
+    assert_int_equal(budget_bucket_take(&b, 11 * MS), 0);
+    assert_int_equal(budget_bucket_take(&b, 30009 * MS), 0);
+    assert_true(budget_bucket_ready_at(&b, 11 * MS) == 30010 * MS);
+    assert_int_equal(budget_bucket_take(&b, 30010 * MS), 1);
+    assert_int_equal(budget_bucket_take(&b, 30010 * MS), 1);
+    assert_true(budget_bucket_ready_at(&b, 30011 * MS) == 30011 * MS);
+}
+
 static void test_bucket_arithmetic(void **state)
 {
     (void)state;
@@ -766,6 +782,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_arithmetic),
+        cmocka_unit_test(test_bucket_unlimited_cooldown),
         cmocka_unit_test(test_bucket_small_burst_and_unlimited),
         cmocka_unit_test(test_bucket_cooldown_smooth_resume),
         cmocka_unit_test(test_bucket_aimd),
