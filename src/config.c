@@ -593,6 +593,8 @@ static int handle_server(struct parse *p, int line, const char *section, const c
         DUR(c->server.write_timeout_ms, 0);
     } else if (strcmp(name, "body_timeout") == 0) {
         DUR(c->server.body_timeout_ms, 0);
+    } else if (strcmp(name, "body_min_rate") == 0) {
+        SIZE(c->server.body_min_rate);
     } else if (strcmp(name, "max_connections") == 0) {
         if (strcmp(value, "auto") == 0)
             c->server.max_connections = 0;
@@ -981,6 +983,7 @@ static void set_defaults(struct hg_config *c)
     c->server.read_timeout_ms = 30000;
     c->server.write_timeout_ms = 30000;
     c->server.body_timeout_ms = 10000;
+    c->server.body_min_rate = 500;
     c->server.max_connections = 0;
     c->server.keepalive_timeout_ms = 75000;
     c->server.drain_timeout_ms = 30000;

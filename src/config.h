@@ -106,6 +106,7 @@ struct hg_config {
         uint64_t max_body_size;        /* 0 = unlimited */
         uint64_t read_timeout_ms;      /* max gap while reading a request */
         uint64_t body_timeout_ms;      /* max gap between reads of a request body */
+        uint64_t body_min_rate;        /* bytes/s a body must average after body_timeout */
         unsigned max_connections;      /* open client connections; 0 = from RLIMIT_NOFILE */
         uint64_t write_timeout_ms;     /* max gap while writing a response */
         uint64_t keepalive_timeout_ms; /* idle keep-alive connection */

@@ -122,6 +122,7 @@ int reload_static_diff(const struct hg_config *a, const struct hg_config *b, cha
     note(&d, a->server.read_timeout_ms != b->server.read_timeout_ms, "[server] read_timeout");
     note(&d, a->server.write_timeout_ms != b->server.write_timeout_ms, "[server] write_timeout");
     note(&d, a->server.body_timeout_ms != b->server.body_timeout_ms, "[server] body_timeout");
+    note(&d, a->server.body_min_rate != b->server.body_min_rate, "[server] body_min_rate");
     note(&d, a->server.max_connections != b->server.max_connections, "[server] max_connections");
     note(&d, a->server.keepalive_timeout_ms != b->server.keepalive_timeout_ms,
          "[server] keepalive_timeout");

@@ -116,6 +116,9 @@ struct hg_conn {
     uint64_t head_start_ms; /* first byte of the current head: the whole head must arrive
                                within read_timeout (slowloris) */
     int nheaders;
+    /* the body's minimum-rate clock: since when (0: the request head) and from how many bytes;
+     * restarted whenever hotgate itself stopped reading (budget queue, upstream backpressure) */
+    uint64_t body_clock_us, body_clock_bytes;
     /* request body decoding */
     enum body_framing framing;
     uint64_t body_left; /* BF_LENGTH: bytes still to read; BF_CHUNKED: of this chunk */
@@ -589,6 +592,41 @@ static void conn_error_close(struct hg_conn *c, int status, const char *message)
     conn_close_after_write(c);
 }
 
+/* A request body that stalled or trickled: 408 and close (the request, if it runs, loses its
+ * client: a stream body whose answer has not started abandons its upstream exchange). */
+static void body_timeout_close(struct hg_conn *c, const char *why)
+{
+    metrics_inc(M_BODY_TIMEOUTS, 1);
+    if (c->req) {
+        struct hg_req *r = c->req;
+        c->req = NULL;
+        r->status = 408;
+        req_detach_client(r);
+    }
+    conn_error_close(c, 408, why);
+}
+
+/* The body's minimum rate ([server] body_min_rate, mod_reqtimeout's MinRate): it must be whole
+ * within body_timeout + bytes / rate of the request head. 1 when the client is too slow. */
+static int body_too_slow(const struct hg_conn *c)
+{
+    const struct hg_config *cfg = c->w->cfg;
+    const struct hg_req *r = c->req;
+    if (!r || !cfg->server.body_min_rate || !cfg->server.body_timeout_ms || c->body_done)
+        return 0;
+    uint64_t since = c->body_clock_us ? c->body_clock_us : r->start_us;
+    uint64_t bytes = r->bytes_in - c->body_clock_bytes;
+    uint64_t elapsed_ms = (util_mono_us() - since) / 1000;
+    uint64_t allowed_ms = cfg->server.body_timeout_ms + bytes * 1000 / cfg->server.body_min_rate;
+    return elapsed_ms > allowed_ms;
+}
+
+static void body_clock_restart(struct hg_conn *c)
+{
+    c->body_clock_us = util_mono_us();
+    c->body_clock_bytes = c->req ? c->req->bytes_in : 0;
+}
+
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct hg_conn *c = arg;
@@ -603,14 +641,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
               !c->body_done && !c->resp_started))) {
             /* a body that stalled longer than body_timeout (memory body, or a stream body
              * whose answer has not started: its upstream exchange is abandoned) */
-            metrics_inc(M_BODY_TIMEOUTS, 1);
-            if (c->req) {
-                struct hg_req *r = c->req;
-                c->req = NULL;
-                r->status = 408;
-                req_detach_client(r);
-            }
-            conn_error_close(c, 408, "timed out reading the request body");
+            body_timeout_close(c, "timed out reading the request body");
             return;
         }
     }
@@ -988,6 +1019,8 @@ static int finish_head(struct hg_conn *c, const char **why)
     if (expect && r->body_kind != HG_BODY_NONE && r->http_minor == 1)
         evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
     c->body_done = c->framing == BF_NONE;
+    c->body_clock_us = 0;
+    c->body_clock_bytes = 0;
     return 0;
 }
 
@@ -1106,6 +1139,7 @@ static void body_drain_cb(void *arg)
     struct hg_conn *c = arg;
     if (c->read_paused) {
         c->read_paused = 0;
+        body_clock_restart(c); /* the pause was the upstream's, not the client's */
         conn_read_enable(c);
         stream_body_pump(c);
     }
@@ -1135,6 +1169,10 @@ static void stream_body_pump(struct hg_conn *c)
     }
     size_t got = evbuffer_get_length(c->pending) - before;
     r->bytes_in += got;
+    if (!c->resp_started && body_too_slow(c)) {
+        body_timeout_close(c, "request body arrived below the minimum rate");
+        return;
+    }
     const struct hg_config *cfg = c->w->cfg;
     if (cfg->server.max_body_size && r->bytes_in > cfg->server.max_body_size) {
         c->keepalive = 0;
@@ -1317,6 +1355,10 @@ static void conn_process(struct hg_conn *c)
             body_decode(c, in, r->body, MEM_BODY_MAX + 1);
             r->bytes_in += evbuffer_get_length(r->body) - before;
             if (!c->body_done) {
+                if (body_too_slow(c)) {
+                    body_timeout_close(c, "request body arrived below the minimum rate");
+                    return;
+                }
                 conn_set_read_timeout(c, c->w->cfg->server.body_timeout_ms);
                 return;
             }
@@ -1888,8 +1930,10 @@ static enum hg_stage_result server_stage_upstream(struct hg_req *req)
             upstream_body_write(u, c->pending);
         if (c->body_done)
             upstream_body_end(u);
-        else
+        else {
+            body_clock_restart(c); /* time in the queue or a wait is not the client's */
             stream_body_pump(c);
+        }
     }
     req->refs++; /* held until the upstream exchange ends */
     return HG_ASYNC;

@@ -304,6 +304,56 @@ static void test_body_timeout(void **state)
     gw_stop(&g);
 }
 
+/* A client trickling its body one byte every 400 ms never trips the idle body_timeout (2 s),
+ * but falls below body_min_rate: it must be whole within body_timeout + bytes / rate, so it gets
+ * 408 after a little over 2 s instead of holding the connection for as long as it likes. */
+static void test_body_min_rate(void **state)
+{
+    (void)state;
+    struct gwu *up = g_gwu;
+    char *url = harness_url("http://127.0.0.1:%d", up->port);
+    struct gw g;
+    assert_int_equal(
+        gw_start(&g, "gwrate", url, "[server]\nbody_timeout = 2\nbody_min_rate = 100\n"), 0);
+    const char *heads[] = {
+        "POST /v1/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ck_alice\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        "POST /v1/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ck_alice\r\n"
+        "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+    };
+    const char *piece[] = {" ", "1\r\nx\r\n"};
+    for (int k = 0; k < 2; k++) {
+        int fd = conn_to(g.hg.port);
+        assert_true(fd >= 0);
+        assert_int_equal(send(fd, heads[k], strlen(heads[k]), 0), (ssize_t)strlen(heads[k]));
+        int sent = 0, eof = 0;
+        char *got = NULL;
+        /* 40 pieces at 400 ms would take 16 s; the body is cut well before */
+        for (; sent < 40; sent++) {
+            if (send(fd, piece[k], strlen(piece[k]), MSG_NOSIGNAL) < 0)
+                break;
+            got = read_some(fd, 400, &eof);
+            if (got[0] || eof)
+                break;
+            free(got);
+            got = NULL;
+        }
+        if (!got)
+            got = read_some(fd, 3000, &eof);
+        close(fd);
+        printf("# body_min_rate (%s body): cut after %d pieces\n", k ? "chunked" : "memory", sent);
+        assert_non_null(strstr(got, "HTTP/1.1 408 "));
+        assert_non_null(strstr(got, "\"status\":408"));
+        assert_true(sent < 40);
+        free(got);
+    }
+    assert_int_equal(gw_metric(g.admin_port, "hotgate_request_body_timeouts_total"), 2);
+    /* a body that arrives at once is unaffected */
+    assert_int_equal(echo_ok(g.hg.port), 200);
+    free(url);
+    gw_stop(&g);
+}
+
 /* A client that asks for a large answer and never reads it is cut after write_timeout. */
 static void test_slow_reader_cut(void **state)
 {
@@ -355,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_fd_exhaustion_backs_off),
         cmocka_unit_test(test_max_connections),
         cmocka_unit_test(test_body_timeout),
+        cmocka_unit_test(test_body_min_rate),
         cmocka_unit_test(test_slow_reader_cut),
     };
     return cmocka_run_group_tests_name("connection limits", tests, setup, teardown);
