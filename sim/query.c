@@ -114,6 +114,16 @@ static int sim_authorizer(void *ud, int action, const char *a1, const char *a2, 
     "(t.kind != 'dataset' OR coalesce((SELECT s.database_id FROM sim_table_scope s WHERE"          \
     " s.owner_id = t.owner_id), '') = ?4)"
 
+/* The first column of the first row of a prepared lookup (a copy), or NULL; resets st. */
+static char *first_text(sqlite3_stmt *st)
+{
+    char *out = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        out = sim_strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    return out;
+}
+
 static char *sim_resolve_cb(void *ud, const char *a, const char *b, const char *c)
 {
     const struct sim_qscope *q = ud;
@@ -126,11 +136,7 @@ static char *sim_resolve_cb(void *ud, const char *a, const char *b, const char *
     sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 3, c, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, q->db_id ? q->db_id : "", -1, SQLITE_TRANSIENT);
-    char *out = NULL;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        out = sim_strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_reset(st);
-    return out;
+    return first_text(st);
 }
 
 /*
@@ -158,11 +164,7 @@ static char *sim_resolve_short_cb(void *ud, const char *schema, const char *tabl
     sqlite3_bind_text(st, 2, schema, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 3, table, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, q->db_id ? q->db_id : "", -1, SQLITE_TRANSIENT);
-    char *out = NULL;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        out = sim_strdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_reset(st);
-    return out;
+    return first_text(st);
 }
 
 static bool sim_is_catalog_cb(void *ud, const char *a)

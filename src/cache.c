@@ -233,6 +233,25 @@ typedef struct cc {
     long max_age; /* -1: none */
 } cc;
 
+/* The next element of a comma-separated header value (RFC 9110 5.6.1) from *p: its start, and
+ * its length without trailing white space in *n; NULL at the end. */
+static const char *list_next(const char **p, size_t *n)
+{
+    const char *q = *p;
+    while (*q == ' ' || *q == '\t' || *q == ',')
+        q++;
+    if (!*q)
+        return NULL;
+    const char *s = q;
+    while (*q && *q != ',')
+        q++;
+    *p = q;
+    *n = (size_t)(q - s);
+    while (*n && (s[*n - 1] == ' ' || s[*n - 1] == '\t'))
+        (*n)--;
+    return s;
+}
+
 static void parse_cc(const struct hg_req *req, cc *c)
 {
     memset(c, 0, sizeof *c);
@@ -244,15 +263,9 @@ static void parse_cc(const struct hg_req *req, cc *c)
     if (!v)
         return;
     const char *p = v;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *s = p;
-        while (*p && *p != ',')
-            p++;
-        size_t n = (size_t)(p - s);
-        while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-            n--;
+    const char *s;
+    size_t n;
+    while ((s = list_next(&p, &n))) {
         if (n == 8 && strncasecmp(s, "no-store", 8) == 0)
             c->no_store = 1;
         else if (n == 8 && strncasecmp(s, "no-cache", 8) == 0)
@@ -1435,13 +1448,9 @@ static int ae_refuses_identity(const char *ae)
         return 0;
     int identity = -1, star = -1; /* -1 absent, 0 refused, 1 accepted */
     const char *p = ae;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *s = p;
-        while (*p && *p != ',')
-            p++;
-        size_t n = (size_t)(p - s);
+    const char *s;
+    size_t n;
+    while ((s = list_next(&p, &n))) {
         size_t tl = 0;
         while (tl < n && s[tl] != ';' && s[tl] != ' ' && s[tl] != '\t')
             tl++;
