@@ -105,18 +105,30 @@ int harness_spawn(hproc *p, char *const argv[], const char *log_path)
     return 0;
 }
 
+int harness_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)port);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int harness_wait_port(int port, int timeout_ms)
 {
     for (int waited = 0; waited <= timeout_ms; waited += 20) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in sa = {0};
-        sa.sin_family = AF_INET;
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        sa.sin_port = htons((uint16_t)port);
-        int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-        close(fd);
-        if (rc == 0)
+        int fd = harness_connect(port);
+        if (fd >= 0) {
+            close(fd);
             return 0;
+        }
         sleep_ms(20);
     }
     return -1;

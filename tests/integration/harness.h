@@ -33,6 +33,9 @@ int harness_spawn(hproc *p, char *const argv[], const char *log_path);
 /* Wait until something accepts TCP connections on 127.0.0.1:port. 0 when ready. */
 int harness_wait_port(int port, int timeout_ms);
 
+/* A connected TCP socket to 127.0.0.1:port, or -1. */
+int harness_connect(int port);
+
 /* Wait until GET url answers any HTTP status. 0 when ready. */
 int harness_wait_http(const char *url, int timeout_ms);
 

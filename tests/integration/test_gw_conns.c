@@ -28,23 +28,6 @@
 
 static const char *const AUTH[] = {"Authorization: Bearer ck_alice", NULL};
 
-/* a connected socket to 127.0.0.1:port, or -1 */
-static int conn_to(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = htons((uint16_t)port);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* Read until EOF, a complete response (head + Content-Length bytes), or timeout_ms without
  * a byte; malloc'd, NUL-terminated. *eof: the peer closed. */
 static char *read_some(int fd, int timeout_ms, int *eof)
@@ -134,7 +117,7 @@ static void test_fd_exhaustion_backs_off(void **state)
     int fds[NCLIENTS];
     int opened = 0;
     for (int i = 0; i < NCLIENTS; i++) {
-        fds[i] = conn_to(g.hg.port);
+        fds[i] = harness_connect(g.hg.port);
         if (fds[i] >= 0)
             opened++;
     }
@@ -187,7 +170,7 @@ static void test_max_connections(void **state)
     /* 4 idle connections fill the gateway */
     int idle[4];
     for (int i = 0; i < 4; i++) {
-        idle[i] = conn_to(g.hg.port);
+        idle[i] = harness_connect(g.hg.port);
         assert_true(idle[i] >= 0);
         assert_int_equal(wait_open(&g, i + 1), i + 1);
     }
@@ -211,12 +194,12 @@ static void test_max_connections(void **state)
     const char *stall =
         "GET /v1/stall HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ck_alice\r\n\r\n";
     for (int i = 0; i < 4; i++) {
-        busy[i] = conn_to(g.hg.port);
+        busy[i] = harness_connect(g.hg.port);
         assert_true(busy[i] >= 0);
         assert_int_equal(send(busy[i], stall, strlen(stall), 0), (ssize_t)strlen(stall));
         assert_int_equal(wait_open(&g, i + 1), i + 1);
     }
-    int extra = conn_to(g.hg.port);
+    int extra = harness_connect(g.hg.port);
     assert_true(extra >= 0);
     char *got = read_some(extra, 3000, &eof);
     assert_non_null(strstr(got, "HTTP/1.1 503 Service Unavailable\r\n"));
@@ -241,7 +224,7 @@ static void test_max_connections(void **state)
  * 408 and closes. Returns what the client got (malloc'd); *sent: body bytes sent. */
 static char *slow_body(int port, const char *head, const char *const *pieces, int *sent)
 {
-    int fd = conn_to(port);
+    int fd = harness_connect(port);
     assert_true(fd >= 0);
     assert_int_equal(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
     *sent = 0;
@@ -323,7 +306,7 @@ static void test_body_min_rate(void **state)
     };
     const char *piece[] = {" ", "1\r\nx\r\n"};
     for (int k = 0; k < 2; k++) {
-        int fd = conn_to(g.hg.port);
+        int fd = harness_connect(g.hg.port);
         assert_true(fd >= 0);
         assert_int_equal(send(fd, heads[k], strlen(heads[k]), 0), (ssize_t)strlen(heads[k]));
         int sent = 0, eof = 0;
@@ -363,7 +346,7 @@ static void test_slow_reader_cut(void **state)
     struct gw g;
     assert_int_equal(gw_start(&g, "gwslowrd", url, "[server]\nthreads = 1\nwrite_timeout = 1\n"),
                      0);
-    int fd = conn_to(g.hg.port);
+    int fd = harness_connect(g.hg.port);
     assert_true(fd >= 0);
     int small = 4096;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);

@@ -31,21 +31,6 @@
 
 static const char *const AUTH[] = {"Authorization: Bearer ck_alice", NULL};
 
-/* a connected socket to 127.0.0.1:port, or -1 */
-static int conn_to(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {0};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = htons((uint16_t)port);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* read until EOF or timeout_s of silence; malloc'd, NUL-terminated */
 static char *read_all(int fd, int timeout_s)
 {
@@ -68,7 +53,7 @@ static char *read_all(int fd, int timeout_s)
 /* one raw request; half_close: shutdown(SHUT_WR) after sending it */
 static char *raw(int port, const char *text, int half_close)
 {
-    int fd = conn_to(port);
+    int fd = harness_connect(port);
     assert_true(fd >= 0);
     gwu_write_all(fd, text, strlen(text));
     if (half_close)
