@@ -101,22 +101,8 @@ static void sim_databases_create(struct sim_req *req)
 
 static void sim_databases_get(struct sim_req *req)
 {
-    const char *id = sim_req_param(req, "id");
-    sqlite3_stmt *st =
-        sim_db_stmt(req->ws, "SELECT " SIM_DB_COLS " FROM res_databases d WHERE d.id = ?1");
-    if (!st) {
-        sim_res_reply_db_error(req);
-        return;
-    }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_reset(st);
-        sim_reply_error(req, 404, "NOT_FOUND", "Database '%s' not found", id);
-        return;
-    }
-    json_t *o = sim_db_row_json(st);
-    sqlite3_reset(st);
-    sim_reply_json(req, 200, o);
+    sim_res_reply_row(req, "SELECT " SIM_DB_COLS " FROM res_databases d WHERE d.id = ?1",
+                      sim_req_param(req, "id"), sim_db_row_json, "Database");
 }
 
 static void sim_databases_delete(struct sim_req *req)

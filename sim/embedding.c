@@ -185,22 +185,8 @@ static int sim_emb_load(struct sim_ws *ws, const char *id, char **secret_id, int
 
 static void sim_emb_get(struct sim_req *req)
 {
-    const char *id = sim_req_param(req, "id");
-    sqlite3_stmt *st =
-        sim_db_stmt(req->ws, "SELECT " SIM_EMB_COLS " FROM res_embedding_providers WHERE id = ?1");
-    if (!st) {
-        sim_res_reply_db_error(req);
-        return;
-    }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_reset(st);
-        sim_reply_error(req, 404, "NOT_FOUND", "Embedding provider '%s' not found", id);
-        return;
-    }
-    json_t *o = sim_emb_row_json(st);
-    sqlite3_reset(st);
-    sim_reply_json(req, 200, o);
+    sim_res_reply_row(req, "SELECT " SIM_EMB_COLS " FROM res_embedding_providers WHERE id = ?1",
+                      sim_req_param(req, "id"), sim_emb_row_json, "Embedding provider");
 }
 
 static void sim_emb_update(struct sim_req *req)

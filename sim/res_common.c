@@ -225,6 +225,25 @@ void sim_res_reply_db_error(struct sim_req *req)
                     req->db ? sqlite3_errmsg(req->db) : "no workspace database");
 }
 
+void sim_res_reply_row(struct sim_req *req, const char *sql, const char *id,
+                       json_t *(*row)(sqlite3_stmt *st), const char *what)
+{
+    sqlite3_stmt *st = sim_db_stmt(req->ws, sql);
+    if (!st) {
+        sim_res_reply_db_error(req);
+        return;
+    }
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        sim_reply_error(req, 404, "NOT_FOUND", "%s '%s' not found", what, id);
+        return;
+    }
+    json_t *o = row(st);
+    sqlite3_reset(st);
+    sim_reply_json(req, 200, o);
+}
+
 int sim_res_exec_id(struct sim_ws *ws, const char *sql, const char *id)
 {
     sqlite3_stmt *st = sim_db_stmt(ws, sql);

@@ -117,6 +117,10 @@ int sim_res_query_bool(struct sim_req *req, const char *name, bool def, bool *ou
 int sim_res_step_done(sqlite3_stmt *st);
 /* Reply 500 with the database's error message. */
 void sim_res_reply_db_error(struct sim_req *req);
+/* GET of one resource: run sql (id as ?1) and answer 200 with row(st) of its first row, 404
+ * "<what> '<id>' not found" when there is none, 500 on a database error. */
+void sim_res_reply_row(struct sim_req *req, const char *sql, const char *id,
+                       json_t *(*row)(sqlite3_stmt *st), const char *what);
 /* Run a cached statement whose only parameter ?1 is id: SQLITE_DONE or the error. */
 int sim_res_exec_id(struct sim_ws *ws, const char *sql, const char *id);
 /* The end of a delete/purge handler: 204 when rc is SQLITE_DONE, else the database error. */
