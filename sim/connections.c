@@ -650,7 +650,7 @@ static void sim_conn_health(struct sim_req *req)
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Table profile: statistics computed from the data                                      */
+/* Table profile: statistics computed from the data (sim/profile.c)                      */
 
 static void sim_conn_profile(struct sim_req *req)
 {
@@ -680,67 +680,18 @@ static void sim_conn_profile(struct sim_req *req)
         sim_conn_row_free(&c);
         return;
     }
-    /* one scan: COUNT(*) then per column COUNT(DISTINCT), COUNT, MIN, MAX, AVG-or-lengths */
-    size_t n = json_array_size(cols);
-    char *full;
-    size_t len;
-    FILE *m = sim_res_sql_open(&full, &len);
-    fputs("SELECT count(*)", m);
-    for (size_t i = 0; i < n; i++) {
-        json_t *col = json_array_get(cols, i);
-        const char *cname = json_string_value(json_object_get(col, "name"));
-        const char *dtype = json_string_value(json_object_get(col, "data_type"));
-        bool numeric = strcmp(dtype, "Int64") == 0 || strcmp(dtype, "Float64") == 0;
-        char *q = sim_res_quote_ident(cname);
-        if (numeric)
-            fprintf(m, ", count(DISTINCT %s), count(%s), min(%s), max(%s), avg(%s)", q, q, q, q, q);
-        else
-            fprintf(m, ", count(DISTINCT %s), count(%s), min(length(%s)), max(length(%s)), NULL", q,
-                    q, q, q);
-        free(q);
-    }
-    fputs(" FROM ", m);
-    sim_res_put_ident(m, t.sqlite_table);
-    fclose(m);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(req->db, full, -1, &st, NULL);
-    free(full);
-    if (rc != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        json_decref(cols);
+    long long rows = 0;
+    char *err = NULL;
+    json_t *out_cols = sim_profile_columns(req->db, t.sqlite_table, cols, &rows, &err);
+    json_decref(cols);
+    if (!out_cols) {
+        sim_reply_error(req, 500, "INTERNAL_SERVER_ERROR", "Profiling '%s.%s.%s' failed: %s",
+                        c.name, t.schema, t.table, err ? err : "unknown error");
+        free(err);
         sim_conn_table_free(&t);
         sim_conn_row_free(&c);
-        sim_res_reply_db_error(req);
         return;
     }
-    long long rows = sqlite3_column_int64(st, 0);
-    json_t *out_cols = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *col = json_array_get(cols, i);
-        const char *dtype = json_string_value(json_object_get(col, "data_type"));
-        bool numeric = strcmp(dtype, "Int64") == 0 || strcmp(dtype, "Float64") == 0;
-        int b = 1 + (int)i * 5;
-        long long distinct = sqlite3_column_int64(st, b);
-        long long nonnull = sqlite3_column_int64(st, b + 1);
-        long long nulls = rows - nonnull;
-        json_t *profile;
-        if (numeric)
-            profile = json_pack("{s:s,s:o,s:o,s:o}", "type", "numeric", "min",
-                                sim_res_col_json(st, b + 2), "max", sim_res_col_json(st, b + 3),
-                                "mean", sim_res_col_json(st, b + 4));
-        else
-            profile =
-                json_pack("{s:s,s:o,s:o}", "type", "text", "min_length",
-                          sim_res_col_json(st, b + 2), "max_length", sim_res_col_json(st, b + 3));
-        json_array_append_new(out_cols, json_pack("{s:I,s:s,s:O,s:I,s:f,s:o}", "cardinality",
-                                                  (json_int_t)distinct, "data_type", dtype, "name",
-                                                  json_object_get(col, "name"), "null_count",
-                                                  (json_int_t)nulls, "null_percentage",
-                                                  rows ? (double)nulls * 100.0 / (double)rows : 0.0,
-                                                  "profile", profile));
-    }
-    sqlite3_finalize(st);
-    json_decref(cols);
     sim_reply_json(req, 200,
                    json_pack("{s:o,s:s,s:I,s:s,s:o,s:s}", "columns", out_cols, "connection", c.name,
                              "row_count", (json_int_t)rows, "schema", t.schema, "synced_at",
@@ -825,7 +776,7 @@ static void sim_conn_information_schema(struct sim_req *req)
     bool include_columns;
     long limit;
     if (sim_res_query_bool(req, "include_columns", false, &include_columns) != 0 ||
-        sim_req_query_int(req, "limit", 100, 1, 1000, &limit) != 0)
+        sim_res_query_limit(req, 100, &limit) != 0)
         return;
     if (conn_id && *conn_id) {
         struct sim_conn_row c;
