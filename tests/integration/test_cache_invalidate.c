@@ -2,9 +2,10 @@
  * test_cache_invalidate: mutations passing through hotgate invalidate what they change,
  * synchronously: the very next read after the mutation's 2xx answer is never the old
  * entry. Covers a data refresh (the sim really changes the table, and the cached query
- * result changes with it), secrets, connections, saved queries, isolation of workspaces
- * (a mutation in one does not flush the other), and the admin purge endpoint (by key, tag,
- * workspace, everything; API-shaped errors; token required) and the cache metrics.
+ * result changes with it; the refresh result objects pass through unchanged), secrets, connections,
+ * saved queries, isolation of workspaces (a mutation in one does not flush the other), and the
+ * admin purge endpoint (by key, tag, workspace, everything; API-shaped errors; token required) and
+ * the cache metrics.
  */
 #include "cache_it.h"
 
@@ -76,6 +77,87 @@ static void test_refresh_changes_query_results(void **state)
     hresp_free(&r1);
     hresp_free(&r2);
     hresp_free(&r4);
+}
+
+/* POST /v1/refresh directly at the sim as ws_test's token. */
+static json_t *sim_refresh_direct(const char *body)
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s/v1/refresh", E.simurl);
+    const char *h[] = {"Authorization: Bearer tok_test", "X-Workspace-Id: ws_test",
+                       "Content-Type: application/json", NULL};
+    hresp r;
+    assert_int_equal(http_do("POST", url, h, body, strlen(body), &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    assert_non_null(j);
+    return j;
+}
+
+/* The refresh result objects (issue 14) pass through hotgate unchanged, and the refresh still
+ * invalidates what it changes. */
+static void test_refresh_result_passes_through(void **state)
+{
+    (void)state;
+    const char *sql = "SELECT count(*) AS n FROM demo.public.customers";
+    hresp r;
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    hresp_free(&r);
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "HIT");
+    hresp_free(&r);
+
+    /* {}: a schema refresh of every connection; the same object as the sim's own answer */
+    json_t *direct = sim_refresh_direct("{}");
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/refresh", "{}", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    char *ct = hresp_header(&r, "Content-Type");
+    assert_non_null(ct);
+    assert_non_null(strstr(ct, "application/json"));
+    free(ct);
+    json_t *via = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    assert_non_null(via);
+    assert_true(json_is_integer(json_object_get(via, "connections_refreshed")));
+    assert_true(json_equal(direct, via));
+    json_decref(direct);
+    json_decref(via);
+    /* a refresh without a connection may touch anything: the cached answer is gone */
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "MISS");
+    hresp_free(&r);
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "HIT");
+    json_t *before = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+
+    /* a table data refresh: TableRefreshResult through hotgate, and the table's cached
+     * query answer is invalidated (the sim added a customer) */
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/refresh",
+                             "{\"connection_id\":\"conn_demo\",\"schema_name\":\"public\","
+                             "\"table_name\":\"customers\",\"data\":true}",
+                             NULL, NULL, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    json_t *tr = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    assert_string_equal(json_string_value(json_object_get(tr, "connection_id")), "conn_demo");
+    assert_string_equal(json_string_value(json_object_get(tr, "schema_name")), "public");
+    assert_string_equal(json_string_value(json_object_get(tr, "table_name")), "customers");
+    assert_true(json_is_integer(json_object_get(tr, "duration_ms")));
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "MISS");
+    json_t *after = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    json_t *n_before = json_array_get(json_array_get(json_object_get(before, "rows"), 0), 0);
+    json_t *n_after = json_array_get(json_array_get(json_object_get(after, "rows"), 0), 0);
+    assert_int_equal(json_integer_value(n_after), json_integer_value(n_before) + 1);
+    assert_int_equal(json_integer_value(json_object_get(tr, "rows_synced")),
+                     json_integer_value(n_after));
+    json_decref(tr);
+    json_decref(before);
+    json_decref(after);
 }
 
 static void test_secrets(void **state)
@@ -403,6 +485,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refresh_changes_query_results),
+        cmocka_unit_test(test_refresh_result_passes_through),
         cmocka_unit_test(test_purge_is_per_connection),
         cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_connections_and_saved_queries),
