@@ -11,6 +11,11 @@
  * "pending" at once and becomes "ready" when the job finishes.
  */
 #include "sim.h"
+#include "sim_areas.h"
+#include "sim_conn_tables.h"
+#include "sim_embedding.h"
+#include "sim_indexes.h"
+#include "sim_jobs.h"
 #include "sim_res.h"
 
 #include <stdlib.h>
