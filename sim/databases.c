@@ -11,6 +11,8 @@
  * cannot be deleted (409).
  */
 #include "sim.h"
+#include "sim_areas.h"
+#include "sim_databases.h"
 #include "sim_res.h"
 
 #include <stdlib.h>

@@ -8,7 +8,10 @@
  * Deleting a provider deletes its auto-managed secret, never a user's secret.
  */
 #include "sim.h"
+#include "sim_areas.h"
+#include "sim_embedding.h"
 #include "sim_res.h"
+#include "sim_secrets.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -12,6 +12,11 @@
  * as GET .../indexes lists it (the API's IndexInfoResponse).
  */
 #include "sim.h"
+#include "sim_areas.h"
+#include "sim_conn_tables.h"
+#include "sim_embedding.h"
+#include "sim_indexes.h"
+#include "sim_jobs.h"
 #include "sim_res.h"
 
 #include <stdlib.h>

@@ -5,7 +5,14 @@
  *
  * Rules: everything after setup runs on the single event-loop thread (see sim/sim.h).
  */
+#include "sim_areas.h"
+#include "sim_faults.h"
 #include "sim_int.h"
+#include "sim_jobs.h"
+#include "sim_query.h"
+#include "sim_server.h"
+#include "sim_store.h"
+#include "sim_util.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -354,19 +361,7 @@ int main(int argc, char **argv)
         sim_ctx_free(ctx);
         return 1;
     }
-    struct sim_router *r = &ctx->router;
-    sim_query_register(r);
-    sim_jobs_register(r);
-    sim_refresh_register(r);
-    sim_connections_register(r);
-    sim_secrets_register(r);
-    sim_databases_register(r);
-    sim_datasets_register(r);
-    sim_uploads_register(r);
-    sim_saved_queries_register(r);
-    sim_indexes_register(r);
-    sim_embedding_register(r);
-    sim_workspaces_register(r);
+    sim_areas_register_all(&ctx->router);
 
     if (sim_store_open(ctx) < 0) {
         sim_log("cannot open the data dir %s", cfg->data_dir);

@@ -22,6 +22,7 @@
  * the one place that talks to the SQL engine. Loop thread only.
  */
 #include "sim.h"
+#include "sim_profile.h"
 #include "sim_res.h"
 
 #include <stdio.h>

@@ -17,7 +17,15 @@
  * whole process) and ids, never sim_req pointers, except async_after_ms waiters, which are
  * kept on ctx->waiters and answered exactly once.
  */
+#include "sim.h"
+#include "sim_areas.h"
+#include "sim_arrow.h"
+#include "sim_databases.h"
 #include "sim_int.h"
+#include "sim_json.h"
+#include "sim_query.h"
+#include "sim_sqlrewrite.h"
+#include "sim_stats.h"
 #include "sim_res.h"
 #include "util.h"
 
@@ -28,8 +36,6 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
-
-int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer *out);
 
 /* Guards against runaway SQL (cross joins, recursive CTEs) on the single event loop. */
 #define SIM_QUERY_MAX_ROWS 1000000L

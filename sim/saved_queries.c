@@ -13,7 +13,10 @@
  * Execute runs the latest version, or the `version` its body names (404 when there is none).
  */
 #include "sim.h"
+#include "sim_areas.h"
+#include "sim_query.h"
 #include "sim_res.h"
+#include "sim_saved_queries.h"
 #include "util.h"
 
 #include <limits.h>

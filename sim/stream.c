@@ -17,6 +17,9 @@
  * in ctx->uploads and are freed by sim_stream_free_all.
  */
 #include "sim_int.h"
+#include "sim_stream.h"
+#include "sim_uploads.h"
+#include "sim_util.h"
 #include "util.h"
 
 #include <errno.h>

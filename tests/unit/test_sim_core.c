@@ -14,9 +14,9 @@
 
 #include <event2/buffer.h>
 
-#include "sim_int.h"
-
-int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer *out);
+#include "sim_arrow.h"
+#include "sim_faults.h"
+#include "sim_json.h"
 
 static void test_faults_roundtrip(void **state)
 {
