@@ -270,114 +270,15 @@ static size_t body_add(struct arrow_body *a, const void *d, size_t n)
     return at;
 }
 
-/* The record batch being built: body buffers plus the field nodes and buffer list its
- * message describes. */
-struct arrow_batch {
-    json_t *rows;
-    size_t offset, n; /* rows [offset, offset + n) */
-    size_t bitmap_len;
-    struct arrow_body body;
-    int64_t *nodes; /* (length, null_count) per column */
-    int64_t *bufs;  /* (offset, length) per buffer */
-    size_t nbuf;
-};
-
-static json_t *batch_cell(const struct arrow_batch *bt, size_t r, size_t c)
+int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer *out)
 {
-    return json_array_get(json_array_get(bt->rows, bt->offset + r), c);
-}
-
-/* Append a buffer of n bytes (d NULL: zeros) to the body and list it; its body offset. */
-static size_t batch_buf(struct arrow_batch *bt, const void *d, size_t n)
-{
-    size_t at = body_add(&bt->body, d, n);
-    bt->bufs[2 * bt->nbuf] = (int64_t)at;
-    bt->bufs[2 * bt->nbuf + 1] = (int64_t)n;
-    bt->nbuf++;
-    return at;
-}
-
-/* Column c's field node and validity bitmap. */
-static void batch_validity(struct arrow_batch *bt, size_t c, unsigned char *valid)
-{
-    memset(valid, 0, bt->bitmap_len + 1);
-    int64_t nulls = 0;
-    for (size_t r = 0; r < bt->n; r++) {
-        json_t *v = batch_cell(bt, r, c);
-        if (v && !json_is_null(v))
-            valid[r / 8] |= (unsigned char)(1u << (r % 8));
-        else
-            nulls++;
-    }
-    bt->nodes[2 * c] = (int64_t)bt->n;
-    bt->nodes[2 * c + 1] = nulls;
-    batch_buf(bt, valid, bt->bitmap_len);
-}
-
-/* int64 / float64 values (null and mistyped cells: 0). */
-static void batch_fixed(struct arrow_batch *bt, size_t c, int type)
-{
-    size_t vat = batch_buf(bt, NULL, 8 * bt->n);
-    for (size_t r = 0; r < bt->n; r++) {
-        json_t *v = batch_cell(bt, r, c);
-        unsigned char *dst = bt->body.p + vat + 8 * r;
-        if (type == AT_INT64) {
-            int64_t x = json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
-            memcpy(dst, &x, 8);
-        } else {
-            double x = json_is_number(v) ? json_number_value(v) : 0.0;
-            memcpy(dst, &x, 8);
-        }
-    }
-}
-
-/* bool values as a bitmap (true, or a non-zero integer). */
-static void batch_bool(struct arrow_batch *bt, size_t c, unsigned char *bits)
-{
-    memset(bits, 0, bt->bitmap_len + 1);
-    for (size_t r = 0; r < bt->n; r++) {
-        json_t *v = batch_cell(bt, r, c);
-        if (json_is_true(v) || (json_is_integer(v) && json_integer_value(v) != 0))
-            bits[r / 8] |= (unsigned char)(1u << (r % 8));
-    }
-    batch_buf(bt, bits, bt->bitmap_len);
-}
-
-/* utf8 values: int32 offsets, then the characters (a non-string cell as its JSON text). */
-static void batch_utf8(struct arrow_batch *bt, size_t c)
-{
-    size_t oat = batch_buf(bt, NULL, 4 * (bt->n + 1));
-    char *chars = NULL;
-    size_t clen = 0;
-    FILE *m = open_memstream(&chars, &clen);
-    if (!m)
-        abort();
-    for (size_t r = 0; r < bt->n; r++) {
-        json_t *v = batch_cell(bt, r, c);
-        fflush(m);
-        int32_t o = (int32_t)clen;
-        memcpy(bt->body.p + oat + 4 * r, &o, 4);
-        if (!v || json_is_null(v))
-            continue;
-        char *tmp = NULL;
-        const char *s = json_string_value(v);
-        if (!s) {
-            tmp = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-            s = tmp ? tmp : "";
-        }
-        fwrite(s, 1, strlen(s), m);
-        free(tmp);
-    }
-    fclose(m);
-    int32_t o = (int32_t)clen;
-    memcpy(bt->body.p + oat + 4 * bt->n, &o, 4);
-    batch_buf(bt, chars, clen);
-    free(chars);
-}
-
-/* The column types the stored result names ("int64", "float64", "bool", else utf8). */
-static int *arrow_types(json_t *tnames, size_t ncol)
-{
+    json_t *cols = json_object_get(data, "columns");
+    json_t *nullable = json_object_get(data, "nullable");
+    json_t *tnames = json_object_get(data, "types");
+    json_t *rows = json_object_get(data, "rows");
+    if (!json_is_array(cols) || !json_is_array(rows))
+        return -1;
+    size_t ncol = json_array_size(cols);
     int *types = calloc(ncol + 1, sizeof *types);
     if (!types)
         abort();
@@ -389,56 +290,122 @@ static int *arrow_types(json_t *tnames, size_t ncol)
                    : !strcmp(t, "bool")    ? AT_BOOL
                                            : AT_UTF8;
     }
-    return types;
-}
+    arrow_schema(out, cols, nullable, types);
 
-/* The RecordBatch message with the body, then the end-of-stream marker. */
-static void arrow_record_batch(struct evbuffer *out, struct arrow_batch *bt, size_t ncol)
-{
+    size_t n = limit;
+    int64_t *nodes = calloc(2 * ncol + 2, sizeof *nodes);
+    size_t nbuf = 0;
+    int64_t *bufs = calloc(2 * (3 * ncol) + 2, sizeof *bufs);
+    if (!nodes || !bufs)
+        abort();
+    struct arrow_body body = {0};
+    size_t bitmap_len = (n + 7) / 8;
+    unsigned char *valid = calloc(bitmap_len + 1, 1);
+    unsigned char *bits = calloc(bitmap_len + 1, 1);
+    if (!valid || !bits)
+        abort();
+    for (size_t c = 0; c < ncol; c++) {
+        memset(valid, 0, bitmap_len + 1);
+        memset(bits, 0, bitmap_len + 1);
+        int64_t nulls = 0;
+        for (size_t r = 0; r < n; r++) {
+            json_t *v = json_array_get(json_array_get(rows, offset + r), c);
+            if (v && !json_is_null(v))
+                valid[r / 8] |= (unsigned char)(1u << (r % 8));
+            else
+                nulls++;
+        }
+        nodes[2 * c] = (int64_t)n;
+        nodes[2 * c + 1] = nulls;
+        size_t at = body_add(&body, valid, bitmap_len);
+        bufs[2 * nbuf] = (int64_t)at;
+        bufs[2 * nbuf + 1] = (int64_t)bitmap_len;
+        nbuf++;
+        if (types[c] == AT_INT64 || types[c] == AT_FLOAT64) {
+            size_t vat = body_add(&body, NULL, 8 * n);
+            for (size_t r = 0; r < n; r++) {
+                json_t *v = json_array_get(json_array_get(rows, offset + r), c);
+                unsigned char *dst = body.p + vat + 8 * r;
+                if (types[c] == AT_INT64) {
+                    int64_t x = json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+                    memcpy(dst, &x, 8);
+                } else {
+                    double x = json_is_number(v) ? json_number_value(v) : 0.0;
+                    memcpy(dst, &x, 8);
+                }
+            }
+            bufs[2 * nbuf] = (int64_t)vat;
+            bufs[2 * nbuf + 1] = (int64_t)(8 * n);
+            nbuf++;
+        } else if (types[c] == AT_BOOL) {
+            for (size_t r = 0; r < n; r++) {
+                json_t *v = json_array_get(json_array_get(rows, offset + r), c);
+                if (json_is_true(v) || (json_is_integer(v) && json_integer_value(v) != 0))
+                    bits[r / 8] |= (unsigned char)(1u << (r % 8));
+            }
+            size_t vat = body_add(&body, bits, bitmap_len);
+            bufs[2 * nbuf] = (int64_t)vat;
+            bufs[2 * nbuf + 1] = (int64_t)bitmap_len;
+            nbuf++;
+        } else {
+            size_t oat = body_add(&body, NULL, 4 * (n + 1));
+            struct arrow_body chars = {0};
+            size_t clen = 0;
+            for (size_t r = 0; r < n; r++) {
+                json_t *v = json_array_get(json_array_get(rows, offset + r), c);
+                int32_t o = (int32_t)clen;
+                memcpy(body.p + oat + 4 * r, &o, 4);
+                if (!v || json_is_null(v))
+                    continue;
+                char *tmp = NULL;
+                const char *s = json_string_value(v);
+                if (!s) {
+                    tmp = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+                    s = tmp ? tmp : "";
+                }
+                size_t sl = strlen(s);
+                if (chars.len + sl > chars.cap) {
+                    size_t cap = chars.cap ? chars.cap : 1024;
+                    while (cap < chars.len + sl)
+                        cap *= 2;
+                    chars.p = realloc(chars.p, cap);
+                    if (!chars.p)
+                        abort();
+                    chars.cap = cap;
+                }
+                memcpy(chars.p + chars.len, s, sl);
+                chars.len += sl;
+                clen += sl;
+                free(tmp);
+            }
+            int32_t o = (int32_t)clen;
+            memcpy(body.p + oat + 4 * n, &o, 4);
+            bufs[2 * nbuf] = (int64_t)oat;
+            bufs[2 * nbuf + 1] = (int64_t)(4 * (n + 1));
+            nbuf++;
+            size_t dat = body_add(&body, chars.p, chars.len);
+            bufs[2 * nbuf] = (int64_t)dat;
+            bufs[2 * nbuf + 1] = (int64_t)chars.len;
+            nbuf++;
+            free(chars.p);
+        }
+    }
     struct fb b = {0};
-    size_t hdr = arrow_message(&b, ARROW_HEADER_RECORDBATCH, (int64_t)bt->body.len);
-    struct fb_field rf[] = {{0, 8, (uint64_t)bt->n, 0}, {1, 4, 0, 0}, {2, 4, 0, 0}};
+    size_t hdr = arrow_message(&b, ARROW_HEADER_RECORDBATCH, (int64_t)body.len);
+    struct fb_field rf[] = {{0, 8, (uint64_t)n, 0}, {1, 4, 0, 0}, {2, 4, 0, 0}};
     size_t rb = fb_table(&b, rf, 3);
     fb_patch(&b, hdr, rb);
-    fb_patch(&b, rf[1].pos, fb_vec_structs16(&b, bt->nodes, ncol));
-    fb_patch(&b, rf[2].pos, fb_vec_structs16(&b, bt->bufs, bt->nbuf));
-    arrow_frame(out, &b, bt->body.p, bt->body.len);
+    fb_patch(&b, rf[1].pos, fb_vec_structs16(&b, nodes, ncol));
+    fb_patch(&b, rf[2].pos, fb_vec_structs16(&b, bufs, nbuf));
+    arrow_frame(out, &b, body.p, body.len);
     free(b.p);
     static const unsigned char eos[8] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0};
     evbuffer_add(out, eos, sizeof eos);
-}
-
-int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer *out)
-{
-    json_t *cols = json_object_get(data, "columns");
-    json_t *rows = json_object_get(data, "rows");
-    if (!json_is_array(cols) || !json_is_array(rows))
-        return -1;
-    size_t ncol = json_array_size(cols);
-    int *types = arrow_types(json_object_get(data, "types"), ncol);
-    arrow_schema(out, cols, json_object_get(data, "nullable"), types);
-
-    struct arrow_batch bt = {.rows = rows, .offset = offset, .n = limit};
-    bt.bitmap_len = (limit + 7) / 8;
-    bt.nodes = calloc(2 * ncol + 2, sizeof *bt.nodes);
-    bt.bufs = calloc(2 * (3 * ncol) + 2, sizeof *bt.bufs);
-    unsigned char *bitmap = calloc(bt.bitmap_len + 1, 1);
-    if (!bt.nodes || !bt.bufs || !bitmap)
-        abort();
-    for (size_t c = 0; c < ncol; c++) {
-        batch_validity(&bt, c, bitmap);
-        if (types[c] == AT_INT64 || types[c] == AT_FLOAT64)
-            batch_fixed(&bt, c, types[c]);
-        else if (types[c] == AT_BOOL)
-            batch_bool(&bt, c, bitmap);
-        else
-            batch_utf8(&bt, c);
-    }
-    arrow_record_batch(out, &bt, ncol);
-    free(bt.body.p);
-    free(bitmap);
-    free(bt.nodes);
-    free(bt.bufs);
+    free(body.p);
+    free(valid);
+    free(bits);
+    free(nodes);
+    free(bufs);
     free(types);
     return 0;
 }
