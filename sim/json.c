@@ -42,36 +42,11 @@ static void sim_jbuf_str(struct sim_jbuf *b, const char *s, size_t n)
             continue;
         sim_jbuf_put(b, s + run, i - run);
         run = i + 1;
-        char esc[6] = {'\\', 0, 0, 0, 0, 0};
-        size_t el = 2;
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\b':
-            esc[1] = 'b';
-            break;
-        case '\f':
-            esc[1] = 'f';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            el = 6;
-        }
+        /* the two-character escapes jansson writes, else \u00XX */
+        static const char named[] = "\"\\\b\f\n\r\t", letter[] = "\"\\bfnrt";
+        const char *k = c ? strchr(named, c) : NULL;
+        char esc[6] = {'\\', k ? letter[k - named] : 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+        size_t el = k ? 2 : 6;
         sim_jbuf_put(b, esc, el);
     }
     sim_jbuf_put(b, s + run, n - run);

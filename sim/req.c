@@ -80,54 +80,52 @@ static json_t *sim_body_field(struct sim_req *req, const char *key, bool require
     return v;
 }
 
+/* The field when present and of JSON type want (JSON_TRUE stands for either boolean):
+ * *v the value (NULL when absent), 0; or the request answered 400 and -1. */
+static int sim_body_typed(struct sim_req *req, const char *key, bool required, bool *present,
+                          json_type want, const char *tname, json_t **v)
+{
+    int rc;
+    *v = sim_body_field(req, key, required, &rc);
+    if (present)
+        *present = *v != NULL;
+    if (rc || !*v)
+        return rc;
+    json_type t = json_typeof(*v);
+    if (t == JSON_FALSE)
+        t = JSON_TRUE;
+    if (t != want) {
+        sim_reply_error(req, 400, "BAD_REQUEST",
+                        "Invalid request: invalid type for `%s`, expected %s", key, tname);
+        return -1;
+    }
+    return 0;
+}
+
 int sim_body_str(struct sim_req *req, const char *key, bool required, const char **out,
                  bool *present)
 {
-    int rc;
-    json_t *v = sim_body_field(req, key, required, &rc);
-    if (present)
-        *present = v != NULL;
-    if (rc || !v)
-        return rc;
-    if (!json_is_string(v)) {
-        sim_reply_error(req, 400, "BAD_REQUEST",
-                        "Invalid request: invalid type for `%s`, expected a string", key);
-        return -1;
-    }
-    *out = json_string_value(v);
-    return 0;
+    json_t *v;
+    int rc = sim_body_typed(req, key, required, present, JSON_STRING, "a string", &v);
+    if (rc == 0 && v)
+        *out = json_string_value(v);
+    return rc;
 }
 
 int sim_body_bool(struct sim_req *req, const char *key, bool required, bool *out, bool *present)
 {
-    int rc;
-    json_t *v = sim_body_field(req, key, required, &rc);
-    if (present)
-        *present = v != NULL;
-    if (rc || !v)
-        return rc;
-    if (!json_is_boolean(v)) {
-        sim_reply_error(req, 400, "BAD_REQUEST",
-                        "Invalid request: invalid type for `%s`, expected a boolean", key);
-        return -1;
-    }
-    *out = json_is_true(v);
-    return 0;
+    json_t *v;
+    int rc = sim_body_typed(req, key, required, present, JSON_TRUE, "a boolean", &v);
+    if (rc == 0 && v)
+        *out = json_is_true(v);
+    return rc;
 }
 
 int sim_body_int(struct sim_req *req, const char *key, bool required, long long *out, bool *present)
 {
-    int rc;
-    json_t *v = sim_body_field(req, key, required, &rc);
-    if (present)
-        *present = v != NULL;
-    if (rc || !v)
-        return rc;
-    if (!json_is_integer(v)) {
-        sim_reply_error(req, 400, "BAD_REQUEST",
-                        "Invalid request: invalid type for `%s`, expected an integer", key);
-        return -1;
-    }
-    *out = json_integer_value(v);
-    return 0;
+    json_t *v;
+    int rc = sim_body_typed(req, key, required, present, JSON_INTEGER, "an integer", &v);
+    if (rc == 0 && v)
+        *out = json_integer_value(v);
+    return rc;
 }
