@@ -313,60 +313,58 @@ static int sim_refresh_check_combination(struct sim_req *req, const char *schema
     return -1;
 }
 
-static void sim_refresh_post(struct sim_req *req)
+/* The request body's fields. */
+struct sim_refresh_body {
+    const char *conn_id, *schema, *table, *dataset_id;
+    bool data, async, include_uncached;
+};
+
+/* Read the body (a JSON object, typed fields). 0, or -1 when the 400 was sent. */
+static int sim_refresh_read_body(struct sim_req *req, struct sim_refresh_body *b)
 {
-    const char *conn_id = NULL, *schema = NULL, *table = NULL, *dataset_id = NULL;
-    bool data = false, async = false, include_uncached = false;
+    memset(b, 0, sizeof *b);
     if (!req->body || !json_is_object(req->body)) {
         sim_reply_error(req, 400, "BAD_REQUEST", "Invalid request: body must be a JSON object");
+        return -1;
+    }
+    if (sim_body_str(req, "connection_id", false, &b->conn_id, NULL) < 0 ||
+        sim_body_str(req, "schema_name", false, &b->schema, NULL) < 0 ||
+        sim_body_str(req, "table_name", false, &b->table, NULL) < 0 ||
+        sim_body_str(req, "dataset_id", false, &b->dataset_id, NULL) < 0 ||
+        sim_body_bool(req, "data", false, &b->data, NULL) < 0 ||
+        sim_body_bool(req, "async", false, &b->async, NULL) < 0 ||
+        sim_body_bool(req, "include_uncached", false, &b->include_uncached, NULL) < 0)
+        return -1;
+    return 0;
+}
+
+/* Schema refresh answer: one connection (502 when its discovery failed) or all of them. */
+static void sim_refresh_schema_reply(struct sim_req *req, const char *conn_id)
+{
+    json_t *o = sim_refresh_schema(req->ws, conn_id);
+    if (conn_id && json_integer_value(json_object_get(o, "connections_failed")) > 0) {
+        json_decref(o);
+        sim_reply_error(req, 502, "BAD_GATEWAY", "Schema discovery failed for connection '%s'",
+                        conn_id);
         return;
     }
-    if (sim_body_str(req, "connection_id", false, &conn_id, NULL) < 0 ||
-        sim_body_str(req, "schema_name", false, &schema, NULL) < 0 ||
-        sim_body_str(req, "table_name", false, &table, NULL) < 0 ||
-        sim_body_str(req, "dataset_id", false, &dataset_id, NULL) < 0 ||
-        sim_body_bool(req, "data", false, &data, NULL) < 0 ||
-        sim_body_bool(req, "async", false, &async, NULL) < 0 ||
-        sim_body_bool(req, "include_uncached", false, &include_uncached, NULL) < 0)
-        return;
-    if (dataset_id) {
-        if (conn_id || schema || table) {
-            sim_reply_error(req, 400, "BAD_REQUEST",
-                            "Invalid request: dataset_id cannot be combined with connection_id, "
-                            "schema_name or table_name");
-            return;
-        }
-        sim_datasets_refresh(req, dataset_id, async);
+    sim_reply_json(req, 200, o);
+}
+
+/* Data refresh answer: 404 for an unknown table, else the 202 of a job (async) or the result
+ * object. */
+static void sim_refresh_data_reply(struct sim_req *req, const struct sim_refresh_body *b)
+{
+    if (b->table && !sim_refresh_table_exists(req->ws, b->conn_id, b->schema, b->table)) {
+        sim_reply_error(req, 404, "NOT_FOUND", "Table '%s.%s' not found in connection '%s'",
+                        b->schema, b->table, b->conn_id);
         return;
     }
-    if (sim_refresh_check_fields(req, conn_id, schema, table, data, async) != 0)
-        return;
-    if (conn_id && !sim_refresh_conn_exists(req->ws, conn_id)) {
-        sim_reply_error(req, 404, "NOT_FOUND", "Connection '%s' not found", conn_id);
-        return;
-    }
-    if (sim_refresh_check_combination(req, schema, table, data) != 0)
-        return;
-    if (!data) {
-        json_t *o = sim_refresh_schema(req->ws, conn_id);
-        if (conn_id && json_integer_value(json_object_get(o, "connections_failed")) > 0) {
-            json_decref(o);
-            sim_reply_error(req, 502, "BAD_GATEWAY", "Schema discovery failed for connection '%s'",
-                            conn_id);
-            return;
-        }
-        sim_reply_json(req, 200, o);
-        return;
-    }
-    if (table && !sim_refresh_table_exists(req->ws, conn_id, schema, table)) {
-        sim_reply_error(req, 404, "NOT_FOUND", "Table '%s.%s' not found in connection '%s'", schema,
-                        table, conn_id);
-        return;
-    }
-    if (async) {
-        const char *type = table ? "data_refresh_table" : "data_refresh_connection";
-        json_t *args = json_pack("{s:s,s:s?,s:s?,s:b}", "connection_id", conn_id, "schema_name",
-                                 schema, "table_name", table, "include_uncached", include_uncached);
+    if (b->async) {
+        const char *type = b->table ? "data_refresh_table" : "data_refresh_connection";
+        json_t *args =
+            json_pack("{s:s,s:s?,s:s?,s:b}", "connection_id", b->conn_id, "schema_name", b->schema,
+                      "table_name", b->table, "include_uncached", b->include_uncached);
         char job_id[64];
         if (sim_job_create(req->ctx, req->ws, type, sim_refresh_job, args, job_id) < 0) {
             sim_reply_error(req, 500, "INTERNAL_SERVER_ERROR", "cannot create job");
@@ -375,14 +373,42 @@ static void sim_refresh_post(struct sim_req *req)
         sim_jobs_reply_accepted(req, job_id, type);
         return;
     }
-    struct sim_refresh_spec sp = {conn_id, schema, table, include_uncached};
+    struct sim_refresh_spec sp = {b->conn_id, b->schema, b->table, b->include_uncached};
     json_t *o = sim_refresh_data_result(req->ws, &sp);
     if (!o) {
-        sim_reply_error(req, 404, "NOT_FOUND", "Table '%s.%s' not found in connection '%s'", schema,
-                        table, conn_id);
+        sim_reply_error(req, 404, "NOT_FOUND", "Table '%s.%s' not found in connection '%s'",
+                        b->schema, b->table, b->conn_id);
         return;
     }
     sim_reply_json(req, 200, o);
+}
+
+static void sim_refresh_post(struct sim_req *req)
+{
+    struct sim_refresh_body b;
+    if (sim_refresh_read_body(req, &b) != 0)
+        return;
+    if (b.dataset_id) {
+        if (b.conn_id || b.schema || b.table)
+            sim_reply_error(req, 400, "BAD_REQUEST",
+                            "Invalid request: dataset_id cannot be combined with connection_id, "
+                            "schema_name or table_name");
+        else
+            sim_datasets_refresh(req, b.dataset_id, b.async);
+        return;
+    }
+    if (sim_refresh_check_fields(req, b.conn_id, b.schema, b.table, b.data, b.async) != 0)
+        return;
+    if (b.conn_id && !sim_refresh_conn_exists(req->ws, b.conn_id)) {
+        sim_reply_error(req, 404, "NOT_FOUND", "Connection '%s' not found", b.conn_id);
+        return;
+    }
+    if (sim_refresh_check_combination(req, b.schema, b.table, b.data) != 0)
+        return;
+    if (b.data)
+        sim_refresh_data_reply(req, &b);
+    else
+        sim_refresh_schema_reply(req, b.conn_id);
 }
 
 void sim_refresh_register(struct sim_router *r)
