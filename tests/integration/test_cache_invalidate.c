@@ -2,10 +2,11 @@
  * test_cache_invalidate: mutations passing through hotgate invalidate what they change,
  * synchronously: the very next read after the mutation's 2xx answer is never the old
  * entry. Covers a data refresh (the sim really changes the table, and the cached query
- * result changes with it; the refresh result objects pass through unchanged), secrets, connections,
- * saved queries, isolation of workspaces (a mutation in one does not flush the other), and the
- * admin purge endpoint (by key, tag, workspace, everything; API-shaped errors; token required) and
- * the cache metrics.
+ * result changes with it; the refresh result objects pass through unchanged), saved-query
+ * execute of a named version (each version its own answer, old ones survive an update), secrets,
+ * connections, saved queries, isolation of workspaces (a mutation in one does not flush the other),
+ * and the admin purge endpoint (by key, tag, workspace, everything; API-shaped errors; token
+ * required) and the cache metrics.
  */
 #include "cache_it.h"
 
@@ -158,6 +159,78 @@ static void test_refresh_result_passes_through(void **state)
     json_decref(tr);
     json_decref(before);
     json_decref(after);
+}
+
+/* Execute a saved query through hotgate with body; returns the first cell (status 200) and
+ * copies X-Cache into xc. */
+static long long gw_execute(const char *id, const char *body, char *xc, size_t xcl)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/queries/%s/execute", id);
+    hresp r;
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", path, body, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    snprintf(xc, xcl, "%s", cit_xcache(&r));
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    json_t *v = json_array_get(json_array_get(json_object_get(j, "rows"), 0), 0);
+    assert_true(json_is_integer(v));
+    long long n = json_integer_value(v);
+    json_decref(j);
+    return n;
+}
+
+/* Saved-query execute names a version in its body (issue 14): through hotgate each version
+ * answers its own SQL's rows, an old version's cached answer survives a new version, the
+ * latest's does not, and a missing version is the sim's 404. */
+static void test_saved_query_versions_through_gateway(void **state)
+{
+    (void)state;
+    hresp r;
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/queries",
+                             "{\"name\":\"inval_versions\",\"sql\":\"SELECT 1 AS v\"}", NULL, NULL,
+                             &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    json_t *q = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    char id[64], path[128], xc[64];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(q, "id")));
+    json_decref(q);
+    snprintf(path, sizeof path, "/v1/queries/%s", id);
+    assert_int_equal(
+        cit_req(&E, CIT_KEY_A, "PUT", path, "{\"sql\":\"SELECT 2 AS v\"}", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    hresp_free(&r);
+
+    assert_int_equal(gw_execute(id, "{}", xc, sizeof xc), 2);
+    assert_string_equal(xc, "MISS");
+    assert_int_equal(gw_execute(id, "{\"version\":1}", xc, sizeof xc), 1);
+    assert_string_equal(xc, "MISS");
+    assert_int_equal(gw_execute(id, "{\"version\":1}", xc, sizeof xc), 1);
+    assert_string_equal(xc, "HIT");
+    assert_int_equal(gw_execute(id, "{}", xc, sizeof xc), 2);
+    assert_string_equal(xc, "HIT");
+
+    /* a third version: the latest's answer changes, version 1 still answers version 1 */
+    assert_int_equal(
+        cit_req(&E, CIT_KEY_A, "PUT", path, "{\"sql\":\"SELECT 3 AS v\"}", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    hresp_free(&r);
+    assert_int_equal(gw_execute(id, "{}", xc, sizeof xc), 3);
+    assert_string_equal(xc, "MISS");
+    assert_int_equal(gw_execute(id, "{\"version\":1}", xc, sizeof xc), 1);
+    assert_int_equal(gw_execute(id, "{\"version\":2}", xc, sizeof xc), 2);
+
+    char epath[160];
+    snprintf(epath, sizeof epath, "/v1/queries/%s/execute", id);
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", epath, "{\"version\":9}", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 404);
+    json_t *e = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(e, "error"), "code")),
+                        "NOT_FOUND");
+    json_decref(e);
 }
 
 static void test_secrets(void **state)
@@ -486,6 +559,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refresh_changes_query_results),
         cmocka_unit_test(test_refresh_result_passes_through),
+        cmocka_unit_test(test_saved_query_versions_through_gateway),
         cmocka_unit_test(test_purge_is_per_connection),
         cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_connections_and_saved_queries),
