@@ -7,11 +7,12 @@
  *   admin purge, metrics, init/shutdown
  *
  * Ownership: a request's struct cctx lives in req->cache_ctx and is freed by the cleanup
- * registered with server_req_add_cleanup; a background refresh owns its struct bgfetch
+ * registered with pipeline_req_add_cleanup; a background refresh owns its struct bgfetch
  * until its upstream on_done. Fills own their accumulated head/body.
  */
 #include "cache.h"
 
+#include "admin.h"
 #include "bodykey.h"
 #include "budget.h"
 #include "budget_stage.h"
@@ -381,7 +382,7 @@ static void serve_entry_ex(struct hg_req *req, const entry_view *v, const char *
     const char *inm = evhttp_find_header(&req->headers, "If-None-Match");
     if (v->status == 200 && etag_matches(inm, etag)) {
         INC(s_not_modified);
-        server_respond_buffer(req, 304, &h, NULL);
+        pipeline_respond_buffer(req, 304, &h, NULL);
     } else {
         struct evbuffer *b = evbuffer_new();
         if (!b)
@@ -400,7 +401,7 @@ static void serve_entry_ex(struct hg_req *req, const entry_view *v, const char *
         } else if (v->body_len) {
             evbuffer_add(b, v->body, v->body_len); /* the one copy, out of the mmap */
         }
-        server_respond_buffer(req, v->status, &h, b);
+        pipeline_respond_buffer(req, v->status, &h, b);
         evbuffer_free(b);
     }
     evhttp_clear_headers(&h);
@@ -944,7 +945,7 @@ static cctx *ctx_of(struct hg_req *req)
     snprintf(c->ws, sizeof c->ws, "%s", req->workspace ? req->workspace : "");
     memcpy(c->f.ws, c->ws, sizeof c->f.ws);
     req->cache_ctx = c;
-    server_req_add_cleanup(req, ctx_cleanup, c);
+    pipeline_req_add_cleanup(req, ctx_cleanup, c);
     return c;
 }
 
@@ -1000,7 +1001,7 @@ static void add_tap(struct hg_req *req, cctx *c)
     for (int i = 0; i < req->ntaps; i++)
         if (req->taps[i].arg == c)
             return;
-    server_req_add_tap(req, &t);
+    pipeline_req_add_tap(req, &t);
 }
 
 /* A header a fill does not send as the client did: Accept-Encoding (identity is asked for:
@@ -1110,7 +1111,7 @@ static void bg_refresh(struct hg_req *req, const fill *proto)
 {
     if (coalesce_busy(&proto->ckey))
         return;
-    struct upstream *up = server_req_upstream(req);
+    struct upstream *up = pipeline_req_upstream(req);
     if (!up || !req->cred || !req->cred->token.data)
         return;
     /* optional work: only when the credential's budget has room right now */
@@ -1195,12 +1196,12 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
         if (req->client_gone) {
             if (flight)
                 coalesce_abandon(flight);
-            server_req_release(req);
+            pipeline_req_release(req);
             return;
         }
         /* promoted: fetch for the others (flight NULL: for ourselves only) */
         become_leader(req, c, flight);
-        server_pipeline_resume(req);
+        pipeline_resume(req);
         return;
     }
     cachekey vk;
@@ -1209,7 +1210,7 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
         /* the answer varies on a header we do not share with the leader: fetch for ourselves */
         coalesce_result_unref(res);
         become_leader(req, c, NULL);
-        server_pipeline_resume(req);
+        pipeline_resume(req);
         return;
     }
     if (!req->client_gone) {
@@ -1225,17 +1226,17 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
                 serve_entry(req, &v, stale ? "STALE" : "COALESCED", util_wall_ms(),
                             res->has_vkey ? &vk : &c->f.key);
             } else {
-                server_respond_error(req, 502, "BAD_GATEWAY", "coalesced answer unreadable", NULL);
+                pipeline_respond_error(req, 502, "BAD_GATEWAY", "coalesced answer unreadable", NULL);
             }
         } else {
             req->cache_outcome = "coalesced";
             INC(s_coalesced);
-            server_respond_error(req, res->status ? res->status : 502, res->code, res->message,
+            pipeline_respond_error(req, res->status ? res->status : 502, res->code, res->message,
                                  NULL);
         }
     }
     coalesce_result_unref(res);
-    server_req_release(req);
+    pipeline_req_release(req);
 }
 
 /* The tags of a cacheable request: its workspace, the route's, and for queries the
@@ -1266,7 +1267,7 @@ void cache_client_gone(struct hg_req *req)
     if (coalesce_leave(&c->f.ckey, c)) {
         /* removed before any delivery was scheduled: nothing will call us back */
         c->waiting = 0;
-        server_req_release(req);
+        pipeline_req_release(req);
     }
     /* else a delivery is on its way to this thread; on_deliver sees client_gone */
 }
@@ -1337,7 +1338,7 @@ static void only_if_cached_miss(struct hg_req *req)
 {
     INC(s_only_if_cached);
     req->cache_outcome = "miss";
-    server_respond_error(req, 504, "GATEWAY_TIMEOUT",
+    pipeline_respond_error(req, 504, "GATEWAY_TIMEOUT",
                          "not in cache (Cache-Control: only-if-cached)", NULL);
 }
 
@@ -1685,7 +1686,7 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     }
     coalesce_flight *fl = NULL;
     coalesce_result *done = NULL;
-    switch (coalesce_join(&f->ckey, server_req_base(req), on_deliver, c, &fl, &done)) {
+    switch (coalesce_join(&f->ckey, pipeline_req_base(req), on_deliver, c, &fl, &done)) {
     case COALESCE_DONE: {
         entry_view v;
         cachekey vk;
@@ -2000,7 +2001,7 @@ int cache_init(const struct hg_config *cfg)
     cache_reconfigure(cfg);
     for (uint32_t i = 0; i < GEN_SLOTS; i++)
         atomic_store(&g_gens[i], 0);
-    server_admin_register("/admin/purge", admin_purge, NULL);
+    admin_register("/admin/purge", admin_purge, NULL);
     metrics_register(cache_metrics, NULL);
     if (!G.enabled)
         return 0;
