@@ -37,14 +37,6 @@ FN_ALLOW=(
 
 # TEMPORARY (arch-cache splits these; the lead empties this list when merging issue 11).
 FN_ALLOW_TEMP=(
-  "bodykey.c:parse_object"
-  "cache.c:fill_encode"
-  "cache.c:cache_stage"
-  "cache.c:cache_metrics"
-  "sqlkey.c:sqlkey_lex"
-  "sqlkey.c:sqlkey_is_cacheable"
-  "sqlkey.c:sqlkey_table_refs"
-  "store_lmdb.c:s_open"
 )
 
 layer_of() {
