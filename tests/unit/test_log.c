@@ -24,7 +24,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "server.h"
+#include "req.h"
 #include "util.h"
 
 #define SECRET_TOKEN "tok_SECRET_upstream_9f8e7d"

@@ -15,13 +15,15 @@
 #include <ctype.h>
 #include <event2/buffer.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache.h"
 #include "metrics.h"
-#include "server.h"
+#include "upstream.h"
+#include "req.h"
 
 /* the scrape as a NUL-terminated string */
 static char *scrape(void)
@@ -177,9 +179,23 @@ static void *count_thread(void *arg)
     return NULL;
 }
 
+static const char *outcome_label(int o)
+{
+    return upstream_outcome_name((enum upstream_outcome)o);
+}
+
+static _Atomic int observed_timeouts;
+static void observer(int o)
+{
+    if (o == UPSTREAM_TIMEOUT)
+        observed_timeouts++;
+}
+
 static void test_counters_summed_across_shards(void **state)
 {
     (void)state;
+    metrics_upstream_labels(outcome_label, UPSTREAM_CANCELLED + 1);
+    metrics_upstream_observer(observer);
     char *before = scrape();
     double r0 = value_of(before, "hotgate_upstream_retries_total");
     double c0 = value_of(before, "hotgate_request_duration_seconds_count");
@@ -199,6 +215,7 @@ static void test_counters_summed_across_shards(void **state)
     assert_true(value_of(s, "hotgate_upstream_requests_total{outcome=\"timeout\"}") == total);
     assert_true(value_of(s, "hotgate_upstream_requests_total{outcome=\"ok\"}") == total);
     assert_true(value_of(s, "hotgate_upstream_responses_total{code=\"429\"}") == total);
+    assert_int_equal(observed_timeouts, NTHREADS * PER_THREAD); /* every outcome observed */
     /* histogram: 0.7 ms falls in le=0.001, cumulative from there, +Inf = _count */
     double count = value_of(s, "hotgate_request_duration_seconds_count");
     assert_true(count - c0 == total);
