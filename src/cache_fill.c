@@ -17,6 +17,7 @@
 #include "route.h"
 #include "store.h"
 #include "upstream.h"
+#include "upstream_stage.h"
 #include "util.h"
 
 #include <event2/buffer.h>
@@ -489,6 +490,23 @@ static int fill_replaces_header(const char *name)
     return strcasecmp(name, "Accept-Encoding") == 0 || strcasecmp(name, "If-None-Match") == 0;
 }
 
+/* Rewrite a request's headers h as a fill sends them upstream (the foreground fill and the
+ * background refresh alike): Accept-Encoding: identity, no If-None-Match. */
+static void fill_request_headers(struct evkeyvalq *h)
+{
+    struct evkeyval *kv, *next;
+    for (kv = TAILQ_FIRST(h); kv; kv = next) {
+        next = TAILQ_NEXT(kv, next);
+        if (fill_replaces_header(kv->key)) {
+            TAILQ_REMOVE(h, kv, next);
+            free(kv->key);
+            free(kv->value);
+            free(kv);
+        }
+    }
+    hdr_add(h, "Accept-Encoding", 15, "identity", 8);
+}
+
 /* This request fetches for the cache (fl: the flight it leads, NULL: for itself only). */
 void cache_become_leader(struct hg_req *req, cctx *c, coalesce_flight *fl)
 {
@@ -498,17 +516,7 @@ void cache_become_leader(struct hg_req *req, cctx *c, coalesce_flight *fl)
     c->leading = 1;
     c->xcache = X_MISS;
     req->cache_outcome = "miss";
-    struct evkeyval *kv, *next;
-    for (kv = TAILQ_FIRST(&req->headers); kv; kv = next) {
-        next = TAILQ_NEXT(kv, next);
-        if (fill_replaces_header(kv->key)) {
-            TAILQ_REMOVE(&req->headers, kv, next);
-            free(kv->key);
-            free(kv->value);
-            free(kv);
-        }
-    }
-    hdr_add(&req->headers, "Accept-Encoding", 15, "identity", 8);
+    fill_request_headers(&req->headers);
     fill_capture(&c->f, req);
     cache_add_tap(req, c);
 }
@@ -619,30 +627,16 @@ void cache_bg_refresh(struct hg_req *req, const fill *proto)
     memcpy(b->f.tags.gens, proto->tags.gens, sizeof proto->tags.gens);
     b->f.tags.ngens = proto->tags.ngens;
 
-    char *target = NULL;
-    if (asprintf(&target, "%s%s%s", req->path, req->query ? "?" : "",
-                 req->query ? req->query : "") < 0)
-        abort();
-    struct upstream_req *u = upstream_req_new(up, req->method_name, target);
-    free(target);
+    /* the same request as the entry's, built as the foreground path builds it (the upstream
+     * stage's upstream_req_from_client) from the headers a fill sends (cache_become_leader):
+     * req was answered with the stale entry already, its headers are not read again */
+    fill_request_headers(&req->headers);
+    struct upstream_req *u = upstream_req_from_client(up, req);
     if (!u) {
         cache_fill_finish(&b->f, 0, NULL);
         bg_free(b);
         return;
     }
-    upstream_req_set_bearer(u, req->cred->token.data, req->cred->token.len);
-    /* the same request as the entry's: every header the client sent that goes upstream (the
-     * key covers them), as a fill sends them (cache_become_leader) */
-    const struct evkeyval *kv;
-    TAILQ_FOREACH(kv, &req->headers, next)
-    {
-        if (hdr_forward_to_upstream(kv->key) && !fill_replaces_header(kv->key))
-            upstream_req_add_header(u, kv->key, kv->value);
-    }
-    upstream_req_add_header(u, "Accept-Encoding", "identity");
-    if (req->workspace)
-        upstream_req_add_header(u, "X-Workspace-Id", req->workspace);
-    upstream_req_add_header(u, "X-Request-Id", req->request_id);
     fill_capture(&b->f, req);
     if (req->body_kind == HG_BODY_MEMORY && req->body) {
         struct evbuffer *copy = evbuffer_new();
