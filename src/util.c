@@ -178,11 +178,8 @@ char *util_xstrdup(const char *s)
     return d;
 }
 
-/* Room for n more bytes and the NUL. */
-static void buf_reserve(struct util_buf *b, size_t n)
+void util_buf_grow(struct util_buf *b, size_t n)
 {
-    if (b->p && b->len + n < b->cap)
-        return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap <= b->len + n)
         cap *= 2;
@@ -199,14 +196,6 @@ static void buf_reserve(struct util_buf *b, size_t n)
     b->p[b->len] = '\0';
 }
 
-void util_buf_put(struct util_buf *b, const void *d, size_t n)
-{
-    buf_reserve(b, n);
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 void util_buf_str(struct util_buf *b, const char *s)
 {
     util_buf_put(b, s, strlen(s));
@@ -220,7 +209,7 @@ void util_buf_printf(struct util_buf *b, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         abort();
-    buf_reserve(b, (size_t)n);
+    util_buf_reserve(b, (size_t)n);
     va_start(ap, fmt);
     vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
     va_end(ap);
@@ -229,7 +218,7 @@ void util_buf_printf(struct util_buf *b, const char *fmt, ...)
 
 char *util_buf_take(struct util_buf *b)
 {
-    buf_reserve(b, 0);
+    util_buf_reserve(b, 0);
     char *p = b->p;
     b->p = NULL;
     b->len = b->cap = 0;
