@@ -30,6 +30,12 @@ void util_wipe(void *buf, size_t len);
  */
 char *util_api_error_json(int status, const char *code, const char *message);
 
+/* THE reason-phrase table (RFC 9110 section 15, RFC 6585 for 428, 429, 431), for hotgate's
+ * status lines (http1.c, the admin listener) and hotdata-sim's: the phrase of a status, or ""
+ * for a status with none of its own (an upstream's 499: "HTTP/1.1 499 " is valid, a made-up
+ * phrase would not be). */
+const char *util_reason_phrase(int status);
+
 /* The error code for an HTTP status when nothing more specific applies (BAD_REQUEST, ...). */
 const char *util_status_code_name(int status);
 
