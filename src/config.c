@@ -65,14 +65,6 @@ static void perr(struct parse *p, int line, const char *section, const char *key
     }
 }
 
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    if (!d)
-        abort();
-    return d;
-}
-
 static void *xcalloc(size_t n, size_t sz)
 {
     void *p = calloc(n ? n : 1, sz);
@@ -234,7 +226,7 @@ static int valid_listen(const char *s)
 /* Split a comma list into a NULL-terminated-free array of trimmed strings. */
 static int split_list(const char *s, char ***out, size_t *n)
 {
-    char *copy = xstrdup(s), *save = NULL;
+    char *copy = util_xstrdup(s), *save = NULL;
     size_t cap = 4, cnt = 0;
     char **v = xcalloc(cap, sizeof *v);
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -251,7 +243,7 @@ static int split_list(const char *s, char ***out, size_t *n)
             if (!v)
                 abort();
         }
-        v[cnt++] = xstrdup(tok);
+        v[cnt++] = util_xstrdup(tok);
     }
     free(copy);
     *out = v;
@@ -436,7 +428,7 @@ static void *named_get(void *arr, size_t *n, size_t sz, const char *name, int li
     *v = nv;
     struct named *e = (struct named *)(nv + (*n)++ * sz);
     memset(e, 0, sz);
-    e->name = xstrdup(name);
+    e->name = util_xstrdup(name);
     e->line = line;
     *added = 1;
     return e;
@@ -456,7 +448,7 @@ static struct hg_client *get_client(struct hg_config *c, const char *name, int l
         named_get(&c->clients, &c->n_clients, sizeof *c->clients, name, line, &added);
     if (added) {
         cl->mode = HG_MODE_READ_ONLY;
-        cl->class_name = xstrdup("interactive");
+        cl->class_name = util_xstrdup("interactive");
     }
     return cl;
 }
@@ -481,7 +473,7 @@ static int seen_before(struct parse *p, const char *section, const char *key)
     p->seen = realloc(p->seen, (p->nseen + 1) * sizeof *p->seen);
     if (!p->seen)
         abort();
-    p->seen[p->nseen++] = xstrdup(buf);
+    p->seen[p->nseen++] = util_xstrdup(buf);
     return 0;
 }
 
@@ -515,7 +507,7 @@ static int seen_before(struct parse *p, const char *section, const char *key)
 #define STR(field)                                                                                 \
     do {                                                                                           \
         free(field);                                                                               \
-        (field) = xstrdup(value);                                                                  \
+        (field) = util_xstrdup(value);                                                             \
     } while (0)
 #define RATE(field)                                                                                \
     do {                                                                                           \
@@ -544,7 +536,7 @@ static int set_token_source(struct parse *p, int line, const char *section, cons
         *src = HG_SECRET_ENV;
     else
         *src = HG_SECRET_SYSTEMD;
-    *srcval = xstrdup(value);
+    *srcval = util_xstrdup(value);
     *src_line = line;
     *src_key = strcmp(name, "token_file") == 0  ? "token_file"
                : strcmp(name, "token_env") == 0 ? "token_env"
@@ -974,7 +966,7 @@ static char *count_reader(char *str, int num, void *stream)
 static void set_defaults(struct hg_config *c)
 {
     c->server.listen = xcalloc(1, sizeof(char *));
-    c->server.listen[0] = xstrdup("127.0.0.1:8080");
+    c->server.listen[0] = util_xstrdup("127.0.0.1:8080");
     c->server.n_listen = 1;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->server.threads = n > 0 ? (unsigned)(n > 64 ? 64 : n) : 1;
@@ -987,10 +979,10 @@ static void set_defaults(struct hg_config *c)
     c->server.max_connections = 0;
     c->server.keepalive_timeout_ms = 75000;
     c->server.drain_timeout_ms = 30000;
-    c->server.access_log = xstrdup("stderr");
+    c->server.access_log = util_xstrdup("stderr");
     c->server.log_level = LOG_INFO;
 
-    c->upstream.url = xstrdup("https://api.hotdata.dev");
+    c->upstream.url = util_xstrdup("https://api.hotdata.dev");
     c->upstream.tls_verify = 1;
     c->upstream.http2 = 1;
     c->upstream.connect_timeout_ms = 5000;
@@ -1010,7 +1002,7 @@ static void set_defaults(struct hg_config *c)
     c->queue.aimd_increase = 0.05;
 
     c->cache.enabled = 1;
-    c->cache.dir = xstrdup("/var/lib/hotgate/cache");
+    c->cache.dir = util_xstrdup("/var/lib/hotgate/cache");
     c->cache.size = 1ull << 30;
     c->cache.max_entry_size = 64ull << 20;
     c->cache.ttl_query_ms = 300000; /* 300 s: query results (DESIGN) */
@@ -1023,7 +1015,7 @@ static void set_defaults(struct hg_config *c)
     c->cache.high_water = 0.9;
 
     c->redis.enabled = 0;
-    c->redis.url = xstrdup("redis://127.0.0.1:6379");
+    c->redis.url = util_xstrdup("redis://127.0.0.1:6379");
 }
 
 static void validate(struct parse *p, int load_secrets)
@@ -1099,7 +1091,7 @@ struct hg_config *config_load(const char *path, int load_secrets, char *err, siz
     if (err && errlen)
         err[0] = '\0';
     struct hg_config *c = xcalloc(1, sizeof *c);
-    c->path = xstrdup(path);
+    c->path = util_xstrdup(path);
     set_defaults(c);
     struct parse p = {.cfg = c, .err = err, .errlen = errlen};
     p.f = fopen(path, "r");
