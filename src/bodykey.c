@@ -55,24 +55,13 @@ static void skip_ws(struct jp *p)
     }
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool u4(const unsigned char *s, size_t len, size_t i, unsigned *v)
 {
     if (i + 4 > len)
         return false;
     unsigned x = 0;
     for (size_t k = 0; k < 4; k++) {
-        int h = hexval(s[i + k]);
+        int h = util_hexval(s[i + k]);
         if (h < 0)
             return false;
         x = x << 4 | (unsigned)h;

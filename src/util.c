@@ -44,6 +44,31 @@ void util_hex(const unsigned char *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
+int util_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int util_unhex(const char *s, unsigned char *out, size_t n)
+{
+    if (strlen(s) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int hi = util_hexval((unsigned char)s[2 * i]),
+            lo = util_hexval((unsigned char)s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
 void util_sha256_hex(const void *buf, size_t len, char out[65])
 {
     unsigned char md[32];

@@ -49,6 +49,10 @@ void util_rfc3339(int64_t t, char out[32]);
 
 /* Hex-encode len bytes into out (2*len+1 bytes). */
 void util_hex(const unsigned char *in, size_t len, char *out);
+/* The value of one hex digit (either case), or -1. */
+int util_hexval(int c);
+/* Decode exactly 2*n hex digits (the whole of s) into out[n]: 0, or -1. */
+int util_unhex(const char *s, unsigned char *out, size_t n);
 
 /* Fill buf with len cryptographically random bytes (falls back to aborting on failure). */
 void util_random(void *buf, size_t len);
