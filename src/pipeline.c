@@ -40,6 +40,13 @@ void pipeline_set_stages(const struct hg_stage_ops *const *s, int n)
         head_field_len[i] = s[i]->head_field_name ? strlen(s[i]->head_field_name) : 0;
 }
 
+void pipeline_thread_end(void)
+{
+    for (int i = 0; i < nstages; i++)
+        if (stages[i]->thread_end)
+            stages[i]->thread_end();
+}
+
 static struct req_priv *priv(struct hg_req *r)
 {
     HG_CHECK_OBJ_NOTNULL(r, HG_REQ_MAGIC);

@@ -290,6 +290,7 @@ static void *worker_main(void *arg)
     /* cut what is left */
     while (w->conns)
         conn_free(w->conns);
+    pipeline_thread_end();
     log_access_flush(w->alog);
     return NULL;
 }
