@@ -36,6 +36,7 @@
 #include "config.h"
 #include "log.h"
 #include "ready.h"
+#include "redis.h"
 #include "reload.h"
 #include "server.h"
 #include "util.h"
@@ -149,6 +150,12 @@ int main(int argc, char **argv)
     cfgsnap_init(cfg);
     /* MODULE INIT HOOKS: modules with process-wide state (cache, budget) start here,
      * before server_start(), and stop after server_stop(). */
+    if (rds_init(cfg) != 0) {
+        log_msg(LOG_ERR, "redis: startup failed");
+        cfgsnap_shutdown();
+        curl_global_cleanup();
+        return 1;
+    }
     if (cache_init(cfg) != 0) {
         log_msg(LOG_ERR, "cache: startup failed");
         cfgsnap_shutdown();
@@ -168,6 +175,7 @@ int main(int argc, char **argv)
         server_stop();
         budget_stage_shutdown();
         cache_shutdown();
+        rds_shutdown();
         cfgsnap_shutdown();
         curl_global_cleanup();
         return 1;
@@ -206,6 +214,7 @@ int main(int argc, char **argv)
     server_stop();
     budget_stage_shutdown();
     cache_shutdown();
+    rds_shutdown();
     log_msg(LOG_INFO, "stopped");
     log_shutdown();
     cfgsnap_shutdown();

@@ -25,6 +25,7 @@
  * its own reference to the snapshot it started with.
  */
 #include "server.h"
+#include "redis.h"
 #include "outbuf.h"
 
 #include <assert.h>
@@ -2357,6 +2358,7 @@ static void *worker_main(void *arg)
     /* cut what is left */
     while (w->conns)
         conn_free(w->conns);
+    rds_worker_exit(); /* this thread's Redis client (redis.h), while its base lives */
     log_access_flush(w->alog);
     return NULL;
 }
