@@ -217,14 +217,14 @@ static void test_config_size_above_llong_max(void **state)
 
 /*
  * cache.stale_while_revalidate / stale_if_error are durations up to 1e15 ms in config, but
- * the cache stores them in the entry's u32 fields with a bare cast (cache.c, fill store:
+ * the cache stores them in the entry's u32 fields with a bare cast (cache_fill.c, fill store:
  * in.swr_ms = (uint32_t)G.swr_ms): "1200h" (50 days) = 4 320 000 000 ms silently becomes
  * 25 032 704 ms (about 7 h). Found while triaging fuzz_entry's expiry check.
  */
 static void test_config_stale_window_fits_entry(void **state)
 {
     /* fixed: src/config.c refuses stale_* durations above UINT32_MAX ms (~49.7 days), and
-     * src/cache.c clamps anyway */
+     * src/cache_fill.c clamps anyway */
     char path[] = "/tmp/hg-regress-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
