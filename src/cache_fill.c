@@ -50,6 +50,7 @@ static void fill_reset_response(fill *f)
 
 void cache_fill_free(fill *f)
 {
+    cache_fleet_fill_over(f, NULL, 0, 0); /* a fill dropped unfinished: release its lease */
     fill_reset_response(f);
     free(f->body);
     f->body = NULL;
@@ -337,6 +338,7 @@ void cache_fill_finish(fill *f, int ok, const struct upstream_result *res)
                     INC(cache_ctr.stores);
                 else
                     INC(cache_ctr.store_skipped);
+                cache_fleet_fill_over(f, blob, len, rc == 0); /* and to L2 */
             } else if (storable) {
                 INC(cache_ctr.store_skipped);
                 linger = 0; /* invalidated while in flight: do not hand it to late comers */
@@ -350,6 +352,7 @@ void cache_fill_finish(fill *f, int ok, const struct upstream_result *res)
             }
         }
     }
+    cache_fleet_fill_over(f, NULL, 0, 0); /* not for L2: release the fleet's lease */
     if (!f->flight) {
         /* fetched alone (no-cache, async): nobody waits for it */
         coalesce_result_unref(cr);

@@ -67,7 +67,9 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
             server_req_release(req);
             return;
         }
-        /* promoted: fetch for the others (flight NULL: for ourselves only) */
+        /* promoted: fetch for the others (flight NULL: for ourselves only); the fleet first */
+        if (cache_fleet_lead(req, c, flight))
+            return;
         cache_become_leader(req, c, flight);
         server_pipeline_resume(req);
         return;
@@ -110,6 +112,8 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
 void cache_client_gone(struct hg_req *req)
 {
     cctx *c = req->cache_ctx;
+    if (c && cache_fleet_client_gone(req, c))
+        return;
     if (!c || !c->waiting)
         return;
     if (coalesce_leave(&c->f.ckey, c)) {
@@ -250,6 +254,7 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     }
     if (p->id == ROUTE_NOT_API)
         return HG_NEXT;
+    cache_fleet_attach(req);
     int safe = req->method == EVHTTP_REQ_GET || req->method == EVHTTP_REQ_HEAD;
     enum fill_class cls;
     int cacheable = class_of(p, &cls) && !p->head && !p->mutation;
@@ -473,6 +478,10 @@ enum hg_stage_result cache_stage(struct hg_req *req)
         return HG_ASYNC;
     case COALESCE_LEADER:
     default:
+        if (cache_fleet_lead(req, c, fl)) {
+            req->cache_outcome = "miss";
+            return HG_ASYNC; /* L2, or another instance's fetch, first */
+        }
         INC(cache_ctr.miss);
         cache_become_leader(req, c, fl);
         return HG_NEXT;

@@ -607,8 +607,22 @@ struct rds *rds_worker(struct event_base *base)
     return tls_worker;
 }
 
+static void (*s_exit_fns[4])(void);
+static int s_n_exit_fns;
+
+void rds_at_worker_exit(void (*fn)(void))
+{
+    for (int i = 0; i < s_n_exit_fns; i++)
+        if (s_exit_fns[i] == fn)
+            return;
+    if (s_n_exit_fns < 4)
+        s_exit_fns[s_n_exit_fns++] = fn;
+}
+
 void rds_worker_exit(void)
 {
+    for (int i = 0; i < s_n_exit_fns; i++)
+        s_exit_fns[i]();
     rds_free(tls_worker);
     tls_worker = NULL;
 }
@@ -720,7 +734,8 @@ static struct rds_op *op_new(struct rds *r, unsigned flags, rds_reply_fn fn, voi
     return op;
 }
 
-static int op_start(struct rds_op *op, int argc, const char *const argv[], const size_t lens[])
+static int op_start(struct rds_op *op, int argc, const char *const argv[], const size_t lens[],
+                    uint64_t timeout_ms)
 {
     struct rds *r = op->r;
     if (op_send(op, argc, argv, lens) != 0) {
@@ -730,8 +745,8 @@ static int op_start(struct rds_op *op, int argc, const char *const argv[], const
     }
     if (!(op->flags & RDS_F_NOTIMEOUT)) {
         op->timer = evtimer_new(r->base, op_timeout_cb, op);
-        struct timeval tv = {(time_t)(G.op_timeout_ms / 1000),
-                             (suseconds_t)((G.op_timeout_ms % 1000) * 1000)};
+        struct timeval tv = {(time_t)(timeout_ms / 1000),
+                             (suseconds_t)((timeout_ms % 1000) * 1000)};
         evtimer_add(op->timer, &tv);
     }
     return 0;
@@ -744,7 +759,28 @@ int rds_cmdv_ex(struct rds *r, unsigned flags, rds_reply_fn fn, void *arg, int a
         atomic_fetch_add(&S.refused, 1);
         return -1;
     }
-    return op_start(op_new(r, flags, fn, arg), argc, argv, argvlen);
+    return op_start(op_new(r, flags, fn, arg), argc, argv, argvlen, G.op_timeout_ms);
+}
+
+int rds_cmdv_within(struct rds *r, uint64_t timeout_ms, rds_reply_fn fn, void *arg, int argc,
+                    const char *const argv[], const size_t argvlen[])
+{
+    if (!rds_usable(r)) {
+        atomic_fetch_add(&S.refused, 1);
+        return -1;
+    }
+    return op_start(op_new(r, 0, fn, arg), argc, argv, argvlen, timeout_ms);
+}
+
+void rds_flush(struct rds *r)
+{
+    if (rds_usable(r))
+        redisAsyncHandleWrite(r->ac);
+}
+
+struct rds *rds_worker_current(void)
+{
+    return tls_worker;
 }
 
 int rds_cmdv(struct rds *r, rds_reply_fn fn, void *arg, int argc, const char *const argv[],
@@ -789,7 +825,7 @@ int rds_eval(struct rds *r, const struct rds_script *s, rds_reply_fn fn, void *a
         op->argv[i][len] = '\0';
         op->argvlen[i] = len;
     }
-    return op_start(op, op->argc, (const char *const *)op->argv, op->argvlen);
+    return op_start(op, op->argc, (const char *const *)op->argv, op->argvlen, G.op_timeout_ms);
 }
 
 /* ---- pub/sub ---- */

@@ -66,6 +66,10 @@ uint64_t rds_max_entry_size(void);
 uint64_t rds_stream_maxlen(void);
 double rds_local_share(void);
 
+/* fn runs on each worker thread in rds_worker_exit (before its client is freed): modules with
+ * per-thread Redis state free it there. Before server_start. Up to 4. */
+void rds_at_worker_exit(void (*fn)(void));
+
 /* The calling worker thread's client on base (created, and connecting, on first use); NULL
  * when Redis is disabled. */
 struct rds *rds_worker(struct event_base *base);
@@ -87,6 +91,17 @@ int rds_cmdv(struct rds *r, rds_reply_fn fn, void *arg, int argc, const char *co
              const size_t argvlen[]);
 int rds_cmdv_ex(struct rds *r, unsigned flags, rds_reply_fn fn, void *arg, int argc,
                 const char *const argv[], const size_t argvlen[]);
+
+/* The same with its own deadline (e.g. XREAD BLOCK n: a little more than n). */
+int rds_cmdv_within(struct rds *r, uint64_t timeout_ms, rds_reply_fn fn, void *arg, int argc,
+                    const char *const argv[], const size_t argvlen[]);
+
+/* Write what is queued for r to its socket now instead of at the next loop turn: a command
+ * sent before the caller goes on (an invalidation before the mutation's answer leaves). */
+void rds_flush(struct rds *r);
+
+/* This thread's worker client if it exists (NULL otherwise; never creates one). */
+struct rds *rds_worker_current(void);
 
 /*
  * SUBSCRIBE channel on a dedicated connection (rds_new). fn runs with (channel, payload) for

@@ -2354,6 +2354,7 @@ static void stop_cb(evutil_socket_t fd, short ev, void *arg)
 static void *worker_main(void *arg)
 {
     struct hg_worker *w = arg;
+    (void)rds_worker(w->base); /* this thread's Redis client connects now (redis.h) */
     event_base_dispatch(w->base);
     /* cut what is left */
     while (w->conns)
