@@ -100,9 +100,9 @@ void cache_admin_purge(struct evhttp_request *r, void *arg)
     admin_reply(r, 200, out);
 }
 
-void cache_metrics(struct evbuffer *out, void *arg)
+/* The request outcomes and the counters. */
+static void metrics_counters(struct evbuffer *out)
 {
-    (void)arg;
     evbuffer_add_printf(out, "# HELP hotgate_cache_requests_total Cacheable requests by cache "
                              "outcome.\n# TYPE hotgate_cache_requests_total counter\n");
     const struct {
@@ -148,32 +148,41 @@ void cache_metrics(struct evbuffer *out, void *arg)
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++)
         evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", c[i].n, c[i].h,
                             c[i].n, c[i].n, (unsigned long long)c[i].v);
-    if (cache_g.st) {
-        store_stats st;
-        cache_g.st->api->stats(cache_g.st, &st);
-        evbuffer_add_printf(
-            out,
-            "# HELP hotgate_cache_evictions_total Entries evicted (LRU) or expired.\n"
-            "# TYPE hotgate_cache_evictions_total counter\n"
-            "hotgate_cache_evictions_total{reason=\"lru\"} %llu\n"
-            "hotgate_cache_evictions_total{reason=\"expired\"} %llu\n"
-            "# HELP hotgate_cache_bytes_used Bytes of the cache map in use.\n"
-            "# TYPE hotgate_cache_bytes_used gauge\nhotgate_cache_bytes_used %llu\n"
-            "# HELP hotgate_cache_bytes_max Size of the cache map.\n"
-            "# TYPE hotgate_cache_bytes_max gauge\nhotgate_cache_bytes_max %llu\n"
-            "# HELP hotgate_cache_entries Entries in the store.\n"
-            "# TYPE hotgate_cache_entries gauge\nhotgate_cache_entries %llu\n"
-            "# HELP hotgate_cache_store_map_full_total MDB_MAP_FULL met and handled.\n"
-            "# TYPE hotgate_cache_store_map_full_total counter\n"
-            "hotgate_cache_store_map_full_total %llu\n"
-            "# HELP hotgate_cache_store_dropped_total Puts the store dropped.\n"
-            "# TYPE hotgate_cache_store_dropped_total counter\n"
-            "hotgate_cache_store_dropped_total %llu\n",
-            (unsigned long long)st.evictions, (unsigned long long)st.expired,
-            (unsigned long long)st.bytes_used, (unsigned long long)st.map_size,
-            (unsigned long long)st.entries, (unsigned long long)st.map_full,
-            (unsigned long long)st.put_skipped);
-    }
+}
+
+/* The store's figures. */
+static void metrics_store(struct evbuffer *out)
+{
+    if (!cache_g.st)
+        return;
+    store_stats st;
+    cache_g.st->api->stats(cache_g.st, &st);
+    evbuffer_add_printf(out,
+                        "# HELP hotgate_cache_evictions_total Entries evicted (LRU) or expired.\n"
+                        "# TYPE hotgate_cache_evictions_total counter\n"
+                        "hotgate_cache_evictions_total{reason=\"lru\"} %llu\n"
+                        "hotgate_cache_evictions_total{reason=\"expired\"} %llu\n"
+                        "# HELP hotgate_cache_bytes_used Bytes of the cache map in use.\n"
+                        "# TYPE hotgate_cache_bytes_used gauge\nhotgate_cache_bytes_used %llu\n"
+                        "# HELP hotgate_cache_bytes_max Size of the cache map.\n"
+                        "# TYPE hotgate_cache_bytes_max gauge\nhotgate_cache_bytes_max %llu\n"
+                        "# HELP hotgate_cache_entries Entries in the store.\n"
+                        "# TYPE hotgate_cache_entries gauge\nhotgate_cache_entries %llu\n"
+                        "# HELP hotgate_cache_store_map_full_total MDB_MAP_FULL met and handled.\n"
+                        "# TYPE hotgate_cache_store_map_full_total counter\n"
+                        "hotgate_cache_store_map_full_total %llu\n"
+                        "# HELP hotgate_cache_store_dropped_total Puts the store dropped.\n"
+                        "# TYPE hotgate_cache_store_dropped_total counter\n"
+                        "hotgate_cache_store_dropped_total %llu\n",
+                        (unsigned long long)st.evictions, (unsigned long long)st.expired,
+                        (unsigned long long)st.bytes_used, (unsigned long long)st.map_size,
+                        (unsigned long long)st.entries, (unsigned long long)st.map_full,
+                        (unsigned long long)st.put_skipped);
+}
+
+/* The coalesced fetches. */
+static void metrics_flights(struct evbuffer *out)
+{
     coalesce_stats cs;
     coalesce_sweep_expired();
     coalesce_get_stats(&cs);
@@ -192,4 +201,12 @@ void cache_metrics(struct evbuffer *out, void *arg)
                         "hotgate_cache_lingering_bytes %llu\n",
                         (unsigned long long)cs.flights, (unsigned long long)cs.inflight,
                         (unsigned long long)cs.linger_results, (unsigned long long)cs.linger_bytes);
+}
+
+void cache_metrics(struct evbuffer *out, void *arg)
+{
+    (void)arg;
+    metrics_counters(out);
+    metrics_store(out);
+    metrics_flights(out);
 }

@@ -151,58 +151,69 @@ static uint64_t class_ttl(const cache_rules *R, const struct route_policy *p, ui
     return dflt;
 }
 
-/* Encode the fill's response; *storable tells whether it may go to the store, *linger how
- * long it may answer later requests from memory. */
-static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t *linger)
+/* How long a fill's answer stays fresh, how it is flagged, whether it may go to the store
+ * (*storable) and how long it may answer later requests from memory (*linger). */
+typedef struct fill_life {
+    uint64_t fresh, linger;
+    uint32_t flags;
+    int storable;
+} fill_life;
+
+/* The life of f's answer under the freshness rules R. */
+static fill_life fill_life_of(const fill *f, const cache_rules *R)
 {
-    uint64_t fresh = 0;
-    uint32_t flags = 0;
-    *storable = 0;
-    *linger = 0;
-    const cache_rules *R = atomic_load_explicit(&cache_g.rules, memory_order_acquire);
+    fill_life l = {0, 0, 0, 0};
     const char *body = (const char *)f->body;
     int st = f->status;
     if (st == 200 && !f->no_store) {
         switch (f->cls) {
         case FILL_QUERY:
             if (route_body_cacheable(body, f->blen)) {
-                fresh = class_ttl(R, &f->pol, R->ttl_query_ms);
-                *storable = 1;
+                l.fresh = class_ttl(R, &f->pol, R->ttl_query_ms);
+                l.storable = 1;
             }
             break;
         case FILL_METADATA:
-            fresh = class_ttl(R, &f->pol, R->ttl_metadata_ms);
-            *storable = 1;
+            l.fresh = class_ttl(R, &f->pol, R->ttl_metadata_ms);
+            l.storable = 1;
             break;
         case FILL_IMMUTABLE:
             if (route_body_is_terminal(&f->pol, st, body, f->blen)) {
-                fresh = class_ttl(R, &f->pol, R->ttl_immutable_ms);
-                if (!fresh)
-                    fresh = ENTRY_FRESH_FOREVER;
-                *storable = 1;
+                l.fresh = class_ttl(R, &f->pol, R->ttl_immutable_ms);
+                if (!l.fresh)
+                    l.fresh = ENTRY_FRESH_FOREVER;
+                l.storable = 1;
             }
             break;
         }
     }
-    if (!*storable && f->cls == FILL_IMMUTABLE && st >= 200 && st < 300 && R->poll_ms) {
+    if (!l.storable && f->cls == FILL_IMMUTABLE && st >= 200 && st < 300 && R->poll_ms) {
         /* a non-terminal poll answer: micro-cached in memory for the poll window */
-        fresh = R->poll_ms;
-        flags |= ENTRY_F_POLL;
-        *linger = R->poll_ms;
+        l.fresh = R->poll_ms;
+        l.flags |= ENTRY_F_POLL;
+        l.linger = R->poll_ms;
     }
     if (st == 404 && R->neg_ms && !f->no_store && f->cls != FILL_QUERY) {
-        fresh = R->neg_ms;
-        flags |= ENTRY_F_NEGATIVE;
-        *storable = 1;
+        l.fresh = R->neg_ms;
+        l.flags |= ENTRY_F_NEGATIVE;
+        l.storable = 1;
     }
-    if (*storable && (f->tags.overflow || f->blen > cache_g.max_entry || !fresh ||
-                      f->upstream_no_store || f->unshareable))
-        *storable = 0;
+    if (l.storable && (f->tags.overflow || f->blen > cache_g.max_entry || !l.fresh ||
+                       f->upstream_no_store || f->unshareable))
+        l.storable = 0;
     if (f->upstream_no_store || f->unshareable)
-        *linger = 0;
-    if (*storable)
-        *linger = fresh < LINGER_STORED_MS ? fresh : LINGER_STORED_MS;
+        l.linger = 0;
+    if (l.storable)
+        l.linger = l.fresh < LINGER_STORED_MS ? l.fresh : LINGER_STORED_MS;
+    return l;
+}
 
+/* Encode the fill's response; *storable tells whether it may go to the store, *linger how
+ * long it may answer later requests from memory. */
+static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t *linger)
+{
+    const cache_rules *R = atomic_load_explicit(&cache_g.rules, memory_order_acquire);
+    fill_life l = fill_life_of(f, R);
     entry_header hv[32];
     size_t nh = 0;
     const struct evkeyval *kv;
@@ -214,11 +225,11 @@ static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t 
     }
     entry_in in;
     memset(&in, 0, sizeof in);
-    in.status = st;
-    in.flags = flags;
+    in.status = f->status;
+    in.flags = l.flags;
     in.stored_ms = util_wall_ms();
-    in.fresh_ms = fresh;
-    if (*storable && !(flags & (ENTRY_F_NEGATIVE | ENTRY_F_POLL)) && f->cls != FILL_IMMUTABLE) {
+    in.fresh_ms = l.fresh;
+    if (l.storable && !(l.flags & (ENTRY_F_NEGATIVE | ENTRY_F_POLL)) && f->cls != FILL_IMMUTABLE) {
         in.swr_ms = R->swr_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)R->swr_ms;
         in.sie_ms = R->sie_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)R->sie_ms;
     }
@@ -233,11 +244,12 @@ static unsigned char *fill_encode(fill *f, size_t *len, int *storable, uint64_t 
     in.body = f->body;
     in.body_len = f->blen;
     unsigned char *blob;
-    if (entry_encode(&in, &blob, len) != ENTRY_OK) {
-        *storable = 0;
-        *linger = 0;
+    *storable = 0;
+    *linger = 0;
+    if (entry_encode(&in, &blob, len) != ENTRY_OK)
         return NULL;
-    }
+    *storable = l.storable;
+    *linger = l.linger;
     return blob;
 }
 
@@ -288,6 +300,85 @@ static int store_vary_marker(fill *f, const entry_view *v, uint32_t exp)
     return rc;
 }
 
+/* Store the encoded answer (blob, len) when it still may be: its generations unchanged since
+ * the fill started. *linger: 0 when it must not answer late comers either. */
+static void fill_store(fill *f, const unsigned char *blob, size_t len, uint64_t *linger)
+{
+    if (!cache_g.st || !cache_tagset_current(&f->tags)) {
+        INC(cache_ctr.store_skipped);
+        *linger = 0; /* invalidated while in flight: do not hand it to late comers */
+        return;
+    }
+    uint32_t exp = 0;
+    entry_view v;
+    if (entry_decode_nocheck(blob, len, &v) == ENTRY_OK)
+        exp = entry_hard_expiry_s(v.stored_ms, v.fresh_ms, v.swr_ms, v.sie_ms);
+    int rc = store_put(cache_g.st, f->has_vkey ? f->vkey.k : f->key.k, blob, len, exp,
+                       (const char *const *)f->tags.v, f->tags.n);
+    if (rc == 0 && f->has_vkey)
+        rc = store_vary_marker(f, &v, exp);
+    if (rc == 0)
+        INC(cache_ctr.stores);
+    else
+        INC(cache_ctr.store_skipped);
+    cache_fleet_fill_over(f, blob, len, rc == 0); /* and to L2 */
+}
+
+/* stale-if-error: the waiters get the expired entry too. */
+static coalesce_result *fill_stale_result(fill *f)
+{
+    coalesce_result *cr = coalesce_result_new(COALESCE_KIND_ENTRY, f->stale, f->stale_len);
+    cr->flags |= COALESCE_F_STALE;
+    char names[512];
+    if (cache_entry_vary(f->stale, f->stale_len, names, sizeof names)) {
+        vary_src src = vary_src_of_fill(f);
+        cachekey_vary(&f->key, names, cache_vary_value, &src, &cr->vkey);
+        cr->has_vkey = 1;
+    }
+    return cr;
+}
+
+/* The answer for the waiters (stored first when it may be), or NULL when it cannot be
+ * encoded. *linger: how long it may answer later requests. */
+static coalesce_result *fill_answer_result(fill *f, uint64_t *linger)
+{
+    size_t len = 0;
+    int storable = 0;
+    unsigned char *blob = fill_encode(f, &len, &storable, linger);
+    if (!blob)
+        return NULL;
+    if (f->vary[0]) {
+        /* Vary: the answer belongs to the secondary key of the leader's request */
+        vary_src src = vary_src_of_fill(f);
+        cachekey_vary(&f->key, f->vary, cache_vary_value, &src, &f->vkey);
+        f->has_vkey = 1;
+    }
+    if (storable)
+        fill_store(f, blob, len, linger);
+    coalesce_result *cr = coalesce_result_new(COALESCE_KIND_ENTRY, NULL, 0);
+    cr->blob = blob; /* moved */
+    cr->len = len;
+    if (f->has_vkey) {
+        cr->has_vkey = 1;
+        cr->vkey = f->vkey;
+    }
+    return cr;
+}
+
+/* The failure the waiters get (res may be NULL). */
+static coalesce_result *fill_error_result(const struct upstream_result *res)
+{
+    coalesce_result *cr = coalesce_result_new(COALESCE_KIND_ERROR, NULL, 0);
+    const char *code = "BAD_GATEWAY", *msg = "upstream failed";
+    int status = 502;
+    if (res && res->outcome != UPSTREAM_OK)
+        status = upstream_error_status(res->outcome, &code, &msg);
+    cr->status = status;
+    snprintf(cr->code, sizeof cr->code, "%s", code ? code : "BAD_GATEWAY");
+    snprintf(cr->message, sizeof cr->message, "%s", msg ? msg : "upstream failed");
+    return cr;
+}
+
 /*
  * The fill is over: store what may be stored and complete the flight (every waiter gets
  * the answer, or the stale entry, or the failure). ok: the upstream exchange completed;
@@ -304,76 +395,24 @@ void cache_fill_finish(fill *f, int ok, const struct upstream_result *res)
     coalesce_result *cr = NULL;
     uint64_t linger = 0;
     int failed = !ok || !f->head_seen || f->status >= 500 || f->status == 429;
-    if (failed && f->stale) {
-        /* stale-if-error: the waiters get the expired entry too */
-        cr = coalesce_result_new(COALESCE_KIND_ENTRY, f->stale, f->stale_len);
-        cr->flags |= COALESCE_F_STALE;
-        char names[512];
-        if (cache_entry_vary(f->stale, f->stale_len, names, sizeof names)) {
-            vary_src src = vary_src_of_fill(f);
-            cachekey_vary(&f->key, names, cache_vary_value, &src, &cr->vkey);
-            cr->has_vkey = 1;
-        }
-    } else if (ok && f->head_seen && !f->too_big && !f->unshareable) {
-        size_t len = 0;
-        int storable = 0;
-        unsigned char *blob = fill_encode(f, &len, &storable, &linger);
-        if (blob) {
-            if (f->vary[0]) {
-                /* Vary: the answer belongs to the secondary key of the leader's request */
-                vary_src src = vary_src_of_fill(f);
-                cachekey_vary(&f->key, f->vary, cache_vary_value, &src, &f->vkey);
-                f->has_vkey = 1;
-            }
-            if (storable && cache_g.st && cache_tagset_current(&f->tags)) {
-                uint32_t exp = 0;
-                entry_view v;
-                if (entry_decode_nocheck(blob, len, &v) == ENTRY_OK)
-                    exp = entry_hard_expiry_s(v.stored_ms, v.fresh_ms, v.swr_ms, v.sie_ms);
-                int rc = store_put(cache_g.st, f->has_vkey ? f->vkey.k : f->key.k, blob, len, exp,
-                                   (const char *const *)f->tags.v, f->tags.n);
-                if (rc == 0 && f->has_vkey)
-                    rc = store_vary_marker(f, &v, exp);
-                if (rc == 0)
-                    INC(cache_ctr.stores);
-                else
-                    INC(cache_ctr.store_skipped);
-                cache_fleet_fill_over(f, blob, len, rc == 0); /* and to L2 */
-            } else if (storable) {
-                INC(cache_ctr.store_skipped);
-                linger = 0; /* invalidated while in flight: do not hand it to late comers */
-            }
-            cr = coalesce_result_new(COALESCE_KIND_ENTRY, NULL, 0);
-            cr->blob = blob; /* moved */
-            cr->len = len;
-            if (f->has_vkey) {
-                cr->has_vkey = 1;
-                cr->vkey = f->vkey;
-            }
-        }
-    }
+    if (failed && f->stale)
+        cr = fill_stale_result(f);
+    else if (ok && f->head_seen && !f->too_big && !f->unshareable)
+        cr = fill_answer_result(f, &linger);
     cache_fleet_fill_over(f, NULL, 0, 0); /* not for L2: release the fleet's lease */
     if (!f->flight) {
         /* fetched alone (no-cache, async): nobody waits for it */
         coalesce_result_unref(cr);
         return;
     }
-    if (!cr) {
-        if (f->too_big || (f->unshareable && ok && f->head_seen)) {
-            /* too large to share: every waiter fetches for itself */
-            coalesce_release_all(f->flight);
-            f->flight = NULL;
-            return;
-        }
-        cr = coalesce_result_new(COALESCE_KIND_ERROR, NULL, 0);
-        const char *code = "BAD_GATEWAY", *msg = "upstream failed";
-        int status = 502;
-        if (res && res->outcome != UPSTREAM_OK)
-            status = upstream_error_status(res->outcome, &code, &msg);
-        cr->status = status;
-        snprintf(cr->code, sizeof cr->code, "%s", code ? code : "BAD_GATEWAY");
-        snprintf(cr->message, sizeof cr->message, "%s", msg ? msg : "upstream failed");
+    if (!cr && (f->too_big || (f->unshareable && ok && f->head_seen))) {
+        /* too large to share: every waiter fetches for itself */
+        coalesce_release_all(f->flight);
+        f->flight = NULL;
+        return;
     }
+    if (!cr)
+        cr = fill_error_result(res);
     coalesce_complete(f->flight, cr, linger);
     f->flight = NULL;
 }

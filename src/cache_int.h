@@ -227,6 +227,15 @@ void cache_become_leader(struct hg_req *req, cctx *c, coalesce_flight *fl);
 /* Refresh proto's key in the background (stale-while-revalidate), once per key. */
 void cache_bg_refresh(struct hg_req *req, const fill *proto);
 
+/* ---- cache_body.c ---- */
+struct bodykey;
+/* The key part of a request body (memoised per thread). query: a POST /v1/query body. */
+void cache_body_key(const void *body, size_t len, bool query, struct bodykey *bk);
+/* The decoded SQL of a query body into q (once; off the hit path): 0, or -1 when it has none. */
+int cache_query_sql(struct hg_req *req, struct sqlkey_query_req *q);
+/* sql_hash for the access log: the SHA-256 of the exact SQL of a POST /v1/query (memoised). */
+void cache_ensure_sql_hash(struct hg_req *req);
+
 /* ---- cache_fleet.c (the fleet tier: L2, leases, invalidation across instances) ---- */
 int cache_fleet_init(const struct hg_config *cfg);
 void cache_fleet_shutdown(void);

@@ -141,175 +141,144 @@ static int class_of(const struct route_policy *p, enum fill_class *cls)
     }
 }
 
-/*
- * Per-thread memo of recent request bodies: the exact body bytes -> their key part and, for
- * POST /v1/query, what the cache acts on (sql_hash, async flags, certainty). Clients repeat
- * identical bodies (dashboards, retries), and a hit then needs neither a JSON parse nor the SQL
- * canonicalisation. Compared byte for byte.
- */
-#define BMEMO_SLOTS 16
-#define BMEMO_MAX_BODY 2048
+/* ---- the stage's decisions ---- */
 
-typedef struct bmemo {
-    uint64_t h;
-    size_t len;
-    bool valid, query;
+/* Why a request on a cacheable route goes upstream without the cache (X-Cache: BYPASS). */
+enum bypass_why {
+    BYPASS_NONE = 0,
+    BYPASS_BODY_STREAM,     /* a body too large to hold cannot be keyed */
+    BYPASS_BODY_UNREADABLE, /* a query body the cache cannot read, or SQL / a dialect the lexer
+                               is not certain of: the upstream judges it, not guesswork */
+    BYPASS_NO_STORE,        /* Cache-Control: no-store */
+    BYPASS_ASYNC,           /* an async submission (without async_after_ms) */
+    BYPASS_ENCODING,        /* Accept-Encoding refuses identity: a stored answer is identity */
+    BYPASS_NO_SQL,          /* a query whose SQL cannot be decoded */
+    BYPASS_SQL,             /* SQL the cache does not keep (volatile, writing, ...) */
+};
+
+/* What the stage knows about one request on a cacheable route while it decides. */
+typedef struct lookup {
+    struct hg_req *req;
+    const struct route_policy *p;
+    enum fill_class cls;
+    bool is_query;
+    bool async_only;  /* async: true without async_after_ms: bypassed */
+    bool async_after; /* async with async_after_ms: fetched alone, shared, not stored */
+    cc cc;
     struct bodykey bk;
-    unsigned char body[BMEMO_MAX_BODY];
-} bmemo;
+    struct sqlkey_query_req q; /* the SQL, decoded only when a decision needs it */
+    int sql_judged, sql_ok;    /* sqlkey_is_cacheable, once */
+    enum sqlkey_reason sql_why;
+    cachekey key;
+    uint64_t now;
+    unsigned char *stale; /* a copy of an expired entry for stale-if-error */
+    size_t stale_len;
+} lookup;
 
-static __thread bmemo tl_bmemo[BMEMO_SLOTS];
+static __thread struct route_policy tl_policy;
 
-static void body_key(const void *body, size_t len, bool query, struct bodykey *bk)
+/* The request's route policy: the route stage's, or matched here when it set none. */
+static const struct route_policy *stage_policy(struct hg_req *req)
 {
-    if (len > BMEMO_MAX_BODY) {
-        bodykey_derive(body, len, query, bk, NULL, NULL);
-        return;
+    if (req->route)
+        return req->route;
+    /* no route stage in front of us: match here (the policy is copied where kept) */
+    route_match(req->method_name, req->path, req->query, &tl_policy);
+    return &tl_policy;
+}
+
+/* A route the cache never answers: forwarded as is (X-Cache: BYPASS); mutations (and unknown
+ * unsafe requests) invalidate on 2xx. */
+static enum hg_stage_result forward_uncacheable(struct hg_req *req, const struct route_policy *p)
+{
+    int safe = req->method == EVHTTP_REQ_GET || req->method == EVHTTP_REQ_HEAD;
+    cache_ensure_sql_hash(req);
+    req->cache_outcome = "bypass";
+    if (p->mutation || (p->id == ROUTE_UNKNOWN && !safe)) {
+        cctx *c = ctx_of(req);
+        c->xcache = X_BYPASS;
+        cache_arm_invalidation(req, c, p);
     }
-    uint64_t h = entry_hash64(body, len, query ? 0x51 : 0x52);
-    bmemo *m = &tl_bmemo[h % BMEMO_SLOTS];
-    if (m->valid && m->h == h && m->len == len && m->query == query &&
-        memcmp(m->body, body, len) == 0) {
-        *bk = m->bk;
-        return;
+    return HG_NEXT;
+}
+
+/* sqlkey_is_cacheable of the query's (decoded) SQL, judged once. */
+static int sql_cacheable(lookup *L)
+{
+    if (!L->sql_judged) {
+        L->sql_ok = sqlkey_is_cacheable(L->q.sql, L->q.sql_len, &L->sql_why);
+        L->sql_judged = 1;
     }
-    bodykey_derive(body, len, query, bk, NULL, NULL);
-    m->valid = true;
-    m->h = h;
-    m->len = len;
-    m->query = query;
-    m->bk = *bk;
-    memcpy(m->body, body, len);
+    return L->sql_ok;
 }
 
-/* The decoded SQL of a query body, off the hit path: 0, or -1 when it has none. */
-static int q_need(struct hg_req *req, struct sqlkey_query_req *q)
+/* A forwarded query changes the run/result lists, and what its SQL may write (all of the
+ * workspace when the SQL cannot be read): invalidated after a 2xx. */
+static void arm_query_invalidation(lookup *L, cctx *c, bool all_ws)
 {
-    if (q->sql)
-        return 0;
-    if (req->body_kind != HG_BODY_MEMORY || !req->body)
-        return -1;
-    size_t n = evbuffer_get_length(req->body);
-    const char *b = (const char *)evbuffer_pullup(req->body, (ev_ssize_t)n);
-    struct bodykey bk;
-    bodykey_derive(b, n, true, &bk, &q->sql, &q->sql_len);
-    return q->sql ? 0 : -1;
+    c->f.pol = *L->p;
+    cache_arm_invalidation(L->req, c, L->p);
+    if (all_ws || cache_query_sql(L->req, &L->q) != 0)
+        c->inval_all_ws = true;
+    else if (!sql_cacheable(L) && sqlkey_reason_may_write(L->sql_why))
+        cache_add_write_tags(c, &L->q);
 }
 
-/* sql_hash for the access log: the SHA-256 of the exact SQL of a POST /v1/query (memoised). */
-static void ensure_sql_hash(struct hg_req *req)
+/* Forward the request without the cache (X-Cache: BYPASS). */
+static enum hg_stage_result bypass(lookup *L, enum bypass_why why)
 {
-    if (req->sql_hash[0] || req->method != EVHTTP_REQ_POST || req->body_kind != HG_BODY_MEMORY ||
-        !req->body || strcmp(req->path, "/v1/query") != 0)
-        return;
-    size_t n = evbuffer_get_length(req->body);
-    struct bodykey bk;
-    body_key(evbuffer_pullup(req->body, (ev_ssize_t)n), n, true, &bk);
-    memcpy(req->sql_hash, bk.sql_hash, sizeof req->sql_hash);
-}
-
-/* A query forwarded without the cache: it changes the run/result lists, and what it may write
- * (all of the workspace when its SQL cannot be read) after a 2xx. */
-static enum hg_stage_result query_bypass(struct hg_req *req, const struct route_policy *p,
-                                         struct sqlkey_query_req *q, bool all_ws)
-{
+    struct hg_req *req = L->req;
     req->cache_outcome = "bypass";
     INC(cache_ctr.bypass);
     cctx *c = ctx_of(req);
     c->xcache = X_BYPASS;
-    c->f.pol = *p;
-    cache_arm_invalidation(req, c, p);
-    if (all_ws || q_need(req, q) != 0) {
-        c->inval_all_ws = true;
-    } else {
-        enum sqlkey_reason why;
-        if (!sqlkey_is_cacheable(q->sql, q->sql_len, &why) && sqlkey_reason_may_write(why))
-            cache_add_write_tags(c, q);
-    }
-    sqlkey_query_req_free(q);
+    if (L->is_query)
+        arm_query_invalidation(L, c,
+                               why == BYPASS_BODY_STREAM || why == BYPASS_BODY_UNREADABLE ||
+                                   why == BYPASS_NO_SQL);
+    free(L->stale);
+    L->stale = NULL;
+    sqlkey_query_req_free(&L->q);
     return HG_NEXT;
 }
 
-static enum hg_stage_result plain_bypass(struct hg_req *req)
+/* Read what the key and the decisions need from the request (Cache-Control, the body's key
+ * part, a query's flags): BYPASS_NONE, or why the cache stays out of it. */
+static enum bypass_why read_request(lookup *L)
 {
-    req->cache_outcome = "bypass";
-    INC(cache_ctr.bypass);
-    ctx_of(req)->xcache = X_BYPASS;
-    return HG_NEXT;
-}
-
-static __thread struct route_policy tl_policy;
-
-enum hg_stage_result cache_stage(struct hg_req *req)
-{
-    if (!cache_g.enabled) {
-        ensure_sql_hash(req);
-        return HG_NEXT;
-    }
-    const struct route_policy *p = req->route;
-    if (!p) {
-        /* no route stage in front of us: match here (the policy is copied where kept) */
-        route_match(req->method_name, req->path, req->query, &tl_policy);
-        p = &tl_policy;
-    }
-    if (p->id == ROUTE_NOT_API)
-        return HG_NEXT;
-    cache_fleet_attach(req);
-    int safe = req->method == EVHTTP_REQ_GET || req->method == EVHTTP_REQ_HEAD;
-    enum fill_class cls;
-    int cacheable = class_of(p, &cls) && !p->head && !p->mutation;
-
-    if (!cacheable) {
-        /* never cached: forwarded as is (X-Cache: BYPASS), mutations invalidate on 2xx */
-        ensure_sql_hash(req);
-        req->cache_outcome = "bypass";
-        if (p->mutation || (p->id == ROUTE_UNKNOWN && !safe)) {
-            cctx *c = ctx_of(req);
-            c->xcache = X_BYPASS;
-            cache_arm_invalidation(req, c, p);
-        }
-        return HG_NEXT;
-    }
-
-    cc ccv;
-    cache_parse_cc(req, &ccv);
-
-    /* ---- the key: the whole request but the documented never-answer-changing parts ---- */
-    int is_query = p->id == ROUTE_QUERY;
-    struct sqlkey_query_req q;
-    memset(&q, 0, sizeof q);
-    struct bodykey bk;
-    memset(&bk, 0, sizeof bk);
-    if (req->body_kind == HG_BODY_STREAM) {
-        /* a body too large to hold cannot be keyed: not answered from the cache */
-        return is_query ? query_bypass(req, p, &q, true) : plain_bypass(req);
-    }
+    struct hg_req *req = L->req;
+    cache_parse_cc(req, &L->cc);
+    if (req->body_kind == HG_BODY_STREAM)
+        return BYPASS_BODY_STREAM;
     if (req->body_kind == HG_BODY_MEMORY && req->body) {
         size_t n = evbuffer_get_length(req->body);
         if (n)
-            body_key(evbuffer_pullup(req->body, (ev_ssize_t)n), n, is_query, &bk);
+            cache_body_key(evbuffer_pullup(req->body, (ev_ssize_t)n), n, L->is_query, &L->bk);
     }
-    if (is_query) {
+    if (L->is_query) {
         if (!req->sql_hash[0])
-            memcpy(req->sql_hash, bk.sql_hash, sizeof req->sql_hash);
-        /* not a body the cache can read (the upstream answers it), or SQL / a dialect the
-         * lexer is not certain of: forwarded, never judged by guesswork */
-        if (!bk.query_ok || !bk.sql_certain)
-            return query_bypass(req, p, &q, true);
-        q.async = bk.async;
-        q.has_async_after_ms = bk.has_async_after_ms;
-        q.async_after_ms = bk.async_after_ms;
+            memcpy(req->sql_hash, L->bk.sql_hash, sizeof req->sql_hash);
+        if (!L->bk.query_ok || !L->bk.sql_certain)
+            return BYPASS_BODY_UNREADABLE;
+        L->q.async = L->bk.async;
+        L->q.has_async_after_ms = L->bk.has_async_after_ms;
+        L->q.async_after_ms = L->bk.async_after_ms;
+        L->async_only = L->q.async && !L->q.has_async_after_ms;
+        L->async_after = L->q.async && L->q.has_async_after_ms;
     }
-    int async_only = is_query && q.async && !q.has_async_after_ms;
-    int async_after = is_query && q.async && q.has_async_after_ms;
+    if (L->cc.no_store)
+        return BYPASS_NO_STORE;
+    if (L->async_only)
+        return BYPASS_ASYNC;
+    if (cache_ae_refuses_identity(hdr_find(&req->headers, "Accept-Encoding")))
+        return BYPASS_ENCODING;
+    return BYPASS_NONE;
+}
 
-    if (ccv.no_store || async_only ||
-        cache_ae_refuses_identity(hdr_find(&req->headers, "Accept-Encoding"))) {
-        if (is_query)
-            return query_bypass(req, p, &q, false);
-        return plain_bypass(req);
-    }
-
+/* The key: the whole request but the documented never-answer-changing parts (cachekey.h). */
+static void derive_key(lookup *L)
+{
+    struct hg_req *req = L->req;
     cachekey_in ki;
     memset(&ki, 0, sizeof ki);
     ki.cred_id = cache_cred_identity(req->cred);
@@ -319,173 +288,218 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     ki.query = req->query;
     ki.accept = hdr_find(&req->headers, "Accept");
     ki.headers = &req->headers;
-    ki.body = bk.kind != BODYKEY_NONE ? bk.digest : NULL;
-    cachekey key;
-    cachekey_derive(&ki, &key);
+    ki.body = L->bk.kind != BODYKEY_NONE ? L->bk.digest : NULL;
+    cachekey_derive(&ki, &L->key);
+}
 
-    /* ---- lookup ---- */
-    uint64_t now = util_wall_ms();
-    unsigned char *stale_copy = NULL;
-    size_t stale_len = 0;
-    if (!ccv.no_cache && cache_g.st) {
-        store_val sv;
-        cachekey hitkey = key; /* the entry's own key: the primary, or a Vary variant's */
-        int rc = store_get(cache_g.st, key.k, &sv);
-        entry_view v;
-        int drc = rc == 0 ? entry_decode(sv.data, sv.len, &v) : ENTRY_OK;
-        if (rc == 0 && drc == ENTRY_OK && (v.flags & ENTRY_F_VARY) && cache_gens_current(&v)) {
-            /* a Vary marker: the answer lives under the secondary key of this request */
-            char names[512];
-            size_t nl = v.body_len < sizeof names ? v.body_len : sizeof names - 1;
-            memcpy(names, v.body, nl);
-            names[nl] = '\0';
-            vary_src src = cache_vary_src_of_req(req);
-            cachekey_vary(&key, names, cache_vary_value, &src, &hitkey);
-            rc = store_get(cache_g.st, hitkey.k, &sv);
-            drc = rc == 0 ? entry_decode(sv.data, sv.len, &v) : ENTRY_OK;
+/* The current entry for L->key in the store, following a Vary marker to this request's
+ * variant: 1 with *v (valid until store_release) and *hitkey its key, or 0. */
+static int store_find(lookup *L, store_val *sv, entry_view *v, cachekey *hitkey)
+{
+    *hitkey = L->key; /* the entry's own key: the primary, or a Vary variant's */
+    int rc = store_get(cache_g.st, L->key.k, sv);
+    int drc = rc == 0 ? entry_decode(sv->data, sv->len, v) : ENTRY_OK;
+    if (rc == 0 && drc == ENTRY_OK && (v->flags & ENTRY_F_VARY) && cache_gens_current(v)) {
+        /* a Vary marker: the answer lives under the secondary key of this request */
+        char names[512];
+        size_t nl = v->body_len < sizeof names ? v->body_len : sizeof names - 1;
+        memcpy(names, v->body, nl);
+        names[nl] = '\0';
+        vary_src src = cache_vary_src_of_req(L->req);
+        cachekey_vary(&L->key, names, cache_vary_value, &src, hitkey);
+        rc = store_get(cache_g.st, hitkey->k, sv);
+        drc = rc == 0 ? entry_decode(sv->data, sv->len, v) : ENTRY_OK;
+    }
+    if (rc != 0)
+        return 0;
+    if (drc != ENTRY_OK) {
+        INC(cache_ctr.corrupt);
+        store_del(cache_g.st, hitkey->k);
+        return 0;
+    }
+    if (!cache_gens_current(v)) {
+        INC(cache_ctr.gen_mismatch);
+        return 0;
+    }
+    /* a marker where an answer should be (a marker of a marker): a miss */
+    return !(v->flags & ENTRY_F_VARY);
+}
+
+/* Refresh the entry of L in the background (stale-while-revalidate), once per key. */
+static void refresh_in_background(lookup *L)
+{
+    if (L->is_query && cache_query_sql(L->req, &L->q) != 0)
+        return; /* the refresh needs the SQL */
+    fill proto;
+    cache_fill_init(&proto);
+    proto.key = L->key;
+    proto.cls = L->cls;
+    proto.pol = *L->p;
+    cache_build_tags(&proto.tags, L->req, L->p, L->is_query ? &L->q : NULL);
+    cache_tagset_snapshot(&proto.tags);
+    cache_coalesce_key(&L->key, &proto.tags, &proto.ckey);
+    cache_bg_refresh(L->req, &proto);
+    cache_fill_free(&proto);
+}
+
+/* Answer from the store when the entry allows: 1 when answered (a fresh hit, or a stale one
+ * inside stale-while-revalidate, refreshed in the background). Otherwise an entry inside
+ * stale-if-error is kept in L->stale for an upstream failure. */
+static int answer_from_store(lookup *L)
+{
+    struct hg_req *req = L->req;
+    store_val sv;
+    entry_view v;
+    cachekey hitkey;
+    if (store_find(L, &sv, &v, &hitkey)) {
+        uint64_t age_s = entry_age_ms(&v, L->now) / 1000;
+        int age_ok = L->cc.max_age < 0 || age_s <= (uint64_t)L->cc.max_age;
+        if (entry_is_fresh(&v, L->now) && age_ok) {
+            INC(cache_ctr.hit);
+            req->cache_outcome = "hit";
+            cache_serve_entry_ex(req, &v, "HIT", L->now, &hitkey, 1);
+            store_release(cache_g.st);
+            cache_g.st->api->touch(cache_g.st, hitkey.k);
+            return 1;
         }
-        if (rc == 0) {
-            if (drc != ENTRY_OK) {
-                INC(cache_ctr.corrupt);
-                store_del(cache_g.st, hitkey.k);
-            } else if (!cache_gens_current(&v)) {
-                INC(cache_ctr.gen_mismatch);
-            } else if (v.flags & ENTRY_F_VARY) {
-                /* a marker where an answer should be (a marker of a marker): a miss */
-            } else {
-                uint64_t age_s = entry_age_ms(&v, now) / 1000;
-                int age_ok = ccv.max_age < 0 || age_s <= (uint64_t)ccv.max_age;
-                if (entry_is_fresh(&v, now) && age_ok) {
-                    INC(cache_ctr.hit);
-                    req->cache_outcome = "hit";
-                    cache_serve_entry_ex(req, &v, "HIT", now, &hitkey, 1);
-                    store_release(cache_g.st);
-                    cache_g.st->api->touch(cache_g.st, hitkey.k);
-                    sqlkey_query_req_free(&q);
-                    return HG_DONE;
-                }
-                if (entry_in_swr(&v, now) && ccv.max_age < 0 && !async_after) {
-                    INC(cache_ctr.stale);
-                    req->cache_outcome = "stale";
-                    cache_serve_entry_ex(req, &v, "STALE", now, &hitkey, 1);
-                    store_release(cache_g.st);
-                    if (is_query && q_need(req, &q) != 0)
-                        return HG_DONE; /* answered; the refresh needs the SQL */
-                    /* refresh in the background, once per key */
-                    fill proto;
-                    cache_fill_init(&proto);
-                    proto.key = key;
-                    proto.cls = cls;
-                    proto.pol = *p;
-                    cache_build_tags(&proto.tags, req, p, is_query ? &q : NULL);
-                    cache_tagset_snapshot(&proto.tags);
-                    cache_coalesce_key(&key, &proto.tags, &proto.ckey);
-                    cache_bg_refresh(req, &proto);
-                    cache_fill_free(&proto);
-                    sqlkey_query_req_free(&q);
-                    return HG_DONE;
-                }
-                if (entry_in_sie(&v, now) && ccv.max_age < 0 && v.status == 200) {
-                    stale_copy = malloc(sv.len);
-                    if (!stale_copy)
-                        abort();
-                    memcpy(stale_copy, sv.data, sv.len);
-                    stale_len = sv.len;
-                }
-            }
+        if (entry_in_swr(&v, L->now) && L->cc.max_age < 0 && !L->async_after) {
+            INC(cache_ctr.stale);
+            req->cache_outcome = "stale";
+            cache_serve_entry_ex(req, &v, "STALE", L->now, &hitkey, 1);
+            store_release(cache_g.st);
+            refresh_in_background(L);
+            return 1;
         }
-        store_release(cache_g.st);
+        if (entry_in_sie(&v, L->now) && L->cc.max_age < 0 && v.status == 200) {
+            L->stale = malloc(sv.len);
+            if (!L->stale)
+                abort();
+            memcpy(L->stale, sv.data, sv.len);
+            L->stale_len = sv.len;
+        }
     }
+    store_release(cache_g.st);
+    return 0;
+}
 
-    if (ccv.only_if_cached) {
-        free(stale_copy);
-        sqlkey_query_req_free(&q);
-        cache_only_if_cached_miss(req);
-        return HG_DONE;
-    }
-
-    /* ---- miss: tags, cacheability, coalescing ---- */
-    if (is_query && q_need(req, &q) != 0) {
-        free(stale_copy);
-        return query_bypass(req, p, &q, true);
-    }
-    cctx *c = ctx_of(req);
+/* Set up c's fill for the key of L: tags (and their generations now), the coalescing key,
+ * invalidation by a forwarded query or a saved query's execution. */
+static void prepare_fill(lookup *L, cctx *c)
+{
     fill *f = &c->f;
-    f->key = key;
-    f->cls = cls;
-    f->pol = *p;
-    f->stale = stale_copy;
-    f->stale_len = stale_len;
-    if (is_query) {
-        enum sqlkey_reason why;
-        int ok = sqlkey_is_cacheable(q.sql, q.sql_len, &why);
-        /* forwarded queries change the run/result lists (and writing SQL its tables) */
-        cache_arm_invalidation(req, c, p);
-        if (!ok) {
-            if (sqlkey_reason_may_write(why))
-                cache_add_write_tags(c, &q);
-            sqlkey_query_req_free(&q);
-            req->cache_outcome = "bypass";
-            INC(cache_ctr.bypass);
-            c->xcache = X_BYPASS;
-            free(f->stale);
-            f->stale = NULL;
-            return HG_NEXT;
-        }
-        cache_build_tags(&f->tags, req, p, &q);
-    } else {
-        cache_build_tags(&f->tags, req, p, NULL);
-        if (p->id == ROUTE_SAVED_QUERIES_EXECUTE)
-            cache_arm_invalidation(req, c, p);
-    }
-    sqlkey_query_req_free(&q);
-    if (async_after)
+    f->key = L->key;
+    f->cls = L->cls;
+    f->pol = *L->p;
+    f->stale = L->stale; /* moved */
+    f->stale_len = L->stale_len;
+    L->stale = NULL;
+    if (L->is_query || L->p->id == ROUTE_SAVED_QUERIES_EXECUTE)
+        cache_arm_invalidation(L->req, c, L->p); /* they change the run/result lists */
+    cache_build_tags(&f->tags, L->req, L->p, L->is_query ? &L->q : NULL);
+    if (L->async_after)
         f->no_store = 1; /* an async answer is not the sync one: share it, do not keep it */
     cache_tagset_snapshot(&f->tags);
-    cache_coalesce_key(&key, &f->tags, &f->ckey);
+    cache_coalesce_key(&L->key, &f->tags, &f->ckey);
+}
 
-    if (ccv.no_cache || async_after) {
+/* This request fetches for the cache (fl: the flight it leads, NULL: for itself only). */
+static enum hg_stage_result lead(struct hg_req *req, cctx *c, coalesce_flight *fl)
+{
+    if (cache_fleet_lead(req, c, fl)) {
+        req->cache_outcome = "miss";
+        return HG_ASYNC; /* L2, or another instance's fetch, first */
+    }
+    INC(cache_ctr.miss);
+    cache_become_leader(req, c, fl);
+    return HG_NEXT;
+}
+
+/* A fetch of the key just finished and lingers: served when still usable, else fetched alone
+ * (without disturbing the table). */
+static enum hg_stage_result take_lingering(lookup *L, cctx *c, coalesce_result *done)
+{
+    entry_view v;
+    cachekey vk;
+    if (entry_decode(done->blob, done->len, &v) == ENTRY_OK && cache_gens_current(&v) &&
+        (entry_is_fresh(&v, L->now) || (v.flags & ENTRY_F_POLL)) &&
+        cache_result_fits(done, L->req, &L->key, &vk)) {
+        INC(cache_ctr.hit);
+        L->req->cache_outcome = "hit";
+        cache_serve_entry(L->req, &v, "HIT", L->now, done->has_vkey ? &vk : &L->key);
+        coalesce_result_unref(done);
+        return HG_DONE;
+    }
+    coalesce_result_unref(done);
+    return lead(L->req, c, NULL);
+}
+
+/* A miss: lead the coalesced fetch of the key, wait for it, or take its lingering result. */
+static enum hg_stage_result miss(lookup *L)
+{
+    struct hg_req *req = L->req;
+    if (L->is_query && cache_query_sql(req, &L->q) != 0)
+        return bypass(L, BYPASS_NO_SQL);
+    if (L->is_query && !sql_cacheable(L))
+        return bypass(L, BYPASS_SQL);
+    cctx *c = ctx_of(req);
+    prepare_fill(L, c);
+    sqlkey_query_req_free(&L->q);
+    if (L->cc.no_cache || L->async_after) {
         /* go upstream ourselves (and refresh the entry); an async submission's answer may
          * be a 202, so it neither joins nor leads the sync fetches of the same SQL */
-        INC(cache_ctr.miss);
-        cache_become_leader(req, c, NULL);
-        return HG_NEXT;
+        return lead(req, c, NULL);
     }
     coalesce_flight *fl = NULL;
     coalesce_result *done = NULL;
-    switch (coalesce_join(&f->ckey, server_req_base(req), on_deliver, c, &fl, &done)) {
-    case COALESCE_DONE: {
-        entry_view v;
-        cachekey vk;
-        if (entry_decode(done->blob, done->len, &v) == ENTRY_OK && cache_gens_current(&v) &&
-            (entry_is_fresh(&v, now) || (v.flags & ENTRY_F_POLL)) &&
-            cache_result_fits(done, req, &key, &vk)) {
-            INC(cache_ctr.hit);
-            req->cache_outcome = "hit";
-            cache_serve_entry(req, &v, "HIT", now, done->has_vkey ? &vk : &key);
-            coalesce_result_unref(done);
-            return HG_DONE;
-        }
-        coalesce_result_unref(done);
-        /* an unusable lingering result: fetch alone, do not disturb the table */
-        INC(cache_ctr.miss);
-        cache_become_leader(req, c, NULL);
-        return HG_NEXT;
-    }
+    switch (coalesce_join(&c->f.ckey, server_req_base(req), on_deliver, c, &fl, &done)) {
+    case COALESCE_DONE:
+        return take_lingering(L, c, done);
     case COALESCE_WAITER:
         c->waiting = 1;
         req->cache_outcome = "coalesced";
         return HG_ASYNC;
     case COALESCE_LEADER:
     default:
-        if (cache_fleet_lead(req, c, fl)) {
-            req->cache_outcome = "miss";
-            return HG_ASYNC; /* L2, or another instance's fetch, first */
-        }
-        INC(cache_ctr.miss);
-        cache_become_leader(req, c, fl);
+        return lead(req, c, fl);
+    }
+}
+
+enum hg_stage_result cache_stage(struct hg_req *req)
+{
+    if (!cache_g.enabled) {
+        cache_ensure_sql_hash(req);
         return HG_NEXT;
     }
+    const struct route_policy *p = stage_policy(req);
+    if (p->id == ROUTE_NOT_API)
+        return HG_NEXT;
+    cache_fleet_attach(req);
+    enum fill_class cls;
+    if (!class_of(p, &cls) || p->head || p->mutation)
+        return forward_uncacheable(req, p);
+
+    lookup L;
+    memset(&L, 0, sizeof L);
+    L.req = req;
+    L.p = p;
+    L.cls = cls;
+    L.is_query = p->id == ROUTE_QUERY;
+    enum bypass_why why = read_request(&L);
+    if (why != BYPASS_NONE)
+        return bypass(&L, why);
+    derive_key(&L);
+    L.now = util_wall_ms();
+    if (!L.cc.no_cache && cache_g.st && answer_from_store(&L)) {
+        sqlkey_query_req_free(&L.q);
+        return HG_DONE;
+    }
+    if (L.cc.only_if_cached) {
+        free(L.stale);
+        sqlkey_query_req_free(&L.q);
+        cache_only_if_cached_miss(req);
+        return HG_DONE;
+    }
+    return miss(&L);
 }
 
 const char *cache_xcache(const struct hg_req *req)
