@@ -10,6 +10,7 @@
  */
 #include "cache_int.h"
 
+#include "admin.h"
 #include "config.h"
 #include "coalesce.h"
 #include "log.h"
@@ -60,7 +61,7 @@ int cache_init(const struct hg_config *cfg)
     cache_reconfigure(cfg);
     for (uint32_t i = 0; i < GEN_SLOTS; i++)
         atomic_store(&cache_gens[i], 0);
-    server_admin_register("/admin/purge", cache_admin_purge, NULL);
+    admin_register("/admin/purge", cache_admin_purge, NULL);
     metrics_register(cache_metrics, NULL);
     if (!cache_g.enabled)
         return 0;

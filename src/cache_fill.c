@@ -469,7 +469,7 @@ void cache_add_tap(struct hg_req *req, cctx *c)
     for (int i = 0; i < req->ntaps; i++)
         if (req->taps[i].arg == c)
             return;
-    server_req_add_tap(req, &t);
+    pipeline_req_add_tap(req, &t);
 }
 
 /* A header a fill does not send as the client did: Accept-Encoding (identity is asked for:
@@ -563,7 +563,7 @@ void cache_bg_refresh(struct hg_req *req, const fill *proto)
 {
     if (coalesce_busy(&proto->ckey))
         return;
-    struct upstream *up = server_req_upstream(req);
+    struct upstream *up = pipeline_req_upstream(req);
     if (!up || !req->cred || !req->cred->token.data)
         return;
     /* optional work: only when the credential's budget has room right now */

@@ -64,7 +64,7 @@ void cache_fleet_shutdown(void)
 void cache_fleet_attach(struct hg_req *req)
 {
     if (s_on)
-        (void)rds_worker(server_req_base(req));
+        (void)rds_worker(pipeline_req_base(req));
 }
 
 void cache_fleet_publish(const char *const *scoped, size_t n, int all)
@@ -119,11 +119,11 @@ static void lead_locally(struct hg_req *req, cctx *c, coalesce_flight *fl)
     if (req->client_gone) {
         if (fl)
             coalesce_abandon(fl); /* a local waiter takes over */
-        server_req_release(req);
+        pipeline_req_release(req);
         return;
     }
     cache_become_leader(req, c, fl);
-    server_pipeline_resume(req);
+    pipeline_resume(req);
 }
 
 static int serve_l2_hit(struct hg_req *req, cctx *c, coalesce_flight *fl, const unsigned char *blob,
@@ -156,7 +156,7 @@ static int serve_l2_hit(struct hg_req *req, cctx *c, coalesce_flight *fl, const 
         coalesce_complete(fl, cr, LINGER_STORED_MS);
     else
         coalesce_result_unref(cr);
-    server_req_release(req);
+    pipeline_req_release(req);
     return 1;
 }
 
@@ -189,7 +189,7 @@ int cache_fleet_lead(struct hg_req *req, cctx *c, coalesce_flight *fl)
     if (!s_on || !fl || f->no_store || f->tags.overflow)
         return 0;
     uint64_t lease_ms = req->cfg->upstream.timeout_ms + 1000;
-    fleet_get *g = fleet_get_start(server_req_base(req), f->key.k, (const char *const *)f->tags.v,
+    fleet_get *g = fleet_get_start(pipeline_req_base(req), f->key.k, (const char *const *)f->tags.v,
                                    f->tags.n, lease_ms, on_fleet, c);
     if (!g)
         return 0;
@@ -207,7 +207,7 @@ int cache_fleet_client_gone(struct hg_req *req, cctx *c)
     if (c->fleet_flight)
         coalesce_abandon(c->fleet_flight);
     c->fleet_flight = NULL;
-    server_req_release(req);
+    pipeline_req_release(req);
     return 1;
 }
 

@@ -11,6 +11,7 @@
 #include "store.h"
 #include "util.h"
 
+#include <stdio.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <stdlib.h>
@@ -197,7 +198,7 @@ void cache_serve_entry_ex(struct hg_req *req, const entry_view *v, const char *x
     const char *inm = evhttp_find_header(&req->headers, "If-None-Match");
     if (v->status == 200 && etag_matches(inm, etag)) {
         INC(cache_ctr.not_modified);
-        server_respond_buffer(req, 304, &h, NULL);
+        pipeline_respond_buffer(req, 304, &h, NULL);
     } else {
         struct evbuffer *b = evbuffer_new();
         if (!b)
@@ -216,7 +217,7 @@ void cache_serve_entry_ex(struct hg_req *req, const entry_view *v, const char *x
         } else if (v->body_len) {
             evbuffer_add(b, v->body, v->body_len); /* the one copy, out of the mmap */
         }
-        server_respond_buffer(req, v->status, &h, b);
+        pipeline_respond_buffer(req, v->status, &h, b);
         evbuffer_free(b);
     }
     evhttp_clear_headers(&h);
@@ -342,6 +343,6 @@ void cache_only_if_cached_miss(struct hg_req *req)
 {
     INC(cache_ctr.only_if_cached);
     req->cache_outcome = "miss";
-    server_respond_error(req, 504, "GATEWAY_TIMEOUT",
-                         "not in cache (Cache-Control: only-if-cached)", NULL);
+    pipeline_respond_error(req, 504, "GATEWAY_TIMEOUT",
+                           "not in cache (Cache-Control: only-if-cached)", NULL);
 }

@@ -4,7 +4,7 @@
  * path hooks (X-Cache, stale-if-error, client gone).
  *
  * Ownership: a request's struct cctx lives in req->cache_ctx and is freed by the cleanup
- * registered with server_req_add_cleanup.
+ * registered with pipeline_req_add_cleanup.
  */
 #include "cache_int.h"
 
@@ -50,7 +50,7 @@ static cctx *ctx_of(struct hg_req *req)
     snprintf(c->ws, sizeof c->ws, "%s", req->workspace ? req->workspace : "");
     memcpy(c->f.ws, c->ws, sizeof c->f.ws);
     req->cache_ctx = c;
-    server_req_add_cleanup(req, ctx_cleanup, c);
+    pipeline_req_add_cleanup(req, ctx_cleanup, c);
     return c;
 }
 
@@ -64,14 +64,14 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
         if (req->client_gone) {
             if (flight)
                 coalesce_abandon(flight);
-            server_req_release(req);
+            pipeline_req_release(req);
             return;
         }
         /* promoted: fetch for the others (flight NULL: for ourselves only); the fleet first */
         if (cache_fleet_lead(req, c, flight))
             return;
         cache_become_leader(req, c, flight);
-        server_pipeline_resume(req);
+        pipeline_resume(req);
         return;
     }
     cachekey vk;
@@ -80,7 +80,7 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
         /* the answer varies on a header we do not share with the leader: fetch for ourselves */
         coalesce_result_unref(res);
         cache_become_leader(req, c, NULL);
-        server_pipeline_resume(req);
+        pipeline_resume(req);
         return;
     }
     if (!req->client_gone) {
@@ -96,17 +96,17 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
                 cache_serve_entry(req, &v, stale ? "STALE" : "COALESCED", util_wall_ms(),
                                   res->has_vkey ? &vk : &c->f.key);
             } else {
-                server_respond_error(req, 502, "BAD_GATEWAY", "coalesced answer unreadable", NULL);
+                pipeline_respond_error(req, 502, "BAD_GATEWAY", "coalesced answer unreadable", NULL);
             }
         } else {
             req->cache_outcome = "coalesced";
             INC(cache_ctr.coalesced);
-            server_respond_error(req, res->status ? res->status : 502, res->code, res->message,
+            pipeline_respond_error(req, res->status ? res->status : 502, res->code, res->message,
                                  NULL);
         }
     }
     coalesce_result_unref(res);
-    server_req_release(req);
+    pipeline_req_release(req);
 }
 
 void cache_client_gone(struct hg_req *req)
@@ -119,7 +119,7 @@ void cache_client_gone(struct hg_req *req)
     if (coalesce_leave(&c->f.ckey, c)) {
         /* removed before any delivery was scheduled: nothing will call us back */
         c->waiting = 0;
-        server_req_release(req);
+        pipeline_req_release(req);
     }
     /* else a delivery is on its way to this thread; on_deliver sees client_gone */
 }
@@ -451,7 +451,7 @@ static enum hg_stage_result miss(lookup *L)
     }
     coalesce_flight *fl = NULL;
     coalesce_result *done = NULL;
-    switch (coalesce_join(&c->f.ckey, server_req_base(req), on_deliver, c, &fl, &done)) {
+    switch (coalesce_join(&c->f.ckey, pipeline_req_base(req), on_deliver, c, &fl, &done)) {
     case COALESCE_DONE:
         return take_lingering(L, c, done);
     case COALESCE_WAITER:

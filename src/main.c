@@ -35,6 +35,7 @@
 #include "cfgsnap.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "ready.h"
 #include "redis.h"
 #include "reload.h"
@@ -66,6 +67,12 @@ static int hash_key(void)
     util_wipe(buf, sizeof buf);
     printf("%s\n", hex);
     return 0;
+}
+
+/* metrics' upstream observer (an int outcome) -> ready.h */
+static void ready_seen(int outcome)
+{
+    ready_upstream_seen((enum upstream_outcome)outcome);
 }
 
 static void notify(const char *msg)
@@ -169,6 +176,7 @@ int main(int argc, char **argv)
     }
     reload_init();
     ready_init();
+    metrics_upstream_observer(ready_seen); /* /readyz learns of every upstream exchange */
 
     if (server_start(cfg) != 0) {
         log_msg(LOG_ERR, "startup failed");

@@ -30,7 +30,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
-#include "server.h"
+#include "admin.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -968,7 +968,7 @@ int rds_init(const struct hg_config *cfg)
     if (!registered) {
         registered = 1;
         metrics_register(rds_metrics, NULL);
-        server_admin_register("/admin/redis", admin_redis, NULL);
+        admin_register("/admin/redis", admin_redis, NULL);
     }
     if (!G.enabled)
         return 0;
