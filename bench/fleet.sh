@@ -9,9 +9,11 @@
 #             the sim at $HERD_LATENCY ms: upstream queries the sim counted, client p50/max;
 #             repeated $HERD_ROUNDS times with new SQL
 #   3. rate   (the global rate budget's timeline: added by the rate-budget work, same setup)
-# Writes bench/out/fleet.{md,csv} and prints the table.
+# Writes bench/out/fleet-$FLEET.{md,csv} and prints the table.
 #   BUILD_DIR (build), CONNS (32), PRELOAD (20s), L2_DURATION (2s), DURATION (5s, L1),
-#   HERD (90), HERD_LATENCY (200), HERD_ROUNDS (5), HG_THREADS (2)
+#   HERD (90), HERD_LATENCY (200), HERD_ROUNDS (5), HG_THREADS (2),
+#   FLEET (yes; no: the same three instances without [redis], for comparison: section 1 is
+#   skipped, section 2 shows what each instance's own coalescing alone makes of the herd)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -24,6 +26,7 @@ HERD=${HERD:-90}
 HERD_LATENCY=${HERD_LATENCY:-200}
 HERD_ROUNDS=${HERD_ROUNDS:-5}
 HG_THREADS=${HG_THREADS:-2}
+FLEET=${FLEET:-yes}
 OUT=bench/out
 mkdir -p "$OUT"
 HG=$BUILD_DIR/hotgate
@@ -76,7 +79,7 @@ dir = $TMP/g$i/cache
 size = 512M
 ttl_query = 300s
 [redis]
-enabled = yes
+enabled = $FLEET
 url = redis://127.0.0.1:$REDIS_PORT
 key_prefix = bench:
 op_timeout = 50ms
@@ -116,6 +119,7 @@ ROWS=()
 row() { ROWS+=("$1|$2|$3|$4|$5"); } # section what req/s p50 p99 (or notes)
 
 # ---- section 1: L1 hits vs L2 hits ----
+section_hits() {
 cat >"$TMP/distinct.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -149,6 +153,8 @@ echo "section 1: L1 hits through instance B ($DURATION) ..." >&2
 read -r rps p50 p99 nreq < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $KEY" \
     -s "$TMP/same.lua" "$B" | wrk_summary)
 row hits "L1 hit on B (no Redis round trip)" "$rps" "$p50" "$p99"
+}
+[ "$FLEET" = yes ] && section_hits
 
 # ---- section 2: the herd over three instances ----
 curl -s -o /dev/null -H 'Content-Type: application/json' \
@@ -199,7 +205,7 @@ def walk(j):
     if isinstance(j, list): return sum(walk(v) for v in j)
     return 0
 print(walk(json.load(sys.stdin)))' "$hash")
-    row herd "round $r: $HERD clients over 3 instances, $ok ok; upstream queries $up; $miss MISS $hit HIT(L2) $coal COALESCED" "-" "$p50 ms" "$pmax ms (max)"
+    row herd "round $r (fleet $FLEET): $HERD clients over 3 instances, $ok ok; upstream queries $up; $miss MISS $hit HIT(L2) $coal COALESCED" "-" "$p50 ms" "$pmax ms (max)"
 done
 curl -s -o /dev/null -H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$SIM_PORT/_sim/faults"
 
@@ -213,5 +219,5 @@ curl -s -o /dev/null -H 'Content-Type: application/json' -d '{}' "http://127.0.0
         IFS='|' read -r s w a b c <<<"$r"
         echo "| $s | $w | $a | $b | $c |"
     done
-} | tee "$OUT/fleet.md"
-printf '%s\n' "${ROWS[@]}" | tr '|' ',' >"$OUT/fleet.csv"
+} | tee "$OUT/fleet-$FLEET.md"
+printf '%s\n' "${ROWS[@]}" | tr '|' ',' >"$OUT/fleet-$FLEET.csv"
