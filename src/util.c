@@ -4,13 +4,15 @@
  */
 #include "util.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +42,31 @@ void util_hex(const unsigned char *in, size_t len, char *out)
         out[2 * i + 1] = digits[in[i] & 15];
     }
     out[2 * len] = '\0';
+}
+
+int util_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int util_unhex(const char *s, unsigned char *out, size_t n)
+{
+    if (strlen(s) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int hi = util_hexval((unsigned char)s[2 * i]),
+            lo = util_hexval((unsigned char)s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
 }
 
 void util_sha256_hex(const void *buf, size_t len, char out[65])
@@ -166,4 +193,87 @@ void util_random(void *buf, size_t len)
 {
     if (RAND_bytes((unsigned char *)buf, (int)len) != 1)
         abort();
+}
+
+char *util_xstrdup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (!d)
+        abort();
+    return d;
+}
+
+/* Room for n more bytes and the NUL. */
+static void buf_reserve(struct util_buf *b, size_t n)
+{
+    if (b->p && b->len + n < b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap <= b->len + n)
+        cap *= 2;
+    char *m = malloc(cap);
+    if (!m)
+        abort();
+    if (b->p) {
+        memcpy(m, b->p, b->len);
+        util_wipe(b->p, b->cap);
+        free(b->p);
+    }
+    b->p = m;
+    b->cap = cap;
+    b->p[b->len] = '\0';
+}
+
+void util_buf_put(struct util_buf *b, const void *d, size_t n)
+{
+    buf_reserve(b, n);
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void util_buf_str(struct util_buf *b, const char *s)
+{
+    util_buf_put(b, s, strlen(s));
+}
+
+void util_buf_printf(struct util_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort();
+    buf_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+char *util_buf_take(struct util_buf *b)
+{
+    buf_reserve(b, 0);
+    char *p = b->p;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+void util_buf_clear(struct util_buf *b)
+{
+    if (b->p)
+        util_wipe(b->p, b->len);
+    b->len = 0;
+}
+
+void util_buf_free(struct util_buf *b)
+{
+    if (b->p) {
+        util_wipe(b->p, b->cap);
+        free(b->p);
+    }
+    b->p = NULL;
+    b->len = b->cap = 0;
 }

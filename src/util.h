@@ -42,8 +42,37 @@ void util_rfc3339(int64_t t, char out[32]);
 
 /* Hex-encode len bytes into out (2*len+1 bytes). */
 void util_hex(const unsigned char *in, size_t len, char *out);
+/* The value of one hex digit (either case), or -1. */
+int util_hexval(int c);
+/* Decode exactly 2*n hex digits (the whole of s) into out[n]: 0, or -1. */
+int util_unhex(const char *s, unsigned char *out, size_t n);
 
 /* Fill buf with len cryptographically random bytes (falls back to aborting on failure). */
 void util_random(void *buf, size_t len);
+
+/* strdup that never returns NULL: aborts on OOM; NULL is copied as "". */
+char *util_xstrdup(const char *s);
+
+/*
+ * util_buf: THE growable byte/string builder of hotgate and hotdata-sim (outbuf.h is the
+ * other text tool: a fixed stack stage in front of an evbuffer, for hot paths). Zeroed to
+ * start ({0}); p is NUL-terminated whenever it is non-NULL. Growing never leaves a copy
+ * behind: the old storage is wiped before it is freed, so a buffer may hold a secret (an
+ * upstream request head with its token). Aborts on OOM.
+ */
+struct util_buf {
+    char *p;
+    size_t len, cap;
+};
+void util_buf_put(struct util_buf *b, const void *d, size_t n);
+void util_buf_str(struct util_buf *b, const char *s);
+void util_buf_printf(struct util_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The text (malloc'd, "" when nothing was added); the buffer is empty again. */
+char *util_buf_take(struct util_buf *b);
+/* Wipe the content, keep the storage (len = 0). */
+void util_buf_clear(struct util_buf *b);
+/* Wipe and free. */
+void util_buf_free(struct util_buf *b);
 
 #endif
