@@ -468,9 +468,17 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 /* Append one header line made of n parts to u->hdrs. */
 static void hdrs_add(struct h1req *u, const char *const *part, const size_t *len, int n)
 {
+    size_t need = 2;
     for (int i = 0; i < n; i++)
-        util_buf_put(&u->hdrs, part[i], len[i]);
-    util_buf_put(&u->hdrs, "\r\n", 2);
+        need += len[i];
+    struct util_buf *b = &u->hdrs;
+    util_buf_reserve(b, need); /* one check; the parts are copied in place */
+    for (int i = 0; i < n; i++) {
+        memcpy(b->p + b->len, part[i], len[i]);
+        b->len += len[i];
+    }
+    memcpy(b->p + b->len, "\r\n", 3);
+    b->len += 2;
 }
 
 static int method_has_body(const char *m)

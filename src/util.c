@@ -88,6 +88,65 @@ void util_wipe(void *buf, size_t len)
                                    * guarantee, without its byte loop) */
 }
 
+/* The reason phrases of RFC 9110 section 15 (and RFC 6585 for 428, 429, 431): a data
+ * table, indexed by status - 100 for 1xx..5xx. */
+static const char *const phrases[5][32] = {
+    {[0] = "Continue", [1] = "Switching Protocols"},
+    {[0] = "OK",
+     [1] = "Created",
+     [2] = "Accepted",
+     [3] = "Non-Authoritative Information",
+     [4] = "No Content",
+     [5] = "Reset Content",
+     [6] = "Partial Content"},
+    {[0] = "Multiple Choices",
+     [1] = "Moved Permanently",
+     [2] = "Found",
+     [3] = "See Other",
+     [4] = "Not Modified",
+     [5] = "Use Proxy",
+     [7] = "Temporary Redirect",
+     [8] = "Permanent Redirect"},
+    {[0] = "Bad Request",
+     [1] = "Unauthorized",
+     [2] = "Payment Required",
+     [3] = "Forbidden",
+     [4] = "Not Found",
+     [5] = "Method Not Allowed",
+     [6] = "Not Acceptable",
+     [7] = "Proxy Authentication Required",
+     [8] = "Request Timeout",
+     [9] = "Conflict",
+     [10] = "Gone",
+     [11] = "Length Required",
+     [12] = "Precondition Failed",
+     [13] = "Content Too Large",
+     [14] = "URI Too Long",
+     [15] = "Unsupported Media Type",
+     [16] = "Range Not Satisfiable",
+     [17] = "Expectation Failed",
+     [21] = "Misdirected Request",
+     [22] = "Unprocessable Content",
+     [26] = "Upgrade Required",
+     [28] = "Precondition Required",
+     [29] = "Too Many Requests",
+     [31] = "Request Header Fields Too Large"},
+    {[0] = "Internal Server Error",
+     [1] = "Not Implemented",
+     [2] = "Bad Gateway",
+     [3] = "Service Unavailable",
+     [4] = "Gateway Timeout",
+     [5] = "HTTP Version Not Supported"},
+};
+
+const char *util_reason_phrase(int s)
+{
+    if (s < 100 || s > 599 || s % 100 >= 32)
+        return "";
+    const char *p = phrases[s / 100 - 1][s % 100];
+    return p ? p : "";
+}
+
 const char *util_status_code_name(int status)
 {
     switch (status) {
@@ -203,11 +262,8 @@ char *util_xstrdup(const char *s)
     return d;
 }
 
-/* Room for n more bytes and the NUL. */
-static void buf_reserve(struct util_buf *b, size_t n)
+void util_buf_grow(struct util_buf *b, size_t n)
 {
-    if (b->p && b->len + n < b->cap)
-        return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap <= b->len + n)
         cap *= 2;
@@ -224,14 +280,6 @@ static void buf_reserve(struct util_buf *b, size_t n)
     b->p[b->len] = '\0';
 }
 
-void util_buf_put(struct util_buf *b, const void *d, size_t n)
-{
-    buf_reserve(b, n);
-    memcpy(b->p + b->len, d, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
 void util_buf_str(struct util_buf *b, const char *s)
 {
     util_buf_put(b, s, strlen(s));
@@ -245,7 +293,7 @@ void util_buf_printf(struct util_buf *b, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         abort();
-    buf_reserve(b, (size_t)n);
+    util_buf_reserve(b, (size_t)n);
     va_start(ap, fmt);
     vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
     va_end(ap);
@@ -254,7 +302,7 @@ void util_buf_printf(struct util_buf *b, const char *fmt, ...)
 
 char *util_buf_take(struct util_buf *b)
 {
-    buf_reserve(b, 0);
+    util_buf_reserve(b, 0);
     char *p = b->p;
     b->p = NULL;
     b->len = b->cap = 0;

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Lowercase hex SHA-256 of buf[0..len): out must hold 65 bytes (64 hex + NUL). */
 void util_sha256_hex(const void *buf, size_t len, char out[65]);
@@ -28,6 +29,12 @@ void util_wipe(void *buf, size_t len);
  * Returns a malloc'd NUL-terminated JSON string (never NULL: aborts on OOM).
  */
 char *util_api_error_json(int status, const char *code, const char *message);
+
+/* THE reason-phrase table (RFC 9110 section 15, RFC 6585 for 428, 429, 431), for hotgate's
+ * status lines (http1.c, the admin listener) and hotdata-sim's: the phrase of a status, or ""
+ * for a status with none of its own (an upstream's 499: "HTTP/1.1 499 " is valid, a made-up
+ * phrase would not be). */
+const char *util_reason_phrase(int status);
 
 /* The error code for an HTTP status when nothing more specific applies (BAD_REQUEST, ...). */
 const char *util_status_code_name(int status);
@@ -64,7 +71,20 @@ struct util_buf {
     char *p;
     size_t len, cap;
 };
-void util_buf_put(struct util_buf *b, const void *d, size_t n);
+/* Room for n more bytes (and the NUL) without growing again. */
+void util_buf_grow(struct util_buf *b, size_t n);
+static inline void util_buf_reserve(struct util_buf *b, size_t n)
+{
+    if (!b->p || b->len + n >= b->cap)
+        util_buf_grow(b, n);
+}
+static inline void util_buf_put(struct util_buf *b, const void *d, size_t n)
+{
+    util_buf_reserve(b, n);
+    memcpy(b->p + b->len, d, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
 void util_buf_str(struct util_buf *b, const char *s);
 void util_buf_printf(struct util_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
