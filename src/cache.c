@@ -101,11 +101,12 @@ int cache_init(const struct hg_config *cfg)
         log_msg(LOG_WARNING, "cache: the previous run did not stop cleanly: cache emptied");
     }
     cache_gens_persist(RUN_RUNNING); /* committed and synced before the first request is served */
-    return 0;
+    return cache_fleet_init(cfg);
 }
 
 void cache_shutdown(void)
 {
+    cache_fleet_shutdown();
     if (cache_g.st) {
         store_flush(cache_g.st);
         cache_gens_persist(RUN_CLEAN);

@@ -59,6 +59,7 @@ void cache_admin_purge(struct evhttp_request *r, void *arg)
         cache_gen_bump(GEN_ALL);
         if (cache_g.st)
             cache_g.st->api->purge_all(cache_g.st);
+        cache_fleet_publish(NULL, 0, 1);
         snprintf(what, sizeof what, "all");
     } else if (key) {
         cachekey k;
@@ -74,11 +75,15 @@ void cache_admin_purge(struct evhttp_request *r, void *arg)
         char buf[600];
         cache_scope_tag(ws, tag, buf, sizeof buf);
         cache_invalidate_scoped(buf);
+        const char *one = buf;
+        cache_fleet_publish(&one, 1, 0);
         snprintf(what, sizeof what, "tag");
     } else if (ws) {
         char buf[600];
         cache_ws_tag(ws, buf, sizeof buf);
         cache_invalidate_scoped(buf);
+        const char *one = buf;
+        cache_fleet_publish(&one, 1, 0);
         snprintf(what, sizeof what, "workspace");
     } else {
         json_decref(o);

@@ -53,6 +53,7 @@ static void fill_reset_response(fill *f)
 void cache_fill_free(fill *f)
 {
     HG_CHECK_OBJ_NOTNULL(f, CACHE_FILL_MAGIC);
+    cache_fleet_fill_over(f, NULL, 0, 0); /* a fill dropped unfinished: release its lease */
     fill_reset_response(f);
     free(f->body);
     f->body = NULL;
@@ -328,6 +329,7 @@ static void fill_store(fill *f, const unsigned char *blob, size_t len, uint64_t 
         INC(cache_ctr.stores);
     else
         INC(cache_ctr.store_skipped);
+    cache_fleet_fill_over(f, blob, len, rc == 0); /* and to L2 */
 }
 
 /* stale-if-error: the waiters get the expired entry too. */
@@ -406,6 +408,7 @@ void cache_fill_finish(fill *f, int ok, const struct upstream_result *res)
         cr = fill_stale_result(f);
     else if (ok && f->head_seen && !f->too_big && !f->unshareable)
         cr = fill_answer_result(f, &linger);
+    cache_fleet_fill_over(f, NULL, 0, 0); /* not for L2: release the fleet's lease */
     if (!f->flight) {
         /* fetched alone (no-cache, async): nobody waits for it */
         coalesce_result_unref(cr);

@@ -14,6 +14,7 @@
 #include "cachekey.h"
 #include "coalesce.h"
 #include "entry.h"
+#include "fleet_l2.h"
 #include "route.h"
 #include "store.h"
 
@@ -149,6 +150,9 @@ typedef struct fill {
     /* stale-if-error fallback: a copy of the expired entry */
     unsigned char *stale;
     size_t stale_len;
+    /* the fleet's lease for this key is ours: store the answer in L2 too (cache_fleet.c) */
+    int l2_lead;
+    fleet_lease l2;
 } fill;
 
 enum { X_NONE = 0, X_MISS, X_BYPASS, X_STALE };
@@ -171,6 +175,9 @@ typedef struct cctx {
     char *inval_body; /* POST /v1/refresh body */
     size_t inval_body_len;
     char ws[256];
+    /* waiting for L2 / another instance's lease (cache_fleet.c), for the local flight */
+    struct fleet_get *fleet_wait;
+    coalesce_flight *fleet_flight;
 } cctx;
 
 /* ---- cache_inval.c ---- */
@@ -236,6 +243,22 @@ void cache_body_key(const void *body, size_t len, bool query, struct bodykey *bk
 int cache_query_sql(struct hg_req *req, struct sqlkey_query_req *q);
 /* sql_hash for the access log: the SHA-256 of the exact SQL of a POST /v1/query (memoised). */
 void cache_ensure_sql_hash(struct hg_req *req);
+
+/* ---- cache_fleet.c (the fleet tier: L2, leases, invalidation across instances) ---- */
+int cache_fleet_init(const struct hg_config *cfg);
+void cache_fleet_shutdown(void);
+/* Make sure this worker has its Redis connection (cheap; before a mutation needs it). */
+void cache_fleet_attach(struct hg_req *req);
+/* The local coalescing leader asks L2 / the fleet's lease first: 1 when it went async (it
+ * resumes or answers the request later), 0 to go on at once as a single instance. */
+int cache_fleet_lead(struct hg_req *req, cctx *c, coalesce_flight *fl);
+/* The client left while the fleet was asked: 1 when handled (request released). */
+int cache_fleet_client_gone(struct hg_req *req, cctx *c);
+/* A fill is over: blob/len the encoded answer (NULL: none), stored: it went to L1. Stores in L2
+ * or releases the lease when the fill holds one; a no-op otherwise. */
+void cache_fleet_fill_over(fill *f, const unsigned char *blob, size_t len, int stored);
+/* Tell the other instances (after the local invalidation). */
+void cache_fleet_publish(const char *const *scoped, size_t n, int all);
 
 /* ---- cache_admin.c ---- */
 void cache_admin_purge(struct evhttp_request *r, void *arg);

@@ -126,15 +126,31 @@ void cache_invalidate_scoped(const char *scoped)
 
 void cache_invalidate_route_tags(const char *ws, const struct route_tags *rt, bool all_ws)
 {
-    char buf[600];
+    char buf[MAX_TAGS + 1][600];
+    const char *sent[MAX_TAGS + 1];
+    size_t n = 0;
+    int overflow = 0;
     if (all_ws || rt->overflow) {
-        cache_ws_tag(ws, buf, sizeof buf);
-        cache_invalidate_scoped(buf);
+        cache_ws_tag(ws, buf[n], sizeof buf[n]);
+        cache_invalidate_scoped(buf[n]);
+        sent[n] = buf[n];
+        n++;
     }
     for (size_t i = 0; i < rt->n; i++) {
-        cache_scope_tag(ws, route_tags_get(rt, i), buf, sizeof buf);
-        cache_invalidate_scoped(buf);
+        char one[600];
+        cache_scope_tag(ws, route_tags_get(rt, i), one, sizeof one);
+        cache_invalidate_scoped(one);
+        if (n <= MAX_TAGS) {
+            memcpy(buf[n], one, sizeof one);
+            sent[n] = buf[n];
+            n++;
+        } else {
+            overflow = 1;
+        }
     }
+    /* the other instances: after the local bumps, before the answer leaves (cache_fleet.c);
+     * more tags than an entry carries: everything, to be safe */
+    cache_fleet_publish(sent, n, overflow);
     INC(cache_ctr.invalidations);
 }
 

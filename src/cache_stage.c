@@ -81,7 +81,9 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
             pipeline_req_release(req);
             return;
         }
-        /* promoted: fetch for the others (flight NULL: for ourselves only) */
+        /* promoted: fetch for the others (flight NULL: for ourselves only); the fleet first */
+        if (cache_fleet_lead(req, c, flight))
+            return;
         cache_become_leader(req, c, flight);
         pipeline_resume(req);
         return;
@@ -125,6 +127,8 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
 void cache_client_gone(struct hg_req *req)
 {
     cctx *c = ctx_get(req);
+    if (c && cache_fleet_client_gone(req, c))
+        return;
     if (!c || !c->waiting)
         return;
     if (coalesce_leave(&c->f.ckey, c)) {
@@ -405,6 +409,10 @@ static void prepare_fill(lookup *L, cctx *c)
 /* This request fetches for the cache (fl: the flight it leads, NULL: for itself only). */
 static enum hg_stage_result lead(struct hg_req *req, cctx *c, coalesce_flight *fl)
 {
+    if (cache_fleet_lead(req, c, fl)) {
+        req->cache_outcome = "miss";
+        return HG_ASYNC; /* L2, or another instance's fetch, first */
+    }
     INC(cache_ctr.miss);
     cache_become_leader(req, c, fl);
     return HG_NEXT;
@@ -469,6 +477,7 @@ enum hg_stage_result cache_stage(struct hg_req *req)
     const struct route_policy *p = req->route; /* the route stage's row of the table */
     if (!p || p->id == ROUTE_NOT_API)
         return HG_NEXT;
+    cache_fleet_attach(req);
     enum fill_class cls;
     if (!class_of(p, &cls) || p->head || p->mutation)
         return forward_uncacheable(req, p);

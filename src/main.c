@@ -37,6 +37,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ready.h"
+#include "redis.h"
 #include "reload.h"
 #include "server.h"
 #include "util.h"
@@ -142,8 +143,14 @@ static int modules_start(struct hg_config *cfg)
 {
     /* the first config snapshot; it also keeps the settings that need a restart */
     cfgsnap_init(cfg);
+    if (rds_init(cfg) != 0) { /* the Redis client layer, before the cache's fleet tier */
+        log_msg(LOG_ERR, "redis: startup failed");
+        cfgsnap_shutdown();
+        return -1;
+    }
     if (cache_init(cfg) != 0) {
         log_msg(LOG_ERR, "cache: startup failed");
+        rds_shutdown();
         cfgsnap_shutdown();
         return -1;
     }
@@ -161,6 +168,7 @@ static void modules_stop(void)
 {
     budget_stage_shutdown();
     cache_shutdown();
+    rds_shutdown();
 }
 
 /* SIGHUP: reload the configuration and reopen the access log. */

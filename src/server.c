@@ -12,6 +12,7 @@
  * its own reference to the snapshot it started with.
  */
 #include "server.h"
+#include "redis.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -286,11 +287,13 @@ static void stop_cb(evutil_socket_t fd, short ev, void *arg)
 static void *worker_main(void *arg)
 {
     struct hg_worker *w = arg;
+    (void)rds_worker(w->base); /* this thread's Redis client connects now (redis.h) */
     event_base_dispatch(w->base);
     /* cut what is left */
     while (w->conns)
         conn_free(w->conns);
     pipeline_thread_end();
+    rds_worker_exit(); /* this thread's Redis client (redis.h), while its base lives */
     log_access_flush(w->alog);
     return NULL;
 }
