@@ -5,7 +5,7 @@
  *
  * Rules: everything after setup runs on the single event-loop thread (see sim/sim.h).
  */
-#include "sim_int.h"
+#include "pg_int.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -62,9 +62,32 @@ static void sim_usage(FILE *f)
             "  --max-upload-bytes N    largest POST /v1/files body (default 2000000000; with\n"
             "                          ?streaming=true 10 N); larger ones are refused with 413\n"
             "\n"
+            "query engine (PostgreSQL 15+; user data lives there, bookkeeping in SQLite):\n"
+            "  --pg-url URL            use this server (libpq connection string) instead of\n"
+            "                          the private cluster DIR/pg the simulator starts and\n"
+            "                          stops itself (unix socket only; run as the postgres\n"
+            "                          user when started as root)\n"
+            "  --pg-template DIR       copy this initialised cluster instead of running initdb\n"
+            "                          when DIR/pg does not exist yet (tests: one initdb per run)\n"
+            "  --pg-make-template DIR  initdb a template cluster into DIR and exit\n"
+            "  --pg-serve DIR          start a standalone server on cluster DIR (initdb when\n"
+            "                          new) that outlives this command, print its --pg-url,\n"
+            "                          exit (the test suite shares one this way)\n"
+            "  --pg-serve-stop DIR     stop the server --pg-serve started on DIR\n"
+            "\n"
             "  --quiet                 less logging\n"
             "  --help                  this text\n"
             "  --version               print the version\n");
+}
+
+/* Stop the query engine (failing what still runs), then free everything. */
+static void sim_main_free(struct sim_ctx *ctx)
+{
+    sim_pg_close(ctx);
+    free(ctx->cfg.pg_url);
+    free(ctx->cfg.pg_template);
+    ctx->cfg.pg_url = ctx->cfg.pg_template = NULL;
+    sim_ctx_free(ctx);
 }
 
 static int sim_parse_int(const char *s, long min, long max, long *out)
@@ -156,6 +179,11 @@ enum {
     OPT_RA_S,
     OPT_QUIET,
     OPT_MAX_UPLOAD,
+    OPT_PG_URL,
+    OPT_PG_TEMPLATE,
+    OPT_PG_MAKE_TEMPLATE,
+    OPT_PG_SERVE,
+    OPT_PG_SERVE_STOP,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -185,6 +213,11 @@ int main(int argc, char **argv)
         {"retry-after-s", required_argument, NULL, OPT_RA_S},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"max-upload-bytes", required_argument, NULL, OPT_MAX_UPLOAD},
+        {"pg-url", required_argument, NULL, OPT_PG_URL},
+        {"pg-template", required_argument, NULL, OPT_PG_TEMPLATE},
+        {"pg-make-template", required_argument, NULL, OPT_PG_MAKE_TEMPLATE},
+        {"pg-serve", required_argument, NULL, OPT_PG_SERVE},
+        {"pg-serve-stop", required_argument, NULL, OPT_PG_SERVE_STOP},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -300,13 +333,32 @@ int main(int argc, char **argv)
             cfg->max_upload_bytes = v;
             break;
         }
+        case OPT_PG_URL:
+            free(cfg->pg_url);
+            cfg->pg_url = sim_strdup(optarg);
+            break;
+        case OPT_PG_TEMPLATE:
+            free(cfg->pg_template);
+            cfg->pg_template = sim_strdup(optarg);
+            break;
+        case OPT_PG_MAKE_TEMPLATE: {
+            int rc = sim_pg_make_template(optarg);
+            sim_main_free(ctx);
+            return rc == 0 ? 0 : 1;
+        }
+        case OPT_PG_SERVE:
+        case OPT_PG_SERVE_STOP: {
+            int rc = c == OPT_PG_SERVE ? sim_pg_serve(optarg) : sim_pg_serve_stop(optarg);
+            sim_main_free(ctx);
+            return rc == 0 ? 0 : 1;
+        }
         case OPT_HELP:
             sim_usage(stdout);
-            sim_ctx_free(ctx);
+            sim_main_free(ctx);
             return 0;
         case OPT_VERSION:
             printf("hotdata-sim %s\n", HG_VERSION);
-            sim_ctx_free(ctx);
+            sim_main_free(ctx);
             return 0;
         default:
             bad = true;
@@ -317,19 +369,19 @@ int main(int argc, char **argv)
                 fprintf(stderr, "hotdata-sim: invalid value for --%s: %s\n",
                         opts[c - OPT_LISTEN].name, optarg ? optarg : "");
             sim_usage(stderr);
-            sim_ctx_free(ctx);
+            sim_main_free(ctx);
             return 2;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "hotdata-sim: unexpected argument: %s\n", argv[optind]);
-        sim_ctx_free(ctx);
+        sim_main_free(ctx);
         return 2;
     }
     if (cfg->ntokens == 0) {
         fprintf(stderr, "hotdata-sim: at least one --token is required\n");
         sim_usage(stderr);
-        sim_ctx_free(ctx);
+        sim_main_free(ctx);
         return 2;
     }
     for (size_t i = 0; i < cfg->ntokens; i++)
@@ -351,7 +403,7 @@ int main(int argc, char **argv)
     if (!ctx->base)
         ctx->base = event_base_new();
     if (!ctx->base) {
-        sim_ctx_free(ctx);
+        sim_main_free(ctx);
         return 1;
     }
     struct sim_router *r = &ctx->router;
@@ -368,15 +420,20 @@ int main(int argc, char **argv)
     sim_embedding_register(r);
     sim_workspaces_register(r);
 
+    if (sim_pg_open(ctx) < 0) {
+        sim_log("cannot start the PostgreSQL query engine");
+        sim_main_free(ctx);
+        return 1;
+    }
     if (sim_store_open(ctx) < 0) {
         sim_log("cannot open the data dir %s", cfg->data_dir);
-        sim_ctx_free(ctx);
+        sim_main_free(ctx);
         return 1;
     }
     sim_query_startup(ctx);
     sim_jobs_startup(ctx);
     if (sim_server_start(ctx) < 0) {
-        sim_ctx_free(ctx);
+        sim_main_free(ctx);
         return 1;
     }
     struct event *sigint = evsignal_new(ctx->base, SIGINT, sim_on_signal, ctx->base);
@@ -393,6 +450,6 @@ int main(int argc, char **argv)
     event_free(sigterm);
     ctx->waiters_shutdown = true;
     sim_waiters_sweep(ctx);
-    sim_ctx_free(ctx);
+    sim_main_free(ctx);
     return 0;
 }
