@@ -67,6 +67,7 @@ static void sim_usage(FILE *f)
             "                          the private cluster DIR/pg the simulator starts and\n"
             "                          stops itself (unix socket only; run as the postgres\n"
             "                          user when started as root)\n"
+            "  --query-timeout-ms N    statement timeout of a query (default 10000)\n"
             "  --pg-template DIR       copy this initialised cluster instead of running initdb\n"
             "                          when DIR/pg does not exist yet (tests: one initdb per run)\n"
             "  --pg-make-template DIR  initdb a template cluster into DIR and exit\n"
@@ -180,6 +181,7 @@ enum {
     OPT_QUIET,
     OPT_MAX_UPLOAD,
     OPT_PG_URL,
+    OPT_QUERY_TIMEOUT,
     OPT_PG_TEMPLATE,
     OPT_PG_MAKE_TEMPLATE,
     OPT_PG_SERVE,
@@ -214,6 +216,7 @@ int main(int argc, char **argv)
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"max-upload-bytes", required_argument, NULL, OPT_MAX_UPLOAD},
         {"pg-url", required_argument, NULL, OPT_PG_URL},
+        {"query-timeout-ms", required_argument, NULL, OPT_QUERY_TIMEOUT},
         {"pg-template", required_argument, NULL, OPT_PG_TEMPLATE},
         {"pg-make-template", required_argument, NULL, OPT_PG_MAKE_TEMPLATE},
         {"pg-serve", required_argument, NULL, OPT_PG_SERVE},
@@ -336,6 +339,10 @@ int main(int argc, char **argv)
         case OPT_PG_URL:
             free(cfg->pg_url);
             cfg->pg_url = sim_strdup(optarg);
+            break;
+        case OPT_QUERY_TIMEOUT:
+            bad = sim_parse_int(optarg, 1, 3600000, &n) < 0;
+            cfg->query_timeout_ms = (int)n;
             break;
         case OPT_PG_TEMPLATE:
             free(cfg->pg_template);

@@ -31,6 +31,7 @@
 struct sim_pg_job {
     char *role;
     char *sql;
+    int timeout_ms;
     sim_pg_done_fn done;
     void *arg;
     struct sim_pg_job *next;
@@ -209,7 +210,7 @@ static int sim_pg_send_step(struct sim_pg_conn *cn)
         if (asprintf(&sql,
                      "BEGIN READ ONLY; SET LOCAL ROLE %s; SET LOCAL statement_timeout = %d;"
                      " SET LOCAL search_path = pg_catalog",
-                     role, SIM_PG_TIMEOUT_MS) < 0)
+                     role, j->timeout_ms) < 0)
             abort();
         ok = PQsendQuery(cn->c, sql);
         free(sql);
@@ -490,14 +491,15 @@ static void sim_pg_kick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-void sim_pg_query(struct sim_pg_pool *p, const char *role, const char *sql, sim_pg_done_fn done,
-                  void *arg)
+void sim_pg_query(struct sim_pg_pool *p, const char *role, const char *sql, int timeout_ms,
+                  sim_pg_done_fn done, void *arg)
 {
     struct sim_pg_job *j = calloc(1, sizeof *j);
     if (!j)
         abort();
     j->role = sim_strdup(role);
     j->sql = sim_strdup(sql);
+    j->timeout_ms = timeout_ms > 0 ? timeout_ms : SIM_PG_TIMEOUT_MS;
     j->done = done;
     j->arg = arg;
     if (p->tail)

@@ -113,11 +113,12 @@ struct sim_pg_pool *sim_pg_pool_new(struct event_base *base, const char *conninf
 /* Fail every queued and running query ("simulator shutting down") and close. */
 void sim_pg_pool_free(struct sim_pg_pool *p);
 /*
- * Queue sql (one statement) to run read-only as role, with the statement timeout and the
- * row cap; done(arg, ...) runs exactly once, later, on the loop.
+ * Queue sql (one statement) to run read-only as role, with a statement timeout of
+ * timeout_ms (0: SIM_PG_TIMEOUT_MS) and the row cap; done(arg, ...) runs exactly once, later, on
+ * the loop.
  */
-void sim_pg_query(struct sim_pg_pool *p, const char *role, const char *sql, sim_pg_done_fn done,
-                  void *arg);
+void sim_pg_query(struct sim_pg_pool *p, const char *role, const char *sql, int timeout_ms,
+                  sim_pg_done_fn done, void *arg);
 /* The same, blocking, on the admin connection (dataset materialisation). 0 or -1 + *err. */
 int sim_pg_query_sync(struct sim_pg *pg, const char *role, const char *sql,
                       struct sim_pg_result *out, char **err);

@@ -513,7 +513,7 @@ static void sim_query_execute_run(struct sim_ctx *ctx, struct sim_qscope *scope,
     struct sim_ws *ws = x->scope.ws;
     char role[64];
     sim_pg_ws_role(ws->pg, ws->id, role);
-    sim_pg_query(ws->pg->pool, role, pgsql, sim_qexec_pg_done, x);
+    sim_pg_query(ws->pg->pool, role, pgsql, ctx->cfg.query_timeout_ms, sim_qexec_pg_done, x);
     free(pgsql);
 }
 

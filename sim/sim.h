@@ -97,6 +97,7 @@ struct sim_config {
     bool quiet;
     uint64_t max_upload_bytes; /* --max-upload-bytes; 0: 2 GB (x10 with ?streaming=true) */
     char *pg_url;              /* --pg-url: use this PostgreSQL server instead of a private one */
+    int query_timeout_ms;      /* --query-timeout-ms: statement timeout (0: 10000) */
     char *pg_template;         /* --pg-template: initialised cluster to copy on first start */
 };
 
