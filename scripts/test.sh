@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 ./scripts/build.sh
+./scripts/check-sim-includes.sh
 (cd build && ctest --output-on-failure -j2 ${CTEST_ARGS:-})
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   BUILD_DIR=build-asan BUILD_TYPE=Debug ./scripts/build.sh -DHG_SANITIZE=ON

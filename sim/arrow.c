@@ -19,7 +19,7 @@
  *
  * Rules: pure function of its input; allocates only temporaries.
  */
-#include "sim_int.h"
+#include "sim_arrow.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +27,6 @@
 #include <time.h>
 
 #include <event2/buffer.h>
-
-int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer *out);
 
 /* ---- a minimal forward flatbuffer builder ---- */
 

@@ -28,7 +28,14 @@
  * otherwise). Parsing never crashes on bad input: malformed data is a 400 with the reason.
  */
 #include "sim.h"
+#include "sim_areas.h"
+#include "sim_databases.h"
+#include "sim_datasets.h"
+#include "sim_jobs.h"
 #include "sim_res.h"
+#include "sim_saved_queries.h"
+#include "sim_sqlrewrite.h"
+#include "sim_uploads.h"
 
 #include <errno.h>
 #include <stdio.h>

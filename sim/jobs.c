@@ -10,7 +10,10 @@
  *
  * Rules: loop thread only; the timer context owns the job's args until the work ran.
  */
+#include "sim.h"
+#include "sim_areas.h"
 #include "sim_int.h"
+#include "sim_jobs.h"
 #include "util.h"
 
 #include <stdio.h>

@@ -14,6 +14,7 @@
 #define SIM_PG_INT_H
 
 #include "sim_int.h"
+#include "sim_util.h"
 
 #include <limits.h>
 #include <sys/types.h>

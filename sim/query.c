@@ -20,6 +20,15 @@
  * kept on ctx->waiters and answered exactly once.
  */
 #include "pg_int.h"
+#include "sim.h"
+#include "sim_areas.h"
+#include "sim_arrow.h"
+#include "sim_databases.h"
+#include "sim_int.h"
+#include "sim_json.h"
+#include "sim_query.h"
+#include "sim_sqlrewrite.h"
+#include "sim_stats.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -29,8 +38,6 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
-
-int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer *out);
 
 struct sim_qres {
     json_t *columns;  /* array of strings */

@@ -13,7 +13,11 @@
  *
  * Rules: loop thread only.
  */
-#include "sim_int.h"
+#include "sim.h"
+#include "sim_areas.h"
+#include "sim_connections.h"
+#include "sim_datasets.h"
+#include "sim_jobs.h"
 
 #include <stdio.h>
 #include <stdlib.h>

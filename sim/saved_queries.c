@@ -12,7 +12,10 @@
  * null. sql_hash is the lowercase hex SHA-256 of the SQL text exactly as submitted.
  */
 #include "sim.h"
+#include "sim_areas.h"
+#include "sim_query.h"
 #include "sim_res.h"
+#include "sim_saved_queries.h"
 #include "util.h"
 
 #include <stdlib.h>

@@ -13,7 +13,7 @@
  * first three parts looked up. A resolver answer that starts with a double quote is SQL text
  * spliced as is ("schema"."table"); any other answer is quoted as one identifier.
  */
-#include "sim.h"
+#include "sim_sqlrewrite.h"
 
 #include <ctype.h>
 #include <stdio.h>
