@@ -527,6 +527,27 @@ static void sim_query_execute_run(struct sim_ctx *ctx, struct sim_qscope *scope,
 static void sim_query_run_scoped(struct sim_req *req, struct sim_qscope *q, const char *sql,
                                  const char *saved_query_id, int saved_query_version);
 
+int sim_query_run_blocking(struct sim_ws *ws, const char *sql, json_t **columns, json_t **rows,
+                           char **err)
+{
+    struct sim_qscope q = {.ws = ws};
+    char *pgsql = NULL;
+    *columns = *rows = NULL;
+    if (sim_query_rewrite(&q, sql, &pgsql, err) < 0)
+        return -1;
+    char role[64];
+    sim_pg_ws_role(ws->pg, ws->id, role);
+    struct sim_pg_result res;
+    int rc = sim_pg_query_sync(ws->pg, role, pgsql, &res, err);
+    free(pgsql);
+    if (rc < 0)
+        return -1;
+    *columns = json_incref(res.columns);
+    *rows = json_incref(res.rows);
+    sim_pg_result_clear(&res);
+    return 0;
+}
+
 void sim_query_run_and_reply(struct sim_req *req, const char *sql, const char *saved_query_id,
                              int saved_query_version)
 {

@@ -897,6 +897,34 @@ static void test_statement_timeout(void **state)
     assert_int_equal(sci_query_int("SELECT 41 + 1"), 42);
 }
 
+/* A dataset from a PostgreSQL-only query lives in PostgreSQL too, typed (m a timestamp). */
+static void test_dataset_from_pg_query(void **state)
+{
+    (void)state;
+    long st = 0;
+    json_t *d = sci("POST", "/v1/datasets",
+                    "{\"label\":\"monthly\",\"source\":{\"type\":\"sql_query\",\"sql\":"
+                    "\"SELECT date_trunc('month', ordered_at) AS m, count(*) AS n,"
+                    " sum(amount)::numeric(12,2) AS total FROM demo.public.orders GROUP BY 1\"}}",
+                    &st);
+    assert_int_equal(st, 201);
+    json_decref(d);
+    json_t *j = sci_query_ok("SELECT to_char(m, 'YYYY-MM-01\"T00:00:00Z\"'), n FROM"
+                             " datasets.main.monthly ORDER BY m");
+    json_t *want = e_month_counts();
+    assert_true(jeq(json_object_get(j, "rows"), want));
+    json_decref(want);
+    json_decref(j);
+    /* a write as a dataset query is refused */
+    d = sci("POST", "/v1/datasets",
+            "{\"label\":\"bad\",\"source\":{\"type\":\"sql_query\",\"sql\":"
+            "\"DELETE FROM demo.public.orders\"}}",
+            &st);
+    assert_int_equal(st, 400);
+    json_decref(d);
+    assert_int_equal(sci_query_int("SELECT count(*) FROM demo.public.orders"), NO);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -921,6 +949,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_workspace_isolation),
         cmocka_unit_test(test_statement_timeout),
+        cmocka_unit_test(test_dataset_from_pg_query),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
