@@ -5,7 +5,8 @@
  *
  * Rules: everything after setup runs on the single event-loop thread (see sim/sim.h).
  */
-#include "pg_int.h"
+#include "sim_pg_cluster.h"
+#include "sim_pg_engine.h"
 #include "sim_areas.h"
 #include "sim_faults.h"
 #include "sim_int.h"

@@ -21,7 +21,8 @@
  * Rules: runs before the event loop starts and after it ends (blocking waits are fine here);
  * every child is waited for.
  */
-#include "pg_int.h"
+#include "sim_pg_cluster.h"
+#include "sim_util.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -23,7 +23,10 @@
  * Rules: loop thread only; the admin connection blocks (local unix socket, short DDL and
  * COPY); user queries never run on it except dataset materialisation (sim_pg_query_sync).
  */
-#include "pg_int.h"
+#include "sim_pg_engine.h"
+#include "sim_pg_exec.h"
+#include "sim_pg_types.h"
+#include "sim_util.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -34,24 +37,6 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
-
-char *sim_pg_quote_ident(const char *name)
-{
-    size_t n = strlen(name);
-    char *q = malloc(2 * n + 3);
-    if (!q)
-        abort();
-    size_t j = 0;
-    q[j++] = '"';
-    for (size_t i = 0; i < n; i++) {
-        if (name[i] == '"')
-            q[j++] = '"';
-        q[j++] = name[i];
-    }
-    q[j++] = '"';
-    q[j] = '\0';
-    return q;
-}
 
 int sim_pg_admin_exec(struct sim_pg *pg, const char *sql)
 {
@@ -673,4 +658,38 @@ bool sim_pg_has_table(struct sim_pg *pg, struct sim_ws *ws, const char *catalog,
     free(sql);
     free(m);
     return has;
+}
+
+/* ---- a query on the admin connection (blocking) ---- */
+
+int sim_pg_query_sync(struct sim_pg *pg, const char *role, const char *sql,
+                      struct sim_pg_result *out, char **err)
+{
+    memset(out, 0, sizeof *out);
+    char *qr = sim_pg_quote_ident(role), *pre = NULL;
+    if (asprintf(&pre,
+                 "BEGIN READ ONLY; SET LOCAL ROLE %s; SET LOCAL statement_timeout = %d;"
+                 " SET LOCAL search_path = pg_catalog",
+                 qr, SIM_PG_TIMEOUT_MS) < 0)
+        abort();
+    free(qr);
+    int rc = sim_pg_admin_exec(pg, pre);
+    free(pre);
+    if (rc < 0) {
+        *err = sim_strdup("the query engine is unavailable");
+        return -1;
+    }
+    PGresult *r = PQexecParams(pg->admin, sql, 0, NULL, NULL, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        sim_pg_result_from(r, out);
+        rc = 0;
+    } else {
+        const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        *err = sim_strdup(m && *m ? m : "query failed");
+        rc = -1;
+    }
+    PQclear(r);
+    sim_pg_admin_exec(pg, "ROLLBACK");
+    return rc;
 }

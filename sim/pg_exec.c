@@ -19,7 +19,9 @@
  * Rules: loop thread only; a query's done callback runs exactly once, never from inside
  * sim_pg_query itself; on shutdown every pending query is failed ("simulator shutting down").
  */
-#include "pg_int.h"
+#include "sim_pg_exec.h"
+#include "sim_pg_types.h"
+#include "sim_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -511,45 +513,16 @@ void sim_pg_query(struct sim_pg_pool *p, const char *role, const char *sql, int 
     event_base_once(p->base, -1, EV_TIMEOUT, sim_pg_kick, p, NULL);
 }
 
-/* ---- blocking variant on the admin connection ---- */
-
-int sim_pg_query_sync(struct sim_pg *pg, const char *role, const char *sql,
-                      struct sim_pg_result *out, char **err)
+void sim_pg_result_from(const PGresult *r, struct sim_pg_result *out)
 {
-    memset(out, 0, sizeof *out);
-    char *qr = sim_pg_quote_ident(role), *pre = NULL;
-    if (asprintf(&pre,
-                 "BEGIN READ ONLY; SET LOCAL ROLE %s; SET LOCAL statement_timeout = %d;"
-                 " SET LOCAL search_path = pg_catalog",
-                 qr, SIM_PG_TIMEOUT_MS) < 0)
-        abort();
-    free(qr);
-    int rc = sim_pg_admin_exec(pg, pre);
-    free(pre);
-    if (rc < 0) {
-        *err = sim_strdup("the query engine is unavailable");
-        return -1;
-    }
-    PGresult *r = PQexecParams(pg->admin, sql, 0, NULL, NULL, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
     struct sim_pg_job j = {0};
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-        sim_pg_job_columns(&j, r);
-        sim_pg_job_rows(&j, r);
-        sim_pg_job_nullable(&j);
-        *out = j.res;
-        memset(&j.res, 0, sizeof j.res);
-        rc = 0;
-    } else {
-        *err = sim_pg_errmsg(pg->admin, r);
-        rc = -1;
-    }
-    PQclear(r);
+    sim_pg_job_columns(&j, r);
+    sim_pg_job_rows(&j, r);
+    sim_pg_job_nullable(&j);
+    *out = j.res;
     free(j.oids);
     free(j.ftable);
     free(j.fcol);
     free(j.seen_null);
     free(j.notnull);
-    sim_pg_admin_exec(pg, "ROLLBACK");
-    return rc;
 }

@@ -18,9 +18,10 @@
  *
  * Rules: pure functions.
  */
-#include "pg_int.h"
+#include "sim_pg_types.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,4 +135,22 @@ json_t *sim_pg_cell_json(Oid oid, const char *text, int len)
         return v ? v : json_string(""); /* not UTF-8 (the database is UTF8: not expected) */
     }
     }
+}
+
+char *sim_pg_quote_ident(const char *name)
+{
+    size_t n = strlen(name);
+    char *q = malloc(2 * n + 3);
+    if (!q)
+        abort();
+    size_t j = 0;
+    q[j++] = '"';
+    for (size_t i = 0; i < n; i++) {
+        if (name[i] == '"')
+            q[j++] = '"';
+        q[j++] = name[i];
+    }
+    q[j++] = '"';
+    q[j] = '\0';
+    return q;
 }

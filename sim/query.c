@@ -19,7 +19,8 @@
  * whole process) and ids, never sim_req pointers, except async_after_ms waiters, which are
  * kept on ctx->waiters and answered exactly once.
  */
-#include "pg_int.h"
+#include "sim_pg_engine.h"
+#include "sim_pg_types.h"
 #include "sim.h"
 #include "sim_areas.h"
 #include "sim_arrow.h"

@@ -10,7 +10,7 @@
  * swapped, never freed, by POST /_sim/reset?data=1, which recreates the file). Cached
  * statements are finalized before their handle closes.
  */
-#include "pg_int.h"
+#include "sim_pg_engine.h"
 #include "sim_int.h"
 #include "sim_store.h"
 #include "sim_util.h"
