@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
@@ -527,6 +528,15 @@ int sim_pg_make_template(const char *dir)
     return 0;
 }
 
+static int sim_pg_rm_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+    (void)sb;
+    (void)type;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
 int sim_pg_serve(const char *dir)
 {
     char log[SIM_PG_PATH];
@@ -535,10 +545,12 @@ int sim_pg_serve(const char *dir)
     char pidfile[SIM_PG_PATH];
     snprintf(pidfile, sizeof pidfile, "%s/postmaster.pid", dir);
     FILE *f = fopen(pidfile, "r");
-    if (f) { /* still running from an interrupted run: stop it, start afresh */
+    if (f) { /* still running from an interrupted run: stop it */
         fclose(f);
         sim_pg_serve_stop(dir);
     }
+    /* always a fresh cluster: nothing (no seed cache, no schema) outlives one test run */
+    nftw(dir, sim_pg_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     if (sim_pg_cluster_start_at(&c, dir, log, NULL, true) < 0) {
         sim_log("pg: the shared server did not start (see %s)", log);
         return -1;

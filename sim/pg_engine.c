@@ -693,3 +693,86 @@ int sim_pg_query_sync(struct sim_pg *pg, const char *role, const char *sql,
     sim_pg_admin_exec(pg, "ROLLBACK");
     return rc;
 }
+
+/*
+ * The seed cache: "hdsim_seed_<hash(seed_key)>" holds one copy of each seeded table per
+ * server, readable by no workspace role. The first workspace mirrors from SQLite and fills
+ * it; the next ones (and other simulators on the same server) copy it inside PostgreSQL,
+ * which is several times cheaper than COPY from SQLite. An advisory lock keeps two
+ * simulators from filling it at once.
+ */
+int sim_pg_mirror_seeded(struct sim_pg *pg, struct sim_ws *ws, const char *catalog,
+                         const char *schema, const char *table, const char *sqlite_table,
+                         const char *seed_key)
+{
+    if (!pg)
+        return 0;
+    char h[20], cache[40], lock[24], tname[64], sname[64], role[64];
+    const char *parts[] = {seed_key};
+    sim_pg_hash_hex(parts, 1, 16, h);
+    snprintf(cache, sizeof cache, "hdsim_seed_%.12s", h);
+    snprintf(lock, sizeof lock, "%lld", (long long)(strtoull(h, NULL, 16) >> 1));
+    sim_pg_table_name(table, tname);
+    sim_pg_ws_role(pg, ws->id, role);
+    char *pgq = sim_pg_qualified(pg, ws, catalog, schema, table, sname, tname);
+    char *qc = sim_pg_quote_ident(cache), *qt = sim_pg_quote_ident(tname);
+    char *qs = sim_pg_quote_ident(sname), *qr = sim_pg_quote_ident(role);
+    char *m = sim_pg_quote_ident(pg->meta), *sql = NULL;
+    const char *lv[] = {lock};
+    PQclear(sim_pg_admin_params(pg, "SELECT pg_advisory_lock($1::bigint)", 1, lv));
+    char cached_name[128];
+    snprintf(cached_name, sizeof cached_name, "%s.%s", qc, qt);
+    const char *cv[] = {cached_name};
+    PGresult *r = sim_pg_admin_params(pg, "SELECT to_regclass($1) IS NOT NULL", 1, cv);
+    bool cached = r && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    int rc;
+    if (cached) {
+        if (asprintf(&sql,
+                     "SET client_min_messages = warning; BEGIN; CREATE SCHEMA IF NOT EXISTS %s;"
+                     " GRANT USAGE ON SCHEMA %s TO %s; DROP TABLE IF EXISTS %s;"
+                     " CREATE TABLE %s (LIKE %s.%s INCLUDING ALL); INSERT INTO %s SELECT * FROM"
+                     " %s.%s; GRANT SELECT ON %s TO %s;",
+                     qs, qs, qr, pgq, pgq, qc, qt, pgq, qc, qt, pgq, qr) < 0)
+            abort();
+        rc = sim_pg_admin_exec(pg, sql);
+        free(sql);
+        sql = NULL;
+        if (rc == 0) {
+            if (asprintf(&sql,
+                         "INSERT INTO %s.tables VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (pg_schema,"
+                         " pg_table) DO UPDATE SET catalog = EXCLUDED.catalog, schema_name ="
+                         " EXCLUDED.schema_name, table_name = EXCLUDED.table_name",
+                         m) < 0)
+                abort();
+            const char *vals[] = {sname, tname, role, catalog, schema, table};
+            PGresult *ins = sim_pg_admin_params(pg, sql, 6, vals);
+            rc = ins ? 0 : -1;
+            PQclear(ins);
+        }
+        sim_pg_admin_exec(pg, rc == 0 ? "COMMIT" : "ROLLBACK");
+    } else {
+        rc = sim_pg_mirror_table(pg, ws, catalog, schema, table, sqlite_table);
+        if (rc == 0) {
+            if (asprintf(&sql,
+                         "SET client_min_messages = warning; BEGIN; CREATE SCHEMA IF NOT EXISTS"
+                         " %s; CREATE TABLE %s.%s (LIKE %s INCLUDING ALL); INSERT INTO %s.%s"
+                         " SELECT * FROM %s; COMMIT",
+                         qc, qc, qt, pgq, qc, qt, pgq) < 0)
+                abort();
+            if (sim_pg_admin_exec(pg, sql) < 0)
+                sim_pg_admin_exec(pg, "ROLLBACK"); /* only a cache: the table is there */
+        }
+    }
+    PQclear(sim_pg_admin_params(pg, "SELECT pg_advisory_unlock($1::bigint)", 1, lv));
+    if (rc != 0)
+        sim_log("pg: seeding %s.%s.%s of workspace %s failed", catalog, schema, table, ws->id);
+    free(sql);
+    free(qc);
+    free(qt);
+    free(qs);
+    free(qr);
+    free(m);
+    free(pgq);
+    return rc;
+}

@@ -48,6 +48,11 @@ void sim_pg_ws_drop(struct sim_pg *pg, struct sim_ws *ws);
 /* Mirror the SQLite table sqlite_table of ws as catalog.schema.table (replacing it). */
 int sim_pg_mirror_table(struct sim_pg *pg, struct sim_ws *ws, const char *catalog,
                         const char *schema, const char *table, const char *sqlite_table);
+/* The same for a table of the deterministic demo seed: copied inside PostgreSQL from the
+ * server's seed cache for seed_key when it is there, else mirrored and cached. */
+int sim_pg_mirror_seeded(struct sim_pg *pg, struct sim_ws *ws, const char *catalog,
+                         const char *schema, const char *table, const char *sqlite_table,
+                         const char *seed_key);
 /* Append the rows of sqlite_table matching where (SQLite SQL) to the mirror. */
 int sim_pg_mirror_append(struct sim_pg *pg, struct sim_ws *ws, const char *catalog,
                          const char *schema, const char *table, const char *sqlite_table,

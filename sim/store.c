@@ -25,6 +25,10 @@
 
 #define SIM_STMT_BUCKETS 128
 
+static int sim_table_register_row(struct sim_ws *ws, const char *kind, const char *owner_id,
+                                  const char *catalog, const char *schema, const char *table,
+                                  const char *sqlite_table, bool synced);
+
 struct sim_stmt_ent {
     char *sql;
     sqlite3_stmt *st;
@@ -82,6 +86,8 @@ static const char sim_demo_schema[] =
 #define SIM_DEMO_CUSTOMERS 1000
 #define SIM_DEMO_PRODUCTS 200
 #define SIM_SEED_TIME "2026-01-01T00:00:00.000Z"
+/* the demo generator's version: part of the PostgreSQL seed cache key (pg_engine.c) */
+#define SIM_SEED_VERSION "demo-v1"
 
 int sim_db_exec(sqlite3 *db, const char *sql)
 {
@@ -319,11 +325,17 @@ int sim_store_seed_demo(struct sim_ws *ws, long orders)
     if (rc != SQLITE_DONE)
         goto fail;
     static const char *const tables[] = {"customers", "orders", "products"};
+    /* the seed is the same in every workspace: PostgreSQL copies it from a server-side
+     * cache when another workspace (or simulator on the same server) made it already. The
+     * key names the generator's version: change SIM_SEED_VERSION with the generator. */
+    char seed_key[64];
+    snprintf(seed_key, sizeof seed_key, "%s|%ld", SIM_SEED_VERSION, orders);
     for (size_t i = 0; i < NELEM(tables); i++) {
         char sqlname[128];
         snprintf(sqlname, sizeof sqlname, "demo.public.%s", tables[i]);
-        if (sim_table_register(ws, "connection", "conn_demo", "demo", "public", tables[i], sqlname,
-                               true) < 0)
+        if (sim_table_register_row(ws, "connection", "conn_demo", "demo", "public", tables[i],
+                                   sqlname, true) < 0 ||
+            sim_pg_mirror_seeded(ws->pg, ws, "demo", "public", tables[i], sqlname, seed_key) < 0)
             goto fail;
     }
     if (sim_db_exec(db, "UPDATE sim_tables SET last_sync = '" SIM_SEED_TIME
@@ -475,9 +487,10 @@ long sim_store_refresh_table(struct sim_ws *ws, const char *sqlite_table)
 
 /* ---- table registry ---- */
 
-int sim_table_register(struct sim_ws *ws, const char *kind, const char *owner_id,
-                       const char *catalog, const char *schema, const char *table,
-                       const char *sqlite_table, bool synced)
+/* The sim_tables row of a queryable table (SQLite only). 0 or -1. */
+static int sim_table_register_row(struct sim_ws *ws, const char *kind, const char *owner_id,
+                                  const char *catalog, const char *schema, const char *table,
+                                  const char *sqlite_table, bool synced)
 {
     sqlite3_stmt *st = sim_db_stmt(
         ws, "INSERT OR REPLACE INTO sim_tables(catalog,schema_name,table_name,kind,owner_id,"
@@ -500,7 +513,15 @@ int sim_table_register(struct sim_ws *ws, const char *kind, const char *owner_id
     sqlite3_bind_text(st, 9, now, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int sim_table_register(struct sim_ws *ws, const char *kind, const char *owner_id,
+                       const char *catalog, const char *schema, const char *table,
+                       const char *sqlite_table, bool synced)
+{
+    if (sim_table_register_row(ws, kind, owner_id, catalog, schema, table, sqlite_table, synced) <
+        0)
         return -1;
     /* the data is queried on PostgreSQL: copy the table there */
     return sim_pg_mirror_table(ws->pg, ws, catalog, schema, table, sqlite_table);
