@@ -254,6 +254,8 @@ struct sim_pg_col {
     char *name;
     char decl[64];
     bool notnull;
+    int pk; /* position in the primary key (1..), 0 when not part of it */
+    bool has_null;
     enum sim_pg_col_kind kind;
     bool all_ts, all_date, seen; /* TEXT inference */
 };
@@ -348,6 +350,7 @@ static struct sim_pg_col *sim_pg_scan_cols(sqlite3 *db, const char *table, const
             snprintf(k->decl, sizeof k->decl, "%s", d ? d : "");
             /* an INTEGER PRIMARY KEY is never null in SQLite */
             k->notnull = sqlite3_column_int(st, 2) != 0 || sqlite3_column_int(st, 3) != 0;
+            k->pk = sqlite3_column_int(st, 3);
             k->kind = sim_pg_kind_of_decl(k->decl);
             k->all_ts = k->all_date = true;
         }
@@ -367,8 +370,10 @@ static struct sim_pg_col *sim_pg_scan_cols(sqlite3 *db, const char *table, const
             for (int i = 0; i < c && i < sqlite3_column_count(st); i++) {
                 struct sim_pg_col *k = &cols[i];
                 int t = sqlite3_column_type(st, i);
-                if (t == SQLITE_NULL)
+                if (t == SQLITE_NULL) {
+                    k->has_null = true; /* SQLite lets a non-INTEGER key hold NULL */
                     continue;
+                }
                 if (t == SQLITE_TEXT || t == SQLITE_BLOB) {
                     const char *v = (const char *)sqlite3_column_text(st, i);
                     if (k->kind == PGK_TEXT) {
@@ -390,7 +395,14 @@ static struct sim_pg_col *sim_pg_scan_cols(sqlite3 *db, const char *table, const
     }
     sqlite3_finalize(st);
     free(sql);
+    bool pk_null = false;
+    for (int i = 0; i < c; i++)
+        pk_null = pk_null || (cols[i].pk && cols[i].has_null);
     for (int i = 0; i < c; i++) {
+        if (cols[i].has_null)
+            cols[i].notnull = false;
+        if (pk_null)
+            cols[i].pk = 0;
         if (cols[i].kind == PGK_TEXT && cols[i].seen && cols[i].all_ts)
             cols[i].kind = PGK_TS;
         else if (cols[i].kind == PGK_TEXT && cols[i].seen && cols[i].all_date)
@@ -508,6 +520,48 @@ static int sim_pg_copy_rows(struct sim_pg *pg, sqlite3 *db, const char *qt, cons
     return rc;
 }
 
+/* CREATE INDEX on pgq for every index made by CREATE INDEX on the SQLite table (the demo's
+ * orders(customer_id), indexes of the indexes area made before registration). 0 or -1. */
+static int sim_pg_copy_indexes(struct sim_pg *pg, sqlite3 *db, const char *table, const char *pgq)
+{
+    char *sql = sqlite3_mprintf("SELECT name FROM pragma_index_list(%Q) WHERE origin = 'c'", table);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (!sql || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_free(sql);
+        return 0;
+    }
+    sqlite3_free(sql);
+    while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+        char *isql = sqlite3_mprintf("SELECT name FROM pragma_index_info(%Q) ORDER BY seqno",
+                                     (const char *)sqlite3_column_text(st, 0));
+        sqlite3_stmt *ist = NULL;
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add_printf(b, "CREATE INDEX ON %s (", pgq);
+        int n = 0;
+        if (isql && sqlite3_prepare_v2(db, isql, -1, &ist, NULL) == SQLITE_OK) {
+            while (sqlite3_step(ist) == SQLITE_ROW) {
+                const char *c = (const char *)sqlite3_column_text(ist, 0);
+                if (!c) { /* an expression index: not copied */
+                    n = 0;
+                    break;
+                }
+                char *qc = sim_pg_quote_ident(c);
+                evbuffer_add_printf(b, "%s%s", n++ ? ", " : "", qc);
+                free(qc);
+            }
+        }
+        sqlite3_finalize(ist);
+        sqlite3_free(isql);
+        evbuffer_add(b, ")", 2);
+        if (n > 0)
+            rc = sim_pg_admin_exec(pg, (const char *)evbuffer_pullup(b, -1));
+        evbuffer_free(b);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* "schema"."table" of an API name in ws (malloc'd); also the bare names when wanted. */
 static char *sim_pg_qualified(struct sim_pg *pg, struct sim_ws *ws, const char *catalog,
                               const char *schema, const char *table, char sname[64], char tname[64])
@@ -550,10 +604,25 @@ int sim_pg_mirror_table(struct sim_pg *pg, struct sim_ws *ws, const char *catalo
                             cols[i].notnull ? " NOT NULL" : "");
         free(qc);
     }
+    /* the primary key, in its order */
+    bool any_pk = false;
+    for (int k = 1; k <= ncol; k++)
+        for (int i = 0; i < ncol; i++) {
+            if (cols[i].pk != k)
+                continue;
+            char *qc = sim_pg_quote_ident(cols[i].name);
+            evbuffer_add_printf(ddl, "%s%s", any_pk ? ", " : ", PRIMARY KEY (", qc);
+            any_pk = true;
+            free(qc);
+        }
+    if (any_pk)
+        evbuffer_add(ddl, ")", 1);
     evbuffer_add_printf(ddl, "); GRANT SELECT ON %s TO %s;", pgq, qr);
     evbuffer_add(ddl, "", 1);
     if (ncol > 0 && sim_pg_admin_exec(pg, (const char *)evbuffer_pullup(ddl, -1)) == 0) {
         rc = sim_pg_copy_rows(pg, ws->db, qsrc, NULL, pgq, cols, ncol);
+        if (rc == 0)
+            rc = sim_pg_copy_indexes(pg, ws->db, sqlite_table, pgq);
         char *sql = NULL;
         if (asprintf(&sql,
                      "INSERT INTO %s.tables VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (pg_schema,"
