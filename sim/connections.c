@@ -18,6 +18,7 @@
 #include "sim_conn_tables.h"
 #include "sim_connections.h"
 #include "sim_indexes.h"
+#include "sim_profile.h"
 #include "sim_res.h"
 #include "sim_secrets.h"
 #include "util.h"
@@ -662,83 +663,17 @@ static void sim_conn_health(struct sim_req *req)
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Table profile: statistics computed from the data                                      */
+/* Table profile: statistics computed from the data (sim/profile.c)                      */
 
-static bool sim_conn_col_numeric(json_t *col)
-{
-    const char *dtype = json_string_value(json_object_get(col, "data_type"));
-    return strcmp(dtype, "Int64") == 0 || strcmp(dtype, "Float64") == 0;
-}
-
-/* One scan: COUNT(*) then per column COUNT(DISTINCT), COUNT, MIN, MAX, AVG-or-lengths.
- * malloc'd. */
-static char *sim_conn_profile_sql(json_t *cols, const char *sqlite_table)
-{
-    char *full;
-    size_t len;
-    FILE *m = sim_res_sql_open(&full, &len);
-    fputs("SELECT count(*)", m);
-    for (size_t i = 0; i < json_array_size(cols); i++) {
-        json_t *col = json_array_get(cols, i);
-        char *q = sim_res_quote_ident(json_string_value(json_object_get(col, "name")));
-        if (sim_conn_col_numeric(col))
-            fprintf(m, ", count(DISTINCT %s), count(%s), min(%s), max(%s), avg(%s)", q, q, q, q, q);
-        else
-            fprintf(m, ", count(DISTINCT %s), count(%s), min(length(%s)), max(length(%s)), NULL", q,
-                    q, q, q);
-        free(q);
-    }
-    fputs(" FROM ", m);
-    sim_res_put_ident(m, sqlite_table);
-    fclose(m);
-    return full;
-}
-
-/* The profile of each column from the scan's row st (rows: its count(*)). */
-static json_t *sim_conn_profile_columns(sqlite3_stmt *st, json_t *cols, long long rows)
-{
-    json_t *out_cols = json_array();
-    for (size_t i = 0; i < json_array_size(cols); i++) {
-        json_t *col = json_array_get(cols, i);
-        const char *dtype = json_string_value(json_object_get(col, "data_type"));
-        int b = 1 + (int)i * 5;
-        long long distinct = sqlite3_column_int64(st, b);
-        long long nonnull = sqlite3_column_int64(st, b + 1);
-        long long nulls = rows - nonnull;
-        json_t *profile;
-        if (sim_conn_col_numeric(col))
-            profile = json_pack("{s:s,s:o,s:o,s:o}", "type", "numeric", "min",
-                                sim_res_col_json(st, b + 2), "max", sim_res_col_json(st, b + 3),
-                                "mean", sim_res_col_json(st, b + 4));
-        else
-            profile =
-                json_pack("{s:s,s:o,s:o}", "type", "text", "min_length",
-                          sim_res_col_json(st, b + 2), "max_length", sim_res_col_json(st, b + 3));
-        json_array_append_new(out_cols, json_pack("{s:I,s:s,s:O,s:I,s:f,s:o}", "cardinality",
-                                                  (json_int_t)distinct, "data_type", dtype, "name",
-                                                  json_object_get(col, "name"), "null_count",
-                                                  (json_int_t)nulls, "null_percentage",
-                                                  rows ? (double)nulls * 100.0 / (double)rows : 0.0,
-                                                  "profile", profile));
-    }
-    return out_cols;
-}
-
-/* The profile answer of a synced table with data, or NULL (reply the database error). */
+/* The profile answer of a synced table with data (statistics: sim/profile.c), or NULL with
+ * *err (malloc'd) when the SQL failed. */
 static json_t *sim_conn_profile_json(struct sim_req *req, const struct sim_conn_row *c,
-                                     const struct sim_conn_table *t, json_t *cols)
+                                     const struct sim_conn_table *t, json_t *cols, char **err)
 {
-    char *full = sim_conn_profile_sql(cols, t->sqlite_table);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(req->db, full, -1, &st, NULL);
-    free(full);
-    if (rc != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
+    long long rows = 0;
+    json_t *out_cols = sim_profile_columns(req->db, t->sqlite_table, cols, &rows, err);
+    if (!out_cols)
         return NULL;
-    }
-    long long rows = sqlite3_column_int64(st, 0);
-    json_t *out_cols = sim_conn_profile_columns(st, cols, rows);
-    sqlite3_finalize(st);
     return json_pack("{s:o,s:s,s:I,s:s,s:o,s:s}", "columns", out_cols, "connection", c->name,
                      "row_count", (json_int_t)rows, "schema", t->schema, "synced_at",
                      sim_res_str_or_null(t->last_sync), "table", t->table);
@@ -751,6 +686,7 @@ static void sim_conn_profile(struct sim_req *req)
     if (sim_conn_table_or_404(req, &c, &t) != 0)
         return;
     json_t *cols = NULL, *out = NULL;
+    char *err = NULL;
     if (!t.synced)
         sim_reply_error(req, 404, "NOT_FOUND",
                         "No profile for table '%s.%s.%s': the table is not synced", c.name,
@@ -758,10 +694,12 @@ static void sim_conn_profile(struct sim_req *req)
     else if (!(cols = sim_res_table_columns(req->db, t.sqlite_table)))
         sim_reply_error(req, 404, "NOT_FOUND", "Table '%s.%s.%s' has no data", c.name, t.schema,
                         t.table);
-    else if (!(out = sim_conn_profile_json(req, &c, &t, cols)))
-        sim_res_reply_db_error(req);
+    else if (!(out = sim_conn_profile_json(req, &c, &t, cols, &err)))
+        sim_reply_error(req, 500, "INTERNAL_SERVER_ERROR", "Profiling '%s.%s.%s' failed: %s",
+                        c.name, t.schema, t.table, err ? err : "unknown error");
     else
         sim_reply_json(req, 200, out);
+    free(err);
     json_decref(cols);
     sim_conn_table_free(&t);
     sim_conn_row_free(&c);
@@ -870,7 +808,7 @@ static void sim_conn_information_schema(struct sim_req *req)
     bool include_columns;
     long limit;
     if (sim_res_query_bool(req, "include_columns", false, &include_columns) != 0 ||
-        sim_req_query_int(req, "limit", 100, 1, 1000, &limit) != 0)
+        sim_res_query_limit(req, 100, &limit) != 0)
         return;
     if (conn_id && *conn_id) {
         struct sim_conn_row c;

@@ -8,7 +8,8 @@
  * not in the table, unknown index_type, metric on a non-vector index or outside
  * l2/cosine/dot, unknown embedding provider); 409 for a duplicate index name on the table.
  * async:true creates a `create_index` job (sim_job_create): the index is listed with status
- * "pending" at once and becomes "ready" when the job finishes.
+ * "pending" at once and becomes "ready" when the job finishes; the job's result is the index
+ * as GET .../indexes lists it (the API's IndexInfoResponse).
  */
 #include "sim.h"
 #include "sim_areas.h"
@@ -200,8 +201,21 @@ static enum sim_job_status sim_idx_job(struct sim_ctx *ctx, struct sim_ws *ws, c
     }
     if (sim_idx_finish(ws, conn, schema, table, name, error) != 0)
         return SIM_JOB_FAILED;
-    *result = json_pack("{s:s,s:s,s:s,s:s,s:s}", "connection_id", conn, "schema", schema, "table",
-                        table, "index_name", name, "status", "ready");
+    /* the result is the API's IndexInfoResponse: the index as GET .../indexes lists it */
+    sqlite3_stmt *st = sim_idx_key_stmt(ws,
+                                        "SELECT " SIM_IDX_COLS " FROM res_indexes WHERE"
+                                        " connection_id = ?1 AND schema_name = ?2 AND"
+                                        " table_name = ?3 AND index_name = ?4",
+                                        conn, schema, table, name);
+    if (st) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            *result = sim_idx_row_json(st);
+        sqlite3_reset(st);
+    }
+    if (!*result) {
+        *error = strdup("index vanished while it was built");
+        return SIM_JOB_FAILED;
+    }
     return SIM_JOB_SUCCEEDED;
 }
 

@@ -30,6 +30,7 @@
 #include "sim_query.h"
 #include "sim_sqlrewrite.h"
 #include "sim_stats.h"
+#include "sim_res.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -808,7 +809,7 @@ static json_t *sim_run_json(sqlite3_stmt *st)
 static void sim_query_runs_list(struct sim_req *req)
 {
     long limit;
-    if (sim_req_query_int(req, "limit", 100, 1, 1000, &limit) < 0)
+    if (sim_res_query_limit(req, 100, &limit) < 0)
         return;
     const char *cursor = sim_req_query(req, "cursor");
     long long cur = 0;
@@ -897,7 +898,7 @@ static void sim_query_run_get(struct sim_req *req)
 static void sim_results_list(struct sim_req *req)
 {
     long limit, offset;
-    if (sim_req_query_int(req, "limit", 100, 1, 1000, &limit) < 0 ||
+    if (sim_res_query_limit(req, 100, &limit) < 0 ||
         sim_req_query_int(req, "offset", 0, 0, 1L << 40, &offset) < 0)
         return;
     sqlite3_stmt *st =

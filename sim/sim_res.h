@@ -91,8 +91,15 @@ const char *sim_res_col_text(sqlite3_stmt *st, int i);
 char *sim_res_col_dup(sqlite3_stmt *st, int i);
 /* String or JSON null (never fails). */
 json_t *sim_res_str_or_null(const char *s);
-/* limit / offset query parameters (default limit def, max 1000). Replies 400 and returns -1
- * when invalid. */
+/* Largest page of every list endpoint: the reference's "max: 1000" (results, datasets,
+ * dataset versions), runtimedb's MAX_LIMIT for the others. */
+#define SIM_LIST_MAX_LIMIT 1000L
+/* The `limit` query parameter of a list endpoint: absent or empty -> def; an integer above
+ * SIM_LIST_MAX_LIMIT (however large) is clamped to it, as the service does, never refused;
+ * below 1 or not an integer: replies 400 and returns -1. */
+int sim_res_query_limit(struct sim_req *req, long def, long *limit);
+/* limit (sim_res_query_limit) / offset query parameters. Replies 400 and returns -1 when
+ * invalid. */
 int sim_res_page(struct sim_req *req, long def, long *limit, long *offset);
 /* An open_memstream FILE for building SQL text into *buf (abort on OOM); fclose it, then
  * *buf is the NUL-terminated text (caller frees). */

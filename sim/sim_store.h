@@ -50,7 +50,7 @@ int sim_table_unregister_owner(struct sim_ws *ws, const char *owner_id);
 char *sim_table_resolve(struct sim_ws *ws, const char *catalog, const char *schema,
                         const char *table);
 
-/* ---- lifecycle (sim/server.c, sim/control.c) ---- */
+/* ---- lifecycle (main.c, server.c, control.c, refresh.c) ---- */
 
 int sim_store_open(struct sim_ctx *ctx);
 void sim_store_close(struct sim_ctx *ctx);

@@ -90,42 +90,35 @@ static int teardown(void **state)
     return 0;
 }
 
-/* pattern with every {name} replaced by "{}": the shape two patterns share. */
-static void shape_of(const char *pattern, char *out, size_t len)
-{
-    size_t n = 0;
-    for (const char *p = pattern; *p && n + 3 < len; p++) {
-        if (*p == '{') {
-            memcpy(out + n, "{}", 2);
-            n += 2;
-            while (*p && *p != '}')
-                p++;
-            if (!*p)
-                break;
-        } else {
-            out[n++] = *p;
-        }
-    }
-    out[n] = '\0';
-}
-
-/* pattern with every {name} replaced by a value "v<i>" (i = 1, 2, ...). */
-static void concrete_of(const char *pattern, char *out, size_t len)
+/* pattern with every {name} replaced: by "{}" (the shape two patterns share) when values
+ * is false, else by a value "v<i>" (i = 1, 2, ...). */
+static void fill_params(const char *pattern, bool values, char *out, size_t len)
 {
     size_t n = 0;
     int i = 0;
     for (const char *p = pattern; *p && n + 8 < len; p++) {
-        if (*p == '{') {
-            n += (size_t)snprintf(out + n, len - n, "v%d", ++i);
-            while (*p && *p != '}')
-                p++;
-            if (!*p)
-                break;
-        } else {
+        if (*p != '{') {
             out[n++] = *p;
+            continue;
         }
+        n += (size_t)(values ? snprintf(out + n, len - n, "v%d", ++i)
+                             : snprintf(out + n, len - n, "{}"));
+        while (*p && *p != '}')
+            p++;
+        if (!*p)
+            break;
     }
     out[n] = '\0';
+}
+
+static void shape_of(const char *pattern, char *out, size_t len)
+{
+    fill_params(pattern, false, out, len);
+}
+
+static void concrete_of(const char *pattern, char *out, size_t len)
+{
+    fill_params(pattern, true, out, len);
 }
 
 static void req_init(struct sim_req *req)
