@@ -54,6 +54,7 @@ struct sim_pg_conn {
     struct event *rev, *wev;
     struct sim_pg_job *job;
     int step;
+    bool copy_refused; /* the query was a COPY: the connection is closed after it */
 };
 
 struct sim_pg_pool {
@@ -172,6 +173,7 @@ static bool sim_pg_job_has_tables(const struct sim_pg_job *j)
 }
 
 static void sim_pg_conn_dispatch(struct sim_pg_pool *p);
+static void sim_pg_conn_close(struct sim_pg_conn *cn);
 
 /* Hand the finished job to its owner; the connection becomes idle. */
 static void sim_pg_conn_finish(struct sim_pg_conn *cn)
@@ -287,6 +289,14 @@ static void sim_pg_handle_result(struct sim_pg_conn *cn, PGresult *r)
             j->err = sim_pg_errmsg(cn->c, r);
         return;
     }
+    if (st == PGRES_COPY_OUT || st == PGRES_COPY_IN || st == PGRES_COPY_BOTH) {
+        /* COPY leaves the connection in a copy state: refuse it and drop the connection
+         * (sim_pg_conn_read sees copy_refused), the next query opens a fresh one */
+        if (!j->err)
+            j->err = sim_strdup("COPY is not supported: use SELECT");
+        cn->copy_refused = true;
+        return;
+    }
     if (cn->step == 2 && !j->err && (st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK)) {
         sim_pg_job_columns(j, r);
         sim_pg_job_rows(j, r);
@@ -323,6 +333,8 @@ static void sim_pg_conn_read(struct sim_pg_conn *cn)
                 cn->job->err = sim_pg_errmsg(cn->c, NULL);
             sim_pg_conn_finish(cn);
         }
+        sim_pg_conn_close(cn); /* reopened by the next dispatch */
+        sim_pg_conn_dispatch(cn->pool);
         return;
     }
     while (cn->job && !PQisBusy(cn->c)) {
@@ -333,6 +345,13 @@ static void sim_pg_conn_read(struct sim_pg_conn *cn)
         }
         sim_pg_handle_result(cn, r);
         PQclear(r);
+        if (cn->copy_refused) {
+            cn->copy_refused = false;
+            sim_pg_conn_finish(cn);
+            sim_pg_conn_close(cn);
+            sim_pg_conn_dispatch(cn->pool);
+            return;
+        }
     }
 }
 

@@ -887,6 +887,13 @@ static void test_workspace_isolation(void **state)
              json_string_value(json_array_get(json_array_get(rows, 0), 0)));
     assert_400_with(sql, "permission denied");
     json_decref(j);
+    /* no way to become someone else inside a query */
+    assert_400_with("SELECT set_config('role', 'hotdata', true)", "permission denied");
+    assert_400_with("SELECT set_config('session_authorization', 'hotdata', true)",
+                    "permission denied");
+    /* COPY is refused and the engine goes on */
+    assert_400_with("COPY (SELECT 1) TO STDOUT", "COPY");
+    assert_int_equal(sci_query_int("SELECT count(*) FROM demo.public.products"), NP);
 }
 
 static void test_statement_timeout(void **state)
