@@ -27,46 +27,6 @@ static void sim_free_ref(const void *data, size_t len, void *arg)
     free((void *)data);
 }
 
-static const char *sim_reason(int status)
-{
-    switch (status) {
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 409:
-        return "Conflict";
-    case 413:
-        return "Payload Too Large";
-    case 422:
-        return "Unprocessable Entity";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Status";
-    }
-}
-
 /* Send status + body (may be NULL) and free req. */
 static void sim_send(struct sim_req *req, int status, const char *ctype, struct evbuffer *body)
 {
@@ -87,7 +47,7 @@ static void sim_send(struct sim_req *req, int status, const char *ctype, struct 
             char cl[32];
             snprintf(cl, sizeof cl, "%zu", len);
             evhttp_add_header(oh, "Content-Length", cl);
-            evhttp_send_reply_start(ev, status, sim_reason(status));
+            evhttp_send_reply_start(ev, status, util_reason_phrase(status));
             struct evbuffer *part = evbuffer_new();
             evbuffer_remove_buffer(body, part, len / 2);
             evhttp_send_reply_chunk(ev, part);
@@ -95,7 +55,7 @@ static void sim_send(struct sim_req *req, int status, const char *ctype, struct 
             ctx->stats.injected_drops_mid++;
             sim_conn_kill_after(conn, 50);
         } else {
-            evhttp_send_reply(ev, status, sim_reason(status), status == 204 ? NULL : body);
+            evhttp_send_reply(ev, status, util_reason_phrase(status), status == 204 ? NULL : body);
         }
     }
     sim_req_free(req);
@@ -157,7 +117,7 @@ void sim_send_json_ev(struct evhttp_request *ev, int status, json_t *body)
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_reference(b, s, len, sim_free_ref, NULL);
     evhttp_add_header(evhttp_request_get_output_headers(ev), "Content-Type", "application/json");
-    evhttp_send_reply(ev, status, sim_reason(status), b);
+    evhttp_send_reply(ev, status, util_reason_phrase(status), b);
     evbuffer_free(b);
 }
 

@@ -170,7 +170,7 @@ static void sim_stream_refuse(struct sim_stream *s, uint64_t size, uint64_t max)
     char *body = util_api_error_json(413, "PAYLOAD_TOO_LARGE", msg);
     struct evbuffer *out = bufferevent_get_output(s->under);
     evbuffer_add_printf(out,
-                        "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json"
+                        "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json"
                         "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
                         strlen(body), body);
     free(body);

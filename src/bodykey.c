@@ -23,8 +23,7 @@ struct member {
 struct jp {
     const unsigned char *s;
     size_t len, i;
-    char *out;
-    size_t n, cap;
+    struct util_buf out; /* the canonical JSON being written (util.h) */
     int depth;
     bool query;
     /* top-level fields of a query body (offsets into the input; len 0 = absent) */
@@ -43,18 +42,7 @@ struct jp {
 
 static void out_put(struct jp *p, const void *d, size_t n)
 {
-    if (p->n + n > p->cap) {
-        size_t cap = p->cap ? p->cap : 256;
-        while (cap < p->n + n)
-            cap *= 2;
-        char *o = realloc(p->out, cap);
-        if (!o)
-            abort();
-        p->out = o;
-        p->cap = cap;
-    }
-    memcpy(p->out + p->n, d, n);
-    p->n += n;
+    util_buf_put(&p->out, d, n);
 }
 
 static void skip_ws(struct jp *p)
@@ -67,24 +55,13 @@ static void skip_ws(struct jp *p)
     }
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool u4(const unsigned char *s, size_t len, size_t i, unsigned *v)
 {
     if (i + 4 > len)
         return false;
     unsigned x = 0;
     for (size_t k = 0; k < 4; k++) {
-        int h = hexval(s[i + k]);
+        int h = util_hexval(s[i + k]);
         if (h < 0)
             return false;
         x = x << 4 | (unsigned)h;
@@ -388,15 +365,107 @@ static void fill_sql_slot(struct jp *p)
     p->sql_certain = certain;
     char hex[65];
     util_hex(p->sql_digest, 32, hex);
-    memcpy(p->out + p->sql_slot, certain ? "@c:" : "@x:", 3);
-    memcpy(p->out + p->sql_slot + 3, hex, 64);
+    memcpy(p->out.p + p->sql_slot, certain ? "@c:" : "@x:", 3);
+    memcpy(p->out.p + p->sql_slot + 3, hex, 64);
+}
+
+/* A top-level field of a query body (not "sql" as a string) whose value spans
+ * [vstart, p->i): remembered for bodykey_derive. */
+static void note_query_field(struct jp *p, const struct member *m, size_t vstart)
+{
+    if (key_is(p, m, "sql")) {
+        p->has_sql = true;
+        p->sql_is_string = false;
+    } else if (key_is(p, m, "async")) {
+        p->async_off = vstart;
+        p->async_len = p->i - vstart;
+    } else if (key_is(p, m, "async_after_ms")) {
+        p->after_off = vstart;
+        p->after_len = p->i - vstart;
+    } else if (key_is(p, m, "dialect")) {
+        p->has_dialect = true;
+        p->dialect_off = vstart;
+        p->dialect_len = p->i - vstart;
+    }
+}
+
+/* One member "name": value at p->i into m (its piece of the output). */
+static bool parse_member(struct jp *p, struct member *m)
+{
+    m->piece_off = p->out.len;
+    bool esc = false;
+    if (!parse_string(p, true, &m->key_off, &m->key_len, &esc) || esc)
+        return false; /* names with escapes are not compared reliably as raw bytes */
+    skip_ws(p);
+    if (p->i >= p->len || p->s[p->i] != ':')
+        return false;
+    p->i++;
+    out_put(p, ":", 1);
+    skip_ws(p);
+    size_t vstart = p->i;
+    bool top = p->depth == 1 && p->query;
+    if (top && key_is(p, m, "sql") && p->i < p->len && p->s[p->i] == '"') {
+        if (!parse_string(p, false, &p->sql_off, &p->sql_len, NULL))
+            return false;
+        p->has_sql = p->sql_is_string = true;
+        p->sql_slot = p->out.len;
+        out_put(p, "@c:0000000000000000000000000000000000000000000000000000000000000000",
+                SQL_SLOT_LEN);
+    } else {
+        if (!parse_value(p))
+            return false;
+        if (top)
+            note_query_field(p, m, vstart);
+    }
+    m->piece_len = p->out.len - m->piece_off;
+    return true;
+}
+
+/* Rewrite the output from region on with the members v[0..nm) sorted by name, comma
+ * separated; false on a duplicate name. */
+static bool emit_sorted(struct jp *p, struct member *v, size_t nm, size_t region)
+{
+    sort_members(p, v, nm);
+    for (size_t k = 1; k < nm; k++)
+        if (member_cmp_p(p, &v[k - 1], &v[k]) == 0)
+            return false; /* a duplicate name */
+    size_t rlen = p->out.len - region;
+    char *tmp = malloc(rlen ? rlen : 1);
+    if (!tmp)
+        abort();
+    memcpy(tmp, p->out.p + region, rlen);
+    p->out.len = region;
+    p->out.p[region] = '\0';
+    for (size_t k = 0; k < nm; k++) {
+        if (k)
+            out_put(p, ",", 1);
+        out_put(p, tmp + (v[k].piece_off - region), v[k].piece_len);
+    }
+    free(tmp);
+    out_put(p, "}", 1);
+    return true;
+}
+
+/* Room for one more member in *v (stackv: the caller's initial array of *cap). */
+static void members_grow(struct member **v, struct member *stackv, size_t nm, size_t *cap)
+{
+    if (nm < *cap)
+        return;
+    size_t old = *cap;
+    *cap *= 2;
+    struct member *nv = *v == stackv ? malloc(*cap * sizeof *nv) : realloc(*v, *cap * sizeof *nv);
+    if (!nv)
+        abort();
+    if (*v == stackv)
+        memcpy(nv, stackv, old * sizeof *nv);
+    *v = nv;
 }
 
 static bool parse_object(struct jp *p)
 {
     p->i++;
     out_put(p, "{", 1);
-    size_t region = p->n;
+    size_t region = p->out.len;
     struct member stackv[16], *v = stackv;
     size_t nm = 0, cap = 16;
     bool ok = false;
@@ -409,57 +478,9 @@ static bool parse_object(struct jp *p)
     for (;;) {
         if (p->i >= p->len || p->s[p->i] != '"')
             goto out;
-        if (nm == cap) {
-            cap *= 2;
-            struct member *nv =
-                v == stackv ? malloc(cap * sizeof *nv) : realloc(v, cap * sizeof *nv);
-            if (!nv)
-                abort();
-            if (v == stackv)
-                memcpy(nv, stackv, sizeof stackv);
-            v = nv;
-        }
-        struct member *m = &v[nm];
-        m->piece_off = p->n;
-        bool esc = false;
-        if (!parse_string(p, true, &m->key_off, &m->key_len, &esc) || esc)
-            goto out; /* names with escapes are not compared reliably as raw bytes */
-        skip_ws(p);
-        if (p->i >= p->len || p->s[p->i] != ':')
+        members_grow(&v, stackv, nm, &cap);
+        if (!parse_member(p, &v[nm]))
             goto out;
-        p->i++;
-        out_put(p, ":", 1);
-        skip_ws(p);
-        size_t vstart = p->i;
-        if (p->depth == 1 && p->query && key_is(p, m, "sql") && p->i < p->len &&
-            p->s[p->i] == '"') {
-            if (!parse_string(p, false, &p->sql_off, &p->sql_len, NULL))
-                goto out;
-            p->has_sql = p->sql_is_string = true;
-            p->sql_slot = p->n;
-            out_put(p, "@c:0000000000000000000000000000000000000000000000000000000000000000",
-                    SQL_SLOT_LEN);
-        } else {
-            if (!parse_value(p))
-                goto out;
-            if (p->depth == 1 && p->query) {
-                if (key_is(p, m, "sql")) {
-                    p->has_sql = true;
-                    p->sql_is_string = false;
-                } else if (key_is(p, m, "async")) {
-                    p->async_off = vstart;
-                    p->async_len = p->i - vstart;
-                } else if (key_is(p, m, "async_after_ms")) {
-                    p->after_off = vstart;
-                    p->after_len = p->i - vstart;
-                } else if (key_is(p, m, "dialect")) {
-                    p->has_dialect = true;
-                    p->dialect_off = vstart;
-                    p->dialect_len = p->i - vstart;
-                }
-            }
-        }
-        m->piece_len = p->n - m->piece_off;
         nm++;
         skip_ws(p);
         if (p->i >= p->len)
@@ -475,25 +496,7 @@ static bool parse_object(struct jp *p)
     }
     if (p->depth == 1 && p->query && p->sql_is_string)
         fill_sql_slot(p);
-    sort_members(p, v, nm);
-    for (size_t k = 1; k < nm; k++)
-        if (member_cmp_p(p, &v[k - 1], &v[k]) == 0)
-            goto out; /* a duplicate name */
-    /* rewrite the region in sorted order, comma separated */
-    size_t rlen = p->n - region;
-    char *tmp = malloc(rlen ? rlen : 1);
-    if (!tmp)
-        abort();
-    memcpy(tmp, p->out + region, rlen);
-    p->n = region;
-    for (size_t k = 0; k < nm; k++) {
-        if (k)
-            out_put(p, ",", 1);
-        out_put(p, tmp + (v[k].piece_off - region), v[k].piece_len);
-    }
-    free(tmp);
-    out_put(p, "}", 1);
-    ok = true;
+    ok = emit_sorted(p, v, nm, region);
 out:
     if (v != stackv)
         free(v);
@@ -593,13 +596,13 @@ void bodykey_derive(const char *body, size_t len, bool query, struct bodykey *ou
     if (!parse_body(&p)) {
         out->kind = BODYKEY_RAW;
         digest_of("hotgate-body-raw", body, len, out->digest);
-        free(p.out);
+        util_buf_free(&p.out);
         free(p.sql);
         return;
     }
     out->kind = BODYKEY_JSON;
-    digest_of("hotgate-body-json", p.out, p.n, out->digest);
-    free(p.out);
+    digest_of("hotgate-body-json", p.out.p, p.out.len, out->digest);
+    util_buf_free(&p.out);
     size_t k = 0;
     while (k < len && (body[k] == ' ' || body[k] == '\t' || body[k] == '\n' || body[k] == '\r'))
         k++;
@@ -642,11 +645,10 @@ char *bodykey_canonical_json(const char *body, size_t len, size_t *out_len)
     bool ok = body && len && parse_body(&p);
     free(p.sql);
     if (!ok) {
-        free(p.out);
+        util_buf_free(&p.out);
         return NULL;
     }
-    out_put(&p, "", 1);
     if (out_len)
-        *out_len = p.n - 1;
-    return p.out;
+        *out_len = p.out.len;
+    return util_buf_take(&p.out);
 }

@@ -28,7 +28,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "server.h" /* enum hg_mode */
+/* Client mode, from the profile. */
+enum hg_mode {
+    HG_MODE_READ_ONLY = 0,
+    HG_MODE_FULL,
+};
 
 /* A secret held in its own non-dumpable page(s). */
 struct hg_secret {

@@ -160,7 +160,7 @@ static void test_every_reference_endpoint_resolves(void **state)
             nparam++;
         assert_int_equal(req.nparams, nparam);
         for (size_t k = 0; k < req.nparams; k++) {
-            char v[16];
+            char v[32];
             snprintf(v, sizeof v, "v%zu", k + 1);
             assert_string_equal(req.param_values[k], v);
         }
