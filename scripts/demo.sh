@@ -60,7 +60,8 @@ build/hotgate --config "$work/hotgate.conf" >"$work/hotgate.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$gw_port/"
 
-sql='SELECT status, count(*) AS orders, round(sum(amount), 2) AS revenue FROM demo.public.orders GROUP BY status ORDER BY status'
+# PostgreSQL SQL, as Hotdata users write it: ::numeric casts, date_trunc
+sql="SELECT status, count(*) AS orders, sum(amount)::numeric(12,2) AS revenue, date_trunc('month', max(ordered_at)) AS last_month FROM demo.public.orders GROUP BY status ORDER BY status"
 for i in 1 2; do
   echo
   echo "== query #$i through hotgate"

@@ -6,7 +6,8 @@ pkgs=(build-essential cmake pkg-config clang-format
       libcmocka-dev libinih-dev libsqlite3-dev libssl-dev libsystemd-dev
       redis-server nghttp2-proxy haproxy openssl curl wrk lmdb-utils python3
       dpkg-dev systemd man-db gnuplot-nox
-      clang libclang-rt-dev)  # clang + libFuzzer: scripts/fuzz.sh (run by scripts/test.sh)
+      clang libclang-rt-dev   # clang + libFuzzer: scripts/fuzz.sh (run by scripts/test.sh)
+      postgresql postgresql-client libpq-dev)  # hotdata-sim's query engine (PostgreSQL 15)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,4 +25,11 @@ $SUDO systemctl disable --now haproxy 2>/dev/null || true
 if [ ! -d /run/systemd/system ] && [ -x /etc/init.d/haproxy ]; then
   $SUDO /etc/init.d/haproxy stop >/dev/null 2>&1 || true
   $SUDO update-rc.d haproxy disable >/dev/null 2>&1 || true
+fi
+# Debian's postgresql package creates and starts a system cluster (postgresql@15-main); the
+# simulator runs its own (DIR/pg, unix socket only), so the system one is not needed.
+$SUDO systemctl disable --now postgresql 2>/dev/null || true
+if [ ! -d /run/systemd/system ] && [ -x /etc/init.d/postgresql ]; then
+  $SUDO /etc/init.d/postgresql stop >/dev/null 2>&1 || true
+  $SUDO update-rc.d postgresql disable >/dev/null 2>&1 || true
 fi

@@ -6,9 +6,12 @@
  * Stream layout (Arrow columnar format, metadata version V5, little endian):
  *   Schema message, one RecordBatch message with every row of the page, end-of-stream marker.
  * Each message is framed as 0xFFFFFFFF, int32 metadata length (8-byte padded), the
- * flatbuffer Message, then the body. Column types come from the stored result's "types":
- * int64 -> Int(64, signed), float64 -> FloatingPoint(DOUBLE), bool -> Bool, everything else
- * (utf8, all-null columns) -> Utf8. Every column carries a validity bitmap.
+ * flatbuffer Message, then the body. Column types come from the stored result's "types"
+ * (sim/pg_types.c): int64 -> Int(64, signed), float64 and decimal -> FloatingPoint(DOUBLE),
+ * bool -> Bool, date32 -> Date(DAY) (int32 days since 1970-01-01), timestamp ->
+ * Timestamp(MICROSECOND) and timestamptz -> Timestamp(MICROSECOND, "UTC") (int64 since the
+ * epoch, parsed back from the RFC 3339 text the JSON rows hold), everything else (utf8,
+ * all-null columns) -> Utf8. Every column carries a validity bitmap.
  *
  * The flatbuffers are written by a tiny forward builder (parents first, children after, so
  * every uoffset points forward; vtables sit right before their tables). No flatbuffers
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 
@@ -155,13 +159,17 @@ static size_t fb_vec_structs16(struct fb *b, const int64_t *pairs, size_t n)
 
 /* ---- Arrow ---- */
 
-enum { AT_INT64, AT_FLOAT64, AT_BOOL, AT_UTF8 };
+enum { AT_INT64, AT_FLOAT64, AT_BOOL, AT_UTF8, AT_DATE32, AT_TS, AT_TSTZ };
 
 enum {
     ARROW_TYPE_INT = 2,
     ARROW_TYPE_FLOAT = 3,
     ARROW_TYPE_UTF8 = 5,
     ARROW_TYPE_BOOL = 6,
+    ARROW_TYPE_DATE = 8,
+    ARROW_TYPE_TIMESTAMP = 10,
+    ARROW_DATE_DAY = 0,
+    ARROW_TIME_MICROSECOND = 2,
     ARROW_HEADER_SCHEMA = 1,
     ARROW_HEADER_RECORDBATCH = 3,
     ARROW_V5 = 4,
@@ -208,10 +216,12 @@ static void arrow_schema(struct evbuffer *out, json_t *cols, json_t *nullable, c
     size_t vec = fb_vec_offsets(&b, ncol);
     fb_patch(&b, sf[0].pos, vec);
     for (size_t i = 0; i < ncol; i++) {
-        int tt = types[i] == AT_INT64     ? ARROW_TYPE_INT
-                 : types[i] == AT_FLOAT64 ? ARROW_TYPE_FLOAT
-                 : types[i] == AT_BOOL    ? ARROW_TYPE_BOOL
-                                          : ARROW_TYPE_UTF8;
+        int tt = types[i] == AT_INT64                       ? ARROW_TYPE_INT
+                 : types[i] == AT_FLOAT64                   ? ARROW_TYPE_FLOAT
+                 : types[i] == AT_BOOL                      ? ARROW_TYPE_BOOL
+                 : types[i] == AT_DATE32                    ? ARROW_TYPE_DATE
+                 : types[i] == AT_TS || types[i] == AT_TSTZ ? ARROW_TYPE_TIMESTAMP
+                                                            : ARROW_TYPE_UTF8;
         bool nb = !json_is_false(json_array_get(nullable, i));
         struct fb_field ff[] = {
             {0, 4, 0, 0},            /* name */
@@ -231,6 +241,16 @@ static void arrow_schema(struct evbuffer *out, json_t *cols, json_t *nullable, c
         } else if (tt == ARROW_TYPE_FLOAT) {
             struct fb_field ft[] = {{0, 2, 2 /* DOUBLE */, 0}};
             type = fb_table(&b, ft, 1);
+        } else if (tt == ARROW_TYPE_DATE) {
+            struct fb_field dt[] = {{0, 2, ARROW_DATE_DAY, 0}};
+            type = fb_table(&b, dt, 1);
+        } else if (tt == ARROW_TYPE_TIMESTAMP && types[i] == AT_TSTZ) {
+            struct fb_field tf[] = {{0, 2, ARROW_TIME_MICROSECOND, 0}, {1, 4, 0, 0}};
+            type = fb_table(&b, tf, 2);
+            fb_patch(&b, tf[1].pos, fb_string(&b, "UTC"));
+        } else if (tt == ARROW_TYPE_TIMESTAMP) {
+            struct fb_field tf[] = {{0, 2, ARROW_TIME_MICROSECOND, 0}};
+            type = fb_table(&b, tf, 1);
         } else {
             type = fb_table(&b, NULL, 0);
         }
@@ -270,6 +290,35 @@ static size_t body_add(struct arrow_body *a, const void *d, size_t n)
     return at;
 }
 
+/* "YYYY-MM-DD[THH:MM:SS[.ffffff]][Z]" -> microseconds since the epoch (UTC); 0 if unparsable. */
+static int64_t arrow_parse_us(const char *s)
+{
+    struct tm tm = {0};
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, se = 0, n = 0;
+    if (!s || sscanf(s, "%d-%d-%d%n", &y, &mo, &d, &n) != 3)
+        return 0;
+    const char *p = s + n;
+    int64_t frac = 0;
+    if (*p == 'T' || *p == ' ') {
+        int m = 0;
+        if (sscanf(p + 1, "%d:%d:%d%n", &h, &mi, &se, &m) != 3)
+            return 0;
+        p += 1 + m;
+        if (*p == '.') {
+            int64_t scale = 100000;
+            for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+                frac += (*p - '0') * scale;
+        }
+    }
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = se;
+    return (int64_t)timegm(&tm) * 1000000 + frac;
+}
+
 int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer *out)
 {
     json_t *cols = json_object_get(data, "columns");
@@ -284,11 +333,14 @@ int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer 
         abort();
     for (size_t i = 0; i < ncol; i++) {
         const char *t = json_string_value(json_array_get(tnames, i));
-        types[i] = !t                      ? AT_UTF8
-                   : !strcmp(t, "int64")   ? AT_INT64
-                   : !strcmp(t, "float64") ? AT_FLOAT64
-                   : !strcmp(t, "bool")    ? AT_BOOL
-                                           : AT_UTF8;
+        types[i] = !t                                               ? AT_UTF8
+                   : !strcmp(t, "int64")                            ? AT_INT64
+                   : !strcmp(t, "float64") || !strcmp(t, "decimal") ? AT_FLOAT64
+                   : !strcmp(t, "bool")                             ? AT_BOOL
+                   : !strcmp(t, "date32")                           ? AT_DATE32
+                   : !strcmp(t, "timestamp")                        ? AT_TS
+                   : !strcmp(t, "timestamptz")                      ? AT_TSTZ
+                                                                    : AT_UTF8;
     }
     arrow_schema(out, cols, nullable, types);
 
@@ -321,7 +373,28 @@ int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer 
         bufs[2 * nbuf] = (int64_t)at;
         bufs[2 * nbuf + 1] = (int64_t)bitmap_len;
         nbuf++;
-        if (types[c] == AT_INT64 || types[c] == AT_FLOAT64) {
+        if (types[c] == AT_DATE32) {
+            size_t vat = body_add(&body, NULL, 4 * n);
+            for (size_t r = 0; r < n; r++) {
+                json_t *v = json_array_get(json_array_get(rows, offset + r), c);
+                int64_t us = arrow_parse_us(json_string_value(v));
+                int32_t days = (int32_t)(us / 86400000000LL - (us % 86400000000LL < 0));
+                memcpy(body.p + vat + 4 * r, &days, 4);
+            }
+            bufs[2 * nbuf] = (int64_t)vat;
+            bufs[2 * nbuf + 1] = (int64_t)(4 * n);
+            nbuf++;
+        } else if (types[c] == AT_TS || types[c] == AT_TSTZ) {
+            size_t vat = body_add(&body, NULL, 8 * n);
+            for (size_t r = 0; r < n; r++) {
+                json_t *v = json_array_get(json_array_get(rows, offset + r), c);
+                int64_t us = arrow_parse_us(json_string_value(v));
+                memcpy(body.p + vat + 8 * r, &us, 8);
+            }
+            bufs[2 * nbuf] = (int64_t)vat;
+            bufs[2 * nbuf + 1] = (int64_t)(8 * n);
+            nbuf++;
+        } else if (types[c] == AT_INT64 || types[c] == AT_FLOAT64) {
             size_t vat = body_add(&body, NULL, 8 * n);
             for (size_t r = 0; r < n; r++) {
                 json_t *v = json_array_get(json_array_get(rows, offset + r), c);

@@ -32,9 +32,9 @@
 #include "sim_databases.h"
 #include "sim_datasets.h"
 #include "sim_jobs.h"
+#include "sim_query.h"
 #include "sim_res.h"
 #include "sim_saved_queries.h"
-#include "sim_sqlrewrite.h"
 #include "sim_uploads.h"
 
 #include <errno.h>
@@ -678,66 +678,36 @@ static const char *sim_ds_sniff_format(FILE *f, const char *content_type)
     return ch == '[' || ch == '{' ? "json" : "csv";
 }
 
-static char *sim_ds_resolve_cb(void *ud, const char *a, const char *b, const char *c)
-{
-    return sim_table_resolve(ud, a, b, c);
-}
-
-static bool sim_ds_is_catalog_cb(void *ud, const char *a)
-{
-    sqlite3_stmt *st = sim_db_stmt(ud, "SELECT 1 FROM sim_tables WHERE catalog = ?1");
-    if (!st)
-        return false;
-    sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
-    bool known = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_reset(st);
-    return known;
-}
-
-/* Materialise the result of a query over the workspace's tables into phys (types from the
- * values, like any JSON rows). */
+/* Materialise the result of a query over the workspace's tables (run on the query engine,
+ * PostgreSQL, like POST /v1/query) into phys (types from the values, like any JSON rows). */
 static int sim_ds_load_sql(struct sim_ws *ws, const char *sql, const char *phys,
                            struct sim_ds_cols *cols, long long *nrows, char **err)
 {
-    char *rewritten = NULL, *rerr = NULL;
-    if (!sql ||
-        sim_sql_rewrite(sql, sim_ds_resolve_cb, sim_ds_is_catalog_cb, ws, &rewritten, &rerr) != 0) {
-        *err = rerr ? rerr : strdup("Query is empty");
+    if (!sql || !*sql) {
+        *err = strdup("Query is empty");
         return -1;
     }
-    sqlite3_stmt *st = NULL;
-    const char *tail = NULL;
-    int rc = sqlite3_prepare_v2(ws->db, rewritten, -1, &st, &tail);
-    free(rewritten);
-    if (rc != SQLITE_OK || !st) {
-        sqlite3_finalize(st);
-        return asprintf(err, "Query failed: %s", st ? sqlite3_errmsg(ws->db) : "empty query"), -1;
+    json_t *names = NULL, *rows = NULL;
+    char *qerr = NULL;
+    if (sim_query_run_blocking(ws, sql, &names, &rows, &qerr) < 0) {
+        int w = strstr(qerr, "read-only transaction")
+                    ? asprintf(err, "A dataset query must be a read-only SELECT")
+                    : asprintf(err, "Query failed: %s", qerr);
+        (void)w;
+        free(qerr);
+        return -1;
     }
-    if (!sqlite3_stmt_readonly(st) || sqlite3_column_count(st) == 0) {
-        sqlite3_finalize(st);
+    if (json_array_size(names) == 0) {
+        json_decref(names);
+        json_decref(rows);
         return asprintf(err, "A dataset query must be a read-only SELECT"), -1;
     }
-    int n = sqlite3_column_count(st);
-    for (int i = 0; i < n; i++) {
-        const char *name = sqlite3_column_name(st, i);
+    for (size_t i = 0; i < json_array_size(names); i++) {
+        const char *name = json_string_value(json_array_get(names, i));
         sim_ds_cols_add(cols, name ? name : "");
     }
-    json_t *rows = json_array();
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        json_t *row = json_array();
-        for (int i = 0; i < n; i++)
-            json_array_append_new(row, sim_res_col_json(st, i));
-        json_array_append_new(rows, row);
-    }
-    if (rc != SQLITE_DONE) {
-        int w = asprintf(err, "Query failed: %s", sqlite3_errmsg(ws->db));
-        (void)w;
-        sqlite3_finalize(st);
-        json_decref(rows);
-        return -1;
-    }
-    sqlite3_finalize(st);
-    rc = sim_ds_load_json_rows(ws->db, rows, phys, cols, nrows, err);
+    int rc = sim_ds_load_json_rows(ws->db, rows, phys, cols, nrows, err);
+    json_decref(names);
     json_decref(rows);
     return rc;
 }

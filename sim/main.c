@@ -5,6 +5,8 @@
  *
  * Rules: everything after setup runs on the single event-loop thread (see sim/sim.h).
  */
+#include "sim_pg_cluster.h"
+#include "sim_pg_engine.h"
 #include "sim_areas.h"
 #include "sim_faults.h"
 #include "sim_int.h"
@@ -68,6 +70,20 @@ static void sim_usage(FILE *f)
             "uploads:\n"
             "  --max-upload-bytes N    largest POST /v1/files body (default 2000000000; with\n"
             "                          ?streaming=true 10 N); larger ones are refused with 413\n"
+            "\n"
+            "query engine (PostgreSQL 15+; user data lives there, bookkeeping in SQLite):\n"
+            "  --pg-url URL            use this server (libpq connection string) instead of\n"
+            "                          the private cluster DIR/pg the simulator starts and\n"
+            "                          stops itself (unix socket only; run as the postgres\n"
+            "                          user when started as root)\n"
+            "  --query-timeout-ms N    statement timeout of a query (default 10000)\n"
+            "  --pg-template DIR       copy this initialised cluster instead of running initdb\n"
+            "                          when DIR/pg does not exist yet\n"
+            "  --pg-make-template DIR  initdb a template cluster into DIR and exit\n"
+            "  --pg-serve DIR          start a standalone server on cluster DIR (initdb when\n"
+            "                          new) that outlives this command, print its --pg-url,\n"
+            "                          exit (the test suite shares one this way)\n"
+            "  --pg-serve-stop DIR     stop the server --pg-serve started on DIR\n"
             "\n"
             "  --quiet                 less logging\n"
             "  --help                  this text\n"
@@ -163,6 +179,12 @@ enum {
     OPT_RA_S,
     OPT_QUIET,
     OPT_MAX_UPLOAD,
+    OPT_PG_URL,
+    OPT_QUERY_TIMEOUT,
+    OPT_PG_TEMPLATE,
+    OPT_PG_MAKE_TEMPLATE,
+    OPT_PG_SERVE,
+    OPT_PG_SERVE_STOP,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -190,6 +212,12 @@ static const struct option sim_opts[] = {
     {"retry-after-s", required_argument, NULL, OPT_RA_S},
     {"quiet", no_argument, NULL, OPT_QUIET},
     {"max-upload-bytes", required_argument, NULL, OPT_MAX_UPLOAD},
+    {"pg-url", required_argument, NULL, OPT_PG_URL},
+    {"query-timeout-ms", required_argument, NULL, OPT_QUERY_TIMEOUT},
+    {"pg-template", required_argument, NULL, OPT_PG_TEMPLATE},
+    {"pg-make-template", required_argument, NULL, OPT_PG_MAKE_TEMPLATE},
+    {"pg-serve", required_argument, NULL, OPT_PG_SERVE},
+    {"pg-serve-stop", required_argument, NULL, OPT_PG_SERVE_STOP},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -215,6 +243,7 @@ static bool sim_opt_number(struct sim_ctx *ctx, int c, const char *arg, bool *ba
         {OPT_STALL, 0, 3600000, &g->stall_ms},
         {OPT_RA_COUNT, 0, 1000000, &ctx->faults.retry_after_count},
         {OPT_RA_S, 1, 3600, &ctx->faults.retry_after_s},
+        {OPT_QUERY_TIMEOUT, 1, 3600000, &cfg->query_timeout_ms},
     };
     const struct {
         int opt;
@@ -309,6 +338,14 @@ static int sim_opt_other(struct sim_ctx *ctx, int c, const char *arg)
         cfg->max_upload_bytes = v;
         return !*arg || *end || arg[0] == '-' || v == 0 || v > (1ULL << 50) ? -1 : 0;
     }
+    case OPT_PG_URL:
+        free(cfg->pg_url);
+        cfg->pg_url = sim_strdup(arg);
+        return 0;
+    case OPT_PG_TEMPLATE:
+        free(cfg->pg_template);
+        cfg->pg_template = sim_strdup(arg);
+        return 0;
     default:
         return -1;
     }
@@ -328,6 +365,13 @@ static int sim_parse_args(struct sim_ctx *ctx, int argc, char **argv)
             printf("hotdata-sim %s\n", HG_VERSION);
             return 0;
         }
+        /* PostgreSQL helpers that do their job and exit */
+        if (c == OPT_PG_MAKE_TEMPLATE)
+            return sim_pg_make_template(optarg) == 0 ? 0 : 1;
+        if (c == OPT_PG_SERVE)
+            return sim_pg_serve(optarg) == 0 ? 0 : 1;
+        if (c == OPT_PG_SERVE_STOP)
+            return sim_pg_serve_stop(optarg) == 0 ? 0 : 1;
         bool bad = false;
         if (!sim_opt_number(ctx, c, optarg, &bad))
             bad = sim_opt_other(ctx, c, optarg) < 0;
@@ -380,6 +424,10 @@ static int sim_setup(struct sim_ctx *ctx)
     if (!ctx->base)
         return -1;
     sim_areas_register_all(&ctx->router);
+    if (sim_pg_open(ctx) < 0) {
+        sim_log("cannot start the PostgreSQL query engine");
+        return -1;
+    }
     if (sim_store_open(ctx) < 0) {
         sim_log("cannot open the data dir %s", ctx->cfg.data_dir);
         return -1;
@@ -420,6 +468,11 @@ int main(int argc, char **argv)
         if (rc == 0)
             sim_run(ctx);
     }
+    /* stop the query engine first: what still runs fails while the stores are open */
+    sim_pg_close(ctx);
+    free(ctx->cfg.pg_url);
+    free(ctx->cfg.pg_template);
+    ctx->cfg.pg_url = ctx->cfg.pg_template = NULL;
     sim_ctx_free(ctx);
     return rc;
 }

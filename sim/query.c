@@ -1,22 +1,26 @@
 /*
  * query: POST /v1/query, GET /v1/query-runs[/{id}], GET /v1/results[/{id}].
  *
- * User SQL is rewritten (sqlrewrite.c) and run on the workspace's SQLite handle under an
- * authorizer that allows reads of registered tables only (sim_tables) and nothing that
- * writes, so a query can neither see the simulator's own bookkeeping tables nor modify the
- * seeded data. Every execution records a query run and persists a result whose status moves
- * pending -> processing -> ready by a stored clock (cfg.result_delay_ms per phase, see
- * SIM_RESULT_STATUS_SQL); async runs move
- * queued -> running -> succeeded/failed on timers (cfg.async_delay_ms per phase).
+ * User SQL runs on PostgreSQL (pg_exec.c): the rewriter (sqlrewrite.c) turns the API's
+ * three-part names into the workspace's PostgreSQL schema.table (only tables registered in
+ * sim_tables and visible in the request's database scope resolve), and the query runs
+ * asynchronously, read only, as the workspace's role, under a statement timeout and a row
+ * cap; a handler replies when its query is done. Errors are 400 with PostgreSQL's message. Every
+ * execution records a query run and persists a result whose status moves pending -> processing ->
+ * ready by a stored clock (cfg.result_delay_ms per phase, see SIM_RESULT_STATUS_SQL); async runs
+ * move queued -> running -> succeeded/failed on timers (cfg.async_delay_ms per phase).
  *
  * Result storage: results.data holds {"columns","nullable","types","rows"} as JSON text;
- * types are "int64" | "float64" | "bool" | "utf8" | "null" (for the Arrow encoding).
+ * types are the names of pg_types.c ("int64", "float64", "decimal", "bool", "date32",
+ * "timestamp", "timestamptz", "utf8") for the Arrow encoding.
  * A ready result never changes.
  *
  * Rules: loop thread only. Timer contexts carry workspace pointers (workspaces live for the
  * whole process) and ids, never sim_req pointers, except async_after_ms waiters, which are
  * kept on ctx->waiters and answered exactly once.
  */
+#include "sim_pg_engine.h"
+#include "sim_pg_types.h"
 #include "sim.h"
 #include "sim_areas.h"
 #include "sim_arrow.h"
@@ -36,10 +40,6 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
-
-/* Guards against runaway SQL (cross joins, recursive CTEs) on the single event loop. */
-#define SIM_QUERY_MAX_ROWS 1000000L
-#define SIM_QUERY_MAX_MS 10000u
 
 struct sim_qres {
     json_t *columns;  /* array of strings */
@@ -79,40 +79,6 @@ static void sim_qres_free(struct sim_qres *r)
 
 /* ---- execution ---- */
 
-struct sim_authz {
-    char **allowed;
-    size_t nallowed;
-    char denied[256];
-    bool write;
-};
-
-static int sim_authorizer(void *ud, int action, const char *a1, const char *a2, const char *a3,
-                          const char *a4)
-{
-    (void)a2;
-    (void)a3;
-    (void)a4;
-    struct sim_authz *az = ud;
-    switch (action) {
-    case SQLITE_SELECT:
-    case SQLITE_FUNCTION:
-    case SQLITE_RECURSIVE:
-        return SQLITE_OK;
-    case SQLITE_READ:
-        if (!a1)
-            return SQLITE_DENY;
-        for (size_t i = 0; i < az->nallowed; i++)
-            if (strcmp(az->allowed[i], a1) == 0)
-                return SQLITE_OK;
-        if (!az->denied[0])
-            snprintf(az->denied, sizeof az->denied, "%s", a1);
-        return SQLITE_DENY;
-    default:
-        az->write = true;
-        return SQLITE_DENY;
-    }
-}
-
 /*
  * Visibility: connection tables always; a dataset's tables only in the scope it was created
  * in (sim_table_scope; unscoped datasets only to unscoped queries). ?4 is the scope ('' none).
@@ -121,12 +87,22 @@ static int sim_authorizer(void *ud, int action, const char *a1, const char *a2, 
     "(t.kind != 'dataset' OR coalesce((SELECT s.database_id FROM sim_table_scope s WHERE"          \
     " s.owner_id = t.owner_id), '') = ?4)"
 
-/* The first column of the first row of a prepared lookup (a copy), or NULL; resets st. */
-static char *first_text(sqlite3_stmt *st)
+/* The PostgreSQL name ("schema"."table", ready to splice) of the first row of a prepared
+ * lookup of (catalog, schema_name, table_name), or NULL; resets st. */
+static char *first_pg_name(const struct sim_qscope *q, sqlite3_stmt *st)
 {
     char *out = NULL;
-    if (sqlite3_step(st) == SQLITE_ROW)
-        out = sim_strdup((const char *)sqlite3_column_text(st, 0));
+    if (sqlite3_step(st) == SQLITE_ROW && q->ws->pg) {
+        char sname[64], tname[64];
+        sim_pg_schema_name(q->ws->pg, q->ws->id, (const char *)sqlite3_column_text(st, 0),
+                           (const char *)sqlite3_column_text(st, 1), sname);
+        sim_pg_table_name((const char *)sqlite3_column_text(st, 2), tname);
+        char *qs = sim_pg_quote_ident(sname), *qt = sim_pg_quote_ident(tname);
+        if (asprintf(&out, "%s.%s", qs, qt) < 0)
+            abort();
+        free(qs);
+        free(qt);
+    }
     sqlite3_reset(st);
     return out;
 }
@@ -134,26 +110,51 @@ static char *first_text(sqlite3_stmt *st)
 static char *sim_resolve_cb(void *ud, const char *a, const char *b, const char *c)
 {
     const struct sim_qscope *q = ud;
-    sqlite3_stmt *st = sim_db_stmt(q->ws, "SELECT t.sqlite_table FROM sim_tables t WHERE"
-                                          " t.catalog = ?1 AND t.schema_name = ?2 AND"
-                                          " t.table_name = ?3 AND " SIM_VISIBLE_SQL);
+    sqlite3_stmt *st =
+        sim_db_stmt(q->ws, "SELECT t.catalog, t.schema_name, t.table_name FROM"
+                           " sim_tables t WHERE t.catalog = ?1 AND"
+                           " t.schema_name = ?2 AND t.table_name = ?3 AND " SIM_VISIBLE_SQL);
     if (!st)
         return NULL;
     sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 3, c, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, q->db_id ? q->db_id : "", -1, SQLITE_TRANSIENT);
-    return first_text(st);
+    return first_pg_name(q, st);
+}
+
+/* information_schema.columns / tables / schemata: the metadata views showing API names. */
+static char *sim_info_schema_view(const struct sim_qscope *q, const char *table)
+{
+    static const char *const map[][2] = {
+        {"columns", "columns"}, {"tables", "tables_v"}, {"schemata", "schemata"}};
+    if (!q->ws->pg)
+        return NULL;
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (strcmp(table, map[i][0]) != 0)
+            continue;
+        char *m = sim_pg_quote_ident(q->ws->pg->meta), *v = sim_pg_quote_ident(map[i][1]);
+        char *out = NULL;
+        if (asprintf(&out, "%s.%s", m, v) < 0)
+            abort();
+        free(m);
+        free(v);
+        return out;
+    }
+    return NULL;
 }
 
 /*
  * default_catalog / default_schema: an unqualified table name is looked up in the default
  * schema of the default catalog; without a default catalog, in the first catalog (by name)
  * that has it; a two-part name needs the default catalog. Without defaults nothing resolves.
+ * information_schema.<view> is the workspace's metadata view.
  */
 static char *sim_resolve_short_cb(void *ud, const char *schema, const char *table)
 {
     const struct sim_qscope *q = ud;
+    if (schema && strcmp(schema, "information_schema") == 0)
+        return sim_info_schema_view(q, table);
     if (!schema)
         schema = q->default_schema;
     if (!schema || (!q->default_catalog && !q->default_schema))
@@ -163,15 +164,15 @@ static char *sim_resolve_short_cb(void *ud, const char *schema, const char *tabl
     if (schema != q->default_schema)
         return NULL;
     sqlite3_stmt *st =
-        sim_db_stmt(q->ws, "SELECT t.sqlite_table FROM sim_tables t WHERE"
-                           " t.schema_name = ?2 AND t.table_name = ?3 AND " SIM_VISIBLE_SQL
-                           " ORDER BY t.catalog LIMIT 1");
+        sim_db_stmt(q->ws, "SELECT t.catalog, t.schema_name, t.table_name FROM"
+                           " sim_tables t WHERE t.schema_name = ?2 AND"
+                           " t.table_name = ?3 AND " SIM_VISIBLE_SQL " ORDER BY t.catalog LIMIT 1");
     if (!st)
         return NULL;
     sqlite3_bind_text(st, 2, schema, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 3, table, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, q->db_id ? q->db_id : "", -1, SQLITE_TRANSIENT);
-    return first_text(st);
+    return first_pg_name(q, st);
 }
 
 static bool sim_is_catalog_cb(void *ud, const char *a)
@@ -186,17 +187,6 @@ static bool sim_is_catalog_cb(void *ud, const char *a)
     bool found = sqlite3_step(st) == SQLITE_ROW;
     sqlite3_reset(st);
     return found;
-}
-
-static int sim_query_progress(void *arg)
-{
-    const uint64_t *deadline = arg;
-    return util_mono_ms() > *deadline;
-}
-
-static bool sim_decl_is_bool(const char *decl)
-{
-    return decl && (strcasecmp(decl, "BOOLEAN") == 0 || strcasecmp(decl, "BOOL") == 0);
 }
 
 /*
@@ -227,208 +217,66 @@ static bool sim_sql_quotes_name(const char *sql, const char *name)
     return false;
 }
 
+/*
+ * PostgreSQL folds unquoted names to lower case; hotsql/duckdb show them as written. A
+ * lower-case result column name equal (case-insensitively) to a bare identifier of the SQL
+ * takes that identifier's spelling (outside literals, comments and quoted names).
+ */
+static char *sim_sql_written_case(const char *sql, const char *name)
+{
+    size_t nl = strlen(name);
+    for (const char *p = sql; *p;) {
+        if (*p == '\'' || *p == '"' || *p == '`') {
+            const char *e = strchr(p + 1, *p);
+            p = e ? e + 1 : p + strlen(p);
+            continue;
+        }
+        if (p[0] == '-' && p[1] == '-') {
+            while (*p && *p != '\n')
+                p++;
+            continue;
+        }
+        if (isalpha((unsigned char)*p) || *p == '_') {
+            const char *s = p;
+            while (isalnum((unsigned char)*p) || *p == '_' || *p == '$')
+                p++;
+            if ((size_t)(p - s) == nl && strncasecmp(s, name, nl) == 0 && strncmp(s, name, nl))
+                return strndup(s, nl);
+            continue;
+        }
+        p++;
+    }
+    return NULL;
+}
+
 static void sim_fold_columns(const char *sql, const char *dialect, json_t *columns)
 {
     bool upper = dialect && strcmp(dialect, "snowflake") == 0;
     bool lower = dialect && strcmp(dialect, "postgres") == 0;
-    if (!upper && !lower)
-        return;
     for (size_t i = 0; i < json_array_size(columns); i++) {
         const char *n = json_string_value(json_array_get(columns, i));
         if (!n || sim_sql_quotes_name(sql, n))
             continue;
-        char *f = sim_strdup(n);
-        for (char *p = f; *p; p++)
-            *p = (char)(upper ? toupper((unsigned char)*p) : tolower((unsigned char)*p));
+        char *f = lower ? NULL : sim_sql_written_case(sql, n);
+        if (!f)
+            f = sim_strdup(n);
+        if (upper || lower)
+            for (char *p = f; *p; p++)
+                *p = (char)(upper ? toupper((unsigned char)*p) : tolower((unsigned char)*p));
         json_array_set_new(columns, i, json_string(f));
         free(f);
     }
 }
 
-/* Run sql in scope. 0 and *out filled, or -1 and *err (malloc'd). */
-static int sim_query_exec(const struct sim_qscope *q, const char *sql, struct sim_qres *out,
-                          char **err)
+/* Rewrite the API's names in sql to PostgreSQL ones. 0 and *out, or -1 and *err. */
+static int sim_query_rewrite(const struct sim_qscope *q, const char *sql, char **out, char **err)
 {
-    struct sim_ws *ws = q->ws;
-    memset(out, 0, sizeof *out);
-    uint64_t t0 = util_mono_us();
-    char *rewritten = NULL;
-    if (sim_sql_rewrite_ex(sql, sim_resolve_cb, sim_is_catalog_cb, sim_resolve_short_cb, (void *)q,
-                           &rewritten, err) < 0)
+    if (!q->ws->pg) {
+        *err = sim_strdup("the query engine is unavailable");
         return -1;
-
-    struct sim_authz az = {0};
-    sqlite3_stmt *lst =
-        sim_db_stmt(ws, "SELECT t.sqlite_table FROM sim_tables t WHERE " SIM_VISIBLE_SQL);
-    if (lst)
-        sqlite3_bind_text(lst, 4, q->db_id ? q->db_id : "", -1, SQLITE_TRANSIENT);
-    while (lst && sqlite3_step(lst) == SQLITE_ROW) {
-        az.allowed = realloc(az.allowed, (az.nallowed + 1) * sizeof *az.allowed);
-        if (!az.allowed)
-            abort();
-        az.allowed[az.nallowed++] = sim_strdup((const char *)sqlite3_column_text(lst, 0));
     }
-    if (lst)
-        sqlite3_reset(lst);
-
-    sqlite3_stmt *st = NULL;
-    const char *tail = NULL;
-    sqlite3_set_authorizer(ws->db, sim_authorizer, &az);
-    int rc = sqlite3_prepare_v2(ws->db, rewritten, -1, &st, &tail);
-    sqlite3_set_authorizer(ws->db, NULL, NULL);
-    int ret = -1;
-    char msg[1024];
-    if (rc != SQLITE_OK) {
-        if (az.write)
-            snprintf(msg, sizeof msg, "Only read-only queries (SELECT) are allowed");
-        else if (az.denied[0])
-            snprintf(msg, sizeof msg, "table '%s' not found", az.denied);
-        else
-            snprintf(msg, sizeof msg, "SQL error: %s", sqlite3_errmsg(ws->db));
-        *err = sim_strdup(msg);
-        goto done;
-    }
-    if (!st) {
-        *err = sim_strdup("SQL error: empty query");
-        goto done;
-    }
-    for (const char *p = tail; p && *p; p++) {
-        if (*p != ' ' && *p != '\n' && *p != '\r' && *p != '\t' && *p != ';') {
-            *err = sim_strdup("SQL error: only one statement per query is supported");
-            goto done;
-        }
-    }
-    if (!sqlite3_stmt_readonly(st)) {
-        *err = sim_strdup("Only read-only queries (SELECT) are allowed");
-        goto done;
-    }
-    int ncol = sqlite3_column_count(st);
-    out->columns = json_array();
-    out->nullable = json_array();
-    out->types = json_array();
-    out->rows = json_array();
-    int *declared_notnull = calloc((size_t)ncol + 1, sizeof(int)); /* 1 notnull, 0 null, -1 ? */
-    bool *is_bool = calloc((size_t)ncol + 1, sizeof(bool));
-    bool *seen_null = calloc((size_t)ncol + 1, sizeof(bool));
-    int *kind = calloc((size_t)ncol + 1, sizeof(int)); /* 0 none, 1 int, 2 float, 3 text */
-    if (!declared_notnull || !is_bool || !seen_null || !kind)
-        abort();
-    for (int i = 0; i < ncol; i++) {
-        json_array_append_new(out->columns, json_string(sqlite3_column_name(st, i)));
-        const char *tbl = sqlite3_column_table_name(st, i);
-        const char *col = sqlite3_column_origin_name(st, i);
-        int notnull = 0, pk = 0;
-        declared_notnull[i] = -1;
-        if (tbl && col &&
-            sqlite3_table_column_metadata(ws->db, NULL, tbl, col, NULL, NULL, &notnull, &pk,
-                                          NULL) == SQLITE_OK)
-            declared_notnull[i] = (notnull || pk) ? 1 : 0;
-        is_bool[i] = sim_decl_is_bool(sqlite3_column_decltype(st, i));
-    }
-    uint64_t deadline = util_mono_ms() + SIM_QUERY_MAX_MS;
-    sqlite3_progress_handler(ws->db, 10000, sim_query_progress, &deadline);
-    for (;;) {
-        rc = out->row_count >= SIM_QUERY_MAX_ROWS ? SQLITE_TOOBIG : sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-            break;
-        if (rc != SQLITE_ROW) {
-            sqlite3_progress_handler(ws->db, 0, NULL, NULL);
-            if (rc == SQLITE_TOOBIG)
-                snprintf(msg, sizeof msg, "result too large: more than %ld rows",
-                         SIM_QUERY_MAX_ROWS);
-            else if (rc == SQLITE_INTERRUPT)
-                snprintf(msg, sizeof msg, "query cancelled: ran longer than %u ms",
-                         SIM_QUERY_MAX_MS);
-            else
-                snprintf(msg, sizeof msg, "SQL error: %s", sqlite3_errmsg(ws->db));
-            *err = sim_strdup(msg);
-            free(declared_notnull);
-            free(is_bool);
-            free(seen_null);
-            free(kind);
-            sim_qres_free(out);
-            goto done;
-        }
-        json_t *row = json_array();
-        for (int i = 0; i < ncol; i++) {
-            json_t *v;
-            switch (sqlite3_column_type(st, i)) {
-            case SQLITE_INTEGER:
-                if (is_bool[i])
-                    v = json_boolean(sqlite3_column_int64(st, i) != 0);
-                else
-                    v = json_integer(sqlite3_column_int64(st, i));
-                if (kind[i] < 1)
-                    kind[i] = 1;
-                break;
-            case SQLITE_FLOAT:
-                v = json_real(sqlite3_column_double(st, i));
-                if (kind[i] < 2)
-                    kind[i] = 2;
-                break;
-            case SQLITE_TEXT:
-                v = json_stringn((const char *)sqlite3_column_text(st, i),
-                                 (size_t)sqlite3_column_bytes(st, i));
-                if (!v) /* not UTF-8 */
-                    v = json_string("");
-                kind[i] = 3;
-                break;
-            case SQLITE_BLOB: {
-                int n = sqlite3_column_bytes(st, i);
-                char *hex = malloc((size_t)n * 2 + 1);
-                if (!hex)
-                    abort();
-                util_hex(sqlite3_column_blob(st, i), (size_t)n, hex);
-                v = json_string(hex);
-                free(hex);
-                kind[i] = 3;
-                break;
-            }
-            default:
-                v = json_null();
-                seen_null[i] = true;
-                break;
-            }
-            json_array_append_new(row, v);
-        }
-        json_array_append_new(out->rows, row);
-        out->row_count++;
-    }
-    sqlite3_progress_handler(ws->db, 0, NULL, NULL);
-    for (int i = 0; i < ncol; i++) {
-        bool nullable = declared_notnull[i] >= 0 ? declared_notnull[i] == 0 : true;
-        if (declared_notnull[i] < 0 && out->row_count > 0)
-            nullable = seen_null[i];
-        if (seen_null[i])
-            nullable = true;
-        json_array_append_new(out->nullable, json_boolean(nullable));
-        const char *t = "utf8";
-        if (is_bool[i] && kind[i] <= 1)
-            t = "bool";
-        else if (kind[i] == 1)
-            t = "int64";
-        else if (kind[i] == 2)
-            t = "float64";
-        else if (kind[i] == 0)
-            t = "null";
-        /* a column mixing ints and floats stays float64; ints and text: utf8 */
-        json_array_append_new(out->types, json_string(t));
-    }
-    /* a column typed int64 may still hold floats in later rows: kind keeps the widest */
-    free(declared_notnull);
-    free(is_bool);
-    free(seen_null);
-    free(kind);
-    sim_fold_columns(sql, q->dialect, out->columns);
-    out->exec_ms = (long)((util_mono_us() - t0) / 1000);
-    ret = 0;
-done:
-    sqlite3_finalize(st);
-    for (size_t i = 0; i < az.nallowed; i++)
-        free(az.allowed[i]);
-    free(az.allowed);
-    free(rewritten);
-    return ret;
+    return sim_sql_rewrite_ex(sql, sim_resolve_cb, sim_is_catalog_cb, sim_resolve_short_cb,
+                              (void *)q, out, err);
 }
 
 /* ---- persistence ---- */
@@ -579,42 +427,128 @@ static json_t *sim_query_response(const struct sim_qres *r, const char *run_id,
                      "result_id", result_id, "warning");
 }
 
-/* Execute for a run: store result, finish run. Returns 0 on success (r filled). */
-static int sim_query_execute_run(struct sim_ctx *ctx, const struct sim_qscope *q,
-                                 const char *run_id, const char *sql, struct sim_qres *r,
-                                 char result_id[64], char **err, bool failed_result)
+/* One execution in flight: the run it belongs to and what to do with its outcome. */
+typedef void (*sim_qexec_k)(void *karg, const char *run_id, struct sim_qres *r,
+                            const char *result_id, const char *err);
+
+struct sim_qexec {
+    struct sim_ctx *ctx;
+    struct sim_qscope scope; /* owned */
+    char *sql;               /* as the user wrote it */
+    char run_id[64];
+    uint64_t t0;
+    bool failed_result; /* store a failed result for an error (async runs) */
+    sim_qexec_k k;
+    void *karg;
+};
+
+/* Store the result, finish the run, then hand the outcome to x->k; frees x. */
+static void sim_qexec_complete(struct sim_qexec *x, struct sim_qres *r, const char *err)
 {
-    struct sim_ws *ws = q->ws;
-    uint64_t t0 = util_mono_us();
-    char hash[65];
-    util_sha256_hex(sql, strlen(sql), hash);
-    sim_stats_count_sql(ctx, hash);
-    result_id[0] = '\0';
-    int rc = 0;
+    struct sim_ws *ws = x->scope.ws;
+    char result_id[64] = "";
+    long server_ms = (long)((util_mono_us() - x->t0) / 1000);
     /* one write transaction for the query's bookkeeping (the caller may hold one already) */
     bool own_tx = sqlite3_get_autocommit(ws->db) != 0;
     if (own_tx)
         sim_db_exec(ws->db, "BEGIN");
-    if (sim_query_exec(q, sql, r, err) < 0) {
-        if (failed_result) {
+    if (err) {
+        if (x->failed_result) {
             sim_id_new("res", result_id);
-            sim_result_store(ctx, ws, result_id, run_id, NULL, *err);
+            sim_result_store(x->ctx, ws, result_id, x->run_id, NULL, err);
         }
-        sim_run_finish(ws, run_id, NULL, result_id[0] ? result_id : NULL, *err,
-                       (long)((util_mono_us() - t0) / 1000));
-        rc = -1;
+        sim_run_finish(ws, x->run_id, NULL, result_id[0] ? result_id : NULL, err, server_ms);
     } else {
         sim_id_new("res", result_id);
-        sim_result_store(ctx, ws, result_id, run_id, r, NULL);
-        sim_run_finish(ws, run_id, r, result_id, NULL, (long)((util_mono_us() - t0) / 1000));
+        sim_result_store(x->ctx, ws, result_id, x->run_id, r, NULL);
+        sim_run_finish(ws, x->run_id, r, result_id, NULL, server_ms);
     }
     if (own_tx)
         sim_db_exec(ws->db, "COMMIT");
-    return rc;
+    x->k(x->karg, x->run_id, err ? NULL : r, result_id, err);
+    sim_qscope_free(&x->scope);
+    free(x->sql);
+    free(x);
 }
 
-static void sim_query_run_scoped(struct sim_req *req, const struct sim_qscope *q, const char *sql,
+static void sim_qexec_pg_done(void *arg, struct sim_pg_result *res, const char *err)
+{
+    struct sim_qexec *x = arg;
+    if (err) {
+        sim_qexec_complete(x, NULL, err);
+        return;
+    }
+    struct sim_qres r = {.columns = res->columns,
+                         .nullable = res->nullable,
+                         .types = res->types,
+                         .rows = res->rows,
+                         .row_count = res->row_count,
+                         .exec_ms = (long)((util_mono_us() - x->t0) / 1000)};
+    memset(res, 0, sizeof *res);
+    sim_fold_columns(x->sql, x->scope.dialect, r.columns);
+    sim_qexec_complete(x, &r, NULL);
+    sim_qres_free(&r);
+}
+
+/*
+ * Execute sql for the run run_id on PostgreSQL (asynchronously); k runs exactly once with
+ * the outcome, after the result is stored and the run finished (before this returns when
+ * the SQL cannot even be rewritten). Takes scope's strings (scope is zeroed).
+ */
+static void sim_query_execute_run(struct sim_ctx *ctx, struct sim_qscope *scope, const char *run_id,
+                                  const char *sql, bool failed_result, sim_qexec_k k, void *karg)
+{
+    struct sim_qexec *x = calloc(1, sizeof *x);
+    if (!x)
+        abort();
+    x->ctx = ctx;
+    x->scope = *scope;
+    memset(scope, 0, sizeof *scope);
+    x->sql = sim_strdup(sql);
+    snprintf(x->run_id, sizeof x->run_id, "%s", run_id);
+    x->t0 = util_mono_us();
+    x->failed_result = failed_result;
+    x->k = k;
+    x->karg = karg;
+    char hash[65];
+    util_sha256_hex(sql, strlen(sql), hash);
+    sim_stats_count_sql(ctx, hash);
+    char *pgsql = NULL, *err = NULL;
+    if (sim_query_rewrite(&x->scope, sql, &pgsql, &err) < 0) {
+        sim_qexec_complete(x, NULL, err);
+        free(err);
+        return;
+    }
+    struct sim_ws *ws = x->scope.ws;
+    char role[64];
+    sim_pg_ws_role(ws->pg, ws->id, role);
+    sim_pg_query(ws->pg->pool, role, pgsql, ctx->cfg.query_timeout_ms, sim_qexec_pg_done, x);
+    free(pgsql);
+}
+
+static void sim_query_run_scoped(struct sim_req *req, struct sim_qscope *q, const char *sql,
                                  const char *saved_query_id, int saved_query_version);
+
+int sim_query_run_blocking(struct sim_ws *ws, const char *sql, json_t **columns, json_t **rows,
+                           char **err)
+{
+    struct sim_qscope q = {.ws = ws};
+    char *pgsql = NULL;
+    *columns = *rows = NULL;
+    if (sim_query_rewrite(&q, sql, &pgsql, err) < 0)
+        return -1;
+    char role[64];
+    sim_pg_ws_role(ws->pg, ws->id, role);
+    struct sim_pg_result res;
+    int rc = sim_pg_query_sync(ws->pg, role, pgsql, &res, err);
+    free(pgsql);
+    if (rc < 0)
+        return -1;
+    *columns = json_incref(res.columns);
+    *rows = json_incref(res.rows);
+    sim_pg_result_clear(&res);
+    return 0;
+}
 
 void sim_query_run_and_reply(struct sim_req *req, const char *sql, const char *saved_query_id,
                              int saved_query_version)
@@ -623,23 +557,35 @@ void sim_query_run_and_reply(struct sim_req *req, const char *sql, const char *s
     sim_query_run_scoped(req, &q, sql, saved_query_id, saved_query_version);
 }
 
-static void sim_query_run_scoped(struct sim_req *req, const struct sim_qscope *q, const char *sql,
+/* The answer of a failed query: 400 with the engine's message (503 while shutting down). */
+static void sim_query_reply_failed(struct sim_req *req, const char *err)
+{
+    if (req->ctx->waiters_shutdown)
+        sim_reply_error(req, 503, "SERVICE_UNAVAILABLE", "%s", err);
+    else
+        sim_reply_error(req, 400, "BAD_REQUEST", "%s", err);
+}
+
+static void sim_query_sync_k(void *karg, const char *run_id, struct sim_qres *r,
+                             const char *result_id, const char *err)
+{
+    struct sim_req *req = karg;
+    if (err) {
+        sim_query_reply_failed(req, err);
+        return;
+    }
+    sim_reply_json(req, 200, sim_query_response(r, run_id, result_id));
+}
+
+/* Run sql for req and reply when it is done; takes q's strings. */
+static void sim_query_run_scoped(struct sim_req *req, struct sim_qscope *q, const char *sql,
                                  const char *saved_query_id, int saved_query_version)
 {
-    char run_id[64], result_id[64];
+    char run_id[64];
     sim_id_new("qrun", run_id);
     sim_run_insert(req->ws, run_id, "running", sql, req->token->user_public_id, saved_query_id,
                    saved_query_version);
-    struct sim_qres r;
-    char *err = NULL;
-    if (sim_query_execute_run(req->ctx, q, run_id, sql, &r, result_id, &err, false) < 0) {
-        sim_reply_error(req, 400, "BAD_REQUEST", "%s", err);
-        free(err);
-        return;
-    }
-    json_t *resp = sim_query_response(&r, run_id, result_id);
-    sim_qres_free(&r);
-    sim_reply_json(req, 200, resp);
+    sim_query_execute_run(req->ctx, q, run_id, sql, false, sim_query_sync_k, req);
 }
 
 /* ---- async runs ---- */
@@ -674,6 +620,24 @@ int sim_query_async_delay(struct sim_ctx *ctx)
     return ctx->faults.async_delay_ms >= 0 ? ctx->faults.async_delay_ms : ctx->cfg.async_delay_ms;
 }
 
+/* An async run's query finished: answer its async_after_ms waiters. */
+static void sim_async_k(void *karg, const char *run_id, struct sim_qres *r, const char *result_id,
+                        const char *err)
+{
+    struct sim_async_run *a = karg;
+    for (struct sim_pending_waiter *w = a->ctx->waiters; w; w = w->next) {
+        if (!w->req || w->ws != a->ws || strcmp(w->run_id, run_id) != 0)
+            continue;
+        struct sim_req *req = w->req;
+        w->req = NULL;
+        if (!err)
+            sim_reply_json(req, 200, sim_query_response(r, run_id, result_id));
+        else
+            sim_query_reply_failed(req, err);
+    }
+    sim_async_drop(a);
+}
+
 static void sim_async_step(void *arg)
 {
     struct sim_async_run *a = arg;
@@ -684,26 +648,7 @@ static void sim_async_step(void *arg)
                              sim_async_drop);
         return;
     }
-    struct sim_qres r;
-    char result_id[64];
-    char *err = NULL;
-    int rc = sim_query_execute_run(a->ctx, &a->scope, a->run_id, a->sql, &r, result_id, &err, true);
-    for (struct sim_pending_waiter *w = a->ctx->waiters; w; w = w->next) {
-        if (!w->req || w->ws != a->ws || strcmp(w->run_id, a->run_id) != 0)
-            continue;
-        struct sim_req *req = w->req;
-        w->req = NULL;
-        if (rc == 0)
-            sim_reply_json(req, 200, sim_query_response(&r, a->run_id, result_id));
-        else
-            sim_reply_error(req, 400, "BAD_REQUEST", "%s", err);
-    }
-    if (rc == 0)
-        sim_qres_free(&r);
-    free(err);
-    sim_qscope_free(&a->scope);
-    free(a->sql);
-    free(a);
+    sim_query_execute_run(a->ctx, &a->scope, a->run_id, a->sql, true, sim_async_k, a);
 }
 
 static json_t *sim_async_accepted(const char *run_id, const char *status, const char *reason)

@@ -119,6 +119,7 @@ struct sim_ctx {
     struct sim_pending_waiter *waiters; /* async_after_ms waiters (query.c) */
     bool waiters_shutdown;              /* sweep answers and frees every waiter */
     struct sim_timer *timers;           /* pending sim_timer_after timers (loop.c) */
+    struct sim_pg *pg;                  /* PostgreSQL engine (pg_engine.c) */
 };
 
 #endif

@@ -17,6 +17,14 @@
 void sim_query_run_and_reply(struct sim_req *req, const char *sql, const char *saved_query_id,
                              int saved_query_version);
 
+/*
+ * Run sql (the API's names, one read-only statement) on the query engine now, blocking, as
+ * the workspace's role: materialising a dataset from a query. 0 with *columns and *rows (new
+ * references), or -1 and *err (malloc'd, the engine's message).
+ */
+int sim_query_run_blocking(struct sim_ws *ws, const char *sql, json_t **columns, json_t **rows,
+                           char **err);
+
 void sim_query_startup(struct sim_ctx *ctx); /* fix up runs/results left non-terminal */
 int sim_query_async_delay(struct sim_ctx *ctx);
 /* Free answered/expired async_after_ms waiters (all of them when ctx is shutting down). */

@@ -10,9 +10,11 @@
 #include <stdbool.h>
 
 /*
- * Every three-part name a.b.c (each part bare or "double-quoted") outside string literals,
- * quoted identifiers of other shapes and comments is passed to resolve(); a non-NULL
- * malloc'd answer replaces it as a quoted SQLite identifier. When resolve returns NULL the
+ * Every three-part name a.b.c (each part bare or "double-quoted") outside string literals
+ * (also E'' and dollar-quoted ones), quoted identifiers of other shapes and comments (nested
+ * block comments too) is passed to resolve(); a non-NULL malloc'd answer replaces it: an
+ * answer starting with '"' is spliced as SQL text ("schema"."table"), any other is quoted as
+ * one identifier. When resolve returns NULL the
  * name is left as is, unless is_catalog(first part) says it names a known catalog: then it
  * is an error "Table 'a.b.c' not found". Returns 0 and *out (malloc'd) or -1 and *err
  * (malloc'd).

@@ -59,12 +59,16 @@ struct sim_config {
                               202 (202 pending/processing, 409 failed) */
     bool quiet;
     uint64_t max_upload_bytes; /* --max-upload-bytes; 0: 2 GB (x10 with ?streaming=true) */
+    char *pg_url;              /* --pg-url: use this PostgreSQL server instead of a private one */
+    int query_timeout_ms;      /* --query-timeout-ms: statement timeout (0: 10000) */
+    char *pg_template;         /* --pg-template: initialised cluster to copy on first start */
 };
 
 /* ------------------------------------------------------------------------------------ */
 /* Workspaces                                                                            */
 
 struct sim_stmt_cache;
+struct sim_pg;
 
 struct sim_ws {
     char *id;                     /* "ws_test" */
@@ -72,6 +76,7 @@ struct sim_ws {
     char *created_at;             /* RFC 3339 */
     sqlite3 *db;                  /* DIR/ws/<id>.db, open for the life of the process */
     struct sim_stmt_cache *stmts; /* see sim_db_stmt */
+    struct sim_pg *pg;            /* the PostgreSQL engine holding its user data (core) */
 };
 
 /* ------------------------------------------------------------------------------------ */

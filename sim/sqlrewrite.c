@@ -4,10 +4,14 @@
  * SQL runs on SQLite unchanged otherwise.
  *
  * Rules: pure (no globals, no I/O); the resolver decides what a name maps to. A small
- * tokenizer skips string literals ('...' with '' escapes), comments (-- and / * * /),
- * numbers and identifiers quoted with ` or [ ]. Identifiers are bare ([A-Za-z_][A-Za-z0-9_$]*,
- * folded to lowercase like Postgres) or "double quoted" ("" escapes, case kept). A dotted
- * chain of 3 or 4 parts (the 4th being a column) has its first three parts looked up.
+ * tokenizer that knows PostgreSQL's lexical rules skips string literals ('...' with ''
+ * escapes; E'...' with backslash escapes too), dollar-quoted strings ($$...$$,
+ * $tag$...$tag$; $1 is a parameter, not a quote), comments (-- and / * * /, nested like
+ * PostgreSQL's), numbers, `::` casts and identifiers quoted with ` or [ ]. Identifiers are
+ * bare ([A-Za-z_][A-Za-z0-9_$]*, folded to lowercase like Postgres) or "double quoted" (""
+ * escapes, case kept). A dotted chain of 3 or 4 parts (the 4th being a column) has its
+ * first three parts looked up. A resolver answer that starts with a double quote is SQL text
+ * spliced as is ("schema"."table"); any other answer is quoted as one identifier.
  */
 #include "sim_sqlrewrite.h"
 
@@ -108,6 +112,96 @@ static char *sim_quote(const char *name)
     return b.p;
 }
 
+/* A resolver answer as SQL text: verbatim when already quoted, else one quoted identifier. */
+static void sim_sb_add_name(struct sim_sb *b, const char *t)
+{
+    if (t[0] == '"') {
+        sim_sb_add(b, t, strlen(t));
+        return;
+    }
+    char *q = sim_quote(t);
+    sim_sb_add(b, q, strlen(q));
+    free(q);
+}
+
+/* End of the dollar-quote opening tag at s[i] ('$'), or 0 when s[i] opens none. */
+static size_t sim_dollar_tag_end(const char *s, size_t i)
+{
+    size_t j = i + 1;
+    if (s[j] == '$')
+        return j + 1;
+    if (!(isalpha((unsigned char)s[j]) || s[j] == '_' || (unsigned char)s[j] >= 0x80))
+        return 0;
+    while (isalnum((unsigned char)s[j]) || s[j] == '_' || (unsigned char)s[j] >= 0x80)
+        j++;
+    return s[j] == '$' ? j + 1 : 0;
+}
+
+/* End of a literal / comment / dollar quote starting at s[i], or 0 when none starts there.
+ * prev_ident: s[i-1] ends an identifier (a '$' there belongs to it). */
+static size_t sim_skip_opaque(const char *s, size_t i, bool prev_ident)
+{
+    unsigned char c = (unsigned char)s[i];
+    bool estr = (c == 'e' || c == 'E') && s[i + 1] == '\'' && !prev_ident;
+    if (c == '\'' || estr) {
+        size_t j = i + (estr ? 2 : 1);
+        for (;;) {
+            if (!s[j])
+                return j;
+            if (estr && s[j] == '\\' && s[j + 1]) {
+                j += 2;
+                continue;
+            }
+            if (s[j] == '\'') {
+                if (s[j + 1] == '\'') {
+                    j += 2;
+                    continue;
+                }
+                return j + 1;
+            }
+            j++;
+        }
+    }
+    if (c == '-' && s[i + 1] == '-') {
+        size_t j = i;
+        while (s[j] && s[j] != '\n')
+            j++;
+        return j;
+    }
+    if (c == '/' && s[i + 1] == '*') {
+        size_t j = i + 2;
+        int depth = 1;
+        while (s[j] && depth > 0) {
+            if (s[j] == '/' && s[j + 1] == '*') {
+                depth++;
+                j += 2;
+            } else if (s[j] == '*' && s[j + 1] == '/') {
+                depth--;
+                j += 2;
+            } else {
+                j++;
+            }
+        }
+        return j;
+    }
+    if (c == '$' && !prev_ident) {
+        size_t te = sim_dollar_tag_end(s, i);
+        if (!te)
+            return 0;
+        size_t tl = te - i;
+        const char *e = s + te;
+        for (;;) {
+            e = strchr(e, '$');
+            if (!e)
+                return strlen(s);
+            if (strncmp(e, s + i, tl) == 0)
+                return (size_t)(e - s) + tl;
+            e++;
+        }
+    }
+    return 0;
+}
+
 static size_t sim_skip_ws(const char *s, size_t i)
 {
     while (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')
@@ -147,39 +241,14 @@ int sim_sql_rewrite_ex(const char *sql, sim_sql_resolve_fn resolve,
     sim_sb_add(&b, "", 0);
     while (sql[i]) {
         unsigned char c = (unsigned char)sql[i];
-        if (c == '\'') {
-            size_t j = i + 1;
-            for (;;) {
-                if (!sql[j])
-                    break;
-                if (sql[j] == '\'') {
-                    if (sql[j + 1] == '\'') {
-                        j += 2;
-                        continue;
-                    }
-                    j++;
-                    break;
-                }
-                j++;
-            }
-            sim_sb_add(&b, sql + i, j - i);
-            i = j;
-            prev = PREV_OTHER;
-            continue;
-        }
-        if (c == '-' && sql[i + 1] == '-') {
-            size_t j = i;
-            while (sql[j] && sql[j] != '\n')
-                j++;
-            sim_sb_add(&b, sql + i, j - i);
-            i = j;
-            continue;
-        }
-        if (c == '/' && sql[i + 1] == '*') {
-            const char *e = strstr(sql + i + 2, "*/");
-            size_t j = e ? (size_t)(e - sql) + 2 : strlen(sql);
-            sim_sb_add(&b, sql + i, j - i);
-            i = j;
+        bool prev_ident = i > 0 && sim_ident_char((unsigned char)sql[i - 1]);
+        size_t skip = sim_skip_opaque(sql, i, prev_ident);
+        if (skip > i) {
+            bool comment = (c == '-' || c == '/');
+            sim_sb_add(&b, sql + i, skip - i);
+            i = skip;
+            if (!comment)
+                prev = PREV_OTHER;
             continue;
         }
         if (c == '`' || c == '[') {
@@ -239,10 +308,8 @@ int sim_sql_rewrite_ex(const char *sql, sim_sql_resolve_fn resolve,
             if (np == 3 || np == 4) {
                 char *t = resolve(ud, parts[0], parts[1], parts[2]);
                 if (t) {
-                    char *q = sim_quote(t);
+                    sim_sb_add_name(&b, t);
                     free(t);
-                    sim_sb_add(&b, q, strlen(q));
-                    free(q);
                     if (np == 4) {
                         char *q4 = sim_quote(parts[3]);
                         sim_sb_add(&b, ".", 1);
@@ -268,10 +335,8 @@ int sim_sql_rewrite_ex(const char *sql, sim_sql_resolve_fn resolve,
                 char *t = np == 1 ? resolve_short(ud, NULL, parts[0])
                                   : resolve_short(ud, parts[0], parts[1]);
                 if (t) {
-                    char *q = sim_quote(t);
+                    sim_sb_add_name(&b, t);
                     free(t);
-                    sim_sb_add(&b, q, strlen(q));
-                    free(q);
                     replaced = true;
                 }
             }

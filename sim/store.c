@@ -10,6 +10,7 @@
  * swapped, never freed, by POST /_sim/reset?data=1, which recreates the file). Cached
  * statements are finalized before their handle closes.
  */
+#include "sim_pg_engine.h"
 #include "sim_int.h"
 #include "sim_store.h"
 #include "sim_util.h"
@@ -23,6 +24,10 @@
 #include <unistd.h>
 
 #define SIM_STMT_BUCKETS 128
+
+static int sim_table_register_row(struct sim_ws *ws, const char *kind, const char *owner_id,
+                                  const char *catalog, const char *schema, const char *table,
+                                  const char *sqlite_table, bool synced);
 
 struct sim_stmt_ent {
     char *sql;
@@ -81,6 +86,8 @@ static const char sim_demo_schema[] =
 #define SIM_DEMO_CUSTOMERS 1000
 #define SIM_DEMO_PRODUCTS 200
 #define SIM_SEED_TIME "2026-01-01T00:00:00.000Z"
+/* the demo generator's version: part of the PostgreSQL seed cache key (pg_engine.c) */
+#define SIM_SEED_VERSION "demo-v1"
 
 int sim_db_exec(sqlite3 *db, const char *sql)
 {
@@ -318,11 +325,17 @@ int sim_store_seed_demo(struct sim_ws *ws, long orders)
     if (rc != SQLITE_DONE)
         goto fail;
     static const char *const tables[] = {"customers", "orders", "products"};
+    /* the seed is the same in every workspace: PostgreSQL copies it from a server-side
+     * cache when another workspace (or simulator on the same server) made it already. The
+     * key names the generator's version: change SIM_SEED_VERSION with the generator. */
+    char seed_key[64];
+    snprintf(seed_key, sizeof seed_key, "%s|%ld", SIM_SEED_VERSION, orders);
     for (size_t i = 0; i < NELEM(tables); i++) {
         char sqlname[128];
         snprintf(sqlname, sizeof sqlname, "demo.public.%s", tables[i]);
-        if (sim_table_register(ws, "connection", "conn_demo", "demo", "public", tables[i], sqlname,
-                               true) < 0)
+        if (sim_table_register_row(ws, "connection", "conn_demo", "demo", "public", tables[i],
+                                   sqlname, true) < 0 ||
+            sim_pg_mirror_seeded(ws->pg, ws, "demo", "public", tables[i], sqlname, seed_key) < 0)
             goto fail;
     }
     if (sim_db_exec(db, "UPDATE sim_tables SET last_sync = '" SIM_SEED_TIME
@@ -364,6 +377,45 @@ static char *sim_quote_ident(const char *name)
     return q;
 }
 
+/* The API name (catalog, schema, table) registered for sqlite_table; 0 or -1. */
+static int sim_table_api_name(struct sim_ws *ws, const char *sqlite_table, char cat[128],
+                              char sch[128], char tbl[128])
+{
+    sqlite3_stmt *st = sim_db_stmt(ws, "SELECT catalog, schema_name, table_name FROM"
+                                       " sim_tables WHERE sqlite_table = ?1");
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, sqlite_table, -1, SQLITE_TRANSIENT);
+    int rc = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        snprintf(cat, 128, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(sch, 128, "%s", (const char *)sqlite3_column_text(st, 1));
+        snprintf(tbl, 128, "%s", (const char *)sqlite3_column_text(st, 2));
+        rc = 0;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* The same changes on the PostgreSQL copy: new rows (id > max_before), stock, synced_at. */
+static void sim_store_refresh_pg(struct sim_ws *ws, const char *sqlite_table, long max_before,
+                                 const char *now)
+{
+    char cat[128], sch[128], tbl[128];
+    if (!ws->pg || sim_table_api_name(ws, sqlite_table, cat, sch, tbl) < 0)
+        return;
+    if (strcmp(sqlite_table, "demo.public.orders") == 0 ||
+        strcmp(sqlite_table, "demo.public.customers") == 0) {
+        char where[64];
+        snprintf(where, sizeof where, "id > %ld", max_before);
+        sim_pg_mirror_append(ws->pg, ws, cat, sch, tbl, sqlite_table, where);
+    } else if (strcmp(sqlite_table, "demo.public.products") == 0) {
+        sim_pg_table_update(ws->pg, ws, cat, sch, tbl, "stock = (stock + 7) % 500", NULL);
+    }
+    if (sim_table_has_column(ws->db, sqlite_table, "synced_at"))
+        sim_pg_table_update(ws->pg, ws, cat, sch, tbl, "synced_at = $1", now);
+}
+
 long sim_store_refresh_table(struct sim_ws *ws, const char *sqlite_table)
 {
     sqlite3 *db = ws->db;
@@ -372,6 +424,7 @@ long sim_store_refresh_table(struct sim_ws *ws, const char *sqlite_table)
     long touched = 0;
     char *q = sim_quote_ident(sqlite_table);
     char sql[512];
+    long max_before = 0;
     sim_db_exec(db, "BEGIN");
     if (strcmp(sqlite_table, "demo.public.orders") == 0) {
         /* new orders arrive with every sync: counts and sums change */
@@ -381,6 +434,7 @@ long sim_store_refresh_table(struct sim_ws *ws, const char *sqlite_table)
                                &st, NULL) == SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW)
             max = (long)sqlite3_column_int64(st, 0);
+        max_before = max;
         sqlite3_finalize(st);
         st = NULL;
         if (sqlite3_prepare_v2(db, "INSERT INTO \"demo.public.orders\" VALUES(?,?,?,?,?,?,?,?,?)",
@@ -400,6 +454,7 @@ long sim_store_refresh_table(struct sim_ws *ws, const char *sqlite_table)
                                &st, NULL) == SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW)
             max = (long)sqlite3_column_int64(st, 0);
+        max_before = max;
         sqlite3_finalize(st);
         st = NULL;
         if (sqlite3_prepare_v2(db, "INSERT INTO \"demo.public.customers\" VALUES(?,?,?,?,?,?,?,?)",
@@ -426,14 +481,16 @@ long sim_store_refresh_table(struct sim_ws *ws, const char *sqlite_table)
     }
     sim_db_exec(db, "COMMIT");
     free(q);
+    sim_store_refresh_pg(ws, sqlite_table, max_before, now);
     return touched;
 }
 
 /* ---- table registry ---- */
 
-int sim_table_register(struct sim_ws *ws, const char *kind, const char *owner_id,
-                       const char *catalog, const char *schema, const char *table,
-                       const char *sqlite_table, bool synced)
+/* The sim_tables row of a queryable table (SQLite only). 0 or -1. */
+static int sim_table_register_row(struct sim_ws *ws, const char *kind, const char *owner_id,
+                                  const char *catalog, const char *schema, const char *table,
+                                  const char *sqlite_table, bool synced)
 {
     sqlite3_stmt *st = sim_db_stmt(
         ws, "INSERT OR REPLACE INTO sim_tables(catalog,schema_name,table_name,kind,owner_id,"
@@ -459,6 +516,17 @@ int sim_table_register(struct sim_ws *ws, const char *kind, const char *owner_id
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
+int sim_table_register(struct sim_ws *ws, const char *kind, const char *owner_id,
+                       const char *catalog, const char *schema, const char *table,
+                       const char *sqlite_table, bool synced)
+{
+    if (sim_table_register_row(ws, kind, owner_id, catalog, schema, table, sqlite_table, synced) <
+        0)
+        return -1;
+    /* the data is queried on PostgreSQL: copy the table there */
+    return sim_pg_mirror_table(ws->pg, ws, catalog, schema, table, sqlite_table);
+}
+
 int sim_table_unregister(struct sim_ws *ws, const char *catalog, const char *schema,
                          const char *table)
 {
@@ -471,12 +539,26 @@ int sim_table_unregister(struct sim_ws *ws, const char *catalog, const char *sch
     sqlite3_bind_text(st, 3, table, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    if (rc != SQLITE_DONE)
+        return -1;
+    if (ws->pg)
+        sim_pg_drop_table(ws->pg, ws, catalog, schema, table);
+    return 0;
 }
 
 int sim_table_unregister_owner(struct sim_ws *ws, const char *owner_id)
 {
-    sqlite3_stmt *st = sim_db_stmt(ws, "DELETE FROM sim_tables WHERE owner_id=?");
+    sqlite3_stmt *st =
+        sim_db_stmt(ws, "SELECT catalog, schema_name, table_name FROM sim_tables WHERE owner_id=?");
+    if (!st)
+        return -1;
+    sqlite3_bind_text(st, 1, owner_id, -1, SQLITE_TRANSIENT);
+    while (ws->pg && sqlite3_step(st) == SQLITE_ROW)
+        sim_pg_drop_table(ws->pg, ws, (const char *)sqlite3_column_text(st, 0),
+                          (const char *)sqlite3_column_text(st, 1),
+                          (const char *)sqlite3_column_text(st, 2));
+    sqlite3_reset(st);
+    st = sim_db_stmt(ws, "DELETE FROM sim_tables WHERE owner_id=?");
     if (!st)
         return -1;
     sqlite3_bind_text(st, 1, owner_id, -1, SQLITE_TRANSIENT);
@@ -540,6 +622,27 @@ static void sim_ws_db_path(struct sim_ctx *ctx, const char *id, char *out, size_
     snprintf(out, len, "%s/ws/%s.db", ctx->cfg.data_dir, id);
 }
 
+/* Mirror every registered table PostgreSQL lacks (a data dir from before the PostgreSQL
+ * engine, or a cluster that was removed). */
+static void sim_store_pg_sync(struct sim_ws *ws)
+{
+    if (!ws->pg)
+        return;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(ws->db,
+                           "SELECT catalog, schema_name, table_name, sqlite_table FROM sim_tables",
+                           -1, &st, NULL) != SQLITE_OK)
+        return;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *c = (const char *)sqlite3_column_text(st, 0);
+        const char *s = (const char *)sqlite3_column_text(st, 1);
+        const char *t = (const char *)sqlite3_column_text(st, 2);
+        if (!sim_pg_has_table(ws->pg, ws, c, s, t))
+            sim_pg_mirror_table(ws->pg, ws, c, s, t, (const char *)sqlite3_column_text(st, 3));
+    }
+    sqlite3_finalize(st);
+}
+
 /* Open (creating and seeding when new) the DB of ws. */
 static int sim_ws_open_db(struct sim_ctx *ctx, struct sim_ws *ws)
 {
@@ -574,6 +677,8 @@ static int sim_ws_open_db(struct sim_ctx *ctx, struct sim_ws *ws)
         sqlite3_step(st) == SQLITE_ROW)
         seeded = true;
     sqlite3_finalize(st);
+    if (ws->pg && sim_pg_ws_prepare(ws->pg, ws) < 0)
+        return -1;
     if (!seeded) {
         uint64_t t0 = util_mono_ms();
         if (sim_store_seed_demo(ws, ctx->cfg.seed_rows) < 0)
@@ -584,6 +689,8 @@ static int sim_ws_open_db(struct sim_ctx *ctx, struct sim_ws *ws)
         if (!ctx->cfg.quiet)
             sim_log("seeded workspace %s (%ld orders) in %llu ms", ws->id, ctx->cfg.seed_rows,
                     (unsigned long long)(util_mono_ms() - t0));
+    } else {
+        sim_store_pg_sync(ws);
     }
     return 0;
 }
@@ -599,6 +706,7 @@ static struct sim_ws *sim_ws_add(struct sim_ctx *ctx, const char *id, const char
     ws->id = sim_strdup(id);
     ws->name = sim_strdup(name);
     ws->created_at = sim_strdup(created_at);
+    ws->pg = ctx->pg;
     if (sim_ws_open_db(ctx, ws) < 0) {
         if (ws->db)
             sqlite3_close(ws->db);
@@ -719,6 +827,8 @@ int sim_store_reset_data(struct sim_ctx *ctx)
     for (size_t i = 0; i < ctx->nws; i++) {
         struct sim_ws *ws = ctx->ws[i];
         sim_ws_close_db(ws);
+        if (ws->pg)
+            sim_pg_ws_drop(ws->pg, ws);
         char path[1100], side[1200];
         sim_ws_db_path(ctx, ws->id, path, sizeof path);
         unlink(path);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/prctl.h>
@@ -219,6 +220,47 @@ void harness_dump_log(const hproc *p, int lines)
         fprintf(stderr, "(no log at %s)\n", p->log);
 }
 
+/*
+ * The initialised PostgreSQL cluster every simulator of this build copies on its first
+ * start (--pg-template): initdb runs once per build dir, not once per simulator. Made under
+ * an flock so parallel tests wait for one another. NULL when it cannot be made (the
+ * simulator then runs initdb itself).
+ */
+const char *harness_pg_template(void)
+{
+    static const char path[] = HG_PG_TEMPLATE;
+    char probe[sizeof path + 16];
+    snprintf(probe, sizeof probe, "%s/PG_VERSION", path);
+    if (access(probe, F_OK) == 0)
+        return path;
+    int fd = open(HG_PG_TEMPLATE ".lock", O_RDWR | O_CREAT, 0644);
+    if (fd < 0)
+        return NULL;
+    flock(fd, LOCK_EX);
+    if (access(probe, F_OK) != 0) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "'%s' --pg-make-template '%s' >&2", HG_BIN_SIM, path);
+        if (system(cmd) != 0)
+            fprintf(stderr, "harness: making the PostgreSQL template %s failed\n", path);
+    }
+    flock(fd, LOCK_UN);
+    close(fd);
+    return access(probe, F_OK) == 0 ? path : NULL;
+}
+
+int harness_pg_shared_url(char *out, size_t len)
+{
+    if (getenv("HG_TEST_PG_PRIVATE"))
+        return -1;
+    FILE *f = fopen(HG_PG_SHARED ".conninfo", "r");
+    if (!f)
+        return -1;
+    int rc = fgets(out, (int)len, f) ? 0 : -1;
+    fclose(f);
+    out[strcspn(out, "\n")] = '\0';
+    return rc == 0 && out[0] ? 0 : -1;
+}
+
 int harness_start_sim(hproc *p, const char *dir, const char *const extra[])
 {
     char port[16], data[512], log[512];
@@ -246,6 +288,19 @@ int harness_start_sim(hproc *p, const char *dir, const char *const extra[])
     if (rnr && *rnr) {
         argv[n++] = "--results-not-ready";
         argv[n++] = (char *)rnr;
+    }
+    /* the suite's shared PostgreSQL server (ctest fixture integration.pg_up), else a private
+     * cluster copied from the build's template */
+    static char pg_url[1024];
+    if (harness_pg_shared_url(pg_url, sizeof pg_url) == 0) {
+        argv[n++] = "--pg-url";
+        argv[n++] = pg_url;
+    } else {
+        const char *tmpl = harness_pg_template();
+        if (tmpl) {
+            argv[n++] = "--pg-template";
+            argv[n++] = (char *)tmpl;
+        }
     }
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = (char *)extra[i];

@@ -59,6 +59,11 @@ void harness_dump_log(const hproc *p, int lines);
  * workspace "ws_other").
  */
 int harness_start_sim(hproc *p, const char *dir, const char *const extra[]);
+/* The conninfo of the suite's shared PostgreSQL server (ctest fixture integration.pg_up;
+ * unset HG_TEST_PG_PRIVATE), 0; -1 when there is none (then each simulator owns a cluster). */
+int harness_pg_shared_url(char *out, size_t len);
+/* The build's initialised PostgreSQL template cluster (made once, under a lock), or NULL. */
+const char *harness_pg_template(void);
 
 /* Start hotgate with the config file conf_path; waits for its port (p->port set by caller
  * before the call, the one the config listens on). */

@@ -110,7 +110,8 @@ static const char *const SQLS[] = {
     "SELECT count(*) AS n FROM demo.public.orders",
     "SELECT status, count(*) AS n FROM demo.public.orders GROUP BY status ORDER BY status",
     "SELECT id, name, country FROM demo.public.customers ORDER BY id LIMIT 7",
-    "SELECT category, round(sum(price), 2) AS total FROM demo.public.products GROUP BY 1 ORDER BY "
+    "SELECT category, round(sum(price)::numeric, 2) AS total FROM demo.public.products GROUP BY 1 "
+    "ORDER BY "
     "1",
     "SELECT o.id, c.name FROM demo.public.orders o JOIN demo.public.customers c ON c.id = "
     "o.customer_id ORDER BY o.id LIMIT 5",

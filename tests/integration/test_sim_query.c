@@ -659,8 +659,9 @@ static void test_real_text(void **state)
 {
     (void)state;
     hresp r;
-    const char *q = "{\"sql\":\"SELECT round(6357564.639999, 2) AS a, 2.0 AS b, 0.1 + 0.2 AS c,"
-                    " 1.0 / 3 AS d\"}";
+    /* float8 arithmetic (PostgreSQL reads 0.1 as numeric, where 0.1 + 0.2 is exactly 0.3) */
+    const char *q = "{\"sql\":\"SELECT round(6357564.639999, 2) AS a, 2.0 AS b,"
+                    " 0.1::float8 + 0.2::float8 AS c, 1.0::float8 / 3 AS d\"}";
     assert_int_equal(sci_raw("tok_test", "ws_test", "POST", "/v1/query", q, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "[[6357564.64,2.0,0.30000000000000004,0.3333333333333333]]"));

@@ -306,7 +306,7 @@ static void test_big_answer_then_close(void **state)
      * client starts reading, with the close pending */
     size_t ql;
     char *q = query_req("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE"
-                        " x<100000) SELECT x, printf('%050d', x) AS pad FROM c",
+                        " x<100000) SELECT x, lpad(x::text, 50, '0') AS pad FROM c",
                         &ql);
     char *close_q = malloc(ql + 32);
     assert_non_null(close_q);

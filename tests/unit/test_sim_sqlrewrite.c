@@ -28,6 +28,8 @@ static char *resolve(void *ud, const char *a, const char *b, const char *c)
         return strdup("demo.public.customers");
     if (!strcmp(a, "datasets") && !strcmp(b, "main") && !strcmp(c, "sales"))
         return strdup("ds_\"sales");
+    if (!strcmp(a, "pg") && !strcmp(b, "public") && !strcmp(c, "t"))
+        return strdup("\"hd_s\".\"t\""); /* already SQL text: spliced as is */
     return NULL;
 }
 
@@ -42,7 +44,7 @@ static char *xstrcat(const char *a, const char *b)
 static bool is_catalog(void *ud, const char *a)
 {
     (void)ud;
-    return !strcmp(a, "demo") || !strcmp(a, "datasets");
+    return !strcmp(a, "demo") || !strcmp(a, "datasets") || !strcmp(a, "pg");
 }
 
 static void expect(const char *in, const char *want)
@@ -208,6 +210,29 @@ static void test_unqualified_names_in_table_position(void **state)
     expect("SELECT count(*) FROM orders", "SELECT count(*) FROM orders");
 }
 
+/* PostgreSQL's lexical rules: what looks like a name inside these is data. */
+static void test_postgres_literals(void **state)
+{
+    (void)state;
+    /* dollar quotes, plain and tagged; $1 is a parameter, not a quote */
+    expect("SELECT $$demo.public.orders$$, x FROM demo.public.orders",
+           "SELECT $$demo.public.orders$$, x FROM \"demo.public.orders\"");
+    expect("SELECT $q$ $$ demo.public.orders $$ $q$ FROM demo.public.orders",
+           "SELECT $q$ $$ demo.public.orders $$ $q$ FROM \"demo.public.orders\"");
+    expect("SELECT $1, a$b FROM demo.public.orders", "SELECT $1, a$b FROM \"demo.public.orders\"");
+    /* E'' strings take backslash escapes: \' does not end them */
+    expect("SELECT E'it\\'s demo.public.orders' FROM demo.public.orders",
+           "SELECT E'it\\'s demo.public.orders' FROM \"demo.public.orders\"");
+    /* nested block comments */
+    expect("/* a /* demo.public.orders */ still */ SELECT 1 FROM demo.public.orders",
+           "/* a /* demo.public.orders */ still */ SELECT 1 FROM \"demo.public.orders\"");
+    /* :: casts around names */
+    expect("SELECT demo.public.orders.amount::numeric(10,2) FROM demo.public.orders",
+           "SELECT \"demo.public.orders\".\"amount\"::numeric(10,2) FROM \"demo.public.orders\"");
+    /* a resolver answer that is SQL text already is spliced as is */
+    expect("SELECT * FROM pg.public.t", "SELECT * FROM \"hd_s\".\"t\"");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +242,7 @@ int main(void)
         cmocka_unit_test(test_unknown_table_of_known_catalog),
         cmocka_unit_test(test_fuzzish_inputs_do_not_crash),
         cmocka_unit_test(test_unqualified_names_in_table_position),
+        cmocka_unit_test(test_postgres_literals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
