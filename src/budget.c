@@ -62,15 +62,31 @@ void budget_bucket_set(budget_bucket *b, double rate, double burst, uint64_t now
         b->tokens = -b->burst;
 }
 
+/* Tokens accrued from b->last_us to until_us at the effective rate, no climb (a pause). */
+static void bucket_accrue_flat(budget_bucket *b, uint64_t until_us)
+{
+    if (until_us <= b->last_us)
+        return;
+    b->tokens += b->eff * (double)(until_us - b->last_us) / US_PER_S;
+    if (b->tokens > b->burst)
+        b->tokens = b->burst;
+    b->last_us = until_us;
+}
+
 void budget_bucket_advance(budget_bucket *b, uint64_t now_us, double increase_frac)
 {
     if (b->rate <= 0 || now_us <= b->last_us)
         return;
     if (now_us < b->cooldown_until_us) {
-        b->tokens = 0;
+        if (b->cooldown_keeps)
+            bucket_accrue_flat(b, now_us);
+        else
+            b->tokens = 0;
         b->last_us = now_us;
         return;
     }
+    if (b->cooldown_keeps)
+        bucket_accrue_flat(b, b->cooldown_until_us);
     uint64_t from = b->last_us > b->cooldown_until_us ? b->last_us : b->cooldown_until_us;
     double dt = (double)(now_us - from) / US_PER_S;
     double eff0 = b->eff;
@@ -129,6 +145,11 @@ uint64_t budget_bucket_ready_at(const budget_bucket *b, uint64_t now_us)
     if (now_us < b->cooldown_until_us) {
         from = b->cooldown_until_us;
         tokens = 0;
+        if (b->cooldown_keeps) {
+            tokens = b->tokens + b->eff * (double)(from - now_us) / US_PER_S;
+            if (tokens > b->burst)
+                tokens = b->burst;
+        }
     }
     if (tokens >= 1 - TOKEN_EPS)
         return from;
@@ -143,8 +164,22 @@ void budget_bucket_cooldown(budget_bucket *b, uint64_t now_us, uint64_t dur_us)
     budget_bucket_advance(b, now_us, 0);
     if (now_us + dur_us > b->cooldown_until_us)
         b->cooldown_until_us = now_us + dur_us;
+    b->cooldown_keeps = 0;
     b->tokens = 0;
     b->last_us = now_us;
+}
+
+void budget_bucket_pause(budget_bucket *b, uint64_t now_us, uint64_t dur_us)
+{
+    if (dur_us == 0)
+        return;
+    budget_bucket_advance(b, now_us, 0);
+    int emptying = now_us < b->cooldown_until_us && !b->cooldown_keeps;
+    if (now_us + dur_us > b->cooldown_until_us)
+        b->cooldown_until_us = now_us + dur_us;
+    b->cooldown_keeps = !emptying;
+    if (b->last_us < now_us)
+        b->last_us = now_us;
 }
 
 int budget_bucket_decrease(budget_bucket *b, uint64_t now_us, uint64_t sent_us, double factor,
@@ -187,6 +222,10 @@ struct budget_cred {
     uint64_t admitted, admitted_queued, rej_full, rej_timeout, rej_client;
     uint64_t shed_seen, decreases, retries;
     uint64_t charged; /* retries of the upstream module charged (budget_charge) */
+    /* the last shed seen (feedback): when, and when the pause it caused ends */
+    uint64_t shed_last_us, shed_pause_end_us;
+    int shed_any;
+    uint64_t shed_paused; /* lone sheds answered by a pause alone */
 };
 
 struct budget_ticket {
@@ -460,6 +499,7 @@ int budget_reconfigure(budget *b, const budget_params *p)
         b->p.aimd_floor = p->aimd_floor;
     if (p->aimd_increase > 0)
         b->p.aimd_increase = p->aimd_increase;
+    b->p.aimd_window_ms = p->aimd_window_ms;
     for (unsigned i = 0; i < n; i++) {
         budget_cred *c = b->creds[i];
         const budget_cred_cfg *cc = NULL;
@@ -693,9 +733,23 @@ static void feedback(budget_cred *c, const budget_result *r, uint64_t sent_us, u
     if (ms > b->p.retry_after_cap_ms)
         ms = b->p.retry_after_cap_ms;
     budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
-    budget_bucket_cooldown(&c->bucket, now, ms * 1000);
-    if (budget_bucket_decrease(&c->bucket, now, sent_us, b->p.aimd_decrease, b->p.aimd_floor))
-        c->decreases++;
+    /* sent before the last shed was seen: the same overload, no new evidence */
+    int sibling = c->shed_any && sent_us <= c->shed_last_us;
+    int repeated = c->shed_any && !sibling &&
+                   now < c->shed_pause_end_us + (uint64_t)b->p.aimd_window_ms * 1000;
+    if (r->has_retry_after && ms > 0 && b->p.aimd_window_ms > 0 && !repeated) {
+        /* explained by its Retry-After: it costs the pause, not the rate */
+        budget_bucket_pause(&c->bucket, now, ms * 1000);
+        c->shed_paused += !sibling;
+    } else {
+        budget_bucket_cooldown(&c->bucket, now, ms * 1000);
+        if (budget_bucket_decrease(&c->bucket, now, sent_us, b->p.aimd_decrease, b->p.aimd_floor))
+            c->decreases++;
+    }
+    c->shed_any = 1;
+    c->shed_last_us = now;
+    if (now + ms * 1000 > c->shed_pause_end_us)
+        c->shed_pause_end_us = now + ms * 1000;
 }
 
 void budget_done(budget_ticket *t, const budget_result *r)
@@ -884,6 +938,7 @@ char *budget_admin_json(budget *b)
             "rejected_queue_timeout", (json_int_t)c->rej_timeout);
         json_object_set_new(jc, "rejected_client_budget", json_integer((json_int_t)c->rej_client));
         json_object_set_new(jc, "retries_charged", json_integer((json_int_t)c->charged));
+        json_object_set_new(jc, "shed_paused", json_integer((json_int_t)c->shed_paused));
         json_t *clients = json_array();
         for (size_t k = 0; k < c->q.nflows; k++) {
             fairq_flow *f = c->q.flows[k];
@@ -947,6 +1002,8 @@ char *budget_metrics_text(budget *b)
                   "# TYPE hotgate_budget_admitted_total counter\n"
                   "# TYPE hotgate_budget_rejected_total counter\n"
                   "# TYPE hotgate_budget_retries_total counter\n"
+                  "# TYPE hotgate_budget_rate_decreases_total counter\n"
+                  "# TYPE hotgate_budget_shed_paused_total counter\n"
                   "# TYPE hotgate_budget_retries_charged_total counter\n"
                   "# TYPE hotgate_budget_queued gauge\n"
                   "# TYPE hotgate_budget_queue_depth gauge\n"
@@ -967,6 +1024,10 @@ char *budget_metrics_text(budget *b)
                   (unsigned long long)c->shed_seen);
         sb_printf(&s, "hotgate_budget_retries_total{credential=\"%s\"} %llu\n", n,
                   (unsigned long long)c->retries);
+        sb_printf(&s, "hotgate_budget_rate_decreases_total{credential=\"%s\"} %llu\n", n,
+                  (unsigned long long)c->decreases);
+        sb_printf(&s, "hotgate_budget_shed_paused_total{credential=\"%s\"} %llu\n", n,
+                  (unsigned long long)c->shed_paused);
         sb_printf(&s, "hotgate_budget_retries_charged_total{credential=\"%s\"} %llu\n", n,
                   (unsigned long long)c->charged);
         sb_printf(&s, "hotgate_budget_queued{credential=\"%s\"} %u\n", n, c->q.count);

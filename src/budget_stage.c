@@ -353,6 +353,8 @@ static budget_params params_of(const struct hg_config *cfg)
     p.aimd_decrease = cfg->queue.aimd_decrease;
     p.aimd_floor = cfg->queue.aimd_floor;
     p.aimd_increase = cfg->queue.aimd_increase;
+    p.aimd_window_ms =
+        cfg->queue.aimd_window_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)cfg->queue.aimd_window_ms;
     return p;
 }
 
