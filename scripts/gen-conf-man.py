@@ -15,7 +15,9 @@ import sys
 # or none when absent).
 NO_DEFAULT = {('client', 'key_sha256'): 'required', ('client', 'credential'): 'required',
               ('client', 'workspaces'): 'required', ('client', 'default_workspace'): 'none',
-              ('credential', 'token_file'): 'one token source is required'}
+              ('credential', 'token_file'): 'one token source is required',
+              ('redis', 'password_file'): 'none (no AUTH)', ('redis', 'sentinel'): 'none',
+              ('redis', 'sentinel_master'): 'none'}
 KEY_RE = re.compile(r'^(#?)([a-z][a-z0-9_.<>]*)\s*=\s*(.*?)\s*$')
 SEC_RE = re.compile(r'^#?\[([a-z]+)(?:\s+([A-Za-z0-9_-]+))?\]\s*$')
 

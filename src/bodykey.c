@@ -392,6 +392,97 @@ static void fill_sql_slot(struct jp *p)
     memcpy(p->out + p->sql_slot + 3, hex, 64);
 }
 
+/* A top-level field of a query body (not "sql" as a string) whose value spans
+ * [vstart, p->i): remembered for bodykey_derive. */
+static void note_query_field(struct jp *p, const struct member *m, size_t vstart)
+{
+    if (key_is(p, m, "sql")) {
+        p->has_sql = true;
+        p->sql_is_string = false;
+    } else if (key_is(p, m, "async")) {
+        p->async_off = vstart;
+        p->async_len = p->i - vstart;
+    } else if (key_is(p, m, "async_after_ms")) {
+        p->after_off = vstart;
+        p->after_len = p->i - vstart;
+    } else if (key_is(p, m, "dialect")) {
+        p->has_dialect = true;
+        p->dialect_off = vstart;
+        p->dialect_len = p->i - vstart;
+    }
+}
+
+/* One member "name": value at p->i into m (its piece of the output). */
+static bool parse_member(struct jp *p, struct member *m)
+{
+    m->piece_off = p->n;
+    bool esc = false;
+    if (!parse_string(p, true, &m->key_off, &m->key_len, &esc) || esc)
+        return false; /* names with escapes are not compared reliably as raw bytes */
+    skip_ws(p);
+    if (p->i >= p->len || p->s[p->i] != ':')
+        return false;
+    p->i++;
+    out_put(p, ":", 1);
+    skip_ws(p);
+    size_t vstart = p->i;
+    bool top = p->depth == 1 && p->query;
+    if (top && key_is(p, m, "sql") && p->i < p->len && p->s[p->i] == '"') {
+        if (!parse_string(p, false, &p->sql_off, &p->sql_len, NULL))
+            return false;
+        p->has_sql = p->sql_is_string = true;
+        p->sql_slot = p->n;
+        out_put(p, "@c:0000000000000000000000000000000000000000000000000000000000000000",
+                SQL_SLOT_LEN);
+    } else {
+        if (!parse_value(p))
+            return false;
+        if (top)
+            note_query_field(p, m, vstart);
+    }
+    m->piece_len = p->n - m->piece_off;
+    return true;
+}
+
+/* Rewrite the output from region on with the members v[0..nm) sorted by name, comma
+ * separated; false on a duplicate name. */
+static bool emit_sorted(struct jp *p, struct member *v, size_t nm, size_t region)
+{
+    sort_members(p, v, nm);
+    for (size_t k = 1; k < nm; k++)
+        if (member_cmp_p(p, &v[k - 1], &v[k]) == 0)
+            return false; /* a duplicate name */
+    size_t rlen = p->n - region;
+    char *tmp = malloc(rlen ? rlen : 1);
+    if (!tmp)
+        abort();
+    memcpy(tmp, p->out + region, rlen);
+    p->n = region;
+    for (size_t k = 0; k < nm; k++) {
+        if (k)
+            out_put(p, ",", 1);
+        out_put(p, tmp + (v[k].piece_off - region), v[k].piece_len);
+    }
+    free(tmp);
+    out_put(p, "}", 1);
+    return true;
+}
+
+/* Room for one more member in *v (stackv: the caller's initial array of *cap). */
+static void members_grow(struct member **v, struct member *stackv, size_t nm, size_t *cap)
+{
+    if (nm < *cap)
+        return;
+    size_t old = *cap;
+    *cap *= 2;
+    struct member *nv = *v == stackv ? malloc(*cap * sizeof *nv) : realloc(*v, *cap * sizeof *nv);
+    if (!nv)
+        abort();
+    if (*v == stackv)
+        memcpy(nv, stackv, old * sizeof *nv);
+    *v = nv;
+}
+
 static bool parse_object(struct jp *p)
 {
     p->i++;
@@ -409,57 +500,9 @@ static bool parse_object(struct jp *p)
     for (;;) {
         if (p->i >= p->len || p->s[p->i] != '"')
             goto out;
-        if (nm == cap) {
-            cap *= 2;
-            struct member *nv =
-                v == stackv ? malloc(cap * sizeof *nv) : realloc(v, cap * sizeof *nv);
-            if (!nv)
-                abort();
-            if (v == stackv)
-                memcpy(nv, stackv, sizeof stackv);
-            v = nv;
-        }
-        struct member *m = &v[nm];
-        m->piece_off = p->n;
-        bool esc = false;
-        if (!parse_string(p, true, &m->key_off, &m->key_len, &esc) || esc)
-            goto out; /* names with escapes are not compared reliably as raw bytes */
-        skip_ws(p);
-        if (p->i >= p->len || p->s[p->i] != ':')
+        members_grow(&v, stackv, nm, &cap);
+        if (!parse_member(p, &v[nm]))
             goto out;
-        p->i++;
-        out_put(p, ":", 1);
-        skip_ws(p);
-        size_t vstart = p->i;
-        if (p->depth == 1 && p->query && key_is(p, m, "sql") && p->i < p->len &&
-            p->s[p->i] == '"') {
-            if (!parse_string(p, false, &p->sql_off, &p->sql_len, NULL))
-                goto out;
-            p->has_sql = p->sql_is_string = true;
-            p->sql_slot = p->n;
-            out_put(p, "@c:0000000000000000000000000000000000000000000000000000000000000000",
-                    SQL_SLOT_LEN);
-        } else {
-            if (!parse_value(p))
-                goto out;
-            if (p->depth == 1 && p->query) {
-                if (key_is(p, m, "sql")) {
-                    p->has_sql = true;
-                    p->sql_is_string = false;
-                } else if (key_is(p, m, "async")) {
-                    p->async_off = vstart;
-                    p->async_len = p->i - vstart;
-                } else if (key_is(p, m, "async_after_ms")) {
-                    p->after_off = vstart;
-                    p->after_len = p->i - vstart;
-                } else if (key_is(p, m, "dialect")) {
-                    p->has_dialect = true;
-                    p->dialect_off = vstart;
-                    p->dialect_len = p->i - vstart;
-                }
-            }
-        }
-        m->piece_len = p->n - m->piece_off;
         nm++;
         skip_ws(p);
         if (p->i >= p->len)
@@ -475,25 +518,7 @@ static bool parse_object(struct jp *p)
     }
     if (p->depth == 1 && p->query && p->sql_is_string)
         fill_sql_slot(p);
-    sort_members(p, v, nm);
-    for (size_t k = 1; k < nm; k++)
-        if (member_cmp_p(p, &v[k - 1], &v[k]) == 0)
-            goto out; /* a duplicate name */
-    /* rewrite the region in sorted order, comma separated */
-    size_t rlen = p->n - region;
-    char *tmp = malloc(rlen ? rlen : 1);
-    if (!tmp)
-        abort();
-    memcpy(tmp, p->out + region, rlen);
-    p->n = region;
-    for (size_t k = 0; k < nm; k++) {
-        if (k)
-            out_put(p, ",", 1);
-        out_put(p, tmp + (v[k].piece_off - region), v[k].piece_len);
-    }
-    free(tmp);
-    out_put(p, "}", 1);
-    ok = true;
+    ok = emit_sorted(p, v, nm, region);
 out:
     if (v != stackv)
         free(v);

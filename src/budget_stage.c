@@ -9,12 +9,14 @@
  */
 #include "budget_stage.h"
 
+#include "admin.h"
 #include "budget.h"
 #include "config.h"
 #include "hdr.h"
 #include "log.h"
 #include "metrics.h"
 #include "retry_after.h"
+#include "upstream.h"
 #include "util.h"
 
 #include <assert.h>
@@ -77,7 +79,7 @@ static void respond_verdict(struct hg_req *req, const budget_verdict *v)
     char ra[16];
     snprintf(ra, sizeof ra, "%u", v->retry_after_s ? v->retry_after_s : 1);
     evhttp_add_header(&h, "Retry-After", ra);
-    server_respond_error(req, v->status, v->code, v->message, &h);
+    pipeline_respond_error(req, v->status, v->code, v->message, &h);
     evhttp_clear_headers(&h);
 }
 
@@ -120,7 +122,7 @@ int budget_stage_background(struct hg_req *req, struct budget_ticket **t)
         return 0;
     budget_verdict v;
     const char *client = req->client ? req->client->name : NULL;
-    budget_outcome o = budget_admit(g_budget, req->cred->name, client, server_req_base(req), 0,
+    budget_outcome o = budget_admit(g_budget, req->cred->name, client, pipeline_req_base(req), 0,
                                     background_ticket_cb, NULL, t, &v);
     if (o == BUDGET_GO)
         return 1;
@@ -195,7 +197,7 @@ static void on_ticket(budget_ticket *t, budget_outcome o, const budget_verdict *
     assert(x && x->ticket == t && x->waiting);
     x->waiting = 0;
     if (o == BUDGET_GO && !req->client_gone) {
-        server_pipeline_resume(req);
+        pipeline_resume(req);
         return;
     }
     /* expired (or the client is gone): answer, give the ticket back, let the request go.
@@ -204,7 +206,7 @@ static void on_ticket(budget_ticket *t, budget_outcome o, const budget_verdict *
         respond_verdict(req, v);
     budget_done(t, NULL);
     x->ticket = NULL;
-    server_req_release(req);
+    pipeline_req_release(req);
 }
 
 void budget_stage_client_gone(struct hg_req *req)
@@ -216,7 +218,7 @@ void budget_stage_client_gone(struct hg_req *req)
     budget_done(x->ticket, NULL);
     x->ticket = NULL;
     x->waiting = 0;
-    server_req_release(req);
+    pipeline_req_release(req);
 }
 
 /* ---- the stage ---- */
@@ -255,7 +257,7 @@ enum hg_stage_result budget_stage_run(struct hg_req *req)
         if (!x)
             abort();
         req->budget_ctx = x;
-        if (server_req_add_cleanup(req, ctx_cleanup, x) != 0) {
+        if (pipeline_req_add_cleanup(req, ctx_cleanup, x) != 0) {
             free(x);
             req->budget_ctx = NULL;
             return HG_NEXT; /* cannot track it: let it through rather than leak a slot */
@@ -267,11 +269,11 @@ enum hg_stage_result budget_stage_run(struct hg_req *req)
     }
     if (!x->tapped) {
         struct hg_tap tap = {tap_on_head, NULL, tap_on_done, x};
-        if (server_req_add_tap(req, &tap) == 0)
+        if (pipeline_req_add_tap(req, &tap) == 0)
             x->tapped = 1;
     }
     const char *client = req->client ? req->client->name : NULL;
-    o = budget_admit(g_budget, req->cred->name, client, server_req_base(req), x->deadline_ms,
+    o = budget_admit(g_budget, req->cred->name, client, pipeline_req_base(req), x->deadline_ms,
                      on_ticket, req, &x->ticket, &v);
     switch (o) {
     case BUDGET_GO:
@@ -376,7 +378,7 @@ int budget_stage_init(const struct hg_config *cfg)
         g_budget = NULL;
         return -1;
     }
-    server_admin_register("/admin/budget", admin_budget, NULL);
+    admin_register("/admin/budget", admin_budget, NULL);
     metrics_register(collect_metrics, NULL);
     return 0;
 }

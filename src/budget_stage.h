@@ -23,7 +23,7 @@
 #ifndef HG_BUDGET_STAGE_H
 #define HG_BUDGET_STAGE_H
 
-#include "server.h"
+#include "pipeline.h"
 
 struct hg_config;
 struct budget_ticket;
@@ -39,7 +39,7 @@ int budget_stage_reconfigure(const struct hg_config *cfg);
 /* After server_stop(): stop the pacing thread and free the budget. */
 void budget_stage_shutdown(void);
 
-/* The stage itself (server_stage_budget calls it). */
+/* The stage itself (the pipeline runs it: stages.c). */
 enum hg_stage_result budget_stage_run(struct hg_req *req);
 
 /* The client went away while its request waited in the queue: leave the queue now. Safe to

@@ -42,7 +42,7 @@
 
 #include <event2/keyvalq_struct.h>
 
-#include "server.h"
+#include "pipeline.h"
 
 struct hg_config;
 
@@ -59,11 +59,12 @@ void cache_reconfigure(const struct hg_config *cfg);
 /* 1 when the cache can serve (disabled counts as open), for /readyz. */
 int cache_open(void);
 
-/* The stage (server_stage_cache calls it). */
+/* The stage (the pipeline runs it: stages.c). */
 enum hg_stage_result cache_stage(struct hg_req *req);
 
 /*
- * Response path hooks for responses that stream from the upstream (server.c calls them):
+ * Response path hooks for responses that stream from the upstream (the upstream stage calls
+ * them through the pipeline, stages.c):
  * cache_xcache gives the X-Cache value (MISS, BYPASS) for the head about to be written,
  * or NULL; cache_upstream_failed is asked before the server forwards or answers a failed
  * upstream exchange (status >= 500, 429, or 0 for a connection error/timeout) and returns
@@ -80,7 +81,7 @@ int cache_hold_response(const struct hg_req *req);
 struct upstream_result;
 int cache_upstream_failed(struct hg_req *req, int status, const struct upstream_result *res);
 
-/* The client went away (server.c's client-gone hook): a request waiting on a coalesced
+/* The client went away (the pipeline's client_gone hook): a request waiting on a coalesced
  * fetch leaves it now and drops its hold; the other waiters are not disturbed. */
 void cache_client_gone(struct hg_req *req);
 

@@ -896,10 +896,48 @@ static int handle_redis(struct parse *p, int line, const char *section, const ch
     if (strcmp(name, "enabled") == 0) {
         BOOL(c->redis.enabled);
     } else if (strcmp(name, "url") == 0) {
-        if (strncmp(value, "redis://", 8) && strncmp(value, "rediss://", 9) &&
-            strncmp(value, "unix://", 7))
-            BAD("must start with redis://, rediss:// or unix://");
+        if (!strncmp(value, "rediss://", 9))
+            BAD("rediss:// (TLS) is not offered by hiredis 0.14; use a local TLS tunnel");
+        if (strncmp(value, "redis://", 8) && strncmp(value, "unix://", 7) &&
+            strncmp(value, "unix:/", 6))
+            BAD("must start with redis:// or unix:/");
         STR(c->redis.url);
+    } else if (strcmp(name, "password_file") == 0) {
+        STR(c->redis.password_file);
+        c->redis.password_line = line;
+    } else if (strcmp(name, "key_prefix") == 0) {
+        if (strlen(value) > 64 || strpbrk(value, "{} \t\r\n"))
+            BAD("at most 64 characters, no braces or blanks");
+        STR(c->redis.key_prefix);
+    } else if (strcmp(name, "connect_timeout") == 0) {
+        DUR(c->redis.connect_timeout_ms, 1);
+    } else if (strcmp(name, "op_timeout") == 0) {
+        DUR(c->redis.op_timeout_ms, 1);
+        if (c->redis.op_timeout_ms == 0)
+            BAD("must be above 0");
+    } else if (strcmp(name, "max_entry_size") == 0) {
+        SIZE(c->redis.max_entry_size);
+        if (c->redis.max_entry_size > (512ull << 20))
+            BAD("at most 512M (a Redis string's limit)");
+    } else if (strcmp(name, "sentinel") == 0) {
+        STR(c->redis.sentinel);
+    } else if (strcmp(name, "sentinel_master") == 0) {
+        STR(c->redis.sentinel_master);
+    } else if (strcmp(name, "local_share") == 0) {
+        char *end;
+        double v = strtod(value, &end);
+        if (end != value && *end == '%') {
+            v /= 100;
+            end++;
+        }
+        if (end == value || *end || !(v > 0 && v <= 1))
+            BAD("must be a fraction in (0, 1] or a percentage (e.g. 0.34 or 34%%)");
+        c->redis.local_share = v;
+    } else if (strcmp(name, "stream_maxlen") == 0) {
+        uint64_t v;
+        if (config_parse_size(value, &v) != 0 || v < 100 || v > 100000000)
+            BAD("a number of entries from 100 to 100000000");
+        c->redis.stream_maxlen = v;
     } else {
         return 0;
     }
@@ -1027,6 +1065,12 @@ static void set_defaults(struct hg_config *c)
 
     c->redis.enabled = 0;
     c->redis.url = xstrdup("redis://127.0.0.1:6379");
+    c->redis.key_prefix = xstrdup("hg:");
+    c->redis.connect_timeout_ms = 1000;
+    c->redis.op_timeout_ms = 50;
+    c->redis.max_entry_size = 1ull << 20;
+    c->redis.local_share = 1.0;
+    c->redis.stream_maxlen = 10000;
 }
 
 static void validate(struct parse *p, int load_secrets)
@@ -1095,6 +1139,13 @@ static void validate(struct parse *p, int load_secrets)
         config_secret_load(c->admin.token_source, c->admin.token_source_value, &c->admin.token, msg,
                            sizeof msg) != 0)
         perr(p, c->admin.token_line, "admin", c->admin.token_key, "%s", msg);
+    if (!!c->redis.sentinel != !!c->redis.sentinel_master)
+        perr(p, 0, "redis", c->redis.sentinel ? "sentinel_master" : "sentinel",
+             "sentinel and sentinel_master go together");
+    if (c->redis.password_file && load_secrets &&
+        config_secret_load(HG_SECRET_FILE, c->redis.password_file, &c->redis.password, msg,
+                           sizeof msg) != 0)
+        perr(p, c->redis.password_line, "redis", "password_file", "%s", msg);
 }
 
 struct hg_config *config_load(const char *path, int load_secrets, char *err, size_t errlen)
@@ -1184,6 +1235,11 @@ void config_free(struct hg_config *c)
     free(c->classes);
     free(c->cache.dir);
     free(c->redis.url);
+    free(c->redis.password_file);
+    config_secret_free(&c->redis.password);
+    free(c->redis.key_prefix);
+    free(c->redis.sentinel);
+    free(c->redis.sentinel_master);
     free(c);
 }
 

@@ -28,7 +28,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "server.h" /* enum hg_mode */
+/* Client mode, from the profile. */
+enum hg_mode {
+    HG_MODE_READ_ONLY = 0,
+    HG_MODE_FULL,
+};
 
 /* A secret held in its own non-dumpable page(s). */
 struct hg_secret {
@@ -185,7 +189,18 @@ struct hg_config {
 
     struct {
         int enabled;
-        char *url;
+        char *url;                 /* redis://host:port[/db] or unix:///path (redis.h) */
+        char *password_file;       /* NULL = no AUTH; 0600 like tokens */
+        struct hg_secret password; /* loaded with the other secrets */
+        int password_line;
+        char *key_prefix; /* prepended to every key and channel ("hg:") */
+        uint64_t connect_timeout_ms;
+        uint64_t op_timeout_ms;  /* one command's deadline (50 ms) */
+        uint64_t max_entry_size; /* L2 holds entries up to this size (1 MiB) */
+        char *sentinel;          /* "host:port,host:port" or NULL */
+        char *sentinel_master;   /* master name for SENTINEL get-master-addr-by-name */
+        double local_share;      /* budget fraction each instance uses while Redis is down */
+        uint64_t stream_maxlen;  /* invalidation stream length (XADD MAXLEN ~) */
     } redis;
 };
 

@@ -162,23 +162,3 @@ int h1resp_parse(const char *b, size_t len, int head_request, struct h1resp_head
     }
     return 0;
 }
-
-int h1resp_chunk_size(const char *line, size_t len, uint64_t *size)
-{
-    uint64_t n = 0;
-    size_t i = 0;
-    for (; i < len && isxdigit((unsigned char)line[i]); i++) {
-        if (n > (1ull << 58))
-            return -1; /* n * 16 would pass 2^62 */
-        int c = (unsigned char)line[i];
-        n = n * 16 + (uint64_t)(isdigit(c) ? c - '0' : (tolower(c) - 'a' + 10));
-    }
-    if (i == 0 || n > (1ull << 62))
-        return -1;
-    while (i < len && (line[i] == ' ' || line[i] == '\t'))
-        i++;
-    if (i < len && line[i] != ';')
-        return -1;
-    *size = n;
-    return 0;
-}

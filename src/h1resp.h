@@ -1,7 +1,8 @@
 /*
  * h1resp: the wire format of an HTTP/1.x response head as the native upstream client
  * (upstream_h1.c) reads it: where a head ends, what it says (status, headers, body framing,
- * whether the connection may be reused), and chunk-size lines. Pure functions over bytes:
+ * whether the connection may be reused); its chunked bodies are decoded by http1.h's
+ * decoder (one for both directions). Pure functions over bytes:
  * no I/O, no state; unit-tested (test_h1resp.c) and fuzzed (fuzz_h1resp.c).
  *
  * Rules (RFC 9112):
@@ -51,9 +52,5 @@ long h1resp_head_len(const char *b, size_t n);
  * when the head is malformed (hdrs may then hold some headers). */
 int h1resp_parse(const char *b, size_t len, int head_request, struct h1resp_head *out,
                  struct evkeyvalq *hdrs);
-
-/* A chunk-size line without its line end: "HEX[;ext]" (blanks before ';' allowed). 0 with
- * *size set, or -1. Sizes above 2^62 are refused. */
-int h1resp_chunk_size(const char *line, size_t len, uint64_t *size);
 
 #endif

@@ -18,7 +18,7 @@
 #include <event2/buffer.h>
 
 #include "config.h"
-#include "server.h"
+#include "req.h"
 #include "util.h"
 
 static _Atomic int g_level = LOG_INFO; /* log_set_level() on a reload */

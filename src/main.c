@@ -35,7 +35,9 @@
 #include "cfgsnap.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "ready.h"
+#include "redis.h"
 #include "reload.h"
 #include "server.h"
 #include "util.h"
@@ -65,6 +67,12 @@ static int hash_key(void)
     util_wipe(buf, sizeof buf);
     printf("%s\n", hex);
     return 0;
+}
+
+/* metrics' upstream observer (an int outcome) -> ready.h */
+static void ready_seen(int outcome)
+{
+    ready_upstream_seen((enum upstream_outcome)outcome);
 }
 
 static void notify(const char *msg)
@@ -149,6 +157,12 @@ int main(int argc, char **argv)
     cfgsnap_init(cfg);
     /* MODULE INIT HOOKS: modules with process-wide state (cache, budget) start here,
      * before server_start(), and stop after server_stop(). */
+    if (rds_init(cfg) != 0) {
+        log_msg(LOG_ERR, "redis: startup failed");
+        cfgsnap_shutdown();
+        curl_global_cleanup();
+        return 1;
+    }
     if (cache_init(cfg) != 0) {
         log_msg(LOG_ERR, "cache: startup failed");
         cfgsnap_shutdown();
@@ -162,12 +176,14 @@ int main(int argc, char **argv)
     }
     reload_init();
     ready_init();
+    metrics_upstream_observer(ready_seen); /* /readyz learns of every upstream exchange */
 
     if (server_start(cfg) != 0) {
         log_msg(LOG_ERR, "startup failed");
         server_stop();
         budget_stage_shutdown();
         cache_shutdown();
+        rds_shutdown();
         cfgsnap_shutdown();
         curl_global_cleanup();
         return 1;
@@ -206,6 +222,7 @@ int main(int argc, char **argv)
     server_stop();
     budget_stage_shutdown();
     cache_shutdown();
+    rds_shutdown();
     log_msg(LOG_INFO, "stopped");
     log_shutdown();
     cfgsnap_shutdown();

@@ -6,14 +6,14 @@
  * scrape sums the shards.
  */
 #include "metrics.h"
-#include "ready.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
-#include "server.h"
+#include "req.h"
 
 #define NSHARD 8
 
@@ -26,7 +26,7 @@ struct shard {
     _Alignas(64) _Atomic uint64_t counters[M__COUNT];
     _Atomic int64_t gauges[G__COUNT];
     _Atomic uint64_t by_status[600];
-    _Atomic uint64_t up_outcome[UPSTREAM_CANCELLED + 1];
+    _Atomic uint64_t up_outcome[METRICS_OUTCOMES];
     _Atomic uint64_t up_status[600];
     _Atomic uint64_t lat_buckets[NLAT + 1];
     _Atomic uint64_t lat_sum_us, lat_count;
@@ -106,14 +106,31 @@ void metrics_request_done(const struct hg_req *req, uint64_t latency_us)
         atomic_fetch_add_explicit(&m->counters[M_CLIENT_ABORTS], 1, memory_order_relaxed);
 }
 
-void metrics_upstream_done(enum upstream_outcome o, int http_status)
+static const char *(*_Atomic outcome_label)(int);
+static _Atomic int noutcomes;
+static void (*_Atomic outcome_observer)(int);
+
+void metrics_upstream_labels(const char *(*label)(int outcome), int n)
+{
+    atomic_store(&noutcomes, n < METRICS_OUTCOMES ? n : METRICS_OUTCOMES);
+    atomic_store(&outcome_label, label);
+}
+
+void metrics_upstream_observer(void (*fn)(int outcome))
+{
+    atomic_store(&outcome_observer, fn);
+}
+
+void metrics_upstream_done(int o, int http_status)
 {
     struct shard *m = sh();
-    if ((int)o >= 0 && o <= UPSTREAM_CANCELLED)
+    if (o >= 0 && o < METRICS_OUTCOMES)
         atomic_fetch_add_explicit(&m->up_outcome[o], 1, memory_order_relaxed);
     if (http_status > 0 && http_status < 600)
         atomic_fetch_add_explicit(&m->up_status[http_status], 1, memory_order_relaxed);
-    ready_upstream_seen(o);
+    void (*fn)(int) = atomic_load_explicit(&outcome_observer, memory_order_relaxed);
+    if (fn)
+        fn(o);
 }
 
 int metrics_register(metrics_collect_fn fn, void *arg)
@@ -184,9 +201,9 @@ void metrics_render(struct evbuffer *out)
 
     evbuffer_add_printf(out, "# HELP hotgate_upstream_requests_total Upstream exchanges, by "
                              "outcome.\n# TYPE hotgate_upstream_requests_total counter\n");
-    for (int o = 0; o <= UPSTREAM_CANCELLED; o++)
-        evbuffer_add_printf(out, "hotgate_upstream_requests_total{outcome=\"%s\"} %llu\n",
-                            upstream_outcome_name((enum upstream_outcome)o),
+    const char *(*label)(int) = atomic_load(&outcome_label);
+    for (int o = 0; label && o < atomic_load(&noutcomes); o++)
+        evbuffer_add_printf(out, "hotgate_upstream_requests_total{outcome=\"%s\"} %llu\n", label(o),
                             (unsigned long long)ld(up_outcome[o]));
     evbuffer_add_printf(out, "# HELP hotgate_upstream_responses_total Upstream responses, by "
                              "status.\n# TYPE hotgate_upstream_responses_total counter\n");

@@ -17,8 +17,6 @@
 
 #include <event2/buffer.h>
 
-#include "upstream.h"
-
 struct hg_req;
 
 enum metrics_counter {
@@ -48,8 +46,15 @@ void metrics_gauge_add(enum metrics_gauge g, int64_t d);
 /* A finished request: status, latency and method class; called by the server. */
 void metrics_request_done(const struct hg_req *req, uint64_t latency_us);
 
-/* A finished upstream exchange. */
-void metrics_upstream_done(enum upstream_outcome o, int http_status);
+/* A finished upstream exchange: outcome is an enum upstream_outcome (upstream.h; metrics
+ * sits below the upstream modules, so it takes the value as an int, 0..METRICS_OUTCOMES-1). */
+#define METRICS_OUTCOMES 8
+void metrics_upstream_done(int outcome, int http_status);
+
+/* The label of each outcome for the scrape (upstream.c sets it) and an observer told of every
+ * outcome (main.c sets ready.c's). Either may be NULL. */
+void metrics_upstream_labels(const char *(*label)(int outcome), int n);
+void metrics_upstream_observer(void (*fn)(int outcome));
 
 /* Another module's series: fn appends Prometheus text (with # HELP/# TYPE) to out. */
 typedef void (*metrics_collect_fn)(struct evbuffer *out, void *arg);

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "admin.h"
 #include "cache.h"
 #include "server.h"
 #include "util.h"
@@ -131,7 +132,7 @@ static void probe_tick(evutil_socket_t fd, short what, void *arg)
     uint64_t now = util_mono_ms(), ok = atomic_load(&last_ok_ms), fail = atomic_load(&last_fail_ms);
     if (ok && fail < ok && now - ok < READY_PROBE_IDLE_MS)
         return; /* real traffic keeps the answer fresh */
-    struct upstream *up = server_admin_upstream();
+    struct upstream *up = admin_upstream();
     if (!up)
         return;
     struct upstream_req *u = upstream_req_new(up, "GET", "/v1/workspaces");
@@ -146,13 +147,13 @@ static void probe_tick(evutil_socket_t fd, short what, void *arg)
 
 void ready_init(void)
 {
-    server_admin_register_public("/readyz", readyz, NULL);
+    admin_register_public("/readyz", readyz, NULL);
 }
 
 void ready_start(void)
 {
     pthread_mutex_lock(&timer_mu);
-    admin_base = server_admin_base();
+    admin_base = admin_loop();
     pthread_mutex_unlock(&timer_mu);
 }
 

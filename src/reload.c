@@ -151,6 +151,16 @@ int reload_static_diff(const struct hg_config *a, const struct hg_config *b, cha
     note(&d, a->cache.max_entry_size != b->cache.max_entry_size, "[cache] max_entry_size");
     note(&d, a->redis.enabled != b->redis.enabled, "[redis] enabled");
     note(&d, str_differs(a->redis.url, b->redis.url), "[redis] url");
+    note(&d, str_differs(a->redis.password_file, b->redis.password_file), "[redis] password_file");
+    note(&d, str_differs(a->redis.key_prefix, b->redis.key_prefix), "[redis] key_prefix");
+    note(&d, a->redis.connect_timeout_ms != b->redis.connect_timeout_ms, "[redis] connect_timeout");
+    note(&d, a->redis.op_timeout_ms != b->redis.op_timeout_ms, "[redis] op_timeout");
+    note(&d, a->redis.max_entry_size != b->redis.max_entry_size, "[redis] max_entry_size");
+    note(&d, str_differs(a->redis.sentinel, b->redis.sentinel), "[redis] sentinel");
+    note(&d, str_differs(a->redis.sentinel_master, b->redis.sentinel_master),
+         "[redis] sentinel_master");
+    note(&d, a->redis.local_share != b->redis.local_share, "[redis] local_share");
+    note(&d, a->redis.stream_maxlen != b->redis.stream_maxlen, "[redis] stream_maxlen");
     return d.n;
 }
 

@@ -87,10 +87,117 @@ static size_t dollar_tag(const char *s, size_t len, size_t i)
     return 0;
 }
 
+/* A block comment at s[i] ("/" "*", nested): its end; *unterminated when it runs off the end. */
+static size_t lex_block_comment(const char *s, size_t len, size_t i, bool *unterminated)
+{
+    size_t depth = 1;
+    i += 2;
+    while (i < len && depth > 0) {
+        if (s[i] == '*' && i + 1 < len && s[i + 1] == '/') {
+            depth--;
+            i += 2;
+        } else if (s[i] == '/' && i + 1 < len && s[i + 1] == '*') {
+            depth++;
+            i += 2;
+        } else {
+            i++;
+        }
+    }
+    *unterminated = depth > 0;
+    return *unterminated ? len : i;
+}
+
+/* A '$' at s[i]: a parameter ($1), a dollar-quoted body ($tag$...$tag$) or a lone '$'. */
+static size_t lex_dollar(const char *s, size_t len, size_t i, struct sqlkey_tok *t)
+{
+    size_t tag = dollar_tag(s, len, i);
+    if (i + 1 < len && is_digit((unsigned char)s[i + 1])) {
+        i++;
+        while (i < len && is_digit((unsigned char)s[i]))
+            i++;
+        t->kind = SQLKEY_TOK_PARAM;
+        return i;
+    }
+    if (tag == 0) {
+        t->kind = SQLKEY_TOK_OTHER;
+        return i + 1;
+    }
+    /* body runs to the next occurrence of the same tag */
+    const char *open = s + i;
+    size_t j = i + tag;
+    t->unterminated = true;
+    while (j + tag <= len) {
+        const char *d = memchr(s + j, '$', len - j);
+        if (!d || (size_t)(d - s) + tag > len)
+            break;
+        j = (size_t)(d - s);
+        if (memcmp(s + j, open, tag) == 0) {
+            t->unterminated = false;
+            j += tag;
+            break;
+        }
+        j++;
+    }
+    t->kind = SQLKEY_TOK_DOLLAR;
+    return t->unterminated ? len : j;
+}
+
+/* A number at s[i] (digits, '.', '_', letters, an exponent's sign): its end. */
+static size_t lex_number(const char *s, size_t len, size_t i)
+{
+    while (i < len) {
+        unsigned char d = (unsigned char)s[i];
+        if (!(is_digit(d) || d == '.' || d == '_' || (d >= 'a' && d <= 'z') ||
+              (d >= 'A' && d <= 'Z')))
+            break;
+        i++;
+        if ((d == 'e' || d == 'E') && i + 1 < len && (s[i] == '+' || s[i] == '-') &&
+            is_digit((unsigned char)s[i + 1]))
+            i++;
+    }
+    return i;
+}
+
+/* An operator at s[i]: its end (a comment opener inside ends it). */
+static size_t lex_operator(const char *s, size_t len, size_t i)
+{
+    i++;
+    while (i < len && is_op_char((unsigned char)s[i])) {
+        if ((s[i] == '-' && i + 1 < len && s[i + 1] == '-') ||
+            (s[i] == '/' && i + 1 < len && s[i + 1] == '*'))
+            break;
+        i++;
+    }
+    return i;
+}
+
+/* A quoted token with a prefix at s[i] (E'', B'', X'', N'', U&'' / U&""): its end, or 0 when
+ * s[i] starts none. */
+static size_t lex_prefixed_quote(const char *s, size_t len, size_t i, struct sqlkey_tok *t)
+{
+    unsigned char c = (unsigned char)s[i];
+    if ((c == 'e' || c == 'E') && i + 1 < len && s[i + 1] == '\'') {
+        t->kind = SQLKEY_TOK_STRING;
+        return lex_quoted(s, len, i + 1, '\'', true, &t->unterminated);
+    }
+    if ((c == 'b' || c == 'B' || c == 'x' || c == 'X' || c == 'n' || c == 'N') && i + 1 < len &&
+        s[i + 1] == '\'') {
+        t->kind = SQLKEY_TOK_STRING;
+        return lex_quoted(s, len, i + 1, '\'', false, &t->unterminated);
+    }
+    if ((c == 'u' || c == 'U') && i + 2 < len && s[i + 1] == '&' &&
+        (s[i + 2] == '\'' || s[i + 2] == '"')) {
+        t->kind = s[i + 2] == '\'' ? SQLKEY_TOK_STRING : SQLKEY_TOK_QIDENT;
+        return lex_quoted(s, len, i + 2, s[i + 2], false, &t->unterminated);
+    }
+    return 0;
+}
+
 void sqlkey_lex(const char *s, size_t len, size_t off, struct sqlkey_tok *t)
 {
     size_t i = off;
     unsigned char c = (unsigned char)s[i];
+    size_t end;
     t->off = off;
     t->unterminated = false;
 
@@ -103,38 +210,13 @@ void sqlkey_lex(const char *s, size_t len, size_t off, struct sqlkey_tok *t)
             i++;
         t->kind = SQLKEY_TOK_COMMENT;
     } else if (c == '/' && i + 1 < len && s[i + 1] == '*') {
-        size_t depth = 1;
-        i += 2;
-        while (i < len && depth > 0) {
-            if (s[i] == '*' && i + 1 < len && s[i + 1] == '/') {
-                depth--;
-                i += 2;
-            } else if (s[i] == '/' && i + 1 < len && s[i + 1] == '*') {
-                depth++;
-                i += 2;
-            } else {
-                i++;
-            }
-        }
-        t->unterminated = depth > 0;
-        if (t->unterminated)
-            i = len;
+        i = lex_block_comment(s, len, i, &t->unterminated);
         t->kind = SQLKEY_TOK_COMMENT;
     } else if (c == '\'') {
         i = lex_quoted(s, len, i, '\'', false, &t->unterminated);
         t->kind = SQLKEY_TOK_STRING;
-    } else if ((c == 'e' || c == 'E') && i + 1 < len && s[i + 1] == '\'') {
-        i = lex_quoted(s, len, i + 1, '\'', true, &t->unterminated);
-        t->kind = SQLKEY_TOK_STRING;
-    } else if ((c == 'b' || c == 'B' || c == 'x' || c == 'X' || c == 'n' || c == 'N') &&
-               i + 1 < len && s[i + 1] == '\'') {
-        i = lex_quoted(s, len, i + 1, '\'', false, &t->unterminated);
-        t->kind = SQLKEY_TOK_STRING;
-    } else if ((c == 'u' || c == 'U') && i + 2 < len && s[i + 1] == '&' &&
-               (s[i + 2] == '\'' || s[i + 2] == '"')) {
-        bool str = s[i + 2] == '\'';
-        i = lex_quoted(s, len, i + 2, s[i + 2], false, &t->unterminated);
-        t->kind = str ? SQLKEY_TOK_STRING : SQLKEY_TOK_QIDENT;
+    } else if ((end = lex_prefixed_quote(s, len, i, t)) != 0) {
+        i = end;
     } else if (c == '"') {
         i = lex_quoted(s, len, i, '"', false, &t->unterminated);
         t->kind = SQLKEY_TOK_QIDENT;
@@ -143,60 +225,15 @@ void sqlkey_lex(const char *s, size_t len, size_t off, struct sqlkey_tok *t)
             i++;
         t->kind = SQLKEY_TOK_WORD;
     } else if (c == '$') {
-        size_t tag = dollar_tag(s, len, i);
-        if (i + 1 < len && is_digit((unsigned char)s[i + 1])) {
-            i++;
-            while (i < len && is_digit((unsigned char)s[i]))
-                i++;
-            t->kind = SQLKEY_TOK_PARAM;
-        } else if (tag > 0) {
-            /* body runs to the next occurrence of the same tag */
-            const char *open = s + i;
-            size_t j = i + tag;
-            t->unterminated = true;
-            while (j + tag <= len) {
-                const char *d = memchr(s + j, '$', len - j);
-                if (!d || (size_t)(d - s) + tag > len)
-                    break;
-                j = (size_t)(d - s);
-                if (memcmp(s + j, open, tag) == 0) {
-                    t->unterminated = false;
-                    j += tag;
-                    break;
-                }
-                j++;
-            }
-            i = t->unterminated ? len : j;
-            t->kind = SQLKEY_TOK_DOLLAR;
-        } else {
-            i++;
-            t->kind = SQLKEY_TOK_OTHER;
-        }
+        i = lex_dollar(s, len, i, t);
     } else if (is_digit(c) || (c == '.' && i + 1 < len && is_digit((unsigned char)s[i + 1]))) {
-        while (i < len) {
-            unsigned char d = (unsigned char)s[i];
-            if (is_digit(d) || d == '.' || d == '_' || (d >= 'a' && d <= 'z') ||
-                (d >= 'A' && d <= 'Z')) {
-                i++;
-                if ((d == 'e' || d == 'E') && i + 1 < len && (s[i] == '+' || s[i] == '-') &&
-                    is_digit((unsigned char)s[i + 1]))
-                    i++;
-            } else {
-                break;
-            }
-        }
+        i = lex_number(s, len, i);
         t->kind = SQLKEY_TOK_NUMBER;
     } else if (c == ':') {
         i += (i + 1 < len && s[i + 1] == ':') ? 2 : 1;
         t->kind = SQLKEY_TOK_OPERATOR;
     } else if (is_op_char(c)) {
-        i++;
-        while (i < len && is_op_char((unsigned char)s[i])) {
-            if ((s[i] == '-' && i + 1 < len && s[i + 1] == '-') ||
-                (s[i] == '/' && i + 1 < len && s[i + 1] == '*'))
-                break;
-            i++;
-        }
+        i = lex_operator(s, len, i);
         t->kind = SQLKEY_TOK_OPERATOR;
     } else if (strchr("()[],;.", c) != NULL && c != 0) {
         i++;
@@ -762,132 +799,164 @@ bool sqlkey_reason_may_write(enum sqlkey_reason r)
 
 static const char *const read_starts[] = {"select", "values", "table", "show", "with", NULL};
 
+/* The state of sqlkey_is_cacheable's walk over the significant tokens. */
+struct cscan {
+    const char *sql;
+    bool flags[SQLKEY_REASON__COUNT]; /* flags[r]: reason r applies */
+    struct sqlkey_tok prev2, prev, cur, next;
+    bool have_prev, have_prev2, have_next;
+    bool first_word_seen, explain, explain_opts, after_semicolon, any;
+    size_t explain_depth, depth;
+    char w[40], pw[40], ppw[40], nw[40]; /* the words of cur, prev, prev2 and next */
+};
+
+static void cscan_words(struct cscan *c)
+{
+    word(c->sql, &c->cur, c->w, sizeof(c->w));
+    word(c->sql, c->have_prev ? &c->prev : &c->cur, c->pw, sizeof(c->pw));
+    if (!c->have_prev)
+        c->pw[0] = '\0';
+    word(c->sql, c->have_prev2 ? &c->prev2 : &c->cur, c->ppw, sizeof(c->ppw));
+    if (!c->have_prev2)
+        c->ppw[0] = '\0';
+    if (c->have_next)
+        word(c->sql, &c->next, c->nw, sizeof(c->nw));
+    else
+        c->nw[0] = '\0';
+}
+
+/* The first word (after any opening parentheses): the statement's kind. */
+static void cscan_statement(struct cscan *c)
+{
+    if (is_punct(c->sql, &c->cur, '('))
+        return;
+    c->first_word_seen = true;
+    if (strcmp(c->w, "explain") == 0) {
+        c->explain = c->explain_opts = true;
+        c->explain_depth = c->depth;
+    } else if (!in_list(c->w, read_starts)) {
+        c->flags[SQLKEY_NOT_READ_ONLY] = true;
+    }
+}
+
+/* EXPLAIN [ ( options ) ] [ANALYZE] [VERBOSE] statement: the options, then the statement's
+ * kind. */
+static void cscan_explain(struct cscan *c)
+{
+    const char *w = c->w;
+    if (strcmp(w, "analyze") == 0 || strcmp(w, "analyse") == 0)
+        c->flags[SQLKEY_EXPLAIN_ANALYZE] = true;
+    if (c->depth > c->explain_depth || is_punct(c->sql, &c->cur, ')'))
+        return;
+    if (strcmp(w, "verbose") == 0 || strcmp(w, "analyze") == 0 || strcmp(w, "analyse") == 0 ||
+        is_punct(c->sql, &c->cur, '('))
+        return;
+    c->explain_opts = false;
+    if (!in_list(w, read_starts) || strcmp(w, "show") == 0)
+        c->flags[SQLKEY_NOT_READ_ONLY] = true;
+}
+
+/* A word of the statement: writes, locking clauses, SELECT INTO, volatile keywords and calls. */
+static void cscan_word(struct cscan *c)
+{
+    const char *w = c->w, *pw = c->pw, *nw = c->nw;
+    if (strcmp(w, "insert") == 0 || strcmp(w, "delete") == 0 || strcmp(w, "merge") == 0) {
+        c->flags[SQLKEY_DATA_MODIFYING] = true;
+    } else if (strcmp(w, "update") == 0) {
+        if (strcmp(pw, "for") == 0 || strcmp(pw, "key") == 0)
+            c->flags[SQLKEY_LOCKING_CLAUSE] = true;
+        else
+            c->flags[SQLKEY_DATA_MODIFYING] = true;
+    } else if (strcmp(w, "for") == 0 && (strcmp(nw, "update") == 0 || strcmp(nw, "share") == 0 ||
+                                         strcmp(nw, "no") == 0 || strcmp(nw, "key") == 0)) {
+        c->flags[SQLKEY_LOCKING_CLAUSE] = true;
+    } else if (strcmp(w, "into") == 0) {
+        c->flags[SQLKEY_SELECT_INTO] = true;
+    } else if (in_list(w, volatile_keywords)) {
+        c->flags[SQLKEY_VOLATILE] = true;
+    } else if (c->have_next && is_punct(c->sql, &c->next, '(') && in_list(w, volatile_funcs)) {
+        c->flags[SQLKEY_VOLATILE] = true;
+    }
+}
+
+/* A string literal of the statement: a special input ('now', 'today', ...) read as a date or
+ * time is volatile. */
+static void cscan_string(struct cscan *c)
+{
+    char lw[16];
+    if (!in_list(literal_word(c->sql, &c->cur, lw, sizeof(lw)), special_inputs))
+        return;
+    bool cast = c->have_next && c->next.kind == SQLKEY_TOK_OPERATOR && c->next.len == 2 &&
+                c->sql[c->next.off] == ':';
+    if (cast || in_list(c->pw, datetime_types) ||
+        (c->have_prev && is_punct(c->sql, &c->prev, '(') && strcmp(c->ppw, "cast") == 0))
+        c->flags[SQLKEY_VOLATILE] = true;
+}
+
+/* One significant token. */
+static void cscan_token(struct cscan *c)
+{
+    if (c->cur.unterminated)
+        c->flags[SQLKEY_UNTERMINATED] = true;
+    if (c->after_semicolon)
+        c->flags[SQLKEY_MULTI_STATEMENT] = true;
+    if (is_punct(c->sql, &c->cur, ';')) {
+        c->after_semicolon = true;
+        return;
+    }
+    c->any = true;
+    if (is_punct(c->sql, &c->cur, '('))
+        c->depth++;
+    else if (is_punct(c->sql, &c->cur, ')') && c->depth > 0)
+        c->depth--;
+    if (!c->first_word_seen)
+        cscan_statement(c);
+    else if (c->explain_opts)
+        cscan_explain(c);
+    else if (c->cur.kind == SQLKEY_TOK_WORD)
+        cscan_word(c);
+    else if (c->cur.kind == SQLKEY_TOK_QIDENT) {
+        if (c->have_next && is_punct(c->sql, &c->next, '(') && qident_volatile(c->sql, &c->cur))
+            c->flags[SQLKEY_VOLATILE] = true;
+    } else if (c->cur.kind == SQLKEY_TOK_STRING)
+        cscan_string(c);
+}
+
+/* The verdict of a finished walk: the most severe reason (lowest enum after OK). */
+static enum sqlkey_reason cscan_verdict(struct cscan *c, bool ambiguous)
+{
+    if (ambiguous)
+        c->flags[SQLKEY_AMBIGUOUS] = true;
+    if (!c->any)
+        return c->flags[SQLKEY_UNTERMINATED] ? SQLKEY_UNTERMINATED
+               : c->flags[SQLKEY_AMBIGUOUS]  ? SQLKEY_AMBIGUOUS
+                                             : SQLKEY_EMPTY;
+    for (int i = 1; i < SQLKEY_REASON__COUNT; i++)
+        if (c->flags[i])
+            return (enum sqlkey_reason)i;
+    if (c->explain && c->explain_opts)
+        return SQLKEY_NOT_READ_ONLY; /* EXPLAIN without a statement */
+    return SQLKEY_OK;
+}
+
 bool sqlkey_is_cacheable(const char *sql, size_t len, enum sqlkey_reason *reason)
 {
-    /* flags[r] = reason r applies; the most severe (lowest enum after OK) wins */
-    bool flags[SQLKEY_REASON__COUNT] = {0};
+    struct cscan c;
+    memset(&c, 0, sizeof c);
+    c.sql = sql;
     struct sigit it = {sql, len, 0, false};
-    struct sqlkey_tok prev2 = {0}, prev = {0}, cur, next;
-    bool have_prev = false, have_prev2 = false, have_next;
-    bool first_word_seen = false, explain = false, explain_opts = false;
-    bool after_semicolon = false, any = false;
-    size_t explain_depth = 0, depth = 0;
-    char w[40], pw[40], ppw[40], nw[40], lw[16];
-
-    have_next = sig_next(&it, &next);
-    while (have_next) {
-        cur = next;
-        have_next = sig_next(&it, &next);
-        word(sql, &cur, w, sizeof(w));
-        word(sql, have_prev ? &prev : &cur, pw, sizeof(pw));
-        if (!have_prev)
-            pw[0] = '\0';
-        word(sql, have_prev2 ? &prev2 : &cur, ppw, sizeof(ppw));
-        if (!have_prev2)
-            ppw[0] = '\0';
-        if (have_next)
-            word(sql, &next, nw, sizeof(nw));
-        else
-            nw[0] = '\0';
-
-        if (cur.unterminated)
-            flags[SQLKEY_UNTERMINATED] = true;
-        if (after_semicolon)
-            flags[SQLKEY_MULTI_STATEMENT] = true;
-        if (is_punct(sql, &cur, ';')) {
-            after_semicolon = true;
-            goto shift;
-        }
-        any = true;
-
-        if (is_punct(sql, &cur, '('))
-            depth++;
-        else if (is_punct(sql, &cur, ')') && depth > 0)
-            depth--;
-
-        /* statement kind: the first word (after any opening parentheses) */
-        if (!first_word_seen) {
-            if (is_punct(sql, &cur, '('))
-                goto shift;
-            first_word_seen = true;
-            if (strcmp(w, "explain") == 0) {
-                explain = explain_opts = true;
-                explain_depth = depth;
-            } else if (!in_list(w, read_starts)) {
-                flags[SQLKEY_NOT_READ_ONLY] = true;
-            }
-            goto shift;
-        }
-        if (explain_opts) {
-            /* EXPLAIN [ ( options ) ] [ANALYZE] [VERBOSE] statement */
-            if (strcmp(w, "analyze") == 0 || strcmp(w, "analyse") == 0)
-                flags[SQLKEY_EXPLAIN_ANALYZE] = true;
-            if (depth > explain_depth || is_punct(sql, &cur, ')'))
-                goto shift;
-            if (strcmp(w, "verbose") == 0 || strcmp(w, "analyze") == 0 ||
-                strcmp(w, "analyse") == 0 || is_punct(sql, &cur, '('))
-                goto shift;
-            explain_opts = false;
-            if (!in_list(w, read_starts) || strcmp(w, "show") == 0)
-                flags[SQLKEY_NOT_READ_ONLY] = true;
-            goto shift;
-        }
-
-        if (cur.kind == SQLKEY_TOK_WORD) {
-            if (strcmp(w, "insert") == 0 || strcmp(w, "delete") == 0 || strcmp(w, "merge") == 0) {
-                flags[SQLKEY_DATA_MODIFYING] = true;
-            } else if (strcmp(w, "update") == 0) {
-                if (strcmp(pw, "for") == 0 || strcmp(pw, "key") == 0)
-                    flags[SQLKEY_LOCKING_CLAUSE] = true;
-                else
-                    flags[SQLKEY_DATA_MODIFYING] = true;
-            } else if (strcmp(w, "for") == 0 &&
-                       (strcmp(nw, "update") == 0 || strcmp(nw, "share") == 0 ||
-                        strcmp(nw, "no") == 0 || strcmp(nw, "key") == 0)) {
-                flags[SQLKEY_LOCKING_CLAUSE] = true;
-            } else if (strcmp(w, "into") == 0) {
-                flags[SQLKEY_SELECT_INTO] = true;
-            } else if (in_list(w, volatile_keywords)) {
-                flags[SQLKEY_VOLATILE] = true;
-            } else if (have_next && is_punct(sql, &next, '(') && in_list(w, volatile_funcs)) {
-                flags[SQLKEY_VOLATILE] = true;
-            }
-        } else if (cur.kind == SQLKEY_TOK_QIDENT) {
-            if (have_next && is_punct(sql, &next, '(') && qident_volatile(sql, &cur))
-                flags[SQLKEY_VOLATILE] = true;
-        } else if (cur.kind == SQLKEY_TOK_STRING) {
-            if (in_list(literal_word(sql, &cur, lw, sizeof(lw)), special_inputs)) {
-                bool cast = have_next && next.kind == SQLKEY_TOK_OPERATOR && next.len == 2 &&
-                            sql[next.off] == ':';
-                if (cast || in_list(pw, datetime_types) ||
-                    (have_prev && is_punct(sql, &prev, '(') && strcmp(ppw, "cast") == 0))
-                    flags[SQLKEY_VOLATILE] = true;
-            }
-        }
-    shift:
-        prev2 = prev;
-        have_prev2 = have_prev;
-        prev = cur;
-        have_prev = true;
+    c.have_next = sig_next(&it, &c.next);
+    while (c.have_next) {
+        c.cur = c.next;
+        c.have_next = sig_next(&it, &c.next);
+        cscan_words(&c);
+        cscan_token(&c);
+        c.prev2 = c.prev;
+        c.have_prev2 = c.have_prev;
+        c.prev = c.cur;
+        c.have_prev = true;
     }
-
-    enum sqlkey_reason r = SQLKEY_OK;
-    if (it.ambiguous)
-        flags[SQLKEY_AMBIGUOUS] = true;
-    if (!any) {
-        r = flags[SQLKEY_UNTERMINATED] ? SQLKEY_UNTERMINATED
-            : flags[SQLKEY_AMBIGUOUS]  ? SQLKEY_AMBIGUOUS
-                                       : SQLKEY_EMPTY;
-    } else {
-        for (int i = 1; i < SQLKEY_REASON__COUNT; i++) {
-            if (flags[i]) {
-                r = (enum sqlkey_reason)i;
-                break;
-            }
-        }
-        if (r == SQLKEY_OK && explain && explain_opts)
-            r = SQLKEY_NOT_READ_ONLY; /* EXPLAIN without a statement */
-    }
+    enum sqlkey_reason r = cscan_verdict(&c, it.ambiguous);
     if (reason)
         *reason = r;
     return r == SQLKEY_OK;
@@ -1020,6 +1089,10 @@ struct level {
     bool cte_pending; /* a CTE body closes back to this level: ',' introduces another CTE */
 };
 
+/* CTE declaration state machine */
+enum cte_state { CTE_NONE, CTE_NAME, CTE_AFTER_NAME, CTE_COLS, CTE_AS };
+
+/* The state of sqlkey_table_refs's walk over the significant tokens. */
 struct refs_ctx {
     uint16_t ht[REFS_HT]; /* index + 1 into r->v, 0 = empty */
     const char *s;
@@ -1027,6 +1100,16 @@ struct refs_ctx {
     char **ctes;
     size_t nctes;
     bool cte_overflow;
+    struct level *lv; /* per parenthesis level, lv[0..depth] */
+    size_t lcap, depth;
+    struct sigit it;
+    struct sqlkey_tok cur, next, prev, prev2;
+    bool have_next, have_prev, have_prev2;
+    bool expect_table; /* a table name is expected next */
+    enum cte_state cs;
+    size_t cte_cols_depth;
+    char *cte_cand;                      /* the name of the CTE being declared */
+    char w[40], pw[40], nw[40], ppw[40]; /* the words of cur, prev, next and prev2 */
 };
 
 static bool is_cte(struct refs_ctx *c, const char *name)
@@ -1045,266 +1128,321 @@ static const char *const from_enders[] = {
 static const char *const table_skip[] = {"lateral", "only", "rows", NULL};
 static const char *const subquery_starts[] = {"select", "values", "with", "table", NULL};
 
-/* CTE declaration state machine */
-enum cte_state { CTE_NONE, CTE_NAME, CTE_AFTER_NAME, CTE_COLS, CTE_AS };
+/* What a step of the walk tells it. */
+enum rstep {
+    R_NEXT,   /* not decided: the next step looks at the token */
+    R_SHIFT,  /* the token is done */
+    R_DOTTED, /* scan the token as a (possibly dotted) name */
+    R_DONE,   /* the token (and the chain after it) is done and shifted */
+    R_OOM,
+};
+
+static void rs_words(struct refs_ctx *c)
+{
+    word(c->s, &c->cur, c->w, sizeof(c->w));
+    if (c->have_next)
+        word(c->s, &c->next, c->nw, sizeof(c->nw));
+    else
+        c->nw[0] = '\0';
+    if (c->have_prev)
+        word(c->s, &c->prev, c->pw, sizeof(c->pw));
+    else
+        c->pw[0] = '\0';
+    if (c->have_prev2)
+        word(c->s, &c->prev2, c->ppw, sizeof(c->ppw));
+    else
+        c->ppw[0] = '\0';
+}
+
+static void rs_shift(struct refs_ctx *c, const struct sqlkey_tok *last)
+{
+    c->prev2 = c->prev;
+    c->have_prev2 = c->have_prev;
+    c->prev = *last;
+    c->have_prev = true;
+}
+
+/* AS ( of a CTE: its name is a CTE from now on. */
+static enum rstep rs_cte_body(struct refs_ctx *c)
+{
+    if (c->nctes < MAX_CTES) {
+        char **n = realloc(c->ctes, (c->nctes + 1) * sizeof(*n));
+        if (!n)
+            return R_OOM;
+        c->ctes = n;
+        c->ctes[c->nctes++] = c->cte_cand;
+    } else {
+        free(c->cte_cand);
+        c->cte_overflow = true;
+        c->r->unknown = true;
+    }
+    c->cte_cand = NULL;
+    c->lv[c->depth].cte_pending = true;
+    return R_NEXT;
+}
+
+/* CTE declarations: WITH [RECURSIVE] name [(cols)] AS [NOT] [MATERIALIZED] ( */
+static enum rstep rs_cte(struct refs_ctx *c)
+{
+    const struct sqlkey_tok *cur = &c->cur;
+    switch (c->cs) {
+    case CTE_NAME:
+        if (strcmp(c->w, "recursive") == 0 || is_punct(c->s, cur, ','))
+            return R_SHIFT;
+        if (is_name_tok(cur)) {
+            free(c->cte_cand);
+            c->cte_cand = name_part(c->s, cur);
+            if (!c->cte_cand)
+                return R_OOM;
+            c->cs = CTE_AFTER_NAME;
+            return R_DOTTED; /* still scan it as a possible dotted name */
+        }
+        c->cs = CTE_NONE;
+        break;
+    case CTE_AFTER_NAME:
+        if (strcmp(c->w, "as") == 0) {
+            c->cs = CTE_AS;
+            return R_SHIFT;
+        }
+        c->cs = is_punct(c->s, cur, '(') ? CTE_COLS : CTE_NONE;
+        c->cte_cols_depth = c->depth; /* the paren is still pushed below */
+        break;
+    case CTE_COLS:
+        if (is_punct(c->s, cur, ')') && c->depth == c->cte_cols_depth + 1) {
+            c->cs = CTE_AFTER_NAME;
+            c->depth--;
+            return R_SHIFT;
+        }
+        break;
+    case CTE_AS:
+        if (strcmp(c->w, "not") == 0 || strcmp(c->w, "materialized") == 0)
+            return R_SHIFT;
+        if (is_punct(c->s, cur, '(') && c->cte_cand && rs_cte_body(c) == R_OOM)
+            return R_OOM;
+        c->cs = CTE_NONE;
+        break;
+    case CTE_NONE:
+        break;
+    }
+    if (c->cs == CTE_NONE && strcmp(c->w, "with") == 0 && c->have_next && is_name_tok(&c->next) &&
+        strcmp(c->nw, "time") != 0 && strcmp(c->nw, "ordinality") != 0 &&
+        strcmp(c->nw, "ties") != 0) {
+        c->cs = CTE_NAME;
+        return R_SHIFT;
+    }
+    return R_NEXT;
+}
+
+/* '(' opens a level (a table may start it when one was expected). */
+static enum rstep rs_open(struct refs_ctx *c)
+{
+    if (c->depth + 1 >= c->lcap) {
+        struct level *n = realloc(c->lv, c->lcap * 2 * sizeof(*n));
+        if (!n)
+            return R_OOM;
+        c->lv = n;
+        memset(c->lv + c->lcap, 0, c->lcap * sizeof(*n));
+        c->lcap *= 2;
+    }
+    struct level *lv = c->lv;
+    size_t d = ++c->depth;
+    lv[d] = (struct level){0};
+    lv[d].func_from = in_list(c->pw, from_func_parens);
+    lv[d].table_cand = c->expect_table || lv[d - 1].table_cand;
+    lv[d - 1].table_cand = false;
+    c->expect_table = false;
+    return R_SHIFT;
+}
+
+/* Parentheses, and the first name of a level opened where a table was expected. */
+static enum rstep rs_paren(struct refs_ctx *c)
+{
+    if (is_punct(c->s, &c->cur, '('))
+        return rs_open(c);
+    struct level *lv = c->lv;
+    if (is_punct(c->s, &c->cur, ')')) {
+        c->expect_table = false;
+        if (c->depth > 0)
+            c->depth--;
+        if (lv[c->depth].cte_pending) {
+            lv[c->depth].cte_pending = false;
+            if (c->have_next && is_punct(c->s, &c->next, ','))
+                c->cs = CTE_NAME;
+        }
+        return R_SHIFT;
+    }
+    if (lv[c->depth].table_cand) {
+        lv[c->depth].table_cand = false;
+        if (in_list(c->w, subquery_starts)) {
+            /* a subquery: its own FROM will be seen */
+        } else if (is_name_tok(&c->cur)) {
+            lv[c->depth].in_from = true;
+            c->expect_table = true;
+        }
+    }
+    if (c->cs == CTE_NAME && is_punct(c->s, &c->cur, ','))
+        return R_SHIFT;
+    return R_NEXT;
+}
+
+/* FROM / JOIN / TABLE / INTO / UPDATE positions, and ',' in a FROM list. */
+static enum rstep rs_position(struct refs_ctx *c)
+{
+    const char *w = c->w, *pw = c->pw, *ppw = c->ppw;
+    struct level *lv = &c->lv[c->depth];
+    if (c->cur.kind == SQLKEY_TOK_WORD) {
+        if (strcmp(w, "from") == 0) {
+            bool distinct_from =
+                strcmp(pw, "distinct") == 0 && (strcmp(ppw, "is") == 0 || strcmp(ppw, "not") == 0);
+            bool rows_from = strcmp(pw, "rows") == 0;
+            if (!lv->func_from && !distinct_from && !rows_from) {
+                lv->in_from = true;
+                c->expect_table = true;
+                return R_SHIFT;
+            }
+        } else if (strcmp(w, "join") == 0 || strcmp(w, "into") == 0 || strcmp(w, "update") == 0 ||
+                   strcmp(w, "truncate") == 0 || strcmp(w, "copy") == 0) {
+            c->expect_table =
+                strcmp(w, "update") != 0 ||
+                (strcmp(pw, "for") != 0 && strcmp(pw, "key") != 0 && strcmp(pw, "do") != 0);
+            return R_SHIFT;
+        } else if (strcmp(w, "table") == 0) {
+            c->expect_table = true;
+            return R_SHIFT;
+        } else if (in_list(w, from_enders)) {
+            lv->in_from = false;
+            c->expect_table = false;
+        }
+    }
+    if (is_punct(c->s, &c->cur, ',') && lv->in_from) {
+        c->expect_table = true;
+        return R_SHIFT;
+    }
+    return R_NEXT;
+}
+
+/* Consume a chain a.b.c[.d...] starting at cur: up to three parts in parts[], *np the count,
+ * *last its last token; 1 when a call follows it. */
+static int rs_chain(struct refs_ctx *c, struct sqlkey_tok parts[3], size_t *np,
+                    struct sqlkey_tok *last)
+{
+    *np = 1;
+    parts[0] = *last = c->cur;
+    while (c->have_next && is_punct(c->s, &c->next, '.')) {
+        c->have_next = sig_next(&c->it, &c->next);
+        if (!c->have_next || !is_name_tok(&c->next))
+            break;
+        if (*np < 3)
+            parts[*np] = c->next;
+        (*np)++;
+        *last = c->next;
+        c->have_next = sig_next(&c->it, &c->next);
+    }
+    return c->have_next && is_punct(c->s, &c->next, '(');
+}
+
+/* A name of np parts: three (or more) is a table reference; a one- or two-part name in a
+ * table position (not a call) is one the cache cannot place, unless it names a CTE. */
+static enum rstep rs_record(struct refs_ctx *c, const struct sqlkey_tok parts[3], size_t np,
+                            bool table_pos, bool func)
+{
+    if (np >= 3) {
+        char *p[3] = {name_part(c->s, &parts[0]), name_part(c->s, &parts[1]),
+                      name_part(c->s, &parts[2])};
+        if (!p[0] || !p[1] || !p[2]) {
+            free(p[0]);
+            free(p[1]);
+            free(p[2]);
+            return R_OOM;
+        }
+        return refs_add(c->r, c->ht, p) < 0 ? R_OOM : R_DONE;
+    }
+    if (!table_pos || func)
+        return R_DONE;
+    if (np == 2) {
+        c->r->unknown = true;
+        return R_DONE;
+    }
+    char *n = name_part(c->s, &parts[0]);
+    if (!n)
+        return R_OOM;
+    if (!is_cte(c, n))
+        c->r->unknown = true;
+    free(n);
+    return R_DONE;
+}
+
+/* Dotted names: a.b.c[.d...]; then anything else where a table was expected. */
+static enum rstep rs_dotted(struct refs_ctx *c)
+{
+    bool skip = c->cur.kind == SQLKEY_TOK_WORD && in_list(c->w, table_skip);
+    if (is_name_tok(&c->cur) && !(c->have_prev && is_punct(c->s, &c->prev, '.'))) {
+        bool table_pos = c->expect_table;
+        if (c->expect_table && skip && !(c->have_next && is_punct(c->s, &c->next, '.')))
+            return R_SHIFT; /* LATERAL, ONLY, ROWS: the table (or function) follows */
+        c->expect_table = false;
+        struct sqlkey_tok parts[3], last;
+        size_t np;
+        bool func = rs_chain(c, parts, &np, &last);
+        enum rstep st = rs_record(c, parts, np, table_pos, func);
+        if (st != R_OOM)
+            rs_shift(c, &last);
+        return st;
+    }
+    if (c->expect_table && !skip) {
+        /* something other than a name or '(' where a table was expected */
+        if (!is_punct(c->s, &c->cur, ','))
+            c->r->unknown = true;
+        c->expect_table = false;
+    }
+    return R_SHIFT;
+}
+
+static enum rstep rs_token(struct refs_ctx *c)
+{
+    enum rstep st = rs_cte(c);
+    if (st == R_NEXT)
+        st = rs_paren(c);
+    if (st == R_NEXT)
+        st = rs_position(c);
+    if (st == R_NEXT || st == R_DOTTED)
+        st = rs_dotted(c);
+    return st;
+}
 
 int sqlkey_table_refs(const char *s, size_t len, struct sqlkey_refs *r)
 {
     memset(r, 0, sizeof(*r));
-    struct refs_ctx c = {.s = s, .r = r};
-    struct level *lv = calloc(16, sizeof(*lv));
-    size_t lcap = 16, depth = 0;
-    struct sigit it = {s, len, 0, false};
-    struct sqlkey_tok cur, next, prev = {0};
-    bool have_next, have_prev = false;
-    bool expect_table = false;
-    enum cte_state cs = CTE_NONE;
-    size_t cte_cols_depth = 0;
-    char *cte_cand = NULL;
-    int rc = 0;
-    char w[40], pw[40], nw[40], ppw[40];
-    struct sqlkey_tok prev2 = {0};
-    bool have_prev2 = false;
-
-    if (!lv) {
+    struct refs_ctx c = {.s = s, .r = r, .lcap = 16, .it = {s, len, 0, false}};
+    c.lv = calloc(c.lcap, sizeof(*c.lv));
+    if (!c.lv) {
         r->unknown = true;
         return -1;
     }
-    have_next = sig_next(&it, &next);
-    while (have_next) {
-        cur = next;
-        have_next = sig_next(&it, &next);
-        word(s, &cur, w, sizeof(w));
-        if (have_next)
-            word(s, &next, nw, sizeof(nw));
-        else
-            nw[0] = '\0';
-        if (have_prev)
-            word(s, &prev, pw, sizeof(pw));
-        else
-            pw[0] = '\0';
-        if (have_prev2)
-            word(s, &prev2, ppw, sizeof(ppw));
-        else
-            ppw[0] = '\0';
-
-        /* --- CTE declarations: WITH [RECURSIVE] name [(cols)] AS [NOT] [MATERIALIZED] ( --- */
-        switch (cs) {
-        case CTE_NAME:
-            if (strcmp(w, "recursive") == 0 || is_punct(s, &cur, ','))
-                goto shift;
-            if (is_name_tok(&cur)) {
-                free(cte_cand);
-                cte_cand = name_part(s, &cur);
-                if (!cte_cand)
-                    goto oom;
-                cs = CTE_AFTER_NAME;
-                goto dotted; /* still scan it as a possible dotted name */
-            }
-            cs = CTE_NONE;
-            break;
-        case CTE_AFTER_NAME:
-            if (strcmp(w, "as") == 0) {
-                cs = CTE_AS;
-                goto shift;
-            }
-            if (is_punct(s, &cur, '(')) {
-                cs = CTE_COLS;
-                cte_cols_depth = depth;
-                break; /* the paren is still pushed below */
-            }
-            cs = CTE_NONE;
-            break;
-        case CTE_COLS:
-            if (is_punct(s, &cur, ')') && depth == cte_cols_depth + 1) {
-                cs = CTE_AFTER_NAME;
-                depth--;
-                goto shift;
-            }
-            break;
-        case CTE_AS:
-            if (strcmp(w, "not") == 0 || strcmp(w, "materialized") == 0)
-                goto shift;
-            if (is_punct(s, &cur, '(') && cte_cand) {
-                if (c.nctes < MAX_CTES) {
-                    char **n = realloc(c.ctes, (c.nctes + 1) * sizeof(*n));
-                    if (!n)
-                        goto oom;
-                    c.ctes = n;
-                    c.ctes[c.nctes++] = cte_cand;
-                } else {
-                    free(cte_cand);
-                    c.cte_overflow = true;
-                    r->unknown = true;
-                }
-                cte_cand = NULL;
-                lv[depth].cte_pending = true;
-            }
-            cs = CTE_NONE;
-            break;
-        case CTE_NONE:
+    int rc = 0;
+    c.have_next = sig_next(&c.it, &c.next);
+    while (c.have_next) {
+        c.cur = c.next;
+        c.have_next = sig_next(&c.it, &c.next);
+        rs_words(&c);
+        enum rstep st = rs_token(&c);
+        if (st == R_OOM) {
+            rc = -1;
+            r->unknown = true;
             break;
         }
-        if (cs == CTE_NONE && strcmp(w, "with") == 0 && have_next && (is_name_tok(&next)) &&
-            strcmp(nw, "time") != 0 && strcmp(nw, "ordinality") != 0 && strcmp(nw, "ties") != 0) {
-            cs = CTE_NAME;
-            goto shift;
-        }
-
-        /* --- parentheses --- */
-        if (is_punct(s, &cur, '(')) {
-            if (depth + 1 >= lcap) {
-                struct level *n = realloc(lv, lcap * 2 * sizeof(*lv));
-                if (!n)
-                    goto oom;
-                lv = n;
-                memset(lv + lcap, 0, lcap * sizeof(*lv));
-                lcap *= 2;
-            }
-            depth++;
-            lv[depth] = (struct level){0};
-            lv[depth].func_from = in_list(pw, from_func_parens);
-            lv[depth].table_cand = expect_table || lv[depth - 1].table_cand;
-            lv[depth - 1].table_cand = false;
-            expect_table = false;
-            goto shift;
-        }
-        if (is_punct(s, &cur, ')')) {
-            expect_table = false;
-            if (depth > 0)
-                depth--;
-            if (lv[depth].cte_pending) {
-                lv[depth].cte_pending = false;
-                if (have_next && is_punct(s, &next, ','))
-                    cs = CTE_NAME;
-            }
-            goto shift;
-        }
-        if (lv[depth].table_cand) {
-            lv[depth].table_cand = false;
-            if (in_list(w, subquery_starts)) {
-                /* a subquery: its own FROM will be seen */
-            } else if (is_name_tok(&cur)) {
-                lv[depth].in_from = true;
-                expect_table = true;
-            }
-        }
-        if (cs == CTE_NAME && is_punct(s, &cur, ','))
-            goto shift;
-
-        /* --- FROM / JOIN / TABLE / INTO / UPDATE positions --- */
-        if (cur.kind == SQLKEY_TOK_WORD) {
-            if (strcmp(w, "from") == 0) {
-                bool distinct_from = strcmp(pw, "distinct") == 0 &&
-                                     (strcmp(ppw, "is") == 0 || strcmp(ppw, "not") == 0);
-                bool rows_from = strcmp(pw, "rows") == 0;
-                if (!lv[depth].func_from && !distinct_from && !rows_from) {
-                    lv[depth].in_from = true;
-                    expect_table = true;
-                    goto shift;
-                }
-            } else if (strcmp(w, "join") == 0 || strcmp(w, "into") == 0 ||
-                       strcmp(w, "update") == 0 || strcmp(w, "truncate") == 0 ||
-                       strcmp(w, "copy") == 0) {
-                expect_table =
-                    strcmp(w, "update") != 0 ||
-                    (strcmp(pw, "for") != 0 && strcmp(pw, "key") != 0 && strcmp(pw, "do") != 0);
-                goto shift;
-            } else if (strcmp(w, "table") == 0) {
-                expect_table = true;
-                goto shift;
-            } else if (in_list(w, from_enders)) {
-                lv[depth].in_from = false;
-                expect_table = false;
-            }
-        }
-        if (is_punct(s, &cur, ',') && lv[depth].in_from) {
-            expect_table = true;
-            goto shift;
-        }
-
-    dotted:
-        /* --- dotted names: a.b.c[.d...] --- */
-        if (is_name_tok(&cur) && !(have_prev && is_punct(s, &prev, '.'))) {
-            bool table_pos = expect_table;
-            if (expect_table && cur.kind == SQLKEY_TOK_WORD && in_list(w, table_skip) &&
-                !(have_next && is_punct(s, &next, '.')))
-                goto shift; /* LATERAL, ONLY, ROWS: the table (or function) follows */
-            expect_table = false;
-            /* collect up to three parts; consume the rest of the chain */
-            struct sqlkey_tok parts[3], last = cur;
-            size_t np = 1;
-            parts[0] = cur;
-            bool func = false;
-            while (have_next && is_punct(s, &next, '.')) {
-                have_next = sig_next(&it, &next);
-                if (!have_next || !is_name_tok(&next))
-                    break;
-                if (np < 3)
-                    parts[np] = next;
-                np++;
-                last = next;
-                have_next = sig_next(&it, &next);
-            }
-            if (have_next && is_punct(s, &next, '('))
-                func = true;
-            if (np >= 3) {
-                char *p[3];
-                p[0] = name_part(s, &parts[0]);
-                p[1] = name_part(s, &parts[1]);
-                p[2] = name_part(s, &parts[2]);
-                if (!p[0] || !p[1] || !p[2]) {
-                    free(p[0]);
-                    free(p[1]);
-                    free(p[2]);
-                    goto oom;
-                }
-                if (refs_add(r, c.ht, p) < 0)
-                    goto oom;
-            } else if (table_pos && !func) {
-                if (np == 2) {
-                    r->unknown = true;
-                } else {
-                    char *n = name_part(s, &parts[0]);
-                    if (!n)
-                        goto oom;
-                    if (!is_cte(&c, n))
-                        r->unknown = true;
-                    free(n);
-                }
-            }
-            prev2 = prev;
-            have_prev2 = have_prev;
-            prev = last;
-            have_prev = true;
-            continue;
-        }
-        if (expect_table && !(cur.kind == SQLKEY_TOK_WORD && in_list(w, table_skip))) {
-            /* something other than a name or '(' where a table was expected */
-            if (!is_punct(s, &cur, ','))
-                r->unknown = true;
-            expect_table = false;
-        }
-    shift:
-        prev2 = prev;
-        have_prev2 = have_prev;
-        prev = cur;
-        have_prev = true;
+        if (st != R_DONE)
+            rs_shift(&c, &c.cur);
     }
-    if (expect_table)
+    if (c.expect_table)
         r->unknown = true; /* truncated right where a table was expected */
-    if (it.ambiguous)
+    if (c.it.ambiguous)
         r->unknown = true; /* another lexer could see other tables */
-    goto done;
-oom:
-    rc = -1;
-    r->unknown = true;
-done:
-    free(cte_cand);
+    free(c.cte_cand);
     for (size_t i = 0; i < c.nctes; i++)
         free(c.ctes[i]);
     free(c.ctes);
-    free(lv);
+    free(c.lv);
     return rc;
 }
 

@@ -662,51 +662,42 @@ static wop *wop_new(int type, const uint8_t *key)
 }
 
 /* ---- api ---- */
-static int s_open(store **out, const store_opts *o, char *err, size_t errlen)
+/* The options of o with the defaults and limits applied. */
+static store_opts opts_normalised(const store_opts *o)
 {
-    slmdb *s = calloc(1, sizeof *s);
-    if (!s)
-        abort();
-    s->base.api = &store_lmdb_api;
-    s->id = atomic_fetch_add(&g_store_ids, 1);
-    s->o = *o;
-    if (!s->o.map_size)
-        s->o.map_size = 1ull << 30;
-    if (s->o.high_water <= 0 || s->o.high_water > 0.99)
-        s->o.high_water = 0.9;
-    if (s->o.low_water <= 0 || s->o.low_water >= s->o.high_water)
-        s->o.low_water = s->o.high_water > 0.2 ? s->o.high_water - 0.1 : s->o.high_water / 2;
-    if (!s->o.max_entry_size || s->o.max_entry_size > s->o.map_size / 8)
-        s->o.max_entry_size = s->o.map_size / 8;
-    if (!s->o.touch_interval_s)
-        s->o.touch_interval_s = 10;
-    snprintf(s->dir, sizeof s->dir, "%s", o->dir ? o->dir : ".");
-    snprintf(s->path, sizeof s->path, "%s/data.mdb", s->dir);
-    pthread_mutex_init(&s->rlock, NULL);
-    pthread_mutex_init(&s->qlock, NULL);
-    pthread_cond_init(&s->qcond, NULL);
-    pthread_cond_init(&s->fcond, NULL);
+    store_opts n = *o;
+    if (!n.map_size)
+        n.map_size = 1ull << 30;
+    if (n.high_water <= 0 || n.high_water > 0.99)
+        n.high_water = 0.9;
+    if (n.low_water <= 0 || n.low_water >= n.high_water)
+        n.low_water = n.high_water > 0.2 ? n.high_water - 0.1 : n.high_water / 2;
+    if (!n.max_entry_size || n.max_entry_size > n.map_size / 8)
+        n.max_entry_size = n.map_size / 8;
+    if (!n.touch_interval_s)
+        n.touch_interval_s = 10;
+    return n;
+}
 
+/* Create and open the environment of s (in s->dir): 0, or an LMDB error. */
+static int env_open(slmdb *s)
+{
     int rc;
-    if (mkdir(s->dir, 0750) != 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cache dir %s: %s", s->dir, strerror(errno));
-        goto fail_early;
-    }
     if ((rc = mdb_env_create(&s->env)) != 0)
-        goto fail_mdb;
+        return rc;
     mdb_env_set_maxdbs(s->env, 8);
     mdb_env_set_maxreaders(s->env, 1024);
     size_t page = 4096;
     uint64_t ms = (s->o.map_size + page - 1) / page * page;
     if ((rc = mdb_env_set_mapsize(s->env, ms)) != 0)
-        goto fail_mdb;
+        return rc;
     unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
     if (s->o.sync_mode == STORE_SYNC_NONE)
         flags |= MDB_NOSYNC;
     else if (s->o.sync_mode == STORE_SYNC_META_ASYNC)
         flags |= MDB_NOMETASYNC;
     if ((rc = mdb_env_open(s->env, s->dir, flags, 0640)) != 0)
-        goto fail_mdb;
+        return rc;
     int dead = 0;
     mdb_reader_check(s->env, &dead);
     MDB_envinfo info;
@@ -715,9 +706,16 @@ static int s_open(store **out, const store_opts *o, char *err, size_t errlen)
     MDB_stat est;
     mdb_env_stat(s->env, &est);
     s->psize = est.ms_psize;
+    return 0;
+}
+
+/* Open (create) the databases and read the bytes in use: 0, or an LMDB error. */
+static int dbs_open(slmdb *s)
+{
     MDB_txn *txn;
+    int rc;
     if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0)
-        goto fail_mdb;
+        return rc;
     if ((rc = mdb_dbi_open(txn, "e", MDB_CREATE, &s->e)) ||
         (rc = mdb_dbi_open(txn, "m", MDB_CREATE, &s->m)) ||
         (rc = mdb_dbi_open(txn, "x", MDB_CREATE, &s->x)) ||
@@ -725,30 +723,61 @@ static int s_open(store **out, const store_opts *o, char *err, size_t errlen)
         (rc = mdb_dbi_open(txn, "t", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &s->t)) ||
         (rc = mdb_dbi_open(txn, "g", MDB_CREATE | MDB_INTEGERKEY, &s->g))) {
         mdb_txn_abort(txn);
-        goto fail_mdb;
+        return rc;
     }
     atomic_store(&s->bytes_used, used_bytes(s, txn));
-    if ((rc = mdb_txn_commit(txn)) != 0)
-        goto fail_mdb;
-    s->last_sweep_s = 0;
-    if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
-        snprintf(err, errlen, "cannot start the cache writer thread");
-        mdb_env_close(s->env);
-        goto fail_early;
-    }
-    *out = &s->base;
-    return 0;
-fail_mdb:
-    snprintf(err, errlen, "lmdb %s: %s", s->dir, mdb_strerror(rc));
-    if (s->env)
-        mdb_env_close(s->env);
-fail_early:
+    return mdb_txn_commit(txn);
+}
+
+/* Free an slmdb whose writer never started. */
+static void discard_unopened(slmdb *s)
+{
     pthread_mutex_destroy(&s->rlock);
     pthread_mutex_destroy(&s->qlock);
     pthread_cond_destroy(&s->qcond);
     pthread_cond_destroy(&s->fcond);
     free(s);
-    return -1;
+}
+
+static int s_open(store **out, const store_opts *o, char *err, size_t errlen)
+{
+    slmdb *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    s->base.api = &store_lmdb_api;
+    s->id = atomic_fetch_add(&g_store_ids, 1);
+    s->o = opts_normalised(o);
+    snprintf(s->dir, sizeof s->dir, "%s", o->dir ? o->dir : ".");
+    snprintf(s->path, sizeof s->path, "%s/data.mdb", s->dir);
+    pthread_mutex_init(&s->rlock, NULL);
+    pthread_mutex_init(&s->qlock, NULL);
+    pthread_cond_init(&s->qcond, NULL);
+    pthread_cond_init(&s->fcond, NULL);
+
+    if (mkdir(s->dir, 0750) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cache dir %s: %s", s->dir, strerror(errno));
+        discard_unopened(s);
+        return -1;
+    }
+    int rc = env_open(s);
+    if (rc == 0)
+        rc = dbs_open(s);
+    if (rc != 0) {
+        snprintf(err, errlen, "lmdb %s: %s", s->dir, mdb_strerror(rc));
+        if (s->env)
+            mdb_env_close(s->env);
+        discard_unopened(s);
+        return -1;
+    }
+    s->last_sweep_s = 0;
+    if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+        snprintf(err, errlen, "cannot start the cache writer thread");
+        mdb_env_close(s->env);
+        discard_unopened(s);
+        return -1;
+    }
+    *out = &s->base;
+    return 0;
 }
 
 static void s_close(store *st)

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 /* http://HOST[:port][/prefix] with HOST an IPv4/IPv6 literal or localhost */
@@ -47,8 +48,14 @@ const struct upstream_ops *upstream_pick(const struct hg_config *cfg)
     return plain_literal_host(cfg->upstream.url) ? &upstream_h1_ops : &upstream_curl_ops;
 }
 
+static const char *outcome_label(int o)
+{
+    return upstream_outcome_name((enum upstream_outcome)o);
+}
+
 struct upstream *upstream_new(struct event_base *base, const struct hg_config *cfg)
 {
+    metrics_upstream_labels(outcome_label, UPSTREAM_CANCELLED + 1);
     const struct upstream_ops *ops = upstream_pick(cfg);
     struct upstream *up = ops->create(base, cfg);
     if (up)

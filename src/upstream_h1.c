@@ -57,13 +57,13 @@
 #include "config.h"
 #include "h1resp.h"
 #include "hdr.h"
+#include "http1.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
 
-#define H1_LINE_MAX 4096 /* chunk-size and trailer lines */
-#define H1_READ 65536    /* bytes per recv */
-#define H1_IOV 32        /* iovecs per writev */
+#define H1_READ 65536 /* bytes per recv */
+#define H1_IOV 32     /* iovecs per writev */
 #define H1_MAX_ADDRS 8
 #define H1_PEEK_AFTER_MS 1000 /* idle longer than this: peek before reuse */
 #define H1_SPARE 64           /* freed requests kept per worker for reuse */
@@ -92,12 +92,9 @@ TAILQ_HEAD(h1conn_list, h1conn);
 
 enum rstate {
     RS_HEAD,
-    RS_LEN,        /* Content-Length body: `remaining` bytes left */
-    RS_CHUNK_SIZE, /* a chunk-size line */
-    RS_CHUNK_DATA, /* `remaining` bytes of chunk data */
-    RS_CHUNK_CRLF, /* the CRLF after chunk data */
-    RS_TRAILER,    /* trailer lines up to the empty one */
-    RS_CLOSE,      /* body up to the end of the connection */
+    RS_LEN,     /* Content-Length body: `remaining` bytes left */
+    RS_CHUNKED, /* chunked body (http1.h's decoder, state in `ck`) */
+    RS_CLOSE,   /* body up to the end of the connection */
     RS_DONE,
 };
 
@@ -136,6 +133,7 @@ struct h1req {
     int status;
     int keep_alive;
     uint64_t remaining;
+    struct http1_chunked ck;
     struct evkeyvalq resp_headers;
     int head_delivered;
     int discarding;
@@ -792,7 +790,8 @@ static int parse_head(struct h1req *u, struct h1conn *c)
         u->rs = RS_LEN;
         break;
     case H1F_CHUNKED:
-        u->rs = RS_CHUNK_SIZE;
+        u->rs = RS_CHUNKED;
+        http1_chunked_init(&u->ck);
         break;
     case H1F_CLOSE:
         u->rs = RS_CLOSE;
@@ -804,29 +803,20 @@ static int parse_head(struct h1req *u, struct h1conn *c)
     return 1;
 }
 
-/* A line (chunk size, trailer) from c->in into buf, without its CR LF. 1, 0: incomplete,
- * -1: too long. */
-static int take_line(struct h1conn *c, char *buf, size_t cap, size_t *len)
-{
-    struct evbuffer_ptr p = evbuffer_search_eol(c->in, NULL, NULL, EVBUFFER_EOL_LF);
-    if (p.pos < 0)
-        return evbuffer_get_length(c->in) > cap ? -1 : 0;
-    if ((size_t)p.pos + 1 > cap)
-        return -1;
-    evbuffer_remove(c->in, buf, (size_t)p.pos + 1);
-    size_t n = (size_t)p.pos;
-    if (n && buf[n - 1] == '\r')
-        n--;
-    buf[n] = '\0';
-    *len = n;
-    return 1;
-}
+/* The chunked decoder's limits for upstream responses: lines up to 4 KB, any number of
+ * hex digits up to 2^62. */
+static const struct http1_chunk_limits h1_chunk_limits = {
+    .size_line_max = 4096,
+    .crlf_line_max = 4096,
+    .trailer_max = 4096,
+    .hex_max = 0,
+};
 
-/* Deliver n body bytes. 0, or -1 when the request was cancelled (already dropped). */
-static int deliver(struct h1req *u, struct h1conn *c, size_t n)
+/* Deliver the body bytes in u->chunk. 0, or -1 when the request was cancelled (already
+ * dropped). */
+static int deliver_chunk(struct h1req *u, struct h1conn *c)
 {
-    evbuffer_remove_buffer(c->in, u->chunk, n);
-    u->bytes_in += n;
+    u->bytes_in += evbuffer_get_length(u->chunk);
     u->cb_depth++;
     int rc = u->cb->on_data ? u->cb->on_data(u->arg, u->chunk) : 0;
     u->cb_depth--;
@@ -840,6 +830,13 @@ static int deliver(struct h1req *u, struct h1conn *c, size_t n)
         event_del(c->rev);
     }
     return 0;
+}
+
+/* Deliver n body bytes from c->in. */
+static int deliver(struct h1req *u, struct h1conn *c, size_t n)
+{
+    evbuffer_remove_buffer(c->in, u->chunk, n);
+    return deliver_chunk(u, c);
 }
 
 /* The response is complete. */
@@ -858,121 +855,126 @@ static void complete(struct h1conn *c)
     finish(u, UPSTREAM_OK, NULL);
 }
 
+enum step { STEP_ON, STEP_MORE, STEP_STOP }; /* go on / need more bytes / finished or gone */
+
+/* RS_HEAD: a response head; a final one goes to on_head. */
+static enum step step_head(struct h1req *u, struct h1conn *c)
+{
+    int r = parse_head(u, c);
+    if (r < 0) {
+        u->keep_alive = 0;
+        conn_close(c);
+        finish(u, UPSTREAM_PROTOCOL_ERROR, "malformed response head from the upstream");
+        return STEP_STOP;
+    }
+    if (r == 0)
+        return STEP_MORE;
+    if (u->status < 200)
+        return STEP_ON;
+    if (u->discarding) {
+        /* a GET answered 502/503 with retries left: swallowed, sent again */
+        conn_close(c);
+        finish(u, UPSTREAM_OK, NULL);
+        return STEP_STOP;
+    }
+    hdr_strip_hop_by_hop(&u->resp_headers);
+    u->head_delivered = 1;
+    u->cb_depth++;
+    r = u->cb->on_head ? u->cb->on_head(u->arg, u->status, &u->resp_headers) : 0;
+    u->cb_depth--;
+    if (r < 0)
+        u->cancelled = 1;
+    if (u->cancelled) {
+        abort_req(u);
+        return STEP_STOP;
+    }
+    return STEP_ON;
+}
+
+/* RS_CHUNKED: decode what arrived (http1.h) and deliver the data. */
+static enum step step_chunked(struct h1req *u, struct h1conn *c)
+{
+    size_t before = evbuffer_get_length(c->in);
+    int r = http1_chunked_decode(&u->ck, c->in, u->chunk, SIZE_MAX, &h1_chunk_limits);
+    if (r != 0) {
+        conn_close(c);
+        finish(u, UPSTREAM_PROTOCOL_ERROR,
+               r == HTTP1_CHUNK_BAD_TRAILER ? "malformed chunked trailer from the upstream"
+                                            : "malformed chunked body from the upstream");
+        return STEP_STOP;
+    }
+    if (http1_chunked_done(&u->ck))
+        u->rs = RS_DONE; /* trailers themselves are dropped */
+    if (evbuffer_get_length(u->chunk) && deliver_chunk(u, c) < 0)
+        return STEP_STOP;
+    if (u->rs != RS_DONE && evbuffer_get_length(c->in) == before)
+        return STEP_MORE;
+    return STEP_ON;
+}
+
+/* One step of the response parser. */
+static enum step step(struct h1req *u, struct h1conn *c)
+{
+    size_t avail = evbuffer_get_length(c->in);
+    switch (u->rs) {
+    case RS_HEAD:
+        return step_head(u, c);
+    case RS_LEN: {
+        if (!avail)
+            return STEP_MORE;
+        size_t n = avail < u->remaining ? avail : (size_t)u->remaining;
+        u->remaining -= n;
+        if (u->remaining == 0)
+            u->rs = RS_DONE;
+        return deliver(u, c, n) < 0 ? STEP_STOP : STEP_ON;
+    }
+    case RS_CLOSE:
+        if (!avail)
+            return STEP_MORE;
+        return deliver(u, c, avail) < 0 ? STEP_STOP : STEP_ON;
+    case RS_CHUNKED:
+        if (!avail)
+            return STEP_MORE;
+        return step_chunked(u, c);
+    case RS_DONE:
+        complete(c);
+        return STEP_STOP;
+    }
+    return STEP_STOP;
+}
+
+/* No more bytes for now: at the end of the connection, the end or a break. */
+static void need_more(struct h1req *u, struct h1conn *c)
+{
+    if (!c->rd_err && !c->eof)
+        return;
+    if (u->rs == RS_CLOSE && !c->rd_err) {
+        u->keep_alive = 0;
+        complete(c);
+        return;
+    }
+    if (!c->rd_err && c->eof && u->rs == RS_HEAD && u->resp_bytes == 0)
+        conn_broke(c, "the upstream closed the connection");
+    else if (u->rs == RS_HEAD && u->resp_bytes == 0)
+        conn_broke(c, "the upstream reset the connection");
+    else
+        conn_broke(c, "the upstream connection broke before the response was complete");
+}
+
 /* Run the response parser over what c->in holds. */
 static void process(struct h1conn *c)
 {
     struct h1req *u = c->req;
-    char line[H1_LINE_MAX + 2];
-    size_t ll;
     while (!u->recv_paused) {
-        size_t avail = evbuffer_get_length(c->in);
-        int r;
-        switch (u->rs) {
-        case RS_HEAD:
-            r = parse_head(u, c);
-            if (r < 0) {
-                u->keep_alive = 0;
-                conn_close(c);
-                finish(u, UPSTREAM_PROTOCOL_ERROR, "malformed response head from the upstream");
-                return;
-            }
-            if (r == 0)
-                goto need_more;
-            if (u->status < 200)
-                continue;
-            if (u->discarding) {
-                /* a GET answered 502/503 with retries left: swallowed, sent again */
-                conn_close(c);
-                finish(u, UPSTREAM_OK, NULL);
-                return;
-            }
-            hdr_strip_hop_by_hop(&u->resp_headers);
-            u->head_delivered = 1;
-            u->cb_depth++;
-            r = u->cb->on_head ? u->cb->on_head(u->arg, u->status, &u->resp_headers) : 0;
-            u->cb_depth--;
-            if (r < 0)
-                u->cancelled = 1;
-            if (u->cancelled) {
-                abort_req(u);
-                return;
-            }
-            continue;
-        case RS_LEN:
-        case RS_CHUNK_DATA: {
-            if (!avail)
-                goto need_more;
-            size_t n = avail < u->remaining ? avail : (size_t)u->remaining;
-            u->remaining -= n;
-            if (u->remaining == 0)
-                u->rs = u->rs == RS_LEN ? RS_DONE : RS_CHUNK_CRLF;
-            if (deliver(u, c, n) < 0)
-                return;
-            continue;
-        }
-        case RS_CLOSE:
-            if (!avail)
-                goto need_more;
-            if (deliver(u, c, avail) < 0)
-                return;
-            continue;
-        case RS_CHUNK_SIZE: {
-            r = take_line(c, line, sizeof line, &ll);
-            if (r == 0)
-                goto need_more;
-            uint64_t n;
-            if (r < 0 || h1resp_chunk_size(line, ll, &n) != 0) {
-                conn_close(c);
-                finish(u, UPSTREAM_PROTOCOL_ERROR, "malformed chunked body from the upstream");
-                return;
-            }
-            u->remaining = n;
-            u->rs = n ? RS_CHUNK_DATA : RS_TRAILER;
-            continue;
-        }
-        case RS_CHUNK_CRLF:
-            r = take_line(c, line, sizeof line, &ll);
-            if (r == 0)
-                goto need_more;
-            if (r < 0 || ll != 0) {
-                conn_close(c);
-                finish(u, UPSTREAM_PROTOCOL_ERROR, "malformed chunked body from the upstream");
-                return;
-            }
-            u->rs = RS_CHUNK_SIZE;
-            continue;
-        case RS_TRAILER:
-            r = take_line(c, line, sizeof line, &ll);
-            if (r == 0)
-                goto need_more;
-            if (r < 0) {
-                conn_close(c);
-                finish(u, UPSTREAM_PROTOCOL_ERROR, "malformed chunked trailer from the upstream");
-                return;
-            }
-            if (ll == 0)
-                u->rs = RS_DONE; /* trailers themselves are dropped */
-            continue;
-        case RS_DONE:
-            complete(c);
+        enum step r = step(u, c);
+        if (r == STEP_STOP)
+            return;
+        if (r == STEP_MORE) {
+            need_more(u, c);
             return;
         }
     }
-    return; /* paused: upstream_resume() carries on */
-need_more:
-    if (c->rd_err || c->eof) {
-        if (u->rs == RS_CLOSE && !c->rd_err) {
-            u->keep_alive = 0;
-            complete(c);
-            return;
-        }
-        if (!c->rd_err && c->eof && u->rs == RS_HEAD && u->resp_bytes == 0)
-            conn_broke(c, "the upstream closed the connection");
-        else if (u->rs == RS_HEAD && u->resp_bytes == 0)
-            conn_broke(c, "the upstream reset the connection");
-        else
-            conn_broke(c, "the upstream connection broke before the response was complete");
-    }
+    /* paused: upstream_resume() carries on */
 }
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)

@@ -6,9 +6,9 @@
  *   - a parsed head has a status in 100..599 (never 101), a framing consistent with it
  *     (no body for 1xx/204/304/HEAD, Content-Length framing only with a length > 0), and
  *     only headers with valid names and control-free values;
- *   - h1resp_chunk_size accepts only lines that start with a hex digit and never yields a
- *     size above 2^62.
- * Build and run: scripts/fuzz.sh 60 fuzz_h1resp.
+ *   - http1_chunk_size (the upstream's rules: any number of digits) accepts only lines that start
+ * with a hex digit and never yields a size above 2^62. Build and run: scripts/fuzz.sh 60
+ * fuzz_h1resp.
  */
 #include <assert.h>
 #include <stddef.h>
@@ -21,6 +21,7 @@
 #include <sys/queue.h>
 
 #include "h1resp.h"
+#include "http1.h"
 #include "hdr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -60,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *nl = memchr(b, '\n', n);
     size_t ll = nl ? (size_t)(nl - b) : n;
     uint64_t cs;
-    if (h1resp_chunk_size(b, ll, &cs) == 0) {
+    if (http1_chunk_size(b, ll, 0, &cs) == 0) {
         assert(ll > 0 && isxdigit((unsigned char)b[0]));
         assert(cs <= (1ull << 62));
     }

@@ -1,6 +1,6 @@
 /*
- * fuzz_http1: libFuzzer target for hotgate's client-side HTTP/1.1 codec (the static parser
- * in src/server.c, compiled into this file; see http1_drive.h for how it is driven).
+ * fuzz_http1: libFuzzer target for hotgate's client-side HTTP/1.1 codec (src/http1.c, over a
+ * real connection of src/conn.c; see http1_drive.h for how it is driven).
  *
  * Input: byte 0 picks the mode and seeds the split points; the rest is what a client sends.
  *   mode 0-2  a connection: the bytes go in once whole and once split at pseudo-random
@@ -12,14 +12,12 @@
  *               - bounded memory: the unparsed input held stays within max_header_size
  *                 plus one read;
  *               - the same statuses whatever the read boundaries.
- *   mode 3    the chunked body decoder (body_decode) alone, whole and split: the decoded
- *             bytes never exceed the input, and the split decode gives the same bytes and
+ *   mode 3    the chunked body decoder (http1_chunked_decode, the client limits) alone, whole and
+ * split: the decoded bytes never exceed the input, and the split decode gives the same bytes and
  *             verdict as the whole one when both accept.
  * Build: CC=clang BUILD_DIR=build-fuzz ./scripts/build.sh -DHG_FUZZ=ON; run
  * build-fuzz/fuzz_http1 -max_len=16384 tests/fuzz/corpus/fuzz_http1 (scripts/fuzz.sh).
  */
-#include "../../src/server.c"
-
 #include "http1_drive.h"
 
 static uint32_t rng_next(uint32_t *s)
@@ -121,15 +119,13 @@ static void check_conn(const uint8_t *data, size_t len, uint32_t seed, int one_b
     hd_result_free(&split);
 }
 
-/* Decode with body_decode over the given cuts. Returns -1 on a decode error, else 0;
- * *done as body_done. */
+/* Decode with http1_chunked_decode over the given cuts. Returns -1 on a decode error, else
+ * 0; *done when the body ended. */
 static int decode_chunked(const uint8_t *data, size_t len, const size_t *cuts, size_t ncuts,
                           struct evbuffer *dst, int *done)
 {
-    struct hg_conn c;
-    memset(&c, 0, sizeof c);
-    c.framing = BF_CHUNKED;
-    c.ck = CK_SIZE;
+    struct http1_chunked ck;
+    http1_chunked_init(&ck);
     struct evbuffer *in = evbuffer_new();
     int rc = 0;
     size_t off = 0;
@@ -139,14 +135,14 @@ static int decode_chunked(const uint8_t *data, size_t len, const size_t *cuts, s
             continue;
         evbuffer_add(in, data + off, end - off);
         off = end;
-        if (body_decode(&c, in, dst, READ_CHUNK_MAX * 4) != 0) {
+        if (http1_chunked_decode(&ck, in, dst, CONN_READ_CHUNK_MAX * 4, &conn_chunk_limits) != 0) {
             rc = -1;
             break;
         }
-        if (c.body_done)
+        if (http1_chunked_done(&ck))
             break;
     }
-    *done = c.body_done;
+    *done = http1_chunked_done(&ck);
     evbuffer_free(in);
     return rc;
 }

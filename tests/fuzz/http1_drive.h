@@ -1,13 +1,8 @@
 /*
- * http1_drive: drive hotgate's client-side HTTP/1.1 codec (the static parser in
- * src/server.c: conn_process, parse_request_line, parse_header_line, finish_head,
- * body_decode) in-process, deterministically, without threads or listeners.
- *
- * The codec has no public API (server.h), so the including file compiles src/server.c
- * into itself: `#include "../../src/server.c"` BEFORE this header. The executable then
- * defines every server_* symbol itself and the linker never pulls server.o out of
- * libhgcore.a (archive members are only taken for undefined symbols), so there is no
- * duplicate. Used by tests/fuzz/fuzz_http1.c and tests/unit/test_regress_fuzz.c.
+ * http1_drive: drive hotgate's client side (src/conn.c over the codec of src/http1.c, then
+ * the pipeline with hotgate's stage table) in-process, deterministically, without threads
+ * or listeners. Links against libhgcore like any test. Used by tests/fuzz/fuzz_http1.c and
+ * tests/unit/test_regress_fuzz.c.
  *
  * A connection is a real bufferevent on one end of a socketpair. Input is injected into
  * the bufferevent's input buffer (unfrozen for the add, as libevent's own read does) in
@@ -28,6 +23,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "conn.h"
+#include "http1.h"
+#include "pipeline.h"
+#include "stages.h"
+
 #define HD_MAX_HEADER_SIZE 4096u
 #define HD_MAX_BODY_SIZE (2u << 20)
 
@@ -47,6 +51,9 @@ __attribute__((unused)) static void hd_init(void)
     hd_w.cfg = &hd_cfg;
     if (!hd_w.base)
         abort();
+    int n;
+    const struct hg_stage_ops *const *st = stages_default(&n);
+    pipeline_set_stages(st, n);
 }
 
 /* What one conversation produced. */

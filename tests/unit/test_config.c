@@ -57,6 +57,9 @@ static void test_defaults(void **state)
     assert_int_equal(config_class(c, "interactive")->weight, 4);
     assert_int_equal(config_class(c, "batch")->weight, 1);
     assert_false(c->redis.enabled);
+    assert_int_equal(c->redis.op_timeout_ms, 50);
+    assert_string_equal(c->redis.key_prefix, "hg:");
+    assert_null(c->redis.password_file);
     config_free(c);
 }
 
@@ -123,7 +126,15 @@ static void test_every_key(void **state)
                                "high_water = 80%\n"
                                "[redis]\n"
                                "enabled = true\n"
-                               "url = redis://10.0.0.1:6379/0\n",
+                               "url = redis://10.0.0.1:6379/0\n"
+                               "key_prefix = fleet1:\n"
+                               "connect_timeout = 2s\n"
+                               "op_timeout = 20ms\n"
+                               "max_entry_size = 256K\n"
+                               "sentinel = 10.0.0.2:26379,10.0.0.3:26379\n"
+                               "sentinel_master = hgm\n"
+                               "local_share = 34%\n"
+                               "stream_maxlen = 5000\n",
                                0);
     if (!c)
         fail_msg("%s", err);
@@ -186,6 +197,14 @@ static void test_every_key(void **state)
     assert_true(c->cache.high_water > 0.79 && c->cache.high_water < 0.81);
     assert_true(c->redis.enabled);
     assert_string_equal(c->redis.url, "redis://10.0.0.1:6379/0");
+    assert_string_equal(c->redis.key_prefix, "fleet1:");
+    assert_int_equal(c->redis.connect_timeout_ms, 2000);
+    assert_int_equal(c->redis.op_timeout_ms, 20);
+    assert_int_equal(c->redis.max_entry_size, 256 * 1024);
+    assert_string_equal(c->redis.sentinel, "10.0.0.2:26379,10.0.0.3:26379");
+    assert_string_equal(c->redis.sentinel_master, "hgm");
+    assert_true(c->redis.local_share > 0.339 && c->redis.local_share < 0.341);
+    assert_int_equal(c->redis.stream_maxlen, 5000);
     config_free(c);
 }
 
@@ -238,6 +257,12 @@ static void test_errors_name_file_line_key(void **state)
     expect_error("[credential c]\ntoken_env = HG_TEST_UNSET_X\n", 2, "credential c", "token_env",
                  "not set");
     expect_error("[redis]\nurl = http://x\n", 2, "redis", "url", NULL);
+    expect_error("[redis]\nurl = rediss://x:6380\n", 2, "redis", "url", "TLS");
+    expect_error("[redis]\nop_timeout = 0\n", 2, "redis", "op_timeout", NULL);
+    expect_error("[redis]\nkey_prefix = a{b}\n", 2, "redis", "key_prefix", NULL);
+    expect_error("[redis]\nsentinel = 10.0.0.1:26379\n", 0, "redis", "sentinel_master", "together");
+    expect_error("[redis]\npassword_file = /nonexistent/hg.pass\n", 2, "redis", "password_file",
+                 "cannot open");
     expect_error("[class x]\nweight = 0\n", 2, "class x", "weight", NULL);
     expect_error("[client bad name!]\nmode = full\n", 2, "client bad name!", "mode",
                  "invalid section name");

@@ -1,7 +1,7 @@
 /*
  * test_h1resp: the response-head reader of the native upstream client (h1resp.h): head
  * ends, status lines, framing and persistence per RFC 9112, dropped lines, refused heads,
- * chunk-size lines.
+ * (chunk-size lines: http1_chunk_size, tests/unit/test_http1.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -189,36 +189,12 @@ static void test_refused(void **state)
     assert_int_equal(R.status, 404);
 }
 
-static void test_chunk_size(void **state)
-{
-    uint64_t n;
-    assert_int_equal(h1resp_chunk_size("1a", 2, &n), 0);
-    assert_int_equal(n, 26);
-    assert_int_equal(h1resp_chunk_size("FF;name=val", 11, &n), 0);
-    assert_int_equal(n, 255);
-    assert_int_equal(h1resp_chunk_size("0", 1, &n), 0);
-    assert_int_equal(n, 0);
-    assert_int_equal(h1resp_chunk_size("10 ;x", 5, &n), 0);
-    assert_int_equal(n, 16);
-    assert_int_equal(h1resp_chunk_size("", 0, &n), -1);
-    assert_int_equal(h1resp_chunk_size("zz", 2, &n), -1);
-    assert_int_equal(h1resp_chunk_size("-1", 2, &n), -1);
-    assert_int_equal(h1resp_chunk_size("0x10", 4, &n), -1);
-    assert_int_equal(h1resp_chunk_size("10 junk", 7, &n), -1);
-    assert_int_equal(h1resp_chunk_size("4000000000000000", 16, &n), 0); /* 2^62 */
-    assert_int_equal(h1resp_chunk_size("4000000000000001", 16, &n), -1);
-    assert_int_equal(h1resp_chunk_size("ffffffffffffffffff", 18, &n), -1);
-    /* only len bytes are read */
-    assert_int_equal(h1resp_chunk_size("5zz", 1, &n), 0);
-    assert_int_equal(n, 5);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_head_len),    cmocka_unit_test(test_framing),
         cmocka_unit_test(test_persistence), cmocka_unit_test(test_dropped_lines),
-        cmocka_unit_test(test_refused),     cmocka_unit_test(test_chunk_size),
+        cmocka_unit_test(test_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

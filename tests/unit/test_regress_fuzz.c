@@ -7,16 +7,14 @@
  * suite stays green) unless HG_RUN_KNOWN_FAILING=1 is set, which shows it failing. Once
  * the fix lands, delete the KNOWN_FAILING line.
  *
- * The client-side HTTP/1.1 codec is static in src/server.c, so this file compiles
- * src/server.c into itself and drives it with tests/fuzz/http1_drive.h (see there).
+ * The client side's HTTP/1.1 codec (src/http1.c) is driven over a real connection
+ * (src/conn.c) with tests/fuzz/http1_drive.h (see there).
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-
-#include "../../src/server.c"
 
 #include "../fuzz/http1_drive.h"
 
@@ -95,17 +93,16 @@ static void test_http1_chunked_decode_split_invariant(void **state)
                                "0\r\nX-Trailer: t\r\n\r\n";
     struct evbuffer *want = NULL;
     for (size_t chunk = 0; chunk <= 9; chunk++) {
-        struct hg_conn c;
-        memset(&c, 0, sizeof c);
-        c.framing = BF_CHUNKED;
-        c.ck = CK_SIZE;
+        struct http1_chunked ck;
+        http1_chunked_init(&ck);
         struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
         size_t len = sizeof body - 1, step = chunk ? chunk : len;
         for (size_t off = 0; off < len; off += step) {
             evbuffer_add(in, body + off, off + step > len ? len - off : step);
-            assert_int_equal(body_decode(&c, in, out, READ_CHUNK_MAX * 4), 0);
+            assert_int_equal(
+                http1_chunked_decode(&ck, in, out, CONN_READ_CHUNK_MAX * 4, &conn_chunk_limits), 0);
         }
-        assert_true(c.body_done);
+        assert_true(http1_chunked_done(&ck));
         assert_int_equal(evbuffer_get_length(out), 31);
         if (!want) {
             want = out;
@@ -128,7 +125,7 @@ static void test_http1_chunked_decode_split_invariant(void **state)
  */
 static void test_http1_nul_in_request_line(void **state)
 {
-    /* fails until src/server.c:conn_process is fixed: refuse a head line that contains a
+    /* fails until src/conn.c:read_head is fixed: refuse a head line that contains a
      * NUL (memchr(line, '\0', ll)) with 400 before parsing it */
     static const char req[] = "GET /v1/x HTTP/1.1\0junk\r\nHost: x\r\n\r\n";
     assert_int_equal(first_status(req, sizeof req - 1, 0), 400);
@@ -142,7 +139,7 @@ static void test_http1_nul_in_request_line(void **state)
  */
 static void test_http1_nul_in_header_value(void **state)
 {
-    /* fails until src/server.c:conn_process is fixed: refuse a head line that contains a
+    /* fails until src/conn.c:read_head is fixed: refuse a head line that contains a
      * NUL (memchr(line, '\0', ll)) with 400 before parse_header_line() */
     static const char req[] = "GET /v1/x HTTP/1.1\r\nX-A: b\0\x01\x02\r\n\r\n";
     assert_int_equal(first_status(req, sizeof req - 1, 0), 400);
@@ -158,7 +155,7 @@ static void test_http1_nul_in_header_value(void **state)
  */
 static void test_http1_long_request_line_status(void **state)
 {
-    /* fails until src/server.c:conn_process is fixed: in the complete-line branch use
+    /* fails until src/conn.c:read_head is fixed: in the complete-line branch use
      * `c->req ? 431 : 414` as the no-line branch does */
     size_t n = HD_MAX_HEADER_SIZE + 100;
     char *req = malloc(n + 64);
@@ -175,25 +172,23 @@ static void test_http1_long_request_line_status(void **state)
 
 /*
  * The chunk-size line: after the hex digits only blanks then ';' (a chunk extension) may
- * follow (RFC 9112 7.1.1), but body_decode() accepts anything after one blank: "5 xyz"
+ * follow (RFC 9112 7.1.1), but the chunked decoder accepted anything after one blank: "5 xyz"
  * decodes as a 5-byte chunk. Not a smuggling vector (hotgate re-frames the body it
  * forwards), but the codec promises "anything else: 400".
  */
 static void test_http1_chunk_size_garbage(void **state)
 {
-    /* fails until src/server.c:body_decode (CK_SIZE) is fixed: after the hex digits skip
+    /* fails until src/http1.c:http1_chunk_size is fixed: after the hex digits skip
      * blanks and require the end of the line (the extension is already cut at ';') */
     static const char body[] = "5 xyz\r\nhello\r\n0\r\n\r\n";
-    struct hg_conn c;
-    memset(&c, 0, sizeof c);
-    c.framing = BF_CHUNKED;
-    c.ck = CK_SIZE;
+    struct http1_chunked ck;
+    http1_chunked_init(&ck);
     struct evbuffer *in = evbuffer_new(), *out = evbuffer_new();
     evbuffer_add(in, body, sizeof body - 1);
-    int rc = body_decode(&c, in, out, READ_CHUNK_MAX * 4);
+    int rc = http1_chunked_decode(&ck, in, out, CONN_READ_CHUNK_MAX * 4, &conn_chunk_limits);
     evbuffer_free(in);
     evbuffer_free(out);
-    assert_int_equal(rc, -1);
+    assert_int_equal(rc, HTTP1_CHUNK_BAD);
 }
 
 /* ---- config ---- */
@@ -217,14 +212,14 @@ static void test_config_size_above_llong_max(void **state)
 
 /*
  * cache.stale_while_revalidate / stale_if_error are durations up to 1e15 ms in config, but
- * the cache stores them in the entry's u32 fields with a bare cast (cache.c, fill store:
+ * the cache stores them in the entry's u32 fields with a bare cast (cache_fill.c, fill store:
  * in.swr_ms = (uint32_t)G.swr_ms): "1200h" (50 days) = 4 320 000 000 ms silently becomes
  * 25 032 704 ms (about 7 h). Found while triaging fuzz_entry's expiry check.
  */
 static void test_config_stale_window_fits_entry(void **state)
 {
     /* fixed: src/config.c refuses stale_* durations above UINT32_MAX ms (~49.7 days), and
-     * src/cache.c clamps anyway */
+     * src/cache_fill.c clamps anyway */
     char path[] = "/tmp/hg-regress-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);

@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# bench/fleet.sh: three hotgate instances sharing one Redis (the fleet tier) in front of one
+# hotdata-sim, on free loopback ports. Sections (each writes its rows into the table):
+#   1. hits   L1 hits vs L2 hits on the same instance: wrk -t1 -c$CONNS; an L2 hit is an L1
+#             miss answered from Redis (distinct queries first fetched through instance A for
+#             $PRELOAD, then asked once each through instance B for $L2_DURATION: the table
+#             says how many of B's requests were L2 hits); -> req/s, p50, p99
+#   2. herd   $HERD concurrent identical cold queries spread over the three instances with
+#             the sim at $HERD_LATENCY ms: upstream queries the sim counted, client p50/max;
+#             repeated $HERD_ROUNDS times with new SQL
+#   3. rate   (the global rate budget's timeline: added by the rate-budget work, same setup)
+# Writes bench/out/fleet.{md,csv} and prints the table.
+#   BUILD_DIR (build), CONNS (32), PRELOAD (20s), L2_DURATION (2s), DURATION (5s, L1),
+#   HERD (90), HERD_LATENCY (200), HERD_ROUNDS (5), HG_THREADS (2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+BUILD_DIR=${BUILD_DIR:-build}
+CONNS=${CONNS:-32}
+PRELOAD=${PRELOAD:-20s}
+L2_DURATION=${L2_DURATION:-2s}
+DURATION=${DURATION:-5s}
+HERD=${HERD:-90}
+HERD_LATENCY=${HERD_LATENCY:-200}
+HERD_ROUNDS=${HERD_ROUNDS:-5}
+HG_THREADS=${HG_THREADS:-2}
+OUT=bench/out
+mkdir -p "$OUT"
+HG=$BUILD_DIR/hotgate
+SIM=$BUILD_DIR/hotdata-sim
+[ -x "$HG" ] && [ -x "$SIM" ] || { echo "build first: BUILD_DIR=$BUILD_DIR ./scripts/build.sh" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "wrk not installed" >&2; exit 1; }
+command -v redis-server >/dev/null || { echo "redis-server not installed" >&2; exit 1; }
+
+TMP=$(mktemp -d /tmp/hg-bench-fleet-XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+    sleep 0.3
+    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# ---- setup: redis, sim, three instances ----
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$TMP" >"$TMP/redis.log" 2>&1 &
+PIDS+=($!)
+wait_port "$REDIS_PORT" || { echo "redis did not start" >&2; exit 1; }
+SIM_PORT=$(free_port)
+"$SIM" --listen 127.0.0.1:$SIM_PORT --token tok_test=ws_test --workspace ws_test \
+    --data-dir "$TMP/sim" --quiet >"$TMP/sim.log" 2>&1 &
+PIDS+=($!)
+wait_port "$SIM_PORT" || { echo "sim did not start" >&2; exit 1; }
+
+KEY=hgk_bench_fleet_0123456789abcdef
+KEY_SHA=$(printf %s "$KEY" | sha256sum | cut -d' ' -f1)
+printf 'tok_test\n' >"$TMP/token"; chmod 600 "$TMP/token"
+HG_PORTS=(); ADM_PORTS=()
+for i in 0 1 2; do
+    HG_PORTS[$i]=$(free_port); ADM_PORTS[$i]=$(free_port)
+    mkdir -p "$TMP/g$i"
+    cat >"$TMP/g$i/hotgate.conf" <<CONF
+[server]
+listen = 127.0.0.1:${HG_PORTS[$i]}
+threads = $HG_THREADS
+access_log = off
+[admin]
+listen = 127.0.0.1:${ADM_PORTS[$i]}
+[upstream]
+url = http://127.0.0.1:$SIM_PORT
+[cache]
+enabled = yes
+dir = $TMP/g$i/cache
+size = 512M
+ttl_query = 300s
+[redis]
+enabled = yes
+url = redis://127.0.0.1:$REDIS_PORT
+key_prefix = bench:
+op_timeout = 50ms
+[credential main]
+token_file = $TMP/token
+[client bench]
+key_sha256 = $KEY_SHA
+credential = main
+workspaces = ws_test
+default_workspace = ws_test
+mode = full
+CONF
+    "$HG" --config "$TMP/g$i/hotgate.conf" >"$TMP/g$i/hotgate.log" 2>&1 &
+    PIDS+=($!)
+done
+for i in 0 1 2; do
+    wait_port "${HG_PORTS[$i]}" || { echo "hotgate $i did not start" >&2; cat "$TMP/g$i/hotgate.log" >&2; exit 1; }
+done
+sleep 0.5 # Redis connections and the stream tailer attach
+
+metric() { # instance name -> value of the first line "name value" or "name{..} value"
+    curl -s "http://127.0.0.1:${ADM_PORTS[$1]}/metrics" | awk -v n="$2" 'index($0, n) == 1 { print $NF; exit }'
+}
+
+# wrk's summary -> "req/s p50_us p99_us"
+wrk_summary() {
+    awk '
+        function us(v) { if (v ~ /us$/) { sub(/us/, "", v); return v+0 }
+                         if (v ~ /ms$/) { sub(/ms/, "", v); return v*1000 }
+                         if (v ~ /s$/)  { sub(/s/, "", v);  return v*1000000 } return v }
+        $1 == "50%" { p50 = us($2) } $1 == "99%" { p99 = us($2) }
+        $1 == "Requests/sec:" { rps = $2 } $2 == "requests" && $3 == "in" { n = $1 }
+        END { printf "%.0f %.0f %.0f %d\n", rps, p50, p99, n }'
+}
+
+ROWS=()
+row() { ROWS+=("$1|$2|$3|$4|$5"); } # section what req/s p50 p99 (or notes)
+
+# ---- section 1: L1 hits vs L2 hits ----
+cat >"$TMP/distinct.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local i = 0
+request = function()
+    i = i + 1
+    return wrk.format(nil, "/v1/query", nil,
+        '{"sql":"SELECT id, customer_id, status FROM demo.public.orders WHERE id = ' .. i .. '"}')
+end
+LUA
+SQL1='SELECT id, customer_id, status FROM demo.public.orders WHERE id = 1'
+cat >"$TMP/same.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"sql":"$SQL1"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+A="http://127.0.0.1:${HG_PORTS[0]}"; B="http://127.0.0.1:${HG_PORTS[1]}"
+echo "section 1: filling L2 through instance A for $PRELOAD ..." >&2
+wrk -t1 -c"$CONNS" -d"$PRELOAD" -H "Authorization: Bearer $KEY" -s "$TMP/distinct.lua" "$A" >/dev/null
+stores=$(metric 0 hotgate_fleet_l2_stores_total)
+echo "  L2 entries stored: $stores" >&2
+l2_before=$(metric 1 'hotgate_fleet_l2_lookups_total{outcome="hit"}')
+echo "section 1: L2 hits through instance B for $L2_DURATION ..." >&2
+read -r rps p50 p99 nreq < <(wrk -t1 -c"$CONNS" -d"$L2_DURATION" --latency \
+    -H "Authorization: Bearer $KEY" -s "$TMP/distinct.lua" "$B" | wrk_summary)
+l2_after=$(metric 1 'hotgate_fleet_l2_lookups_total{outcome="hit"}')
+row hits "L2 hit on B (L1 miss, one Redis round trip, L1 fill): $((l2_after - l2_before)) of $nreq requests" "$rps" "$p50" "$p99"
+curl -s -o /dev/null -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    -d "{\"sql\":\"$SQL1\"}" "$B/v1/query"
+echo "section 1: L1 hits through instance B ($DURATION) ..." >&2
+read -r rps p50 p99 nreq < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $KEY" \
+    -s "$TMP/same.lua" "$B" | wrk_summary)
+row hits "L1 hit on B (no Redis round trip)" "$rps" "$p50" "$p99"
+
+# ---- section 2: the herd over three instances ----
+curl -s -o /dev/null -H 'Content-Type: application/json' \
+    -d "{\"routes\":{\"POST /v1/query\":{\"latency_ms\":$HERD_LATENCY}}}" "http://127.0.0.1:$SIM_PORT/_sim/faults"
+for r in $(seq 1 "$HERD_ROUNDS"); do
+    sql="SELECT id, status FROM demo.public.orders WHERE id = $((900000 + r)) OR id = $r"
+    out=$(python3 - "$HERD" "$KEY" "$sql" "${HG_PORTS[@]}" <<'PY'
+import json, sys, threading, time, urllib.request
+n, key, sql, ports = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+body = json.dumps({"sql": sql}).encode()
+lat, codes, xc = [None] * n, [None] * n, [None] * n
+go = threading.Event()
+def one(i):
+    req = urllib.request.Request("http://127.0.0.1:%s/v1/query" % ports[i % len(ports)], data=body,
+                                 headers={"Authorization": "Bearer " + key,
+                                          "Content-Type": "application/json"})
+    go.wait()
+    t = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            r.read(); codes[i] = r.status; xc[i] = r.headers.get("X-Cache")
+    except Exception as e:
+        codes[i] = str(e)
+    lat[i] = (time.monotonic() - t) * 1000
+ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+for t in ts: t.start()
+go.set()
+for t in ts: t.join()
+lat.sort()
+ok = sum(1 for c in codes if c == 200)
+print("%d %.0f %.0f %d %d %d" % (ok, lat[len(lat) // 2], lat[-1], xc.count("MISS"),
+                                 xc.count("HIT"), xc.count("COALESCED")))
+PY
+)
+    read -r ok p50 pmax miss hit coal <<<"$out"
+    hash=$(printf %s "$sql" | sha256sum | cut -d' ' -f1)
+    up=$(curl -s "http://127.0.0.1:$SIM_PORT/_sim/stats" | python3 -c '
+import json, sys
+h = sys.argv[1]
+def walk(j):
+    if isinstance(j, dict):
+        s = 0
+        for k, v in j.items():
+            if k == h and isinstance(v, int): s += v
+            elif k == h and isinstance(v, dict): s += v.get("count", 0) + v.get("requests", 0)
+            else: s += walk(v)
+        return s
+    if isinstance(j, list): return sum(walk(v) for v in j)
+    return 0
+print(walk(json.load(sys.stdin)))' "$hash")
+    row herd "round $r: $HERD clients over 3 instances, $ok ok; upstream queries $up; $miss MISS $hit HIT(L2) $coal COALESCED" "-" "$p50 ms" "$pmax ms (max)"
+done
+curl -s -o /dev/null -H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$SIM_PORT/_sim/faults"
+
+# ---- section 3: the global rate timeline (rate-budget work adds it here) ----
+
+# ---- table ----
+{
+    echo "| section | what | req/s | p50 | p99 |"
+    echo "| --- | --- | --- | --- | --- |"
+    for r in "${ROWS[@]}"; do
+        IFS='|' read -r s w a b c <<<"$r"
+        echo "| $s | $w | $a | $b | $c |"
+    done
+} | tee "$OUT/fleet.md"
+printf '%s\n' "${ROWS[@]}" | tr '|' ',' >"$OUT/fleet.csv"
