@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs packages, builds, and runs every test: cmocka unit tests and the integration tests
+# Installs packages, builds, checks src/'s layers (scripts/check-layers.sh), and runs every test: cmocka unit tests and the integration tests
 # that start hotdata-sim, hotgate and redis-server on free loopback ports.
 # Then the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer, every
 # libFuzzer target for FUZZ_SECONDS (default 25; SKIP_FUZZ=1 skips), and the
@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 ./scripts/build.sh
+# the layer order of src/ and the function-length limit (README "Architecture")
+./scripts/check-layers.sh
 (cd build && ctest --output-on-failure -j2 ${CTEST_ARGS:-})
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   BUILD_DIR=build-asan BUILD_TYPE=Debug ./scripts/build.sh -DHG_SANITIZE=ON

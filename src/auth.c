@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "route.h"
 #include "util.h"
 
 /* The key of an Authorization value ("Bearer <key>", blanks trimmed), or NULL. */
@@ -116,22 +117,7 @@ int auth_workspace(const struct hg_client *cl, const char *path, const char *ws,
     return 0;
 }
 
-int auth_mode_allows(enum hg_mode mode, const char *method, const char *path)
+int auth_mode_allows(enum hg_mode mode, const struct route_policy *route)
 {
-    if (mode == HG_MODE_FULL)
-        return 1;
-    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
-        return 1;
-    if (strcmp(method, "POST") != 0)
-        return 0;
-    if (strcmp(path, "/v1/query") == 0)
-        return 1;
-    /* /v1/queries/{id}/execute with a single non-empty id segment */
-    static const char pre[] = "/v1/queries/", suf[] = "/execute";
-    size_t n = strlen(path);
-    if (n <= sizeof pre - 1 + sizeof suf - 1 || strncmp(path, pre, sizeof pre - 1) != 0 ||
-        strcmp(path + n - (sizeof suf - 1), suf) != 0)
-        return 0;
-    const char *id = path + sizeof pre - 1, *end = path + n - (sizeof suf - 1);
-    return memchr(id, '/', (size_t)(end - id)) == NULL;
+    return mode == HG_MODE_FULL || (route && route->readonly_ok);
 }

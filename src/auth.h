@@ -14,8 +14,9 @@
  *     client has "*"). Absent, the client's default_workspace is injected; a client limited
  *     to a list and without a default must send one (403). /v1/workspaces is addressed by
  *     token alone: no default is injected there.
- *   - Modes: read-only allows GET and HEAD, plus POST /v1/query and
- *     POST /v1/queries/{id}/execute (reads that are sent as POST). full allows everything.
+ *   - Modes: read-only allows what the routing table marks readonly_ok (route.h: GET and
+ *     HEAD, plus POST /v1/query and POST /v1/queries/{id}/execute, reads sent as POST; not
+ *     OPTIONS). full allows everything.
  *
  * Rules: pure functions over the immutable config; thread-safe.
  */
@@ -50,7 +51,9 @@ void auth_memo_wipe(struct auth_memo *m);
 int auth_workspace(const struct hg_client *cl, const char *path, const char *ws_header,
                    const char **effective, const char **reason);
 
-/* 1 when the client's mode allows method on path. */
-int auth_mode_allows(enum hg_mode mode, const char *method, const char *path);
+/* 1 when the client's mode allows the request routed to `route` (route.h: the routing
+ * table's readonly_ok column decides what a read-only client may send). */
+struct route_policy;
+int auth_mode_allows(enum hg_mode mode, const struct route_policy *route);
 
 #endif

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "retry_after.h"
+#include "route.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -48,26 +49,6 @@ typedef struct bs_ctx {
 struct budget *budget_stage_budget(void)
 {
     return g_budget;
-}
-
-int budget_stage_retry_safe(const char *method, const char *path)
-{
-    if (!method || !path)
-        return 0;
-    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
-        return 1;
-    if (strcmp(method, "POST") != 0)
-        return 0;
-    if (strcmp(path, "/v1/query") == 0)
-        return 1;
-    /* /v1/queries/{id}/execute */
-    const char *pre = "/v1/queries/";
-    size_t n = strlen(pre);
-    if (strncmp(path, pre, n) != 0)
-        return 0;
-    const char *id = path + n;
-    const char *slash = strchr(id, '/');
-    return slash && slash > id && strcmp(slash, "/execute") == 0;
 }
 
 /* ---- answers ---- */
@@ -150,12 +131,12 @@ static int tap_on_head(struct hg_req *req, void *arg, int status, const struct e
     if (!shed_status(status, headers ? evhttp_find_header(headers, "Retry-After") : NULL, &r))
         return 0;
     x->shed = r; /* for on_done: cooldown and AIMD even when the client gets the answer */
-    if (req->body_kind == HG_BODY_STREAM || req->responded || req->client_gone ||
-        !budget_stage_retry_safe(req->method_name, req->path) ||
+    if (req->body_kind == HG_BODY_STREAM || req->responded || req->client_gone || !req->route ||
+        !req->route->replay_ok || /* the routing table's column */
         x->shed_retries >= atomic_load(&g_shed_retries))
         return 0; /* the client gets the shed answer, Retry-After and all */
     x->shed_retries++;
-    /* server.c drops this answer (the transfer is cancelled: no on_done follows) and runs
+    /* the upstream stage drops this answer (the transfer is cancelled: no on_done follows) and runs
      * the pipeline again from this stage, where budget_retry re-queues the ticket */
     x->retrying = 1;
     return HG_TAP_RETRY;

@@ -63,7 +63,4 @@ void budget_stage_background_done(struct budget_ticket *t, int status, const cha
 /* The process-wide budget (NULL before init), for tests and the admin view. */
 struct budget *budget_stage_budget(void);
 
-/* Retry-safe: GET/HEAD, POST /v1/query, POST /v1/queries/{id}/execute. */
-int budget_stage_retry_safe(const char *method, const char *path);
-
 #endif

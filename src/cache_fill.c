@@ -17,6 +17,7 @@
 #include "route.h"
 #include "store.h"
 #include "upstream.h"
+#include "upstream_stage.h"
 #include "util.h"
 
 #include <event2/buffer.h>
@@ -29,6 +30,7 @@
 void cache_fill_init(fill *f)
 {
     memset(f, 0, sizeof *f);
+    HG_OBJ_INIT(f, CACHE_FILL_MAGIC);
     TAILQ_INIT(&f->hdrs);
     TAILQ_INIT(&f->vh);
 }
@@ -50,6 +52,7 @@ static void fill_reset_response(fill *f)
 
 void cache_fill_free(fill *f)
 {
+    HG_CHECK_OBJ_NOTNULL(f, CACHE_FILL_MAGIC);
     cache_fleet_fill_over(f, NULL, 0, 0); /* a fill dropped unfinished: release its lease */
     fill_reset_response(f);
     free(f->body);
@@ -59,10 +62,13 @@ void cache_fill_free(fill *f)
     evhttp_clear_headers(&f->vh);
     TAILQ_INIT(&f->vh);
     cache_tagset_free(&f->tags);
+    HG_OBJ_FINI(f);
 }
 
 static void fill_head(fill *f, int status, const struct evkeyvalq *headers)
 {
+    HG_CHECK_OBJ_NOTNULL(f, CACHE_FILL_MAGIC);
+    HG_CHECK(!f->done);
     fill_reset_response(f);
     f->head_seen = 1;
     f->status = status;
@@ -119,6 +125,8 @@ static size_t fill_cap(void)
 
 static void fill_data(fill *f, const struct evbuffer *chunk)
 {
+    HG_CHECK_OBJ_NOTNULL(f, CACHE_FILL_MAGIC);
+    HG_CHECK(f->blen <= f->bcap);
     size_t n = evbuffer_get_length(chunk);
     if (f->too_big || !n)
         return;
@@ -386,6 +394,7 @@ static coalesce_result *fill_error_result(const struct upstream_result *res)
  */
 void cache_fill_finish(fill *f, int ok, const struct upstream_result *res)
 {
+    HG_CHECK_OBJ_NOTNULL(f, CACHE_FILL_MAGIC);
     if (f->done)
         return;
     f->done = 1;
@@ -420,7 +429,8 @@ void cache_fill_finish(fill *f, int ok, const struct upstream_result *res)
 /* the tap: invalidation on 2xx and the leader's fill */
 static int tap_head(struct hg_req *req, void *arg, int status, const struct evkeyvalq *headers)
 {
-    cctx *c = arg;
+    cctx *c;
+    HG_CAST_OBJ_NOTNULL(c, arg, CACHE_CTX_MAGIC);
     (void)req;
     if (c->inval && status >= 200 && status < 300) {
         struct route_tags t;
@@ -441,7 +451,8 @@ static int tap_head(struct hg_req *req, void *arg, int status, const struct evke
 
 static void tap_data(struct hg_req *req, void *arg, const struct evbuffer *chunk)
 {
-    cctx *c = arg;
+    cctx *c;
+    HG_CAST_OBJ_NOTNULL(c, arg, CACHE_CTX_MAGIC);
     (void)req;
     if (c->leading)
         fill_data(&c->f, chunk);
@@ -449,7 +460,8 @@ static void tap_data(struct hg_req *req, void *arg, const struct evbuffer *chunk
 
 static void tap_done(struct hg_req *req, void *arg, int ok, const struct upstream_result *res)
 {
-    cctx *c = arg;
+    cctx *c;
+    HG_CAST_OBJ_NOTNULL(c, arg, CACHE_CTX_MAGIC);
     if (!c->leading)
         return;
     c->leading = 0;
@@ -465,6 +477,7 @@ static void tap_done(struct hg_req *req, void *arg, int ok, const struct upstrea
 
 void cache_add_tap(struct hg_req *req, cctx *c)
 {
+    HG_CHECK_OBJ_NOTNULL(c, CACHE_CTX_MAGIC);
     struct hg_tap t = {tap_head, tap_data, tap_done, c};
     for (int i = 0; i < req->ntaps; i++)
         if (req->taps[i].arg == c)
@@ -480,29 +493,41 @@ static int fill_replaces_header(const char *name)
     return strcasecmp(name, "Accept-Encoding") == 0 || strcasecmp(name, "If-None-Match") == 0;
 }
 
-/* This request fetches for the cache (fl: the flight it leads, NULL: for itself only). */
-void cache_become_leader(struct hg_req *req, cctx *c, coalesce_flight *fl)
+/* Rewrite a request's headers h as a fill sends them upstream (the foreground fill and the
+ * background refresh alike): Accept-Encoding: identity, no If-None-Match. */
+static void fill_request_headers(struct evkeyvalq *h)
 {
-    c->f.flight = fl;
-    c->leading = 1;
-    c->xcache = X_MISS;
-    req->cache_outcome = "miss";
     struct evkeyval *kv, *next;
-    for (kv = TAILQ_FIRST(&req->headers); kv; kv = next) {
+    for (kv = TAILQ_FIRST(h); kv; kv = next) {
         next = TAILQ_NEXT(kv, next);
         if (fill_replaces_header(kv->key)) {
-            TAILQ_REMOVE(&req->headers, kv, next);
+            TAILQ_REMOVE(h, kv, next);
             free(kv->key);
             free(kv->value);
             free(kv);
         }
     }
-    hdr_add(&req->headers, "Accept-Encoding", 15, "identity", 8);
+    hdr_add(h, "Accept-Encoding", 15, "identity", 8);
+}
+
+/* This request fetches for the cache (fl: the flight it leads, NULL: for itself only). */
+void cache_become_leader(struct hg_req *req, cctx *c, coalesce_flight *fl)
+{
+    HG_CHECK_OBJ_NOTNULL(c, CACHE_CTX_MAGIC);
+    HG_CHECK(!c->waiting && c->req == req);
+    c->f.flight = fl;
+    c->leading = 1;
+    c->xcache = X_MISS;
+    req->cache_outcome = "miss";
+    fill_request_headers(&req->headers);
     fill_capture(&c->f, req);
     cache_add_tap(req, c);
 }
 
+/* A background refresh: the arg of its upstream callbacks. */
+#define BGFETCH_MAGIC 0x7b2e94d3u
 typedef struct bgfetch {
+    unsigned magic; /* BGFETCH_MAGIC until bg_free */
     fill f;
     struct budget_ticket *ticket; /* budget_stage_background; NULL: not budgeted */
     int status;
@@ -511,7 +536,8 @@ typedef struct bgfetch {
 
 static int bg_head(void *arg, int status, const struct evkeyvalq *headers)
 {
-    bgfetch *b = arg;
+    bgfetch *b;
+    HG_CAST_OBJ_NOTNULL(b, arg, BGFETCH_MAGIC);
     b->status = status;
     const char *ra = evhttp_find_header(headers, "Retry-After");
     if (ra && !b->retry_after)
@@ -525,12 +551,14 @@ static void bg_free(bgfetch *b)
     budget_stage_background_done(b->ticket, b->status, b->retry_after);
     free(b->retry_after);
     cache_fill_free(&b->f);
+    HG_OBJ_FINI(b);
     free(b);
 }
 
 static int bg_data(void *arg, struct evbuffer *chunk)
 {
-    bgfetch *b = arg;
+    bgfetch *b;
+    HG_CAST_OBJ_NOTNULL(b, arg, BGFETCH_MAGIC);
     fill_data(&b->f, chunk);
     evbuffer_drain(chunk, evbuffer_get_length(chunk));
     return 0;
@@ -538,7 +566,8 @@ static int bg_data(void *arg, struct evbuffer *chunk)
 
 static void bg_done(void *arg, const struct upstream_result *res)
 {
-    bgfetch *b = arg;
+    bgfetch *b;
+    HG_CAST_OBJ_NOTNULL(b, arg, BGFETCH_MAGIC);
     cache_fill_finish(&b->f, res && res->outcome == UPSTREAM_OK, res);
     bg_free(b);
 }
@@ -553,7 +582,8 @@ static void noop_deliver(void *arg, coalesce_result *res, coalesce_flight *fligh
 
 static void bg_retry(void *arg)
 {
-    bgfetch *b = arg;
+    bgfetch *b;
+    HG_CAST_OBJ_NOTNULL(b, arg, BGFETCH_MAGIC);
     budget_charge(b->ticket); /* a GET 502/503 sent again counts against the budget too */
 }
 
@@ -561,6 +591,7 @@ static const struct upstream_callbacks bg_cb = {bg_head, bg_data, bg_done, NULL,
 
 void cache_bg_refresh(struct hg_req *req, const fill *proto)
 {
+    HG_CHECK_OBJ_NOTNULL(proto, CACHE_FILL_MAGIC);
     if (coalesce_busy(&proto->ckey))
         return;
     struct upstream *up = pipeline_req_upstream(req);
@@ -584,6 +615,7 @@ void cache_bg_refresh(struct hg_req *req, const fill *proto)
     bgfetch *b = calloc(1, sizeof *b);
     if (!b)
         abort();
+    HG_OBJ_INIT(b, BGFETCH_MAGIC);
     b->ticket = ticket;
     cache_fill_init(&b->f);
     b->f.key = proto->key;
@@ -598,30 +630,16 @@ void cache_bg_refresh(struct hg_req *req, const fill *proto)
     memcpy(b->f.tags.gens, proto->tags.gens, sizeof proto->tags.gens);
     b->f.tags.ngens = proto->tags.ngens;
 
-    char *target = NULL;
-    if (asprintf(&target, "%s%s%s", req->path, req->query ? "?" : "",
-                 req->query ? req->query : "") < 0)
-        abort();
-    struct upstream_req *u = upstream_req_new(up, req->method_name, target);
-    free(target);
+    /* the same request as the entry's, built as the foreground path builds it (the upstream
+     * stage's upstream_req_from_client) from the headers a fill sends (cache_become_leader):
+     * req was answered with the stale entry already, its headers are not read again */
+    fill_request_headers(&req->headers);
+    struct upstream_req *u = upstream_req_from_client(up, req);
     if (!u) {
         cache_fill_finish(&b->f, 0, NULL);
         bg_free(b);
         return;
     }
-    upstream_req_set_bearer(u, req->cred->token.data, req->cred->token.len);
-    /* the same request as the entry's: every header the client sent that goes upstream (the
-     * key covers them), as a fill sends them (cache_become_leader) */
-    const struct evkeyval *kv;
-    TAILQ_FOREACH(kv, &req->headers, next)
-    {
-        if (hdr_forward_to_upstream(kv->key) && !fill_replaces_header(kv->key))
-            upstream_req_add_header(u, kv->key, kv->value);
-    }
-    upstream_req_add_header(u, "Accept-Encoding", "identity");
-    if (req->workspace)
-        upstream_req_add_header(u, "X-Workspace-Id", req->workspace);
-    upstream_req_add_header(u, "X-Request-Id", req->request_id);
     fill_capture(&b->f, req);
     if (req->body_kind == HG_BODY_MEMORY && req->body) {
         struct evbuffer *copy = evbuffer_new();

@@ -8,6 +8,7 @@
 #define HG_CACHE_INT_H
 
 #include "cache.h"
+#include "check.h"
 
 #include "config.h"
 #include "cachekey.h"
@@ -120,7 +121,10 @@ typedef struct vary_src {
 
 enum fill_class { FILL_QUERY, FILL_METADATA, FILL_IMMUTABLE };
 
+/* A fill: what one fetch for the cache accumulates (cache_fill.c). */
+#define CACHE_FILL_MAGIC 0x3f1d2c5bu
 typedef struct fill {
+    unsigned magic; /* CACHE_FILL_MAGIC from cache_fill_init to cache_fill_free */
     cachekey key, ckey;
     coalesce_flight *flight; /* NULL: fetch alone (no-cache, over the waiter cap) */
     enum fill_class cls;
@@ -153,7 +157,11 @@ typedef struct fill {
 
 enum { X_NONE = 0, X_MISS, X_BYPASS, X_STALE };
 
+/* A request's cache context: req->cache_ctx (void *), and the arg of the tap, the cleanup
+ * and the coalesced delivery. */
+#define CACHE_CTX_MAGIC 0x5c7e0a91u
 typedef struct cctx {
+    unsigned magic; /* CACHE_CTX_MAGIC while it lives */
     struct hg_req *req;
     int xcache;         /* X-Cache for responses that stream from upstream */
     int leading;        /* fill is active (leader or fetching alone) */

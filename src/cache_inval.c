@@ -29,6 +29,7 @@ static uint32_t gen_slot(const char *scoped_tag)
 
 void cache_gen_bump(uint32_t slot)
 {
+    HG_CHECK(slot < GEN_CLEAN); /* the run marker's slot is never a tag's */
     atomic_fetch_add_explicit(&cache_gens[slot], 1, memory_order_acq_rel);
 }
 
@@ -55,6 +56,7 @@ void cache_tagset_add(tagset *t, const char *scoped)
         t->overflow = 1;
         return;
     }
+    HG_CHECK(t->n < MAX_TAGS);
     t->v[t->n] = strdup(scoped);
     if (!t->v[t->n])
         abort();
@@ -75,6 +77,9 @@ static void tagset_add_route(tagset *t, const char *ws, const struct route_tags 
 /* Snapshot the generations of the tags (and the global one) now. */
 void cache_tagset_snapshot(tagset *t)
 {
+    /* every tag's generation fits next to the global one: an entry never outlives the
+     * invalidation of a tag it did not record */
+    HG_CHECK(t->n <= MAX_TAGS && MAX_TAGS + 1 <= ENTRY_MAX_GENS);
     t->ngens = 0;
     t->gens[t->ngens++] = (entry_gen){GEN_ALL, cache_gen_load(GEN_ALL)};
     for (size_t i = 0; i < t->n && t->ngens < ENTRY_MAX_GENS; i++) {

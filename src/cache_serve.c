@@ -178,6 +178,7 @@ static void zc_unpin(const void *data, size_t len, void *handle)
 void cache_serve_entry_ex(struct hg_req *req, const entry_view *v, const char *xcache,
                           uint64_t now_ms, const cachekey *key, int from_store)
 {
+    HG_CHECK(!req->responded); /* one answer per request */
     struct evkeyvalq h;
     TAILQ_INIT(&h);
     size_t pos = 0;

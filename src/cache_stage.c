@@ -26,25 +26,37 @@
 
 static void ctx_cleanup(struct hg_req *req, void *arg)
 {
-    cctx *c = arg;
-    (void)req;
+    cctx *c;
+    HG_CAST_OBJ_NOTNULL(c, arg, CACHE_CTX_MAGIC);
     if (c->leading && c->f.flight) {
         /* the leader went away without a result: hand the flight over */
         coalesce_abandon(c->f.flight);
         c->f.flight = NULL;
     }
+    HG_CHECK(c->req == req && !c->waiting);
     cache_fill_free(&c->f);
     free(c->inval_body);
+    HG_OBJ_FINI(c);
     free(c);
+}
+
+/* req's cache context (NULL when it has none yet), checked. */
+static cctx *ctx_get(const struct hg_req *req)
+{
+    cctx *c = req->cache_ctx;
+    HG_CHECK_OBJ(c, CACHE_CTX_MAGIC);
+    HG_CHECK(!c || c->req == req);
+    return c;
 }
 
 static cctx *ctx_of(struct hg_req *req)
 {
     if (req->cache_ctx)
-        return req->cache_ctx;
+        return ctx_get(req);
     cctx *c = calloc(1, sizeof *c);
     if (!c)
         abort();
+    HG_OBJ_INIT(c, CACHE_CTX_MAGIC);
     c->req = req;
     cache_fill_init(&c->f);
     snprintf(c->ws, sizeof c->ws, "%s", req->workspace ? req->workspace : "");
@@ -56,8 +68,10 @@ static cctx *ctx_of(struct hg_req *req)
 
 static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
 {
-    cctx *c = arg;
+    cctx *c;
+    HG_CAST_OBJ_NOTNULL(c, arg, CACHE_CTX_MAGIC);
     struct hg_req *req = c->req;
+    HG_CHECK(c->waiting); /* delivered once, to a registered waiter */
     c->waiting = 0;
     if (res->kind == COALESCE_KIND_LEAD) {
         coalesce_result_unref(res);
@@ -111,7 +125,7 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
 
 void cache_client_gone(struct hg_req *req)
 {
-    cctx *c = req->cache_ctx;
+    cctx *c = ctx_get(req);
     if (c && cache_fleet_client_gone(req, c))
         return;
     if (!c || !c->waiting)
@@ -386,6 +400,7 @@ static int answer_from_store(lookup *L)
  * invalidation by a forwarded query or a saved query's execution. */
 static void prepare_fill(lookup *L, cctx *c)
 {
+    HG_CHECK(!c->leading && !c->waiting && c->f.tags.n == 0); /* once per request */
     fill *f = &c->f;
     f->key = L->key;
     f->cls = L->cls;
@@ -504,7 +519,7 @@ enum hg_stage_result cache_stage(struct hg_req *req)
 
 const char *cache_xcache(const struct hg_req *req)
 {
-    const cctx *c = req->cache_ctx;
+    const cctx *c = ctx_get(req);
     if (!c)
         return cache_g.enabled && req->cache_outcome && strcmp(req->cache_outcome, "bypass") == 0
                    ? "BYPASS"
@@ -523,13 +538,13 @@ const char *cache_xcache(const struct hg_req *req)
 
 int cache_hold_response(const struct hg_req *req)
 {
-    const cctx *c = req->cache_ctx;
+    const cctx *c = ctx_get(req);
     return c && c->f.stale && !c->answered_stale;
 }
 
 int cache_upstream_failed(struct hg_req *req, int status, const struct upstream_result *res)
 {
-    cctx *c = req->cache_ctx;
+    cctx *c = ctx_get(req);
     if (!c || !(status == 0 || status == 429 || status >= 500))
         return 0;
     int served = 0;

@@ -7,6 +7,7 @@
  */
 #include "coalesce.h"
 
+#include "check.h"
 #include "util.h"
 
 #include <assert.h>
@@ -31,7 +32,10 @@ typedef struct waiter {
 
 enum { F_INFLIGHT = 0, F_DONE };
 
+/* A flight: the leader's handle (coalesce_flight *) and the promoted waiter's. */
+#define COALESCE_FLIGHT_MAGIC 0x6e93b017u
 struct coalesce_flight {
+    unsigned magic; /* COALESCE_FLIGHT_MAGIC until flight_free */
     struct coalesce_flight *next;
     cachekey key;
     int state;
@@ -66,6 +70,7 @@ coalesce_result *coalesce_result_new(enum coalesce_kind kind, const void *blob, 
     coalesce_result *r = calloc(1, sizeof *r);
     if (!r)
         abort();
+    HG_OBJ_INIT(r, COALESCE_RESULT_MAGIC);
     r->refs = 1;
     r->kind = kind;
     if (blob && len) {
@@ -80,6 +85,8 @@ coalesce_result *coalesce_result_new(enum coalesce_kind kind, const void *blob, 
 
 coalesce_result *coalesce_result_ref(coalesce_result *r)
 {
+    HG_CHECK_OBJ_NOTNULL(r, COALESCE_RESULT_MAGIC);
+    HG_CHECK(__atomic_load_n(&r->refs, __ATOMIC_RELAXED) > 0);
     __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
     return r;
 }
@@ -88,7 +95,11 @@ void coalesce_result_unref(coalesce_result *r)
 {
     if (!r)
         return;
-    if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+    HG_CHECK_OBJ(r, COALESCE_RESULT_MAGIC);
+    int left = __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL);
+    HG_CHECK(left >= 0);
+    if (left == 0) {
+        HG_OBJ_FINI(r);
         free(r->blob);
         free(r);
     }
@@ -96,6 +107,7 @@ void coalesce_result_unref(coalesce_result *r)
 
 static void flight_free(struct coalesce_flight *f)
 {
+    HG_CHECK_OBJ_NOTNULL(f, COALESCE_FLIGHT_MAGIC);
     assert(!f->whead);
     if (f->state == F_DONE) {
         atomic_fetch_sub(&st_linger_count, 1);
@@ -103,6 +115,7 @@ static void flight_free(struct coalesce_flight *f)
     } else
         atomic_fetch_sub(&st_inflight, 1); /* freed without having completed */
     coalesce_result_unref(f->res);
+    HG_OBJ_FINI(f);
     free(f);
 }
 
@@ -180,6 +193,7 @@ enum coalesce_join coalesce_join(const cachekey *key, struct event_base *base,
         f = calloc(1, sizeof *f);
         if (!f)
             abort();
+        HG_OBJ_INIT(f, COALESCE_FLIGHT_MAGIC);
         f->key = *key;
         f->shard = si;
         f->state = F_INFLIGHT;
@@ -237,7 +251,9 @@ int coalesce_leave(const cachekey *key, void *arg)
     return removed;
 }
 
+#define COALESCE_DELIVERY_MAGIC 0x41c8e25au
 typedef struct delivery {
+    unsigned magic; /* the arg of deliver_cb (event_base_once) */
     coalesce_deliver_fn fn;
     void *arg;
     coalesce_result *res;
@@ -248,8 +264,12 @@ static void deliver_cb(evutil_socket_t fd, short what, void *p)
 {
     (void)fd;
     (void)what;
-    delivery *d = p;
+    delivery *d;
+    HG_CAST_OBJ_NOTNULL(d, p, COALESCE_DELIVERY_MAGIC);
+    HG_CHECK_OBJ_NOTNULL(d->res, COALESCE_RESULT_MAGIC);
+    HG_CHECK_OBJ(d->flight, COALESCE_FLIGHT_MAGIC);
     d->fn(d->arg, d->res, d->flight);
+    HG_OBJ_FINI(d);
     free(d);
 }
 
@@ -258,6 +278,7 @@ static void deliver(waiter *w, coalesce_result *res, coalesce_flight *flight)
     delivery *d = calloc(1, sizeof *d);
     if (!d)
         abort();
+    HG_OBJ_INIT(d, COALESCE_DELIVERY_MAGIC);
     d->fn = w->fn;
     d->arg = w->arg;
     d->res = res;
@@ -279,6 +300,7 @@ static void unlink_flight(shard *s, struct coalesce_flight *f)
 
 void coalesce_complete(coalesce_flight *f, coalesce_result *res, uint64_t linger_ms)
 {
+    HG_CHECK_OBJ_NOTNULL(f, COALESCE_FLIGHT_MAGIC);
     assert(f && res && f->state == F_INFLIGHT);
     shard *s = &g_shards[f->shard];
     pthread_mutex_lock(&s->lock);
@@ -313,6 +335,7 @@ void coalesce_complete(coalesce_flight *f, coalesce_result *res, uint64_t linger
 
 void coalesce_abandon(coalesce_flight *f)
 {
+    HG_CHECK_OBJ_NOTNULL(f, COALESCE_FLIGHT_MAGIC);
     assert(f && f->state == F_INFLIGHT);
     shard *s = &g_shards[f->shard];
     pthread_mutex_lock(&s->lock);
@@ -336,6 +359,7 @@ void coalesce_abandon(coalesce_flight *f)
 
 void coalesce_release_all(coalesce_flight *f)
 {
+    HG_CHECK_OBJ_NOTNULL(f, COALESCE_FLIGHT_MAGIC);
     assert(f && f->state == F_INFLIGHT);
     shard *s = &g_shards[f->shard];
     pthread_mutex_lock(&s->lock);

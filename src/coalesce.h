@@ -39,8 +39,10 @@ enum coalesce_kind {
 
 #define COALESCE_F_STALE 0x1u /* the entry is a stale one served on the fetch's failure */
 
+#define COALESCE_RESULT_MAGIC 0x2d6a81f4u
 typedef struct coalesce_result {
-    int refs; /* atomic */
+    unsigned magic; /* COALESCE_RESULT_MAGIC while referenced (check.h) */
+    int refs;       /* atomic */
     enum coalesce_kind kind;
     unsigned flags;
     int status;

@@ -70,6 +70,77 @@ static int status_line(const char *line, size_t ll, int *minor, int *status)
     return 0;
 }
 
+/* What the header fields say about framing and persistence. */
+struct fields {
+    int chunked, has_te, has_cl, close_tok, keep_tok;
+    uint64_t cl;
+};
+
+/* One "name: value" line (ll bytes, no line end): checked, noted in f, added to hdrs. -1 when
+ * it makes the head malformed (a bad or inconsistent Content-Length). */
+static int field_line(const char *line, size_t ll, struct fields *f, struct evkeyvalq *hdrs)
+{
+    const char *colon = line[0] == ' ' || line[0] == '\t' ? NULL : memchr(line, ':', ll);
+    size_t nl = colon ? (size_t)(colon - line) : 0;
+    char name[256], vbuf[1024];
+    if (!colon || nl >= sizeof name || !hdr_name_ok(line, nl))
+        return 0; /* obs-fold or not a header: dropped */
+    memcpy(name, line, nl);
+    name[nl] = '\0';
+    const char *v = colon + 1, *ve = line + ll;
+    while (v < ve && (*v == ' ' || *v == '\t'))
+        v++;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+        ve--;
+    size_t vl = (size_t)(ve - v);
+    char *value = vl < sizeof vbuf ? vbuf : malloc(vl + 1);
+    if (!value)
+        abort();
+    memcpy(value, v, vl);
+    value[vl] = '\0';
+    int bad = 0;
+    if (strcasecmp(name, "Content-Length") == 0) {
+        char *e;
+        errno = 0;
+        unsigned long long n = strtoull(value, &e, 10);
+        if (!vl || *e || errno || !isdigit((unsigned char)value[0]) || (f->has_cl && n != f->cl))
+            bad = 1;
+        f->has_cl = 1;
+        f->cl = n;
+    } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
+        f->has_te = 1;
+        f->chunked = last_coding_chunked(value);
+    } else if (strcasecmp(name, "Connection") == 0) {
+        f->close_tok |= has_token(value, "close");
+        f->keep_tok |= has_token(value, "keep-alive");
+    }
+    if (!bad && hdr_value_ok(value) && strlen(value) == vl)
+        evhttp_add_header(hdrs, name, value);
+    if (value != vbuf)
+        free(value);
+    return bad ? -1 : 0;
+}
+
+/* Framing and persistence from the status and the fields. */
+static void framing(struct h1resp_head *out, const struct fields *f, int head_request)
+{
+    int status = out->status;
+    out->keep_alive = out->minor == 1 ? !f->close_tok : f->keep_tok && !f->close_tok;
+    if (status < 200 || head_request || status == 204 || status == 304) {
+        out->framing = H1F_NONE;
+    } else if (f->has_te) {
+        out->framing = f->chunked ? H1F_CHUNKED : H1F_CLOSE;
+        if (f->has_cl || !f->chunked)
+            out->keep_alive = 0; /* Transfer-Encoding wins; don't reuse (RFC 9112 6.3) */
+    } else if (f->has_cl) {
+        out->length = f->cl;
+        out->framing = f->cl ? H1F_LENGTH : H1F_NONE;
+    } else {
+        out->framing = H1F_CLOSE;
+        out->keep_alive = 0;
+    }
+}
+
 int h1resp_parse(const char *b, size_t len, int head_request, struct h1resp_head *out,
                  struct evkeyvalq *hdrs)
 {
@@ -84,9 +155,7 @@ int h1resp_parse(const char *b, size_t len, int head_request, struct h1resp_head
     int minor, status;
     if (status_line(b, ll, &minor, &status) != 0)
         return -1;
-
-    int chunked = 0, has_te = 0, has_cl = 0, close_tok = 0, keep_tok = 0;
-    uint64_t cl = 0;
+    struct fields f = {0};
     for (const char *line = le + 1; line < end;) {
         le = memchr(line, '\n', (size_t)(end - line));
         if (!le)
@@ -97,68 +166,14 @@ int h1resp_parse(const char *b, size_t len, int head_request, struct h1resp_head
             ll--;
         if (ll == 0)
             break;
-        const char *colon = line[0] == ' ' || line[0] == '\t' ? NULL : memchr(line, ':', ll);
-        size_t nl = colon ? (size_t)(colon - line) : 0;
-        char name[256], vbuf[1024];
-        if (!colon || nl >= sizeof name || !hdr_name_ok(line, nl)) {
-            line = next; /* obs-fold or not a header: dropped */
-            continue;
-        }
-        memcpy(name, line, nl);
-        name[nl] = '\0';
-        const char *v = colon + 1, *ve = line + ll;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        size_t vl = (size_t)(ve - v);
-        char *value = vl < sizeof vbuf ? vbuf : malloc(vl + 1);
-        if (!value)
-            abort();
-        memcpy(value, v, vl);
-        value[vl] = '\0';
-        int bad = 0;
-        if (strcasecmp(name, "Content-Length") == 0) {
-            char *e;
-            errno = 0;
-            unsigned long long n = strtoull(value, &e, 10);
-            if (!vl || *e || errno || !isdigit((unsigned char)value[0]) || (has_cl && n != cl))
-                bad = 1;
-            has_cl = 1;
-            cl = n;
-        } else if (strcasecmp(name, "Transfer-Encoding") == 0) {
-            has_te = 1;
-            chunked = last_coding_chunked(value);
-        } else if (strcasecmp(name, "Connection") == 0) {
-            close_tok |= has_token(value, "close");
-            keep_tok |= has_token(value, "keep-alive");
-        }
-        if (!bad && hdr_value_ok(value) && strlen(value) == vl)
-            evhttp_add_header(hdrs, name, value);
-        if (value != vbuf)
-            free(value);
-        if (bad)
+        if (field_line(line, ll, &f, hdrs) != 0)
             return -1;
         line = next;
     }
-
     out->status = status;
     out->minor = minor;
     if (status == 101)
         return -1; /* hotgate never asks for an upgrade */
-    out->keep_alive = minor == 1 ? !close_tok : keep_tok && !close_tok;
-    if (status < 200 || head_request || status == 204 || status == 304) {
-        out->framing = H1F_NONE;
-    } else if (has_te) {
-        out->framing = chunked ? H1F_CHUNKED : H1F_CLOSE;
-        if (has_cl || !chunked)
-            out->keep_alive = 0; /* Transfer-Encoding wins; don't reuse (RFC 9112 6.3) */
-    } else if (has_cl) {
-        out->length = cl;
-        out->framing = cl ? H1F_LENGTH : H1F_NONE;
-    } else {
-        out->framing = H1F_CLOSE;
-        out->keep_alive = 0;
-    }
+    framing(out, &f, head_request);
     return 0;
 }

@@ -61,103 +61,104 @@ int path_overlong_utf8(const char *s, size_t left)
     return b0 == 0xe0 ? b1 >= 0x80 && b1 <= 0x9f : b1 >= 0x80 && b1 <= 0x8f;
 }
 
+/* A complete segment seg[0..seglen): NULL, or why it is refused. last: the path ends
+ * with it (an empty last segment, "/v1/x/", is fine). */
+static const char *segment_check(const char *seg, size_t seglen, int last)
+{
+    if (!last && seglen == 0)
+        return "empty path segment ('//')";
+    if ((seglen == 1 && seg[0] == '.') || (seglen == 2 && seg[0] == '.' && seg[1] == '.'))
+        return "dot segment in path";
+    /* "..;x" / ".;x": a dot segment to servers that strip path parameters (Tomcat,
+     * Spring), a name to others: ambiguous */
+    const char *semi = memchr(seg, ';', seglen);
+    size_t stem = semi ? (size_t)(semi - seg) : seglen;
+    if (semi && ((stem == 1 && seg[0] == '.') || (stem == 2 && seg[0] == '.' && seg[1] == '.')))
+        return "dot segment with a path parameter (';') in path";
+    return NULL;
+}
+
+/* The percent-escape at p (n bytes left) inside the path: NULL, or why it is refused. */
+static const char *path_escape_check(const char *p, size_t n)
+{
+    int v = escape_at(p, n);
+    if (v < 0)
+        return "malformed percent-escape in path";
+    if (v == '/' || v == '\\' || v == '.' || v == '%' || v < 0x20 || v == 0x7f)
+        return "encoded '/', '\\', '.', '%' or control character in path";
+    if (path_overlong_utf8(p, n))
+        return "overlong or invalid UTF-8 escape in path (e.g. %c0%ae, a disguised '.')";
+    return NULL;
+}
+
+/* The path target[0..plen) (starts with '/'): NULL, or why it is refused. */
+static const char *path_part_check(const char *target, size_t plen)
+{
+    size_t seg_start = 1;
+    for (size_t i = 1; i <= plen; i++) {
+        if (i == plen || target[i] == '/') {
+            const char *why = segment_check(target + seg_start, i - seg_start, i == plen);
+            if (why)
+                return why;
+            seg_start = i + 1;
+            continue;
+        }
+        unsigned char c = (unsigned char)target[i];
+        if (c == '%') {
+            const char *why = path_escape_check(target + i, plen - i);
+            if (why)
+                return why;
+            i += 2;
+        } else if (c == '\\') {
+            return "backslash in path";
+        } else if (c == '#') {
+            return "fragment in request target";
+        } else if (!is_pchar(c)) {
+            return "invalid character in path";
+        }
+    }
+    return NULL;
+}
+
+/* The query q[0..n) (after '?'): NULL, or why it is refused. */
+static const char *query_part_check(const char *q, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)q[i];
+        if (c == '%') {
+            if (escape_at(q + i, n - i) < 0)
+                return "malformed percent-escape in query";
+            i += 2;
+        } else if (c == '#') {
+            return "fragment in request target";
+        } else if (!is_pchar(c) && c != '/' && c != '?') {
+            return "invalid character in query";
+        }
+    }
+    return NULL;
+}
+
 enum path_verdict path_check(const char *target, size_t len, char **path, char **query,
                              const char **reason)
 {
     const char *why = NULL;
     *path = NULL;
     *query = NULL;
-    if (len == 0 || target[0] != '/') {
-        why = "request target must be a path (absolute-form is not accepted)";
-        goto bad;
-    }
     size_t plen = len;
-    const char *q = memchr(target, '?', len);
+    const char *q = len ? memchr(target, '?', len) : NULL;
     if (q)
         plen = (size_t)(q - target);
-
-    /* path */
-    size_t seg_start = 1;
-    for (size_t i = 1; i <= plen; i++) {
-        if (i == plen || target[i] == '/') {
-            size_t seglen = i - seg_start;
-            const char *seg = target + seg_start;
-            if (i < plen && seglen == 0) {
-                why = "empty path segment ('//')";
-                goto bad;
-            }
-            if ((seglen == 1 && seg[0] == '.') || (seglen == 2 && seg[0] == '.' && seg[1] == '.')) {
-                why = "dot segment in path";
-                goto bad;
-            }
-            /* "..;x" / ".;x": a dot segment to servers that strip path parameters (Tomcat,
-             * Spring), a name to others: ambiguous */
-            const char *semi = memchr(seg, ';', seglen);
-            size_t stem = semi ? (size_t)(semi - seg) : seglen;
-            if (semi &&
-                ((stem == 1 && seg[0] == '.') || (stem == 2 && seg[0] == '.' && seg[1] == '.'))) {
-                why = "dot segment with a path parameter (';') in path";
-                goto bad;
-            }
-            seg_start = i + 1;
-            continue;
-        }
-        unsigned char c = (unsigned char)target[i];
-        if (c == '%') {
-            int v = escape_at(target + i, plen - i);
-            if (v < 0) {
-                why = "malformed percent-escape in path";
-                goto bad;
-            }
-            if (v == '/' || v == '\\' || v == '.' || v == '%' || v < 0x20 || v == 0x7f) {
-                why = "encoded '/', '\\', '.', '%' or control character in path";
-                goto bad;
-            }
-            if (path_overlong_utf8(target + i, plen - i)) {
-                why = "overlong or invalid UTF-8 escape in path (e.g. %c0%ae, a disguised '.')";
-                goto bad;
-            }
-            i += 2;
-            continue;
-        }
-        if (c == '\\') {
-            why = "backslash in path";
-            goto bad;
-        }
-        if (c == '#') {
-            why = "fragment in request target";
-            goto bad;
-        }
-        if (!is_pchar(c)) {
-            why = "invalid character in path";
-            goto bad;
-        }
+    if (len == 0 || target[0] != '/')
+        why = "request target must be a path (absolute-form is not accepted)";
+    else
+        why = path_part_check(target, plen);
+    if (!why && q)
+        why = query_part_check(q + 1, len - plen - 1);
+    if (why) {
+        if (reason)
+            *reason = why;
+        return PATH_BAD;
     }
-
-    /* query */
-    if (q) {
-        for (size_t i = plen + 1; i < len; i++) {
-            unsigned char c = (unsigned char)target[i];
-            if (c == '%') {
-                int v = escape_at(target + i, len - i);
-                if (v < 0) {
-                    why = "malformed percent-escape in query";
-                    goto bad;
-                }
-                i += 2;
-                continue;
-            }
-            if (c == '#') {
-                why = "fragment in request target";
-                goto bad;
-            }
-            if (!is_pchar(c) && c != '/' && c != '?') {
-                why = "invalid character in query";
-                goto bad;
-            }
-        }
-    }
-
     if (plen < 4 || memcmp(target, "/v1/", 4) != 0) {
         if (reason)
             *reason = "not found: hotgate serves /v1/ only";
@@ -174,8 +175,4 @@ enum path_verdict path_check(const char *target, size_t len, char **path, char *
     if (reason)
         *reason = NULL;
     return PATH_OK;
-bad:
-    if (reason)
-        *reason = why;
-    return PATH_BAD;
 }

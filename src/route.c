@@ -378,9 +378,18 @@ static bool qs_has(const char *q, const char *kv)
     return false;
 }
 
+/* Safe methods (RFC 9110 9.2.1): they change nothing upstream, so they never invalidate. */
 static bool is_safe_method(const char *m)
 {
     return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "OPTIONS") == 0;
+}
+
+/* Reads: what read-only clients may send and what may be replayed after a shed. OPTIONS is
+ * safe but reads nothing of the Hotdata API: forwarded for full clients only, never
+ * replayed (and never cached: it has no route of its own). */
+static bool is_read_method(const char *m)
+{
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
 }
 
 static void set_unknown(struct route_policy *p, const char *method)
@@ -390,8 +399,93 @@ static void set_unknown(struct route_policy *p, const char *method)
     p->ttl_class = "";
     p->cache_class = ROUTE_CACHE_NEVER;
     p->mutation = !is_safe_method(method);
-    p->readonly_ok = !p->mutation;
+    p->readonly_ok = p->replay_ok = is_read_method(method);
     p->inval_workspace = p->mutation;
+}
+
+/* The segments of path[4..plen) ("/v1/" skipped): their count, or -1 (empty segment, too
+ * many). */
+static int split_segments(const char *path, size_t plen, struct seg *segs)
+{
+    size_t nsegs = 0;
+    for (size_t i = 4; i <= plen;) {
+        size_t j = i;
+        while (j < plen && path[j] != '/')
+            j++;
+        if (nsegs == MAX_SEGS || j == i)
+            return -1;
+        segs[nsegs++] = (struct seg){path + i, j - i};
+        i = j + 1;
+    }
+    return (int)nsegs;
+}
+
+/* The path parameters of d's pattern into p. false when one does not fit. */
+static bool capture_params(struct route_policy *p, const struct route_def *d,
+                           const struct seg *segs)
+{
+    size_t si = 0;
+    for (const char *pp = d->pattern; *pp; si++) {
+        const char *e = strchr(pp, '/');
+        size_t l = e ? (size_t)(e - pp) : strlen(pp);
+        if (pp[0] == '{') {
+            uint16_t off = put_param(p, segs[si]);
+            if (!off)
+                return false;
+            p->param_off[param_of(pp, l)] = off;
+        }
+        pp += l;
+        if (*pp == '/')
+            pp++;
+    }
+    return true;
+}
+
+/* The columns of the matched row, its tags and invalidations. */
+static void fill_from_def(struct route_policy *p, const struct route_def *d, bool head,
+                          const char *query)
+{
+    p->id = d->id;
+    p->name = d->name;
+    p->ttl_class = d->ttl_class;
+    p->cache_class = head ? ROUTE_CACHE_NEVER : d->cls;
+    p->default_ttl_s = d->ttl;
+    p->terminal = d->terminal;
+    p->mutation = d->mutation;
+    p->readonly_ok = d->readonly_ok;
+    p->replay_ok = d->readonly_ok; /* the reads, and only they, may be sent again */
+    p->head = head;
+    if (d->id == ROUTE_RESULTS_GET)
+        p->arrow = qs_has(query, "format=arrow");
+    if (d->id == ROUTE_REFRESH) {
+        p->needs_body = true;
+        p->inval_workspace = true; /* without its body, a refresh may touch anything */
+    }
+    struct pvals v = pvals_of(p);
+    bool conn_q = false;
+    for (size_t k = 0; k < MAX_TMPL && d->tags[k]; k++)
+        add_tmpl(&p->tags, d->tags[k], &v);
+    for (size_t k = 0; k < MAX_TMPL && d->inval[k]; k++) {
+        add_tmpl(&p->inval, d->inval[k], &v);
+        conn_q |= is_conn_q(d->inval[k]);
+    }
+    if (conn_q) /* SQL names connections by name, which we do not know here */
+        route_tags_add(&p->inval, "", "queries", SIZE_MAX);
+    if (p->tags.overflow)
+        p->cache_class = ROUTE_CACHE_NEVER;
+    if (p->inval.overflow)
+        p->inval_workspace = true;
+}
+
+size_t route_table_size(void)
+{
+    return NDEFS;
+}
+
+void route_table_row(size_t i, const char **method, const char **pattern)
+{
+    *method = i < NDEFS ? defs[i].method : NULL;
+    *pattern = i < NDEFS ? defs[i].pattern : NULL;
 }
 
 void route_match(const char *method, const char *path, const char *query, struct route_policy *p)
@@ -408,97 +502,30 @@ void route_match(const char *method, const char *path, const char *query, struct
     if (!path)
         path = "";
     p->mutation = !is_safe_method(method);
-    p->readonly_ok = !p->mutation;
+    p->readonly_ok = p->replay_ok = is_read_method(method);
 
     size_t plen = strcspn(path, "?");
     if (plen < 3 || memcmp(path, "/v1", 3) != 0 || (plen > 3 && path[3] != '/'))
         return;
     if (!query && path[plen] == '?')
         query = path + plen + 1;
-
     struct seg segs[MAX_SEGS];
-    size_t nsegs = 0;
-    size_t i = 4;
-    if (plen <= 4) {
+    int nsegs = plen <= 4 ? -1 : split_segments(path, plen, segs);
+    if (nsegs < 0) {
         set_unknown(p, method);
         return;
     }
-    while (i <= plen) {
-        size_t j = i;
-        while (j < plen && path[j] != '/')
-            j++;
-        if (nsegs == MAX_SEGS || j == i) {
-            set_unknown(p, method);
-            return;
-        }
-        segs[nsegs++] = (struct seg){path + i, j - i};
-        i = j + 1;
-    }
-
     bool head = strcmp(method, "HEAD") == 0;
     const char *m = head ? "GET" : method;
     const struct route_def *d = NULL;
-    for (size_t k = 0; k < NDEFS; k++) {
-        if (strcmp(defs[k].method, m) == 0 && pattern_match(defs[k].pattern, segs, nsegs)) {
+    for (size_t k = 0; k < NDEFS && !d; k++)
+        if (strcmp(defs[k].method, m) == 0 && pattern_match(defs[k].pattern, segs, (size_t)nsegs))
             d = &defs[k];
-            break;
-        }
-    }
-    if (!d) {
+    if (!d || !capture_params(p, d, segs)) {
         set_unknown(p, method);
         return;
     }
-
-    /* capture parameters */
-    size_t si = 0;
-    for (const char *pp = d->pattern; *pp; si++) {
-        const char *e = strchr(pp, '/');
-        size_t l = e ? (size_t)(e - pp) : strlen(pp);
-        if (pp[0] == '{') {
-            uint16_t off = put_param(p, segs[si]);
-            if (!off) {
-                set_unknown(p, method);
-                return;
-            }
-            p->param_off[param_of(pp, l)] = off;
-        }
-        pp += l;
-        if (*pp == '/')
-            pp++;
-    }
-
-    p->id = d->id;
-    p->name = d->name;
-    p->ttl_class = d->ttl_class;
-    p->cache_class = d->cls;
-    p->default_ttl_s = d->ttl;
-    p->terminal = d->terminal;
-    p->mutation = d->mutation;
-    p->readonly_ok = d->readonly_ok;
-    p->head = head;
-    if (head)
-        p->cache_class = ROUTE_CACHE_NEVER;
-    if (d->id == ROUTE_RESULTS_GET)
-        p->arrow = qs_has(query, "format=arrow");
-    if (d->id == ROUTE_REFRESH) {
-        p->needs_body = true;
-        p->inval_workspace = true; /* without its body, a refresh may touch anything */
-    }
-
-    struct pvals v = pvals_of(p);
-    bool conn_q = false;
-    for (size_t k = 0; k < MAX_TMPL && d->tags[k]; k++)
-        add_tmpl(&p->tags, d->tags[k], &v);
-    for (size_t k = 0; k < MAX_TMPL && d->inval[k]; k++) {
-        add_tmpl(&p->inval, d->inval[k], &v);
-        conn_q |= is_conn_q(d->inval[k]);
-    }
-    if (conn_q) /* SQL names connections by name, which we do not know here */
-        route_tags_add(&p->inval, "", "queries", SIZE_MAX);
-    if (p->tags.overflow)
-        p->cache_class = ROUTE_CACHE_NEVER;
-    if (p->inval.overflow)
-        p->inval_workspace = true;
+    fill_from_def(p, d, head, query);
 }
 
 /* ---- invalidation ----------------------------------------------------------------------- */

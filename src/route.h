@@ -175,7 +175,9 @@ struct route_policy {
     enum route_terminal terminal;
     bool mutation;        /* changes upstream state: never cache; invalidate on 2xx */
     bool readonly_ok;     /* read-only clients may call it: GET/HEAD, POST /v1/query,
-                             POST /v1/queries/{id}/execute */
+                             POST /v1/queries/{id}/execute (auth's mode check) */
+    bool replay_ok;       /* the budget may send it again after a shed 429/503: the same
+                             reads, nothing that may change state (and not OPTIONS) */
     bool head;            /* HEAD request: matched as GET, but class NEVER */
     bool arrow;           /* results.get with format=arrow (body is not JSON) */
     bool inval_workspace; /* on 2xx invalidate EVERYTHING of the workspace ("ws:<ws>"):
@@ -196,11 +198,17 @@ struct route_policy {
  * Match a request. method: "GET", "POST", ... (case-sensitive, as on the wire); path: the
  * request path without query string (a '?' ends it if present); query: the raw query string
  * without '?', or NULL. Never fails: unknown things map to ROUTE_NOT_API / ROUTE_UNKNOWN.
- *   - ROUTE_UNKNOWN: forward, never cache; readonly_ok only for GET/HEAD/OPTIONS; any other
+ *   - ROUTE_UNKNOWN: forward, never cache; readonly_ok and replay_ok only for GET/HEAD
+ *     (OPTIONS is safe, so no mutation, but not a read: full clients only); any other
  *     method is a mutation with inval_workspace set (we cannot know what it changed).
  *   - params that do not fit pbuf, bad %-escapes, empty segments: ROUTE_UNKNOWN (same rules).
  */
 void route_match(const char *method, const char *path, const char *query, struct route_policy *p);
+
+/* The i-th row of the routing table (i < route_table_size()): its method and path pattern
+ * (segments after "/v1/", parameters as "{c}", "{id}", ...). For tests and tools. */
+size_t route_table_size(void);
+void route_table_row(size_t i, const char **method, const char **pattern);
 
 /* A path parameter, NUL-terminated, or NULL when the route has none. */
 const char *route_param(const struct route_policy *p, enum route_param_id id);
