@@ -990,6 +990,28 @@ static void sb_printf(sbuf *s, const char *fmt, ...)
     }
 }
 
+/* One credential's own gauges and counters. Under c->mu. */
+static void metrics_cred_lines(sbuf *sp, const budget_cred *c, uint64_t now)
+{
+    const char *n = c->name;
+    sb_printf(sp, "hotgate_budget_rate{credential=\"%s\"} %g\n", n, c->bucket.rate);
+    sb_printf(sp, "hotgate_budget_effective_rate{credential=\"%s\"} %g\n", n,
+              c->bucket.rate > 0 ? c->bucket.eff : 0.0);
+    sb_printf(sp, "hotgate_budget_cooldown_active{credential=\"%s\"} %d\n", n,
+              c->bucket.cooldown_until_us > now);
+    sb_printf(sp, "hotgate_budget_inflight{credential=\"%s\"} %u\n", n, c->inflight);
+    sb_printf(sp, "hotgate_budget_upstream_shed_total{credential=\"%s\"} %llu\n", n,
+              (unsigned long long)c->shed_seen);
+    sb_printf(sp, "hotgate_budget_retries_total{credential=\"%s\"} %llu\n", n,
+              (unsigned long long)c->retries);
+    sb_printf(sp, "hotgate_budget_rate_decreases_total{credential=\"%s\"} %llu\n", n,
+              (unsigned long long)c->decreases);
+    sb_printf(sp, "hotgate_budget_shed_paused_total{credential=\"%s\"} %llu\n", n,
+              (unsigned long long)c->shed_paused);
+    sb_printf(sp, "hotgate_budget_retries_charged_total{credential=\"%s\"} %llu\n", n,
+              (unsigned long long)c->charged);
+}
+
 char *budget_metrics_text(budget *b)
 {
     sbuf s = {0};
@@ -1014,22 +1036,7 @@ char *budget_metrics_text(budget *b)
         uint64_t now = now_us(b);
         budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
         const char *n = c->name;
-        sb_printf(&s, "hotgate_budget_rate{credential=\"%s\"} %g\n", n, c->bucket.rate);
-        sb_printf(&s, "hotgate_budget_effective_rate{credential=\"%s\"} %g\n", n,
-                  c->bucket.rate > 0 ? c->bucket.eff : 0.0);
-        sb_printf(&s, "hotgate_budget_cooldown_active{credential=\"%s\"} %d\n", n,
-                  c->bucket.cooldown_until_us > now);
-        sb_printf(&s, "hotgate_budget_inflight{credential=\"%s\"} %u\n", n, c->inflight);
-        sb_printf(&s, "hotgate_budget_upstream_shed_total{credential=\"%s\"} %llu\n", n,
-                  (unsigned long long)c->shed_seen);
-        sb_printf(&s, "hotgate_budget_retries_total{credential=\"%s\"} %llu\n", n,
-                  (unsigned long long)c->retries);
-        sb_printf(&s, "hotgate_budget_rate_decreases_total{credential=\"%s\"} %llu\n", n,
-                  (unsigned long long)c->decreases);
-        sb_printf(&s, "hotgate_budget_shed_paused_total{credential=\"%s\"} %llu\n", n,
-                  (unsigned long long)c->shed_paused);
-        sb_printf(&s, "hotgate_budget_retries_charged_total{credential=\"%s\"} %llu\n", n,
-                  (unsigned long long)c->charged);
+        metrics_cred_lines(&s, c, now);
         sb_printf(&s, "hotgate_budget_queued{credential=\"%s\"} %u\n", n, c->q.count);
         for (size_t k = 0; k < c->q.nflows; k++) {
             fairq_flow *f = c->q.flows[k];
