@@ -209,6 +209,39 @@ int budget_idle(budget *b, const char *cred);
 /* Drive pacing and expiry for every credential now (tests; the thread does it otherwise). */
 void budget_pump(budget *b);
 
+/* ---- a fleet-wide budget (gbudget.c keeps it in Redis) ----
+ *
+ * With a global source set, a credential's tokens and concurrency slots come from it: the
+ * pacing thread asks for as many as requests are queued (ops->ask, on the budget thread), and
+ * the answer (budget_global_answer, on the budget thread) grants them; admission never takes
+ * a local token then (a request goes through the queue and the pump). Sheds go to the source
+ * too (ops->shed: the fleet pauses). While the source is unreachable (ask returns -1 or the
+ * answer is a failure) the credential runs a local bucket at local_share x its rate for a
+ * second before asking again: a client request never fails and never waits on the source
+ * longer than one answer. The fair queue, AIMD and the local concurrency count stay here. */
+typedef struct budget_global_ops {
+    /* Ask for up to want tokens of cred (rate: its effective rate now, burst, cap: its
+     * max_concurrent). 0: budget_global_answer follows; -1: unreachable now. */
+    int (*ask)(void *arg, const char *cred, unsigned want, double rate, double burst, unsigned cap);
+    /* The upstream shed on cred: pause the fleet for ms; empty: its bucket empties too (any
+     * thread). */
+    void (*shed)(void *arg, const char *cred, uint64_t ms, int empty);
+    /* A slot the source granted is free again (any thread). */
+    void (*release)(void *arg, const char *cred, uint64_t slot);
+    /* budget_free: the thread has stopped, its event base still exists: free what is on it. */
+    void (*stop)(void *arg);
+} budget_global_ops;
+
+/* Before any request (after budget_start). local_share in (0, 1]. */
+void budget_set_global(budget *b, const budget_global_ops *ops, void *arg, double local_share);
+/* The pacing thread's event base (the source's connection lives on it). */
+struct event_base *budget_event_base(budget *b);
+/* The answer to ask (budget thread): n tokens, their slots first_slot.. (0: no cap); when
+ * n < want, ask again in retry_ms; paused_ms > 0: the fleet is paused that long; failed: no
+ * answer (the local share takes over). */
+void budget_global_answer(budget *b, const char *cred, unsigned n, uint64_t first_slot,
+                          uint64_t retry_ms, uint64_t paused_ms, int failed);
+
 /* ---- observation ---- */
 
 /* Effective rate of a credential (-1 when unknown). */
