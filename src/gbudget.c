@@ -234,6 +234,8 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     gbudget *g = arg;
+    if (!g->r) /* made here, on the budget thread (gbudget_new kicks this once) */
+        g->r = rds_new(budget_event_base(g->b), "budget", NULL, NULL);
     pthread_mutex_lock(&g->mu);
     gb_op *list = g->ops;
     g->ops = NULL;
@@ -282,6 +284,7 @@ gbudget *gbudget_new(budget *b, uint64_t lease_ms)
     g->flush_ev = event_new(budget_event_base(b), -1, 0, flush_cb, g);
     if (!g->flush_ev)
         abort();
+    event_active(g->flush_ev, EV_TIMEOUT, 1); /* connect now, not at the first ask */
     return g;
 }
 
