@@ -371,6 +371,7 @@ static void flow_free_all(budget_cred *c)
 }
 
 static void pump_cred(budget_cred *c);
+static int global(const budget_cred *c);
 static int cred_take(budget_cred *c, uint64_t now, uint64_t *gslot);
 static int cred_has_token(budget_cred *c, uint64_t now);
 static uint64_t cred_ready_at(budget_cred *c, uint64_t now);
@@ -709,7 +710,10 @@ budget_outcome budget_admit(budget *b, const char *cred, const char *client,
         t->state = T_RUNNING;
         t->sent_us = now;
         t->qi.deadline = now + (uint64_t)deadline_ms * 1000; /* kept for a retry */
+        int refill = global(c) && c->g_tokens == 0;
         pthread_mutex_unlock(&c->mu);
+        if (refill)
+            kick(c); /* the token in hand was spent: take another */
         *tp = t;
         return BUDGET_GO;
     }
@@ -1018,10 +1022,13 @@ static uint64_t cred_ready_at(budget_cred *c, uint64_t now)
  * runs now (grant again). Under c->mu, on the budget thread. */
 static int cred_ask(budget_cred *c, uint64_t now)
 {
-    if (!global(c) || c->q.count == 0 || !slot_free(c) || c->g_want || c->g_tokens ||
-        now < c->g_retry_at || now < c->g_local_until || now < c->bucket.cooldown_until_us)
+    /* with nothing queued, one token is held in hand (without a cap: a held slot would keep
+     * it from the other instances): the next request, or a background refresh, goes at once */
+    if (!global(c) || (c->q.count == 0 && c->max_concurrent) || !slot_free(c) || c->g_want ||
+        c->g_tokens || now < c->g_retry_at || now < c->g_local_until ||
+        now < c->bucket.cooldown_until_us)
         return 0;
-    unsigned want = c->q.count < 32 ? c->q.count : 32;
+    unsigned want = c->q.count == 0 ? 1 : c->q.count < 32 ? c->q.count : 32;
     if (c->max_concurrent && c->max_concurrent - c->inflight < want)
         want = c->max_concurrent - c->inflight;
     budget *b = c->b;

@@ -443,7 +443,11 @@ static long long cred_counter(budget *b, const char *key)
     json_t *j = json_loads(js, 0, NULL);
     assert_non_null(j);
     json_t *c0 = json_array_get(json_object_get(j, "credentials"), 0);
-    long long v = json_integer_value(json_object_get(c0, key));
+    json_t *m = strncmp(key, "global_", 7) == 0
+                    ? json_object_get(json_object_get(c0, "global"),
+                                      strcmp(key, "global_pauses") ? key + 7 : "fleet_pauses")
+                    : json_object_get(c0, key);
+    long long v = json_is_true(m) ? 1 : json_integer_value(m);
     json_decref(j);
     free(js);
     return v;
@@ -543,6 +547,157 @@ static void test_budget_lone_shed_pauses(void **state)
     assert_non_null(strstr(m, "hotgate_budget_rate_decreases_total{credential=\"main\"} 3"));
     assert_non_null(strstr(m, "hotgate_budget_shed_paused_total{credential=\"main\"} 2"));
     free(m);
+    budget_free(b);
+}
+
+/* ---- the fleet's budget: a recording global source (gbudget.c is the real one; its
+ * script is tested against redis-server in test_gbudget) ---- */
+
+typedef struct fake_src {
+    int fail_ask; /* ask returns -1 */
+    int asks, sheds, releases, last_empty;
+    unsigned last_want, last_cap;
+    uint64_t last_shed_ms, last_slot;
+} fake_src;
+
+static int fs_ask(void *arg, const char *cred, unsigned want, double rate, double burst,
+                  unsigned cap)
+{
+    fake_src *f = arg;
+    (void)cred, (void)rate, (void)burst;
+    f->asks++;
+    f->last_want = want;
+    f->last_cap = cap;
+    return f->fail_ask ? -1 : 0;
+}
+
+static void fs_shed(void *arg, const char *cred, uint64_t ms, int empty)
+{
+    fake_src *f = arg;
+    (void)cred;
+    f->sheds++;
+    f->last_shed_ms = ms;
+    f->last_empty = empty;
+}
+
+static void fs_release(void *arg, const char *cred, uint64_t slot)
+{
+    fake_src *f = arg;
+    (void)cred;
+    f->releases++;
+    f->last_slot = slot;
+}
+
+static const budget_global_ops FS_OPS = {fs_ask, fs_shed, fs_release, NULL};
+
+static void test_budget_global_source(void **state)
+{
+    (void)state;
+    fake_now = 1 * SEC;
+    mk_window_ms = 10000;
+    budget *b = mk(10, 2, 0, 0, 0, 60000);
+    mk_window_ms = 0;
+    fake_src f = {0};
+    budget_set_global(b, &FS_OPS, &f, 0.5);
+    rec r = {0};
+    tk k[40];
+    budget_verdict v;
+    /* no local token: the request waits for the fleet's answer */
+    assert_int_equal(admit(b, "etl", &k[0], &r, 0, 0, &v), BUDGET_WAIT);
+    budget_pump(b);
+    assert_int_equal(f.asks, 1);
+    assert_int_equal(f.last_want, 1);
+    budget_pump(b); /* one ask at a time */
+    assert_int_equal(f.asks, 1);
+    budget_global_answer(b, "main", 1, 0, 0, 0, 0);
+    assert_int_equal(r.go, 1);
+    /* with the queue empty, one token is taken in hand: the next request goes at once */
+    assert_int_equal(f.asks, 2);
+    assert_int_equal(f.last_want, 1);
+    budget_global_answer(b, "main", 1, 0, 0, 0, 0);
+    assert_true(budget_idle(b, "main"));
+    assert_int_equal(admit(b, "etl", &k[1], &r, 1, 0, &v), BUDGET_GO);
+    /* three queued, the fleet grants one and says when to ask again */
+    fake_now = 2 * SEC;
+    budget_pump(b);
+    int asks = f.asks;
+    budget_global_answer(b, "main", 0, 0, 100, 0, 0); /* the hold: refused */
+    for (int i = 2; i < 5; i++)
+        assert_int_equal(admit(b, "etl", &k[i], &r, i, 0, &v), BUDGET_WAIT);
+    budget_pump(b);
+    assert_int_equal(f.asks, asks); /* not before retry_ms */
+    fake_now = 2 * SEC + 100 * MS;
+    budget_pump(b);
+    assert_int_equal(f.asks, asks + 1);
+    assert_int_equal(f.last_want, 3);
+    budget_global_answer(b, "main", 1, 0, 100, 0, 0);
+    assert_int_equal(r.go, 3);
+    /* Redis out of reach (the answer failed): the local share, 0.5 x 10/s, burst 1 */
+    fake_now = 2 * SEC + 200 * MS;
+    budget_pump(b);
+    int go0 = r.go;
+    budget_global_answer(b, "main", 0, 0, 0, 0, 1);
+    for (int i = 5; i < 15; i++)
+        assert_int_equal(admit(b, "etl", &k[i], &r, i, 0, &v), BUDGET_WAIT);
+    asks = f.asks;
+    for (uint64_t t = fake_now; t <= 3 * SEC + 250 * MS; t += MS) {
+        fake_now = t;
+        budget_pump(b);
+    }
+    assert_int_equal(f.asks, asks + 1); /* asked again only after 1 s of local share */
+    int local = r.go - go0;
+    assert_true(local >= 5 && local <= 6); /* 1 + 5/s over 1 s */
+    char *js = budget_admin_json(b);
+    assert_non_null(strstr(js, "\"local_share_grants\":"));
+    free(js);
+    budget_global_answer(b, "main", 0, 0, 0, 0, 1);
+    /* ask refused at once (circuit open): local share at once */
+    f.fail_ask = 1;
+    fake_now = 5 * SEC;
+    int go1 = r.go;
+    budget_pump(b);
+    assert_true(r.go > go1);
+    f.fail_ask = 0;
+    /* local share over, the fleet answers again: the queue drains */
+    fake_now = 10 * SEC;
+    for (int n = 0; n < 100 && r.go < 15; n++) {
+        int before = f.asks;
+        budget_pump(b);
+        if (f.asks > before)
+            budget_global_answer(b, "main", f.last_want, 0, 0, 0, 0);
+        fake_now += 10 * MS;
+    }
+    assert_int_equal(r.go, 15);
+    assert_int_equal(f.last_want, 1); /* the queue empty: a token to hold, asked for */
+    budget_global_answer(b, "main", 1, 0, 0, 0, 0);
+    /* the fleet is paused (some instance saw a Retry-After): this one pauses too */
+    for (int i = 15; i < 17; i++)
+        assert_int_equal(admit(b, "etl", &k[i], &r, i, 0, &v), i == 15 ? BUDGET_GO : BUDGET_WAIT);
+    fake_now = 20 * SEC;
+    int before = f.asks;
+    budget_pump(b);
+    assert_int_equal(f.asks, before + 1);
+    budget_global_answer(b, "main", 0, 0, 0, 3000, 0);
+    assert_int_equal(cred_counter(b, "global_pauses"), 1);
+    fake_now = 22 * SEC;
+    budget_pump(b);
+    assert_int_equal(f.asks, before + 1); /* nothing asked during the pause */
+    /* slots: granted with ids, released on done; a lone shed goes to the fleet as a pause */
+    fake_now = 24 * SEC;
+    budget_pump(b);
+    budget_global_answer(b, "main", 2, 7, 0, 0, 0);
+    assert_int_equal(k[16].state, 1);
+    assert_int_equal(f.releases, 0);
+    budget_result shed = {429, 1, 1500};
+    budget_done(k[16].t, &shed);
+    assert_int_equal(f.releases, 1);
+    assert_int_equal(f.last_slot, 7);
+    assert_int_equal(f.sheds, 1);
+    assert_int_equal(f.last_shed_ms, 1500);
+    assert_int_equal(f.last_empty, 0);
+    for (int i = 0; i < 17; i++)
+        if (i != 16)
+            budget_done(k[i].t, NULL);
     budget_free(b);
 }
 
@@ -958,6 +1113,7 @@ int main(void)
         cmocka_unit_test(test_budget_cooldown_all_clients),
         cmocka_unit_test(test_budget_aimd_feedback),
         cmocka_unit_test(test_budget_lone_shed_pauses),
+        cmocka_unit_test(test_budget_global_source),
         cmocka_unit_test(test_budget_fair_4_to_1),
         cmocka_unit_test(test_budget_deadline_and_full),
         cmocka_unit_test(test_budget_deadline_expiry_order),
