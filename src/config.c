@@ -1199,6 +1199,7 @@ void config_wipe_secrets(struct hg_config *c)
     config_secret_free(&c->admin.token);
     for (size_t i = 0; i < c->n_credentials; i++)
         config_secret_free(&c->credentials[i].token);
+    config_secret_free(&c->redis.password); /* redis.c keeps its own copy */
 }
 
 void config_free(struct hg_config *c)

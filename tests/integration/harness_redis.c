@@ -55,6 +55,46 @@ int harness_start_redis(hproc *p, const char *dir, int port)
     return 0;
 }
 
+int harness_start_redis_replica(hproc *p, const char *dir, int master_port)
+{
+    char portstr[16], mport[16], log[512];
+    p->port = harness_free_port();
+    snprintf(portstr, sizeof portstr, "%d", p->port);
+    snprintf(mport, sizeof mport, "%d", master_port);
+    snprintf(log, sizeof log, "%s/redis-%d.log", dir, p->port);
+    char *argv[] = {"/usr/bin/redis-server",
+                    "--port",
+                    portstr,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    (char *)dir,
+                    "--protected-mode",
+                    "no",
+                    "--replicaof",
+                    "127.0.0.1",
+                    mport,
+                    NULL};
+    if (harness_spawn(p, argv, log) != 0)
+        return -1;
+    if (wait_ping(p->port, 10000) != 0)
+        return -1;
+    for (int waited = 0; waited < 15000; waited += 50) {
+        char *r = harness_redis(p->port, "INFO replication");
+        int up = r && strstr(r, "master_link_status:up");
+        free(r);
+        if (up)
+            return 0;
+        usleep(50000);
+    }
+    harness_dump_log(p, 20);
+    return -1;
+}
+
 int harness_start_sentinel(hproc *p, const char *dir, int master_port, const char *name)
 {
     char conf[512], log[512];

@@ -11,6 +11,8 @@
 /* Start redis-server on a free port (p->port) with its log under dir; port 0 = pick one
  * (a fixed port restarts a killed server on the same address). 0 when it answers PING. */
 int harness_start_redis(hproc *p, const char *dir, int port);
+/* Start a replica of 127.0.0.1:master_port on a free port; 0 once its link is up. */
+int harness_start_redis_replica(hproc *p, const char *dir, int master_port);
 /* Start a sentinel on a free port watching 127.0.0.1:master_port as master name. */
 int harness_start_sentinel(hproc *p, const char *dir, int master_port, const char *name);
 /* Run one command (printf-style, hiredis redisCommand) against 127.0.0.1:port and return

@@ -2,8 +2,9 @@
  * test_redis: the Redis client layer (redis.h) against a real redis-server (and a real
  * sentinel): round trips, the per-command deadline (late replies dropped), the circuit
  * breaker and reconnect with backoff, Redis restarting on the same port, AUTH + SELECT from a
- * 0600 password file, EVALSHA with NOSCRIPT reload, pub/sub with loss notification, and the
- * primary found through Sentinel.
+ * 0600 password file, EVALSHA with NOSCRIPT reload, pub/sub with loss notification, the
+ * primary found through Sentinel, and a Sentinel failover (the primary killed, the replica
+ * promoted, writes land there).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -420,6 +421,68 @@ static void test_sentinel_finds_primary(void **state)
     harness_stop(&sen, 2000);
 }
 
+/* The primary dies; Sentinel promotes the replica; the client finds it and writes there. */
+static void test_sentinel_failover(void **state)
+{
+    (void)state;
+    hproc m = {0}, rep = {0}, sen = {0};
+    assert_int_equal(harness_start_redis(&m, g_dir, 0), 0);
+    assert_int_equal(harness_start_redis_replica(&rep, g_dir, m.port), 0);
+    assert_int_equal(harness_start_sentinel(&sen, g_dir, m.port, "hgfail"), 0);
+    char rport[16];
+    snprintf(rport, sizeof rport, "%d", rep.port);
+    int known = 0;
+    for (int t = 0; t < 300 && !known; t++) {
+        char *x = harness_redis(sen.port, "SENTINEL replicas hgfail");
+        known = x && strstr(x, rport);
+        free(x);
+        if (!known)
+            usleep(100000);
+    }
+    assert_true(known);
+    char list[64];
+    snprintf(list, sizeof list, "127.0.0.1:%d", sen.port);
+    struct hg_config *c = make_cfg("redis://127.0.0.1:1");
+    c->redis.sentinel = strdup(list);
+    c->redis.sentinel_master = strdup("hgfail");
+    assert_int_equal(rds_init(c), 0);
+    free_cfg(c);
+    struct event_base *b = event_base_new();
+    struct rds *r = rds_new(b, "test", NULL, NULL);
+    assert_true(wait_usable(b, r, 8000));
+    const char *v[3] = {"SET", "t:before", "1"};
+    seen s = {0};
+    assert_int_equal(rds_cmdv(r, record, &s, 3, v, NULL), 0);
+    assert_true(loop_until(b, &s.calls, 2000));
+    assert_string_equal(s.last, "OK");
+    kill(m.pid, SIGKILL);
+    harness_stop(&m, 100);
+    /* keep writing until a write lands on the promoted replica */
+    int landed = 0;
+    for (int t = 0; t < 600 && !landed; t++) {
+        seen w = {0};
+        const char *wv[3] = {"SET", "t:after", "2"};
+        if (rds_cmdv(r, record, &w, 3, wv, NULL) == 0) {
+            loop_until(b, &w.calls, 1000);
+            landed = !strcmp(w.last, "OK");
+        } else {
+            loop_for(b, 50);
+        }
+    }
+    assert_true(landed);
+    char *x = harness_redis(rep.port, "GET t:after");
+    assert_string_equal(x, "2");
+    free(x);
+    x = harness_redis(rep.port, "ROLE");
+    assert_true(x && !strncmp(x, "master", 6));
+    free(x);
+    rds_free(r);
+    event_base_free(b);
+    rds_shutdown();
+    harness_stop(&sen, 2000);
+    harness_stop(&rep, 2000);
+}
+
 static void test_disabled_refuses(void **state)
 {
     (void)state;
@@ -456,7 +519,8 @@ int main(void)
         cmocka_unit_test(test_roundtrip_and_key),      cmocka_unit_test(test_deadline_and_circuit),
         cmocka_unit_test(test_restart_same_port),      cmocka_unit_test(test_auth_select),
         cmocka_unit_test(test_script_noscript_reload), cmocka_unit_test(test_pubsub_and_loss),
-        cmocka_unit_test(test_sentinel_finds_primary), cmocka_unit_test(test_disabled_refuses),
+        cmocka_unit_test(test_sentinel_finds_primary), cmocka_unit_test(test_sentinel_failover),
+        cmocka_unit_test(test_disabled_refuses),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
