@@ -229,7 +229,7 @@ struct budget_cred {
     uint64_t shed_paused; /* lone sheds answered by a pause alone */
     /* the fleet's budget (budget_set_global): tokens granted and not used yet, their next
      * slot, an ask without answer, when to ask again, until when the local share runs */
-    unsigned g_want, g_tokens;
+    unsigned g_want, g_tokens, g_debt, g_debt_sent;
     uint64_t g_slot, g_retry_at, g_local_until;
     budget_bucket g_local;
     uint64_t g_asks, g_fails, g_local_grants, g_paused;
@@ -981,6 +981,8 @@ static int cred_take(budget_cred *c, uint64_t now, uint64_t *gslot)
     if (!budget_bucket_take(&c->g_local, now))
         return 0;
     c->g_local_grants++;
+    if (c->g_debt < 1000)
+        c->g_debt++;
     return 1;
 }
 
@@ -1035,8 +1037,9 @@ static int cred_ask(budget_cred *c, uint64_t now)
     budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
     c->g_asks++;
     c->g_want = want;
+    c->g_debt_sent = c->g_debt;
     if (b->gops->ask(b->garg, c->name, want, c->bucket.rate > 0 ? c->bucket.eff : 0,
-                     c->bucket.burst, c->max_concurrent) == 0)
+                     c->bucket.burst, c->max_concurrent, c->g_debt) == 0)
         return 0;
     c->g_want = 0;
     c->g_fails++;
@@ -1059,6 +1062,7 @@ void budget_global_answer(budget *b, const char *cred, unsigned n, uint64_t firs
         c->g_local_until = now + GLOBAL_LOCAL_US;
     } else {
         c->g_local_until = 0;
+        c->g_debt -= c->g_debt_sent < c->g_debt ? c->g_debt_sent : c->g_debt; /* charged */
         c->g_tokens += n;
         if (n)
             c->g_slot = first_slot;

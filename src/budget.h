@@ -221,8 +221,11 @@ void budget_pump(budget *b);
  * longer than one answer. The fair queue, AIMD and the local concurrency count stay here. */
 typedef struct budget_global_ops {
     /* Ask for up to want tokens of cred (rate: its effective rate now, burst, cap: its
-     * max_concurrent). 0: budget_global_answer follows; -1: unreachable now. */
-    int (*ask)(void *arg, const char *cred, unsigned want, double rate, double burst, unsigned cap);
+     * max_concurrent; debt: requests sent on the local share since the last answer, to be
+     * charged first, so a short outage does not add to the fleet's rate). 0:
+     * budget_global_answer follows; -1: unreachable now. */
+    int (*ask)(void *arg, const char *cred, unsigned want, double rate, double burst, unsigned cap,
+               unsigned debt);
     /* The upstream shed on cred: pause the fleet for ms; empty: its bucket empties too (any
      * thread). */
     void (*shed)(void *arg, const char *cred, uint64_t ms, int empty);

@@ -57,6 +57,8 @@ static const char GB_LUA[] =
     "    tokens = math.min(burst, tokens + (now - ts) * rate / 1000)\n"
     "    ts = now\n"
     "  end\n"
+    "  local debt = tonumber(ARGV[8]) or 0\n"
+    "  if debt > 0 then tokens = math.max(-burst, tokens - debt) end\n"
     "end\n"
     "local n = math.min(want, math.floor(tokens + 1e-9))\n"
     "if n < 0 then n = 0 end\n"
@@ -151,7 +153,7 @@ static void on_take(void *arg, const redisReply *reply)
 }
 
 static int gb_ask_fn(void *arg, const char *cred, unsigned want, double rate, double burst,
-                     unsigned cap)
+                     unsigned cap, unsigned debt)
 {
     gbudget *g = arg;
     if (!g->r)
@@ -159,19 +161,21 @@ static int gb_ask_fn(void *arg, const char *cred, unsigned want, double rate, do
     char k[3][GB_KEY_MAX];
     if (!g->r || !rds_usable(g->r) || strlen(cred) >= GB_NAME_MAX || !keys_of(cred, k))
         return -1;
-    char srate[32], sburst[32], swant[16], scap[16], slease[24];
+    char srate[32], sburst[32], swant[16], scap[16], slease[24], sdebt[16];
+    snprintf(sdebt, sizeof sdebt, "%u", debt);
     snprintf(srate, sizeof srate, "%.6f", rate > 0 ? rate : 0);
     snprintf(sburst, sizeof sburst, "%.6f", burst >= 1 ? burst : 1);
     snprintf(swant, sizeof swant, "%u", want);
     snprintf(scap, sizeof scap, "%u", cap);
     snprintf(slease, sizeof slease, "%llu", (unsigned long long)g->lease_ms);
-    const char *argv[] = {k[0], k[1], k[2], "take", srate, sburst, swant, scap, slease, g->owner};
+    const char *argv[] = {k[0],  k[1], k[2],   "take",   srate, sburst,
+                          swant, scap, slease, g->owner, sdebt};
     gb_ask *a = calloc(1, sizeof *a);
     if (!a)
         abort();
     a->g = g;
     snprintf(a->cred, sizeof a->cred, "%s", cred);
-    if (rds_eval(g->r, &s_budget, on_take, a, 3, 10, argv, NULL) != 0) {
+    if (rds_eval(g->r, &s_budget, on_take, a, 3, 11, argv, NULL) != 0) {
         free(a);
         return -1;
     }

@@ -34,7 +34,9 @@ void gbudget_free(gbudget *g);
 
 /* The script's source (tests run it against a real redis-server). KEYS: bucket, pause,
  * slots. ARGV[1] the operation:
- *   take rate burst want cap lease_ms owner -> {granted, retry_ms, paused_ms, first_slot}
+ *   take rate burst want cap lease_ms owner debt
+ *        -> {granted, retry_ms, paused_ms, first_slot}; debt (requests sent on the local
+ *           share) is taken first, the bucket going down to -burst at most
  *   shed ms empty(0|1)                      -> 1 (the pause only ever grows)
  *   release member                          -> 1 */
 const char *gbudget_script(void);

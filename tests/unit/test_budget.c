@@ -556,14 +556,15 @@ static void test_budget_lone_shed_pauses(void **state)
 typedef struct fake_src {
     int fail_ask; /* ask returns -1 */
     int asks, sheds, releases, last_empty;
-    unsigned last_want, last_cap;
+    unsigned last_want, last_cap, last_debt;
     uint64_t last_shed_ms, last_slot;
 } fake_src;
 
 static int fs_ask(void *arg, const char *cred, unsigned want, double rate, double burst,
-                  unsigned cap)
+                  unsigned cap, unsigned debt)
 {
     fake_src *f = arg;
+    f->last_debt = debt;
     (void)cred, (void)rate, (void)burst;
     f->asks++;
     f->last_want = want;
@@ -644,7 +645,8 @@ static void test_budget_global_source(void **state)
         fake_now = t;
         budget_pump(b);
     }
-    assert_int_equal(f.asks, asks + 1); /* asked again only after 1 s of local share */
+    assert_int_equal(f.asks, asks + 1);        /* asked again only after 1 s of local share */
+    assert_int_equal(f.last_debt, r.go - go0); /* what went on the local share is charged */
     int local = r.go - go0;
     assert_true(local >= 5 && local <= 6); /* 1 + 5/s over 1 s */
     char *js = budget_admin_json(b);

@@ -22,6 +22,7 @@
 
 static hproc g_redis;
 static char *g_dir;
+static const char *g_debt = "0"; /* the next take's debt */
 
 typedef struct take_r {
     long long n, retry_ms, paused_ms, first;
@@ -41,8 +42,9 @@ static take_r take(const char *tag, const char *rate, const char *burst, const c
     snprintf(b, sizeof b, "budget:{%s}:b", tag);
     snprintf(p, sizeof p, "budget:{%s}:p", tag);
     snprintf(s, sizeof s, "budget:{%s}:s", tag);
-    char *out = harness_redis(g_redis.port, "EVAL %s 3 %s %s %s take %s %s %s %s %s %s",
-                              gbudget_script(), b, p, s, rate, burst, want, cap, lease, owner);
+    char *out =
+        harness_redis(g_redis.port, "EVAL %s 3 %s %s %s take %s %s %s %s %s %s %s",
+                      gbudget_script(), b, p, s, rate, burst, want, cap, lease, owner, g_debt);
     assert_non_null(out);
     take_r r = {-1, -1, -1, -1};
     assert_int_equal(sscanf(out, "%lld %lld %lld %lld", &r.n, &r.retry_ms, &r.paused_ms, &r.first),
@@ -78,6 +80,26 @@ static void test_burst_then_refused(void **state)
     r = take("burst", "0.001", "3", "1", "0", "60000", "b");   /* another instance: same bucket */
     assert_int_equal(r.n, 0);
     assert_true(r.retry_ms > 990000);
+}
+
+/* requests sent on an instance's local share are charged at its next take, down to -burst */
+static void test_debt(void **state)
+{
+    (void)state;
+    take_r r = take("debt", "0.001", "5", "1", "0", "60000", "a");
+    assert_int_equal(r.n, 1); /* 4 left */
+    g_debt = "2";
+    r = take("debt", "0.001", "5", "5", "0", "60000", "a");
+    g_debt = "0";
+    assert_int_equal(r.n, 2); /* 4 - 2 */
+    g_debt = "100";
+    r = take("debt", "0.001", "5", "5", "0", "60000", "a");
+    g_debt = "0";
+    assert_int_equal(r.n, 0);
+    char *t = harness_redis(g_redis.port, "HGET budget:{debt}:b tokens");
+    assert_non_null(t);
+    assert_true(strtod(t, NULL) > -5.001 && strtod(t, NULL) < -4.99); /* floored at -burst */
+    free(t);
 }
 
 static void test_refill_capped_at_burst(void **state)
@@ -172,6 +194,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_burst_then_refused),
         cmocka_unit_test(test_refill_capped_at_burst),
+        cmocka_unit_test(test_debt),
         cmocka_unit_test(test_pause_key),
         cmocka_unit_test(test_slots),
     };
