@@ -315,6 +315,8 @@ static budget_cred *cred_new(budget *b, const budget_cred_cfg *cc, uint64_t now)
     c->b = b;
     pthread_mutex_init(&c->mu, NULL);
     budget_bucket_init(&c->bucket, cc->rate, cc->burst, now);
+    if (b->gops) /* added by a reload: its local share too */
+        budget_bucket_init(&c->g_local, cc->rate * b->gshare, cc->burst * b->gshare, now);
     c->max_concurrent = cc->max_concurrent;
     fairq_init(&c->q, b->p.queue_max_total);
     return c;
@@ -1235,6 +1237,11 @@ char *budget_metrics_text(budget *b)
                   "# TYPE hotgate_budget_retries_total counter\n"
                   "# TYPE hotgate_budget_rate_decreases_total counter\n"
                   "# TYPE hotgate_budget_shed_paused_total counter\n"
+                  "# TYPE hotgate_budget_global_local_share gauge\n"
+                  "# TYPE hotgate_budget_global_asks_total counter\n"
+                  "# TYPE hotgate_budget_global_failures_total counter\n"
+                  "# TYPE hotgate_budget_global_pauses_total counter\n"
+                  "# TYPE hotgate_budget_local_share_grants_total counter\n"
                   "# TYPE hotgate_budget_retries_charged_total counter\n"
                   "# TYPE hotgate_budget_queued gauge\n"
                   "# TYPE hotgate_budget_queue_depth gauge\n"

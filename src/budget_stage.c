@@ -363,7 +363,10 @@ int budget_stage_init(const struct hg_config *cfg)
         return -1;
     }
     /* with Redis the credential's budget is the fleet's; its local share while Redis is out */
-    g_gbudget = gbudget_new(g_budget, cfg->upstream.timeout_ms + 5000);
+    int limited = 0;
+    for (size_t i = 0; i < cfg->n_credentials; i++)
+        limited |= cfg->credentials[i].rate > 0 || cfg->credentials[i].max_concurrent > 0;
+    g_gbudget = gbudget_new(g_budget, cfg->upstream.timeout_ms + 5000, limited);
     if (g_gbudget)
         budget_set_global(g_budget, gbudget_ops(), g_gbudget, rds_local_share());
     admin_register("/admin/budget", admin_budget, NULL);

@@ -184,6 +184,10 @@ static int gb_ask_fn(void *arg, const char *cred, unsigned want, double rate, do
 
 static void queue_op(gbudget *g, gb_op *op)
 {
+    if (!g->flush_ev) { /* stopped */
+        free(op);
+        return;
+    }
     pthread_mutex_lock(&g->mu);
     op->next = g->ops;
     g->ops = op;
@@ -269,7 +273,7 @@ const budget_global_ops *gbudget_ops(void)
     return &GB_OPS;
 }
 
-gbudget *gbudget_new(budget *b, uint64_t lease_ms)
+gbudget *gbudget_new(budget *b, uint64_t lease_ms, int connect_now)
 {
     if (!rds_enabled() || !budget_event_base(b))
         return NULL;
@@ -288,7 +292,8 @@ gbudget *gbudget_new(budget *b, uint64_t lease_ms)
     g->flush_ev = event_new(budget_event_base(b), -1, 0, flush_cb, g);
     if (!g->flush_ev)
         abort();
-    event_active(g->flush_ev, EV_TIMEOUT, 1); /* connect now, not at the first ask */
+    if (connect_now) /* connect now, not at the first ask */
+        event_active(g->flush_ev, EV_TIMEOUT, 1);
     return g;
 }
 

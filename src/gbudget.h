@@ -25,9 +25,11 @@
 
 typedef struct gbudget gbudget;
 
-/* The global source for b (whose thread runs): slot leases last lease_ms. NULL when Redis
- * is disabled. Then budget_set_global(b, gbudget_ops(), g, share). */
-gbudget *gbudget_new(budget *b, uint64_t lease_ms);
+/* The global source for b (whose thread runs): slot leases last lease_ms; connect_now:
+ * open its connection at once (a credential has a rate or a cap), else at the first ask (a
+ * reload may add one). NULL when Redis is disabled. Then budget_set_global(b,
+ * gbudget_ops(), g, share). */
+gbudget *gbudget_new(budget *b, uint64_t lease_ms, int connect_now);
 const budget_global_ops *gbudget_ops(void);
 /* After budget_free (which stopped it). */
 void gbudget_free(gbudget *g);
