@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 ./scripts/build.sh
 # the layer order of src/ and the function-length limit (README "Architecture")
 ./scripts/check-layers.sh
+./scripts/check-sim-includes.sh
 (cd build && ctest --output-on-failure -j2 ${CTEST_ARGS:-})
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   BUILD_DIR=build-asan BUILD_TYPE=Debug ./scripts/build.sh -DHG_SANITIZE=ON

@@ -16,15 +16,13 @@
  *
  * Rules: pure function of its input; allocates only temporaries.
  */
-#include "sim_int.h"
+#include "sim_arrow.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
-
-int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer *out);
 
 /* ---- a minimal forward flatbuffer builder ---- */
 

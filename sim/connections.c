@@ -14,7 +14,13 @@
  * sync, the data itself stays queryable (a query re-syncs it, as the service does).
  */
 #include "sim.h"
+#include "sim_areas.h"
+#include "sim_conn_tables.h"
+#include "sim_connections.h"
+#include "sim_indexes.h"
+#include "sim_profile.h"
 #include "sim_res.h"
+#include "sim_secrets.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -206,60 +212,6 @@ static int sim_conn_load_or_404(struct sim_req *req, struct sim_conn_row *out)
     return 0;
 }
 
-struct sim_conn_table {
-    char *sqlite_table;
-    char *schema;
-    char *table;
-    int synced;
-    char *last_sync;
-};
-
-static void sim_conn_table_free(struct sim_conn_table *t)
-{
-    free(t->sqlite_table);
-    free(t->schema);
-    free(t->table);
-    free(t->last_sync);
-}
-
-static int sim_conn_table_load(struct sim_ws *ws, const char *conn_id, const char *schema,
-                               const char *table, struct sim_conn_table *out)
-{
-    memset(out, 0, sizeof *out);
-    sqlite3_stmt *st = sim_db_stmt(
-        ws, "SELECT sqlite_table, schema_name, table_name, synced, last_sync FROM sim_tables"
-            " WHERE owner_id = ?1 AND kind = 'connection' AND schema_name = ?2 COLLATE NOCASE"
-            " AND table_name = ?3 COLLATE NOCASE");
-    if (!st)
-        return 0;
-    sqlite3_bind_text(st, 1, conn_id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, schema, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, table, -1, SQLITE_TRANSIENT);
-    int found = sqlite3_step(st) == SQLITE_ROW;
-    if (found) {
-        out->sqlite_table = strdup((const char *)sqlite3_column_text(st, 0));
-        out->schema = strdup((const char *)sqlite3_column_text(st, 1));
-        out->table = strdup((const char *)sqlite3_column_text(st, 2));
-        out->synced = sqlite3_column_int(st, 3);
-        const char *ls = sim_res_col_text(st, 4);
-        out->last_sync = ls ? strdup(ls) : NULL;
-    }
-    sqlite3_reset(st);
-    return found;
-}
-
-int sim_conn_table_sqlite(struct sim_ws *ws, const char *conn_id, const char *schema,
-                          const char *table, char **sqlite_table)
-{
-    struct sim_conn_table t;
-    if (!sim_conn_table_load(ws, conn_id, schema, table, &t))
-        return 0;
-    *sqlite_table = t.sqlite_table;
-    t.sqlite_table = NULL;
-    sim_conn_table_free(&t);
-    return 1;
-}
-
 /* ------------------------------------------------------------------------------------ */
 /* Discovery: deterministic small tables for a new connection                           */
 
@@ -394,86 +346,94 @@ static int sim_conn_valid_name(const char *name)
     return 1;
 }
 
-static void sim_conn_create(struct sim_req *req)
+/* A usable, unreserved connection name, else 400 and -1. */
+static int sim_conn_check_name(struct sim_req *req, const char *name)
 {
-    const char *name = NULL, *source_type = NULL, *secret_id = NULL, *secret_name = NULL;
-    bool has_sid = false, has_sname = false, skip = false;
-    if (!json_is_object(req->body)) {
-        sim_reply_error(req, 400, "BAD_REQUEST", "Request body must be a JSON object");
-        return;
-    }
-    json_t *config = json_object_get(req->body, "config");
-    if (!config || json_is_null(config)) {
-        sim_reply_error(req, 400, "BAD_REQUEST", "Missing required field 'config'");
-        return;
-    }
-    if (!json_is_object(config)) {
-        sim_reply_error(req, 400, "BAD_REQUEST", "Field 'config' must be an object");
-        return;
-    }
-    if (sim_body_str(req, "name", true, &name, NULL) != 0 ||
-        sim_body_str(req, "source_type", true, &source_type, NULL) != 0 ||
-        sim_body_str(req, "secret_id", false, &secret_id, &has_sid) != 0 ||
-        sim_body_str(req, "secret_name", false, &secret_name, &has_sname) != 0 ||
-        sim_body_bool(req, "skip_discovery", false, &skip, NULL) != 0)
-        return;
     if (!sim_conn_valid_name(name)) {
         sim_reply_error(req, 400, "BAD_REQUEST",
                         "Invalid connection name '%s': 1-128 characters, no spaces, dots or "
                         "double quotes",
                         name);
-        return;
+        return -1;
     }
     if (strcasecmp(name, "datasets") == 0) {
         sim_reply_error(req, 400, "BAD_REQUEST",
                         "Connection name 'datasets' is reserved for datasets");
-        return;
+        return -1;
     }
-    const struct sim_conn_type *type = sim_conn_type_find(source_type);
-    if (!type) {
-        sim_reply_error(req, 400, "BAD_REQUEST", "Unsupported source_type '%s'", source_type);
-        return;
+    return 0;
+}
+
+/* The body's "config": an object, else 400 and NULL. */
+static json_t *sim_conn_body_config(struct sim_req *req)
+{
+    if (!json_is_object(req->body)) {
+        sim_reply_error(req, 400, "BAD_REQUEST", "Request body must be a JSON object");
+        return NULL;
     }
-    if (sim_conn_check_config(req, type, config) != 0)
-        return;
+    json_t *config = json_object_get(req->body, "config");
+    if (!config || json_is_null(config)) {
+        sim_reply_error(req, 400, "BAD_REQUEST", "Missing required field 'config'");
+        return NULL;
+    }
+    if (!json_is_object(config)) {
+        sim_reply_error(req, 400, "BAD_REQUEST", "Field 'config' must be an object");
+        return NULL;
+    }
+    return config;
+}
+
+/* The secret a new connection references (secret_id or secret_name, not both; NULL when
+ * absent): 0 and *sid (malloc'd, NULL for none), or 400 and -1. */
+static int sim_conn_secret(struct sim_req *req, const char *secret_id, const char *secret_name,
+                           char **sid)
+{
+    bool has_sid = secret_id != NULL, has_sname = secret_name != NULL;
+    *sid = NULL;
     if (has_sid && has_sname) {
         sim_reply_error(req, 400, "BAD_REQUEST",
                         "secret_id and secret_name are mutually exclusive");
-        return;
+        return -1;
     }
-    char *sid = NULL;
     if (has_sid) {
         if (!sim_secret_exists_id(req->ws, secret_id)) {
             sim_reply_error(req, 400, "BAD_REQUEST", "Secret '%s' not found", secret_id);
-            return;
+            return -1;
         }
-        sid = strdup(secret_id);
+        *sid = strdup(secret_id);
     } else if (has_sname) {
-        sid = sim_secret_id_by_name(req->ws, secret_name);
-        if (!sid) {
+        *sid = sim_secret_id_by_name(req->ws, secret_name);
+        if (!*sid) {
             sim_reply_error(req, 400, "BAD_REQUEST", "Secret '%s' not found", secret_name);
-            return;
+            return -1;
         }
     }
-    sqlite3_stmt *st =
-        sim_db_stmt(req->ws, "SELECT 1 FROM connections WHERE name = ?1 COLLATE NOCASE");
+    return 0;
+}
+
+/* 1 when a connection of this name (case-insensitive) exists. */
+static int sim_conn_name_taken(struct sim_ws *ws, const char *name)
+{
+    sqlite3_stmt *st = sim_db_stmt(ws, "SELECT 1 FROM connections WHERE name = ?1 COLLATE NOCASE");
     int exists = 0;
     if (st) {
         sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
         exists = sqlite3_step(st) == SQLITE_ROW;
         sqlite3_reset(st);
     }
-    if (exists) {
-        free(sid);
-        sim_reply_error(req, 409, "CONFLICT", "Connection '%s' already exists", name);
-        return;
-    }
-    char id[64], now[40];
-    sim_id_new("conn", id);
+    return exists;
+}
+
+/* The connections row of a new connection: SQLITE_DONE or the error. */
+static int sim_conn_insert(struct sim_ws *ws, const char *id, const char *name,
+                           const char *source_type, json_t *config, const char *sid, bool skip)
+{
+    char now[40];
     sim_now_rfc3339(now, false);
     char *cfg = json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS);
-    st = sim_db_stmt(req->ws, "INSERT INTO connections(id, name, source_type, config, secret_id,"
-                              " created_at, discovered_at) VALUES (?1,?2,?3,?4,?5,?6,?7)");
+    sqlite3_stmt *st =
+        sim_db_stmt(ws, "INSERT INTO connections(id, name, source_type, config, secret_id,"
+                        " created_at, discovered_at) VALUES (?1,?2,?3,?4,?5,?6,?7)");
     int rc = SQLITE_ERROR;
     if (st) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
@@ -488,11 +448,13 @@ static void sim_conn_create(struct sim_req *req)
         rc = sim_res_step_done(st);
     }
     free(cfg);
-    free(sid);
-    if (rc != SQLITE_DONE) {
-        sim_res_reply_db_error(req);
-        return;
-    }
+    return rc;
+}
+
+/* Discover the new connection's tables (unless skipped) and answer 201. */
+static void sim_conn_reply_created(struct sim_req *req, const char *id, const char *name,
+                                   const char *source_type, bool skip)
+{
     int discovered = 0;
     const char *status = "skipped";
     json_t *derr = json_null();
@@ -511,6 +473,46 @@ static void sim_conn_create(struct sim_req *req)
                    json_pack("{s:o,s:s,s:s,s:s,s:s,s:i}", "discovery_error", derr,
                              "discovery_status", status, "id", id, "name", name, "source_type",
                              source_type, "tables_discovered", discovered));
+}
+
+static void sim_conn_create(struct sim_req *req)
+{
+    const char *name = NULL, *source_type = NULL, *secret_id = NULL, *secret_name = NULL;
+    bool skip = false;
+    json_t *config = sim_conn_body_config(req);
+    if (!config)
+        return;
+    if (sim_body_str(req, "name", true, &name, NULL) != 0 ||
+        sim_body_str(req, "source_type", true, &source_type, NULL) != 0 ||
+        sim_body_str(req, "secret_id", false, &secret_id, NULL) != 0 ||
+        sim_body_str(req, "secret_name", false, &secret_name, NULL) != 0 ||
+        sim_body_bool(req, "skip_discovery", false, &skip, NULL) != 0)
+        return;
+    if (sim_conn_check_name(req, name) != 0)
+        return;
+    const struct sim_conn_type *type = sim_conn_type_find(source_type);
+    if (!type) {
+        sim_reply_error(req, 400, "BAD_REQUEST", "Unsupported source_type '%s'", source_type);
+        return;
+    }
+    char *sid;
+    if (sim_conn_check_config(req, type, config) != 0 ||
+        sim_conn_secret(req, secret_id, secret_name, &sid) != 0)
+        return;
+    if (sim_conn_name_taken(req->ws, name)) {
+        free(sid);
+        sim_reply_error(req, 409, "CONFLICT", "Connection '%s' already exists", name);
+        return;
+    }
+    char id[64];
+    sim_id_new("conn", id);
+    int rc = sim_conn_insert(req->ws, id, name, source_type, config, sid, skip);
+    free(sid);
+    if (rc != SQLITE_DONE) {
+        sim_res_reply_db_error(req);
+        return;
+    }
+    sim_conn_reply_created(req, id, name, source_type, skip);
 }
 
 static void sim_conn_list(struct sim_req *req)
@@ -584,18 +586,29 @@ static void sim_conn_purge(struct sim_req *req)
     sim_res_reply_done(req, rc);
 }
 
+/* The connection and table of path parameters {connection_id}, {schema}, {table}: 0, or
+ * 404 and -1 (nothing to free then). */
+static int sim_conn_table_or_404(struct sim_req *req, struct sim_conn_row *c,
+                                 struct sim_conn_table *t)
+{
+    if (sim_conn_load_or_404(req, c) != 0)
+        return -1;
+    const char *schema = sim_req_param(req, "schema"), *table = sim_req_param(req, "table");
+    if (!sim_conn_table_load(req->ws, c->id, schema, table, t)) {
+        sim_reply_error(req, 404, "NOT_FOUND", "Table '%s.%s.%s' not found", c->name, schema,
+                        table);
+        sim_conn_row_free(c);
+        return -1;
+    }
+    return 0;
+}
+
 static void sim_conn_purge_table(struct sim_req *req)
 {
     struct sim_conn_row c;
-    if (sim_conn_load_or_404(req, &c) != 0)
-        return;
-    const char *schema = sim_req_param(req, "schema"), *table = sim_req_param(req, "table");
     struct sim_conn_table t;
-    if (!sim_conn_table_load(req->ws, c.id, schema, table, &t)) {
-        sim_reply_error(req, 404, "NOT_FOUND", "Table '%s.%s.%s' not found", c.name, schema, table);
-        sim_conn_row_free(&c);
+    if (sim_conn_table_or_404(req, &c, &t) != 0)
         return;
-    }
     sqlite3_stmt *st = sim_db_stmt(req->ws, "UPDATE sim_tables SET synced = 0, last_sync = NULL"
                                             " WHERE owner_id = ?1 AND sqlite_table = ?2");
     int rc = SQLITE_ERROR;
@@ -650,101 +663,44 @@ static void sim_conn_health(struct sim_req *req)
 }
 
 /* ------------------------------------------------------------------------------------ */
-/* Table profile: statistics computed from the data                                      */
+/* Table profile: statistics computed from the data (sim/profile.c)                      */
+
+/* The profile answer of a synced table with data (statistics: sim/profile.c), or NULL with
+ * *err (malloc'd) when the SQL failed. */
+static json_t *sim_conn_profile_json(struct sim_req *req, const struct sim_conn_row *c,
+                                     const struct sim_conn_table *t, json_t *cols, char **err)
+{
+    long long rows = 0;
+    json_t *out_cols = sim_profile_columns(req->db, t->sqlite_table, cols, &rows, err);
+    if (!out_cols)
+        return NULL;
+    return json_pack("{s:o,s:s,s:I,s:s,s:o,s:s}", "columns", out_cols, "connection", c->name,
+                     "row_count", (json_int_t)rows, "schema", t->schema, "synced_at",
+                     sim_res_str_or_null(t->last_sync), "table", t->table);
+}
 
 static void sim_conn_profile(struct sim_req *req)
 {
     struct sim_conn_row c;
-    if (sim_conn_load_or_404(req, &c) != 0)
-        return;
-    const char *schema = sim_req_param(req, "schema"), *table = sim_req_param(req, "table");
     struct sim_conn_table t;
-    if (!sim_conn_table_load(req->ws, c.id, schema, table, &t)) {
-        sim_reply_error(req, 404, "NOT_FOUND", "Table '%s.%s.%s' not found", c.name, schema, table);
-        sim_conn_row_free(&c);
+    if (sim_conn_table_or_404(req, &c, &t) != 0)
         return;
-    }
-    if (!t.synced) {
+    json_t *cols = NULL, *out = NULL;
+    char *err = NULL;
+    if (!t.synced)
         sim_reply_error(req, 404, "NOT_FOUND",
                         "No profile for table '%s.%s.%s': the table is not synced", c.name,
                         t.schema, t.table);
-        sim_conn_table_free(&t);
-        sim_conn_row_free(&c);
-        return;
-    }
-    json_t *cols = sim_res_table_columns(req->db, t.sqlite_table);
-    if (!cols) {
+    else if (!(cols = sim_res_table_columns(req->db, t.sqlite_table)))
         sim_reply_error(req, 404, "NOT_FOUND", "Table '%s.%s.%s' has no data", c.name, t.schema,
                         t.table);
-        sim_conn_table_free(&t);
-        sim_conn_row_free(&c);
-        return;
-    }
-    /* one scan: COUNT(*) then per column COUNT(DISTINCT), COUNT, MIN, MAX, AVG-or-lengths */
-    size_t n = json_array_size(cols);
-    char *full;
-    size_t len;
-    FILE *m = sim_res_sql_open(&full, &len);
-    fputs("SELECT count(*)", m);
-    for (size_t i = 0; i < n; i++) {
-        json_t *col = json_array_get(cols, i);
-        const char *cname = json_string_value(json_object_get(col, "name"));
-        const char *dtype = json_string_value(json_object_get(col, "data_type"));
-        bool numeric = strcmp(dtype, "Int64") == 0 || strcmp(dtype, "Float64") == 0;
-        char *q = sim_res_quote_ident(cname);
-        if (numeric)
-            fprintf(m, ", count(DISTINCT %s), count(%s), min(%s), max(%s), avg(%s)", q, q, q, q, q);
-        else
-            fprintf(m, ", count(DISTINCT %s), count(%s), min(length(%s)), max(length(%s)), NULL", q,
-                    q, q, q);
-        free(q);
-    }
-    fputs(" FROM ", m);
-    sim_res_put_ident(m, t.sqlite_table);
-    fclose(m);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(req->db, full, -1, &st, NULL);
-    free(full);
-    if (rc != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        json_decref(cols);
-        sim_conn_table_free(&t);
-        sim_conn_row_free(&c);
-        sim_res_reply_db_error(req);
-        return;
-    }
-    long long rows = sqlite3_column_int64(st, 0);
-    json_t *out_cols = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *col = json_array_get(cols, i);
-        const char *dtype = json_string_value(json_object_get(col, "data_type"));
-        bool numeric = strcmp(dtype, "Int64") == 0 || strcmp(dtype, "Float64") == 0;
-        int b = 1 + (int)i * 5;
-        long long distinct = sqlite3_column_int64(st, b);
-        long long nonnull = sqlite3_column_int64(st, b + 1);
-        long long nulls = rows - nonnull;
-        json_t *profile;
-        if (numeric)
-            profile = json_pack("{s:s,s:o,s:o,s:o}", "type", "numeric", "min",
-                                sim_res_col_json(st, b + 2), "max", sim_res_col_json(st, b + 3),
-                                "mean", sim_res_col_json(st, b + 4));
-        else
-            profile =
-                json_pack("{s:s,s:o,s:o}", "type", "text", "min_length",
-                          sim_res_col_json(st, b + 2), "max_length", sim_res_col_json(st, b + 3));
-        json_array_append_new(out_cols, json_pack("{s:I,s:s,s:O,s:I,s:f,s:o}", "cardinality",
-                                                  (json_int_t)distinct, "data_type", dtype, "name",
-                                                  json_object_get(col, "name"), "null_count",
-                                                  (json_int_t)nulls, "null_percentage",
-                                                  rows ? (double)nulls * 100.0 / (double)rows : 0.0,
-                                                  "profile", profile));
-    }
-    sqlite3_finalize(st);
+    else if (!(out = sim_conn_profile_json(req, &c, &t, cols, &err)))
+        sim_reply_error(req, 500, "INTERNAL_SERVER_ERROR", "Profiling '%s.%s.%s' failed: %s",
+                        c.name, t.schema, t.table, err ? err : "unknown error");
+    else
+        sim_reply_json(req, 200, out);
+    free(err);
     json_decref(cols);
-    sim_reply_json(req, 200,
-                   json_pack("{s:o,s:s,s:I,s:s,s:o,s:s}", "columns", out_cols, "connection", c.name,
-                             "row_count", (json_int_t)rows, "schema", t.schema, "synced_at",
-                             sim_res_str_or_null(t.last_sync), "table", t.table));
     sim_conn_table_free(&t);
     sim_conn_row_free(&c);
 }
@@ -816,6 +772,33 @@ static int sim_conn_cursor_decode(const char *hex, char *parts[3])
     return 0;
 }
 
+/* Up to limit tables of the listing st as the API shows them; *has_more when there are
+ * more, *next the cursor of the last one returned (malloc'd). */
+static json_t *sim_conn_info_rows(struct sim_req *req, sqlite3_stmt *st, long limit,
+                                  bool include_columns, bool *has_more, char **next)
+{
+    json_t *tables = json_array();
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if ((long)json_array_size(tables) == limit) {
+            *has_more = true;
+            break;
+        }
+        const char *cat = sim_res_col_text(st, 0), *sch = sim_res_col_text(st, 1),
+                   *tab = sim_res_col_text(st, 2), *phys = sim_res_col_text(st, 3);
+        json_t *cols = include_columns ? sim_res_table_columns(req->db, phys) : NULL;
+        if (include_columns && !cols)
+            cols = json_array();
+        json_array_append_new(
+            tables, json_pack("{s:o,s:s,s:s,s:o,s:s,s:b,s:s}", "columns", cols ? cols : json_null(),
+                              "connection", cat, "connection_id", sim_res_col_text(st, 6),
+                              "last_sync", sim_res_col_json(st, 5), "schema", sch, "synced",
+                              sqlite3_column_int(st, 4) != 0, "table", tab));
+        free(*next);
+        *next = sim_conn_cursor_encode(cat, sch, tab);
+    }
+    return tables;
+}
+
 static void sim_conn_information_schema(struct sim_req *req)
 {
     const char *conn_id = sim_req_query(req, "connection_id");
@@ -825,7 +808,7 @@ static void sim_conn_information_schema(struct sim_req *req)
     bool include_columns;
     long limit;
     if (sim_res_query_bool(req, "include_columns", false, &include_columns) != 0 ||
-        sim_req_query_int(req, "limit", 100, 1, 1000, &limit) != 0)
+        sim_res_query_limit(req, 100, &limit) != 0)
         return;
     if (conn_id && *conn_id) {
         struct sim_conn_row c;
@@ -869,27 +852,9 @@ static void sim_conn_information_schema(struct sim_req *req)
         if (after[i])
             sqlite3_bind_text(st, 4 + i, after[i], -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 7, limit + 1);
-    json_t *tables = json_array();
     bool has_more = false;
     char *next = NULL;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        if ((long)json_array_size(tables) == limit) {
-            has_more = true;
-            break;
-        }
-        const char *cat = sim_res_col_text(st, 0), *sch = sim_res_col_text(st, 1),
-                   *tab = sim_res_col_text(st, 2), *phys = sim_res_col_text(st, 3);
-        json_t *cols = include_columns ? sim_res_table_columns(req->db, phys) : NULL;
-        if (include_columns && !cols)
-            cols = json_array();
-        json_array_append_new(
-            tables, json_pack("{s:o,s:s,s:s,s:o,s:s,s:b,s:s}", "columns", cols ? cols : json_null(),
-                              "connection", cat, "connection_id", sim_res_col_text(st, 6),
-                              "last_sync", sim_res_col_json(st, 5), "schema", sch, "synced",
-                              sqlite3_column_int(st, 4) != 0, "table", tab));
-        free(next);
-        next = sim_conn_cursor_encode(cat, sch, tab);
-    }
+    json_t *tables = sim_conn_info_rows(req, st, limit, include_columns, &has_more, &next);
     sqlite3_reset(st);
     free(schema_like);
     free(table_like);

@@ -11,6 +11,8 @@
  * cannot be deleted (409).
  */
 #include "sim.h"
+#include "sim_areas.h"
+#include "sim_databases.h"
 #include "sim_res.h"
 
 #include <stdlib.h>
@@ -126,17 +128,8 @@ static void sim_databases_delete(struct sim_req *req)
                         "Database '%s' still has %ld dataset(s); delete them first", id, n);
         return;
     }
-    st = sim_db_stmt(req->ws, "DELETE FROM res_databases WHERE id = ?1");
-    if (!st) {
-        sim_res_reply_db_error(req);
-        return;
-    }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    if (sim_res_step_done(st) != SQLITE_DONE) {
-        sim_res_reply_db_error(req);
-        return;
-    }
-    sim_reply_empty(req, 204);
+    sim_res_reply_done(req,
+                       sim_res_exec_id(req->ws, "DELETE FROM res_databases WHERE id = ?1", id));
 }
 
 void sim_databases_register(struct sim_router *r)

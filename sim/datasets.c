@@ -28,7 +28,14 @@
  * otherwise). Parsing never crashes on bad input: malformed data is a 400 with the reason.
  */
 #include "sim.h"
+#include "sim_areas.h"
+#include "sim_databases.h"
+#include "sim_datasets.h"
+#include "sim_jobs.h"
 #include "sim_res.h"
+#include "sim_saved_queries.h"
+#include "sim_sqlrewrite.h"
+#include "sim_uploads.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -1431,6 +1438,32 @@ static int sim_ds_refresh_now(struct sim_ws *ws, const char *id, char **err)
     return rc;
 }
 
+/* The answer of a dataset refresh (sync answer and dataset_refresh job result), the API's
+ * RefreshDatasetResponse: {id (the dataset), version (the new one), status, created_at (of
+ * that version)}. NULL when the dataset is gone. */
+static json_t *sim_ds_refresh_result(struct sim_ws *ws, const char *id)
+{
+    struct sim_ds_row d;
+    if (!sim_ds_load(ws, id, &d))
+        return NULL;
+    json_t *created = NULL;
+    sqlite3_stmt *st = sim_db_stmt(ws, "SELECT created_at FROM res_dataset_versions WHERE"
+                                       " dataset_id = ?1 AND version = ?2");
+    if (st) {
+        sqlite3_bind_text(st, 1, d.id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(st, 2, d.latest_version);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            created = sim_res_col_json(st, 0);
+        sqlite3_reset(st);
+    }
+    if (!created)
+        created = json_string(d.updated_at);
+    json_t *o = json_pack("{s:o,s:s,s:s,s:i}", "created_at", created, "id", d.id, "status", "ready",
+                          "version", d.latest_version);
+    sim_ds_row_free(&d);
+    return o;
+}
+
 static enum sim_job_status sim_ds_refresh_job(struct sim_ctx *ctx, struct sim_ws *ws,
                                               const char *job_id, json_t *args, json_t **result,
                                               char **error)
@@ -1445,11 +1478,7 @@ static enum sim_job_status sim_ds_refresh_job(struct sim_ctx *ctx, struct sim_ws
             *error = strdup("dataset refresh failed");
         return SIM_JOB_FAILED;
     }
-    struct sim_ds_row d;
-    if (sim_ds_load(ws, id, &d)) {
-        *result = json_pack("{s:s,s:i}", "dataset_id", id, "version", d.latest_version);
-        sim_ds_row_free(&d);
-    }
+    *result = sim_ds_refresh_result(ws, id);
     return SIM_JOB_SUCCEEDED;
 }
 
@@ -1477,7 +1506,12 @@ void sim_datasets_refresh(struct sim_req *req, const char *dataset_id, bool asyn
         free(err);
         return;
     }
-    sim_reply_json(req, 200, json_null());
+    json_t *o = sim_ds_refresh_result(req->ws, dataset_id);
+    if (!o) {
+        sim_res_reply_db_error(req);
+        return;
+    }
+    sim_reply_json(req, 200, o);
 }
 
 void sim_datasets_register(struct sim_router *r)

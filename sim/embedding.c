@@ -8,7 +8,10 @@
  * Deleting a provider deletes its auto-managed secret, never a user's secret.
  */
 #include "sim.h"
+#include "sim_areas.h"
+#include "sim_embedding.h"
 #include "sim_res.h"
+#include "sim_secrets.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +82,26 @@ static void sim_emb_list(struct sim_req *req)
     sim_reply_json(req, 200, json_pack("{s:o}", "embedding_providers", arr));
 }
 
+/* A new provider's name and type, and not both api_key and secret_name: 0, or 400 and -1. */
+static int sim_emb_check_new(struct sim_req *req, const char *name, const char *ptype,
+                             bool key_and_secret)
+{
+    if (!*name) {
+        sim_reply_error(req, 400, "BAD_REQUEST", "Provider name must not be empty");
+        return -1;
+    }
+    if (strcmp(ptype, "local") != 0 && strcmp(ptype, "service") != 0) {
+        sim_reply_error(req, 400, "BAD_REQUEST",
+                        "Invalid provider_type '%s': expected \"local\" or \"service\"", ptype);
+        return -1;
+    }
+    if (key_and_secret) {
+        sim_reply_error(req, 400, "BAD_REQUEST", "api_key and secret_name cannot be used together");
+        return -1;
+    }
+    return 0;
+}
+
 static void sim_emb_create(struct sim_req *req)
 {
     const char *name = NULL, *ptype = NULL, *api_key = NULL, *secret_name = NULL;
@@ -88,19 +111,8 @@ static void sim_emb_create(struct sim_req *req)
         sim_body_str(req, "api_key", false, &api_key, &has_key) != 0 ||
         sim_body_str(req, "secret_name", false, &secret_name, &has_secret_name) != 0)
         return;
-    if (!*name) {
-        sim_reply_error(req, 400, "BAD_REQUEST", "Provider name must not be empty");
+    if (sim_emb_check_new(req, name, ptype, has_key && has_secret_name) != 0)
         return;
-    }
-    if (strcmp(ptype, "local") != 0 && strcmp(ptype, "service") != 0) {
-        sim_reply_error(req, 400, "BAD_REQUEST",
-                        "Invalid provider_type '%s': expected \"local\" or \"service\"", ptype);
-        return;
-    }
-    if (has_key && has_secret_name) {
-        sim_reply_error(req, 400, "BAD_REQUEST", "api_key and secret_name cannot be used together");
-        return;
-    }
     char *secret_id = NULL;
     if (has_secret_name) {
         secret_id = sim_secret_id_by_name(req->ws, secret_name);
@@ -189,115 +201,99 @@ static void sim_emb_get(struct sim_req *req)
                       sim_req_param(req, "id"), sim_emb_row_json, "Embedding provider");
 }
 
-static void sim_emb_update(struct sim_req *req)
+/* The fields of a PUT body. */
+struct sim_emb_change {
+    const char *name, *api_key, *secret_name;
+    bool has_name, has_key, has_secret_name;
+    bool clear_secret; /* secret_name sent as JSON null: drop the reference */
+};
+
+/* Read and check a PUT body; *new_secret gets the id of a named secret (malloc'd). 0, or
+ * the request answered (400/409) and -1. */
+static int sim_emb_update_args(struct sim_req *req, const char *id, struct sim_emb_change *ch,
+                               char **new_secret)
 {
-    const char *id = sim_req_param(req, "id");
-    char *old_secret = NULL;
-    int managed = 0;
-    if (!sim_emb_load(req->ws, id, &old_secret, &managed)) {
-        sim_reply_error(req, 404, "NOT_FOUND", "Embedding provider '%s' not found", id);
-        return;
-    }
-    const char *name = NULL, *api_key = NULL, *secret_name = NULL;
-    bool has_name = false, has_key = false, has_secret_name = false;
-    if (sim_body_str(req, "name", false, &name, &has_name) != 0 ||
-        sim_body_str(req, "api_key", false, &api_key, &has_key) != 0 ||
-        sim_body_str(req, "secret_name", false, &secret_name, &has_secret_name) != 0) {
-        free(old_secret);
-        return;
-    }
-    /* secret_name sent as JSON null clears the reference */
-    bool clear_secret =
+    memset(ch, 0, sizeof *ch);
+    *new_secret = NULL;
+    if (sim_body_str(req, "name", false, &ch->name, &ch->has_name) != 0 ||
+        sim_body_str(req, "api_key", false, &ch->api_key, &ch->has_key) != 0 ||
+        sim_body_str(req, "secret_name", false, &ch->secret_name, &ch->has_secret_name) != 0)
+        return -1;
+    ch->clear_secret =
         json_is_object(req->body) && json_is_null(json_object_get(req->body, "secret_name"));
-    if (has_key && (has_secret_name || clear_secret)) {
-        free(old_secret);
+    if (ch->has_key && (ch->has_secret_name || ch->clear_secret)) {
         sim_reply_error(req, 400, "BAD_REQUEST", "api_key and secret_name cannot be used together");
-        return;
+        return -1;
     }
-    if (has_name && !*name) {
-        free(old_secret);
+    if (ch->has_name && !*ch->name) {
         sim_reply_error(req, 400, "BAD_REQUEST", "Provider name must not be empty");
-        return;
+        return -1;
     }
-    char *new_secret = NULL;
-    if (has_secret_name) {
-        new_secret = sim_secret_id_by_name(req->ws, secret_name);
-        if (!new_secret) {
-            free(old_secret);
-            sim_reply_error(req, 400, "BAD_REQUEST", "Secret '%s' not found", secret_name);
-            return;
+    if (ch->has_secret_name) {
+        *new_secret = sim_secret_id_by_name(req->ws, ch->secret_name);
+        if (!*new_secret) {
+            sim_reply_error(req, 400, "BAD_REQUEST", "Secret '%s' not found", ch->secret_name);
+            return -1;
         }
     }
-    if (has_name && sim_emb_name_taken(req->ws, name, id)) {
-        free(old_secret);
-        free(new_secret);
-        sim_reply_error(req, 409, "CONFLICT", "Embedding provider '%s' already exists", name);
-        return;
+    if (ch->has_name && sim_emb_name_taken(req->ws, ch->name, id)) {
+        free(*new_secret);
+        *new_secret = NULL;
+        sim_reply_error(req, 409, "CONFLICT", "Embedding provider '%s' already exists", ch->name);
+        return -1;
     }
-    char now[40];
-    sim_now_rfc3339(now, false);
-    int rc = SQLITE_DONE;
-    if (has_key) {
+    return 0;
+}
+
+/* Move the provider's secret reference: to a managed secret holding a new api_key, to a
+ * named secret, or to none (a managed secret no longer referenced is deleted; a referenced
+ * user secret stays). SQLITE_DONE or the error. */
+static int sim_emb_update_secret(struct sim_ws *ws, const char *id, const struct sim_emb_change *ch,
+                                 char **new_secret, const char *old_secret, int managed)
+{
+    if (ch->has_key) {
         char sname[128], sid[64];
         sim_emb_managed_secret_name(id, sname);
-        if (sim_secret_put(req->ws, sname, api_key, sid) != 0)
-            rc = SQLITE_ERROR;
-        /* a referenced user secret stays: only the reference moves to the managed one */
-        new_secret = strdup(sid);
+        if (sim_secret_put(ws, sname, ch->api_key, sid) != 0)
+            return SQLITE_ERROR;
+        *new_secret = strdup(sid);
         managed = 1;
-    } else if (has_secret_name || clear_secret) {
+    } else if (ch->has_secret_name || ch->clear_secret) {
         if (old_secret && managed)
-            sim_secret_delete_id(req->ws, old_secret);
+            sim_secret_delete_id(ws, old_secret);
         managed = 0;
+    } else {
+        return SQLITE_DONE;
     }
-    if (rc == SQLITE_DONE && (has_key || has_secret_name || clear_secret)) {
-        sqlite3_stmt *st = sim_db_stmt(req->ws, "UPDATE res_embedding_providers SET secret_id = "
-                                                "?2, secret_managed = ?3 WHERE id = ?1");
-        if (st) {
-            sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-            if (new_secret)
-                sqlite3_bind_text(st, 2, new_secret, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_int(st, 3, managed);
-            rc = sim_res_step_done(st);
-        } else {
-            rc = SQLITE_ERROR;
-        }
-    }
-    int cfg_present = 0;
-    char *config = sim_emb_config_text(req, &cfg_present);
-    if (rc == SQLITE_DONE && cfg_present) {
-        sqlite3_stmt *st =
-            sim_db_stmt(req->ws, "UPDATE res_embedding_providers SET config = ?2 WHERE id = ?1");
-        if (st) {
-            sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-            if (config)
-                sqlite3_bind_text(st, 2, config, -1, SQLITE_TRANSIENT);
-            rc = sim_res_step_done(st);
-        } else {
-            rc = SQLITE_ERROR;
-        }
-    }
-    free(config);
-    if (rc == SQLITE_DONE) {
-        sqlite3_stmt *st =
-            sim_db_stmt(req->ws, "UPDATE res_embedding_providers SET name ="
-                                 " coalesce(?2, name), updated_at = ?3 WHERE id = ?1");
-        if (st) {
-            sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-            if (has_name)
-                sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 3, now, -1, SQLITE_TRANSIENT);
-            rc = sim_res_step_done(st);
-        } else {
-            rc = SQLITE_ERROR;
-        }
-    }
-    free(old_secret);
-    free(new_secret);
-    if (rc != SQLITE_DONE) {
-        sim_res_reply_db_error(req);
-        return;
-    }
+    sqlite3_stmt *st = sim_db_stmt(ws, "UPDATE res_embedding_providers SET secret_id = ?2,"
+                                       " secret_managed = ?3 WHERE id = ?1");
+    if (!st)
+        return SQLITE_ERROR;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    if (*new_secret)
+        sqlite3_bind_text(st, 2, *new_secret, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 3, managed);
+    return sim_res_step_done(st);
+}
+
+/* Run sql with ?1 = id and ?2 = text (NULL: SQL NULL) and ?3 = now. */
+static int sim_emb_exec(struct sim_ws *ws, const char *sql, const char *id, const char *text,
+                        const char *now)
+{
+    sqlite3_stmt *st = sim_db_stmt(ws, sql);
+    if (!st)
+        return SQLITE_ERROR;
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    if (text)
+        sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
+    if (now)
+        sqlite3_bind_text(st, 3, now, -1, SQLITE_TRANSIENT);
+    return sim_res_step_done(st);
+}
+
+/* 200 {"id","name","updated_at"} after an update. */
+static void sim_emb_reply_updated(struct sim_req *req, const char *id, const char *now)
+{
     sqlite3_stmt *st =
         sim_db_stmt(req->ws, "SELECT name FROM res_embedding_providers WHERE id = ?1");
     json_t *nm = NULL;
@@ -312,6 +308,43 @@ static void sim_emb_update(struct sim_req *req)
         json_pack("{s:s,s:o,s:s}", "id", id, "name", nm ? nm : json_null(), "updated_at", now));
 }
 
+static void sim_emb_update(struct sim_req *req)
+{
+    const char *id = sim_req_param(req, "id");
+    char *old_secret = NULL, *new_secret = NULL;
+    int managed = 0;
+    if (!sim_emb_load(req->ws, id, &old_secret, &managed)) {
+        sim_reply_error(req, 404, "NOT_FOUND", "Embedding provider '%s' not found", id);
+        return;
+    }
+    struct sim_emb_change ch;
+    if (sim_emb_update_args(req, id, &ch, &new_secret) != 0) {
+        free(old_secret);
+        return;
+    }
+    char now[40];
+    sim_now_rfc3339(now, false);
+    int rc = sim_emb_update_secret(req->ws, id, &ch, &new_secret, old_secret, managed);
+    int cfg_present = 0;
+    char *config = sim_emb_config_text(req, &cfg_present);
+    if (rc == SQLITE_DONE && cfg_present)
+        rc = sim_emb_exec(req->ws, "UPDATE res_embedding_providers SET config = ?2 WHERE id = ?1",
+                          id, config, NULL);
+    free(config);
+    if (rc == SQLITE_DONE)
+        rc = sim_emb_exec(req->ws,
+                          "UPDATE res_embedding_providers SET name = coalesce(?2, name),"
+                          " updated_at = ?3 WHERE id = ?1",
+                          id, ch.has_name ? ch.name : NULL, now);
+    free(old_secret);
+    free(new_secret);
+    if (rc != SQLITE_DONE) {
+        sim_res_reply_db_error(req);
+        return;
+    }
+    sim_emb_reply_updated(req, id, now);
+}
+
 static void sim_emb_delete(struct sim_req *req)
 {
     const char *id = sim_req_param(req, "id");
@@ -324,17 +357,8 @@ static void sim_emb_delete(struct sim_req *req)
     if (secret && managed)
         sim_secret_delete_id(req->ws, secret);
     free(secret);
-    sqlite3_stmt *st = sim_db_stmt(req->ws, "DELETE FROM res_embedding_providers WHERE id = ?1");
-    if (!st) {
-        sim_res_reply_db_error(req);
-        return;
-    }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    if (sim_res_step_done(st) != SQLITE_DONE) {
-        sim_res_reply_db_error(req);
-        return;
-    }
-    sim_reply_empty(req, 204);
+    sim_res_reply_done(
+        req, sim_res_exec_id(req->ws, "DELETE FROM res_embedding_providers WHERE id = ?1", id));
 }
 
 void sim_embedding_register(struct sim_router *r)

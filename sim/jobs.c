@@ -7,10 +7,18 @@
  * job_delay_ms, then its work function runs on the loop and the outcome (succeeded,
  * partially_succeeded or failed, result JSON, error_message, completed_at) is stored.
  * Jobs left non-terminal by a previous process are marked failed at startup.
+ * A job's result is null until it succeeded, then the object of the API's JobResult for its
+ * type, built by the area that owns the work: data_refresh_table -> TableRefreshResult,
+ * data_refresh_connection -> ConnectionRefreshResult (refresh.c), dataset_refresh ->
+ * RefreshDatasetResponse (datasets.c), create_index -> IndexInfoResponse (indexes.c).
  *
  * Rules: loop thread only; the timer context owns the job's args until the work ran.
  */
+#include "sim.h"
+#include "sim_areas.h"
 #include "sim_int.h"
+#include "sim_jobs.h"
+#include "sim_res.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -189,7 +197,7 @@ void sim_jobs_reply_accepted(struct sim_req *req, const char *job_id, const char
 static void sim_jobs_list(struct sim_req *req)
 {
     long limit, offset;
-    if (sim_req_query_int(req, "limit", 50, 1, 1000, &limit) < 0 ||
+    if (sim_res_query_limit(req, 50, &limit) < 0 ||
         sim_req_query_int(req, "offset", 0, 0, 1L << 40, &offset) < 0)
         return;
     const char *type = sim_req_query(req, "job_type");

@@ -5,7 +5,14 @@
  *
  * Rules: everything after setup runs on the single event-loop thread (see sim/sim.h).
  */
+#include "sim_areas.h"
+#include "sim_faults.h"
 #include "sim_int.h"
+#include "sim_jobs.h"
+#include "sim_query.h"
+#include "sim_server.h"
+#include "sim_store.h"
+#include "sim_util.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -160,178 +167,194 @@ enum {
     OPT_VERSION,
 };
 
-int main(int argc, char **argv)
+static const struct option sim_opts[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"token", required_argument, NULL, OPT_TOKEN},
+    {"workspace", required_argument, NULL, OPT_WORKSPACE},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"seed-rows", required_argument, NULL, OPT_SEED_ROWS},
+    {"async-delay-ms", required_argument, NULL, OPT_ASYNC_DELAY},
+    {"result-delay-ms", required_argument, NULL, OPT_RESULT_DELAY},
+    {"results-not-ready", required_argument, NULL, OPT_RESULTS_NOT_READY},
+    {"job-delay-ms", required_argument, NULL, OPT_JOB_DELAY},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"burst", required_argument, NULL, OPT_BURST},
+    {"latency-ms", required_argument, NULL, OPT_LATENCY},
+    {"jitter-ms", required_argument, NULL, OPT_JITTER},
+    {"error-rate", required_argument, NULL, OPT_ERROR_RATE},
+    {"error-status", required_argument, NULL, OPT_ERROR_STATUS},
+    {"drop", required_argument, NULL, OPT_DROP},
+    {"drop-rate", required_argument, NULL, OPT_DROP_RATE},
+    {"stall-ms", required_argument, NULL, OPT_STALL},
+    {"retry-after-count", required_argument, NULL, OPT_RA_COUNT},
+    {"retry-after-s", required_argument, NULL, OPT_RA_S},
+    {"quiet", no_argument, NULL, OPT_QUIET},
+    {"max-upload-bytes", required_argument, NULL, OPT_MAX_UPLOAD},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* The options that set one int or double within a range: true when c is one of them
+ * (*bad set when arg is not a number in range). */
+static bool sim_opt_number(struct sim_ctx *ctx, int c, const char *arg, bool *bad)
 {
-    static const struct option opts[] = {
-        {"listen", required_argument, NULL, OPT_LISTEN},
-        {"token", required_argument, NULL, OPT_TOKEN},
-        {"workspace", required_argument, NULL, OPT_WORKSPACE},
-        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-        {"seed-rows", required_argument, NULL, OPT_SEED_ROWS},
-        {"async-delay-ms", required_argument, NULL, OPT_ASYNC_DELAY},
-        {"result-delay-ms", required_argument, NULL, OPT_RESULT_DELAY},
-        {"results-not-ready", required_argument, NULL, OPT_RESULTS_NOT_READY},
-        {"job-delay-ms", required_argument, NULL, OPT_JOB_DELAY},
-        {"rate", required_argument, NULL, OPT_RATE},
-        {"burst", required_argument, NULL, OPT_BURST},
-        {"latency-ms", required_argument, NULL, OPT_LATENCY},
-        {"jitter-ms", required_argument, NULL, OPT_JITTER},
-        {"error-rate", required_argument, NULL, OPT_ERROR_RATE},
-        {"error-status", required_argument, NULL, OPT_ERROR_STATUS},
-        {"drop", required_argument, NULL, OPT_DROP},
-        {"drop-rate", required_argument, NULL, OPT_DROP_RATE},
-        {"stall-ms", required_argument, NULL, OPT_STALL},
-        {"retry-after-count", required_argument, NULL, OPT_RA_COUNT},
-        {"retry-after-s", required_argument, NULL, OPT_RA_S},
-        {"quiet", no_argument, NULL, OPT_QUIET},
-        {"max-upload-bytes", required_argument, NULL, OPT_MAX_UPLOAD},
-        {"help", no_argument, NULL, OPT_HELP},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    signal(SIGPIPE, SIG_IGN);
-    struct sim_ctx *ctx = sim_ctx_new();
     struct sim_config *cfg = &ctx->cfg;
-    struct sim_faults *f = &ctx->faults;
-    int c;
+    struct sim_fault_set *g = &ctx->faults.global;
+    const struct {
+        int opt;
+        long min, max;
+        int *dst;
+    } ints[] = {
+        {OPT_ASYNC_DELAY, 0, 600000, &cfg->async_delay_ms},
+        {OPT_RESULT_DELAY, 0, 600000, &cfg->result_delay_ms},
+        {OPT_JOB_DELAY, 0, 600000, &cfg->job_delay_ms},
+        {OPT_LATENCY, 0, 600000, &g->latency_ms},
+        {OPT_JITTER, 0, 600000, &g->jitter_ms},
+        {OPT_ERROR_STATUS, 400, 599, &g->error_status},
+        {OPT_STALL, 0, 3600000, &g->stall_ms},
+        {OPT_RA_COUNT, 0, 1000000, &ctx->faults.retry_after_count},
+        {OPT_RA_S, 1, 3600, &ctx->faults.retry_after_s},
+    };
+    const struct {
+        int opt;
+        double min, max;
+        double *dst;
+    } reals[] = {
+        {OPT_RATE, 0, 1e9, &cfg->rate},
+        {OPT_BURST, 1, 1e9, &cfg->burst},
+        {OPT_ERROR_RATE, 0, 1, &g->error_rate},
+        {OPT_DROP_RATE, 0, 1, &g->drop_rate},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        long n;
+        if (ints[i].opt != c)
+            continue;
+        *bad = sim_parse_int(arg, ints[i].min, ints[i].max, &n) < 0;
+        if (!*bad)
+            *ints[i].dst = (int)n;
+        return true;
+    }
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
+        if (reals[i].opt != c)
+            continue;
+        *bad = sim_parse_double(arg, reals[i].min, reals[i].max, reals[i].dst) < 0;
+        return true;
+    }
+    return false;
+}
+
+/* --listen HOST:PORT (an empty host: 127.0.0.1). -1 when malformed. */
+static int sim_opt_listen(struct sim_config *cfg, const char *arg)
+{
     long n;
-    double d;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        bool bad = false;
-        switch (c) {
-        case OPT_LISTEN: {
-            const char *colon = strrchr(optarg, ':');
-            if (!colon || sim_parse_int(colon + 1, 0, 65535, &n) < 0 ||
-                (size_t)(colon - optarg) >= sizeof cfg->listen_host) {
-                bad = true;
-                break;
-            }
-            memcpy(cfg->listen_host, optarg, (size_t)(colon - optarg));
-            cfg->listen_host[colon - optarg] = '\0';
-            if (!cfg->listen_host[0])
-                snprintf(cfg->listen_host, sizeof cfg->listen_host, "127.0.0.1");
-            cfg->listen_port = (int)n;
-            break;
-        }
-        case OPT_TOKEN:
-            bad = sim_add_token(cfg, optarg) < 0;
-            break;
-        case OPT_WORKSPACE:
-            sim_add_ws_id(cfg, optarg);
-            break;
-        case OPT_DATA_DIR:
-            free(cfg->data_dir);
-            cfg->data_dir = sim_strdup(optarg);
-            break;
-        case OPT_SEED_ROWS:
-            bad = sim_parse_int(optarg, 0, 100000000, &cfg->seed_rows) < 0;
-            break;
-        case OPT_ASYNC_DELAY:
-            bad = sim_parse_int(optarg, 0, 600000, &n) < 0;
-            cfg->async_delay_ms = (int)n;
-            break;
-        case OPT_RESULT_DELAY:
-            bad = sim_parse_int(optarg, 0, 600000, &n) < 0;
-            cfg->result_delay_ms = (int)n;
-            break;
-        case OPT_RESULTS_NOT_READY:
-            bad = sim_parse_int(optarg, 200, 202, &n) < 0 || (n != 200 && n != 202);
-            cfg->results_not_ready = (int)n;
-            break;
-        case OPT_JOB_DELAY:
-            bad = sim_parse_int(optarg, 0, 600000, &n) < 0;
-            cfg->job_delay_ms = (int)n;
-            break;
-        case OPT_RATE:
-            bad = sim_parse_double(optarg, 0, 1e9, &cfg->rate) < 0;
-            break;
-        case OPT_BURST:
-            bad = sim_parse_double(optarg, 1, 1e9, &cfg->burst) < 0;
-            break;
-        case OPT_LATENCY:
-            bad = sim_parse_int(optarg, 0, 600000, &n) < 0;
-            f->global.latency_ms = (int)n;
-            break;
-        case OPT_JITTER:
-            bad = sim_parse_int(optarg, 0, 600000, &n) < 0;
-            f->global.jitter_ms = (int)n;
-            break;
-        case OPT_ERROR_RATE:
-            bad = sim_parse_double(optarg, 0, 1, &d) < 0;
-            f->global.error_rate = d;
-            break;
-        case OPT_ERROR_STATUS:
-            bad = sim_parse_int(optarg, 400, 599, &n) < 0;
-            f->global.error_status = (int)n;
-            break;
-        case OPT_DROP:
-            if (!strcmp(optarg, "none"))
-                f->global.drop = SIM_DROP_NONE;
-            else if (!strcmp(optarg, "before"))
-                f->global.drop = SIM_DROP_BEFORE;
-            else if (!strcmp(optarg, "mid"))
-                f->global.drop = SIM_DROP_MID;
-            else
-                bad = true;
-            break;
-        case OPT_DROP_RATE:
-            bad = sim_parse_double(optarg, 0, 1, &d) < 0;
-            f->global.drop_rate = d;
-            break;
-        case OPT_STALL:
-            bad = sim_parse_int(optarg, 0, 3600000, &n) < 0;
-            f->global.stall_ms = (int)n;
-            break;
-        case OPT_RA_COUNT:
-            bad = sim_parse_int(optarg, 0, 1000000, &n) < 0;
-            f->retry_after_count = (int)n;
-            break;
-        case OPT_RA_S:
-            bad = sim_parse_int(optarg, 1, 3600, &n) < 0;
-            f->retry_after_s = (int)n;
-            break;
-        case OPT_QUIET:
-            cfg->quiet = true;
-            break;
-        case OPT_MAX_UPLOAD: {
-            char *end;
-            unsigned long long v = strtoull(optarg, &end, 10);
-            bad = !*optarg || *end || optarg[0] == '-' || v == 0 || v > (1ULL << 50);
-            cfg->max_upload_bytes = v;
-            break;
-        }
-        case OPT_HELP:
+    const char *colon = strrchr(arg, ':');
+    if (!colon || sim_parse_int(colon + 1, 0, 65535, &n) < 0 ||
+        (size_t)(colon - arg) >= sizeof cfg->listen_host)
+        return -1;
+    memcpy(cfg->listen_host, arg, (size_t)(colon - arg));
+    cfg->listen_host[colon - arg] = '\0';
+    if (!cfg->listen_host[0])
+        snprintf(cfg->listen_host, sizeof cfg->listen_host, "127.0.0.1");
+    cfg->listen_port = (int)n;
+    return 0;
+}
+
+/* --drop none|before|mid. -1 for anything else. */
+static int sim_opt_drop(struct sim_fault_set *g, const char *arg)
+{
+    if (!strcmp(arg, "none"))
+        g->drop = SIM_DROP_NONE;
+    else if (!strcmp(arg, "before"))
+        g->drop = SIM_DROP_BEFORE;
+    else if (!strcmp(arg, "mid"))
+        g->drop = SIM_DROP_MID;
+    else
+        return -1;
+    return 0;
+}
+
+/* One option that is not a plain number. -1 when its value is bad. */
+static int sim_opt_other(struct sim_ctx *ctx, int c, const char *arg)
+{
+    struct sim_config *cfg = &ctx->cfg;
+    long n;
+    switch (c) {
+    case OPT_LISTEN:
+        return sim_opt_listen(cfg, arg);
+    case OPT_TOKEN:
+        return sim_add_token(cfg, arg);
+    case OPT_WORKSPACE:
+        sim_add_ws_id(cfg, arg);
+        return 0;
+    case OPT_DATA_DIR:
+        free(cfg->data_dir);
+        cfg->data_dir = sim_strdup(arg);
+        return 0;
+    case OPT_SEED_ROWS:
+        return sim_parse_int(arg, 0, 100000000, &cfg->seed_rows);
+    case OPT_RESULTS_NOT_READY:
+        if (sim_parse_int(arg, 200, 202, &n) < 0 || (n != 200 && n != 202))
+            return -1;
+        cfg->results_not_ready = (int)n;
+        return 0;
+    case OPT_DROP:
+        return sim_opt_drop(&ctx->faults.global, arg);
+    case OPT_QUIET:
+        cfg->quiet = true;
+        return 0;
+    case OPT_MAX_UPLOAD: {
+        char *end;
+        unsigned long long v = strtoull(arg, &end, 10);
+        cfg->max_upload_bytes = v;
+        return !*arg || *end || arg[0] == '-' || v == 0 || v > (1ULL << 50) ? -1 : 0;
+    }
+    default:
+        return -1;
+    }
+}
+
+/* The command line into ctx. -1 when the simulator should start, else the exit status
+ * (0 after --help / --version, 2 on a usage error). */
+static int sim_parse_args(struct sim_ctx *ctx, int argc, char **argv)
+{
+    int c;
+    while ((c = getopt_long(argc, argv, "", sim_opts, NULL)) != -1) {
+        if (c == OPT_HELP) {
             sim_usage(stdout);
-            sim_ctx_free(ctx);
             return 0;
-        case OPT_VERSION:
-            printf("hotdata-sim %s\n", HG_VERSION);
-            sim_ctx_free(ctx);
-            return 0;
-        default:
-            bad = true;
-            break;
         }
+        if (c == OPT_VERSION) {
+            printf("hotdata-sim %s\n", HG_VERSION);
+            return 0;
+        }
+        bool bad = false;
+        if (!sim_opt_number(ctx, c, optarg, &bad))
+            bad = sim_opt_other(ctx, c, optarg) < 0;
         if (bad) {
             if (c >= OPT_LISTEN)
                 fprintf(stderr, "hotdata-sim: invalid value for --%s: %s\n",
-                        opts[c - OPT_LISTEN].name, optarg ? optarg : "");
+                        sim_opts[c - OPT_LISTEN].name, optarg ? optarg : "");
             sim_usage(stderr);
-            sim_ctx_free(ctx);
             return 2;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "hotdata-sim: unexpected argument: %s\n", argv[optind]);
-        sim_ctx_free(ctx);
         return 2;
     }
-    if (cfg->ntokens == 0) {
+    if (ctx->cfg.ntokens == 0) {
         fprintf(stderr, "hotdata-sim: at least one --token is required\n");
         sim_usage(stderr);
-        sim_ctx_free(ctx);
         return 2;
     }
+    return -1;
+}
+
+/* Defaults that depend on other options: the workspaces named in token lists, a default
+ * workspace, the data dir. */
+static void sim_finish_config(struct sim_config *cfg)
+{
     for (size_t i = 0; i < cfg->ntokens; i++)
         for (size_t j = 0; j < cfg->tokens[i].nallowed; j++)
             sim_add_ws_id(cfg, cfg->tokens[i].allowed[j]);
@@ -339,7 +362,11 @@ int main(int argc, char **argv)
         sim_add_ws_id(cfg, "ws_default");
     if (!cfg->data_dir)
         cfg->data_dir = sim_strdup("./hotdata-sim-data");
+}
 
+/* The event base, routes, data dir and listener. 0, or -1 (logged). */
+static int sim_setup(struct sim_ctx *ctx)
+{
     /* the epoll changelist folds evhttp's per-request enable/disable churn into fewer
      * epoll_ctl calls */
     struct event_config *ecfg = event_config_new();
@@ -350,35 +377,22 @@ int main(int argc, char **argv)
     }
     if (!ctx->base)
         ctx->base = event_base_new();
-    if (!ctx->base) {
-        sim_ctx_free(ctx);
-        return 1;
-    }
-    struct sim_router *r = &ctx->router;
-    sim_query_register(r);
-    sim_jobs_register(r);
-    sim_refresh_register(r);
-    sim_connections_register(r);
-    sim_secrets_register(r);
-    sim_databases_register(r);
-    sim_datasets_register(r);
-    sim_uploads_register(r);
-    sim_saved_queries_register(r);
-    sim_indexes_register(r);
-    sim_embedding_register(r);
-    sim_workspaces_register(r);
-
+    if (!ctx->base)
+        return -1;
+    sim_areas_register_all(&ctx->router);
     if (sim_store_open(ctx) < 0) {
-        sim_log("cannot open the data dir %s", cfg->data_dir);
-        sim_ctx_free(ctx);
-        return 1;
+        sim_log("cannot open the data dir %s", ctx->cfg.data_dir);
+        return -1;
     }
     sim_query_startup(ctx);
     sim_jobs_startup(ctx);
-    if (sim_server_start(ctx) < 0) {
-        sim_ctx_free(ctx);
-        return 1;
-    }
+    return sim_server_start(ctx);
+}
+
+/* Serve until SIGINT or SIGTERM. */
+static void sim_run(struct sim_ctx *ctx)
+{
+    const struct sim_config *cfg = &ctx->cfg;
     struct event *sigint = evsignal_new(ctx->base, SIGINT, sim_on_signal, ctx->base);
     struct event *sigterm = evsignal_new(ctx->base, SIGTERM, sim_on_signal, ctx->base);
     evsignal_add(sigint, NULL);
@@ -393,6 +407,19 @@ int main(int argc, char **argv)
     event_free(sigterm);
     ctx->waiters_shutdown = true;
     sim_waiters_sweep(ctx);
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct sim_ctx *ctx = sim_ctx_new();
+    int rc = sim_parse_args(ctx, argc, argv);
+    if (rc < 0) {
+        sim_finish_config(&ctx->cfg);
+        rc = sim_setup(ctx) < 0 ? 1 : 0;
+        if (rc == 0)
+            sim_run(ctx);
+    }
     sim_ctx_free(ctx);
-    return 0;
+    return rc;
 }

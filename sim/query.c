@@ -17,7 +17,16 @@
  * whole process) and ids, never sim_req pointers, except async_after_ms waiters, which are
  * kept on ctx->waiters and answered exactly once.
  */
+#include "sim.h"
+#include "sim_areas.h"
+#include "sim_arrow.h"
+#include "sim_databases.h"
 #include "sim_int.h"
+#include "sim_json.h"
+#include "sim_query.h"
+#include "sim_sqlrewrite.h"
+#include "sim_stats.h"
+#include "sim_res.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -27,8 +36,6 @@
 #include <strings.h>
 
 #include <event2/buffer.h>
-
-int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer *out);
 
 /* Guards against runaway SQL (cross joins, recursive CTEs) on the single event loop. */
 #define SIM_QUERY_MAX_ROWS 1000000L
@@ -857,7 +864,7 @@ static json_t *sim_run_json(sqlite3_stmt *st)
 static void sim_query_runs_list(struct sim_req *req)
 {
     long limit;
-    if (sim_req_query_int(req, "limit", 100, 1, 1000, &limit) < 0)
+    if (sim_res_query_limit(req, 100, &limit) < 0)
         return;
     const char *cursor = sim_req_query(req, "cursor");
     long long cur = 0;
@@ -946,7 +953,7 @@ static void sim_query_run_get(struct sim_req *req)
 static void sim_results_list(struct sim_req *req)
 {
     long limit, offset;
-    if (sim_req_query_int(req, "limit", 100, 1, 1000, &limit) < 0 ||
+    if (sim_res_query_limit(req, 100, &limit) < 0 ||
         sim_req_query_int(req, "offset", 0, 0, 1L << 40, &offset) < 0)
         return;
     sqlite3_stmt *st =

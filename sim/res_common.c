@@ -8,6 +8,7 @@
 #include "sim.h"
 #include "sim_res.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -51,9 +52,50 @@ json_t *sim_res_str_or_null(const char *s)
     return v ? v : json_null();
 }
 
+int sim_res_query_limit(struct sim_req *req, long def, long *limit)
+{
+    const char *v = sim_req_query(req, "limit");
+    if (!v || !*v) {
+        *limit = def;
+        return 0;
+    }
+    const char *p = v;
+    bool negative = *p == '-';
+    if (*p == '+' || *p == '-')
+        p++;
+    bool digits = *p != '\0';
+    for (const char *q = p; *q; q++)
+        digits = digits && isdigit((unsigned char)*q);
+    if (!digits) { /* a sign, letters, a fraction: not a page size */
+        sim_reply_error(req, 400, "BAD_REQUEST",
+                        "Invalid query parameter 'limit': expected an integer");
+        return -1;
+    }
+    while (*p == '0' && p[1])
+        p++;
+    if (negative && strcmp(p, "0") != 0) {
+        sim_reply_error(req, 400, "BAD_REQUEST",
+                        "Invalid query parameter 'limit': must be at least 1");
+        return -1;
+    }
+    /* compare by length first: a limit of any length above the max is clamped, no overflow */
+    if (strlen(p) > 18) {
+        *limit = SIM_LIST_MAX_LIMIT;
+        return 0;
+    }
+    long long n = strtoll(p, NULL, 10);
+    if (n < 1) {
+        sim_reply_error(req, 400, "BAD_REQUEST",
+                        "Invalid query parameter 'limit': must be at least 1");
+        return -1;
+    }
+    *limit = n > SIM_LIST_MAX_LIMIT ? SIM_LIST_MAX_LIMIT : (long)n;
+    return 0;
+}
+
 int sim_res_page(struct sim_req *req, long def, long *limit, long *offset)
 {
-    if (sim_req_query_int(req, "limit", def, 1, 1000, limit) != 0)
+    if (sim_res_query_limit(req, def, limit) != 0)
         return -1;
     if (sim_req_query_int(req, "offset", 0, 0, 1000000000L, offset) != 0)
         return -1;

@@ -7,7 +7,9 @@
  * string. The helpers at the bottom (sim_res.h) are the only way other areas touch secrets.
  */
 #include "sim.h"
+#include "sim_areas.h"
 #include "sim_res.h"
+#include "sim_secrets.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,16 +1,18 @@
 /*
- * sim_int: internals shared by the simulator core files (server.c, stream.c, store.c,
- * control.c, query.c, jobs.c, refresh.c, main.c). Area files use sim.h only.
+ * sim_int: the simulator context (struct sim_ctx) and the framework types it holds: the
+ * route table, the fault configuration, the stats counters, streamed uploads. For the core
+ * files that read or change the context directly (server, router, reply, auth, faults,
+ * stats, control, stream, store, query, jobs, main); area files use sim.h.
  *
- * Rules: single-threaded (the event-loop thread); the context owns everything reachable
- * from it and frees it in sim_ctx_free.
+ * Rules: types only, no functions (each module declares its own in sim_<file>.h) and no
+ * local include but sim_types.h, so any file may include it without an include cycle.
+ * Single-threaded (the event-loop thread); the context owns everything reachable from it
+ * and frees it in sim_ctx_free (sim/server.c).
  */
 #ifndef SIM_INT_H
 #define SIM_INT_H
 
-#include "sim.h"
-
-#include <event2/bufferevent.h>
+#include "sim_types.h"
 
 /* ---- router ---- */
 struct sim_route_ent {
@@ -108,7 +110,7 @@ struct sim_ctx {
     size_t nws;
     struct sim_faults faults;
     struct sim_stats stats;
-    struct sim_conn **conn_buckets; /* evcon -> sim_conn */
+    struct sim_conn **conn_buckets; /* evcon -> sim_conn (httpconn.c) */
     size_t nconns;
     struct sim_upload *uploads;
     uint64_t upload_seq;
@@ -116,61 +118,7 @@ struct sim_ctx {
     uint64_t rng;
     struct sim_pending_waiter *waiters; /* async_after_ms waiters (query.c) */
     bool waiters_shutdown;              /* sweep answers and frees every waiter */
-    struct sim_timer *timers;           /* pending sim_timer_after timers (server.c) */
+    struct sim_timer *timers;           /* pending sim_timer_after timers (loop.c) */
 };
-
-/* server.c */
-struct sim_ctx *sim_ctx_new(void);
-int sim_server_start(struct sim_ctx *ctx);
-void sim_ctx_free(struct sim_ctx *ctx);
-double sim_rand01(struct sim_ctx *ctx);
-void sim_faults_clear(struct sim_faults *f);
-void sim_stats_clear(struct sim_ctx *ctx);
-void sim_router_init(struct sim_router *r);
-void sim_router_free(struct sim_router *r);
-/* Compact JSON text like json_dumps(JSON_COMPACT | JSON_ENCODE_ANY), but reals in their
- * shortest round-trip form (6357564.64, not 6357564.6399999997), still reals ("2.0"), as the
- * live service writes them. j NULL -> "null". malloc'd; *len (may be NULL) gets the length. */
-char *sim_json_dumps(const json_t *j, size_t *len);
-/* One real as sim_json_dumps writes it; returns the length. */
-int sim_json_real_str(double v, char out[32]);
-/* Low-level reply for control-plane requests that have no sim_req. */
-void sim_send_json_ev(struct sim_ctx *ctx, struct evhttp_request *ev, int status, json_t *body);
-void sim_send_error_ev(struct sim_ctx *ctx, struct evhttp_request *ev, int status,
-                       const char *message);
-
-/* stream.c: a bufferevent filter in front of evhttp that streams RAW_BODY uploads to disk. */
-struct bufferevent *sim_stream_bevcb(struct event_base *base, void *arg);
-/* Take the finished upload announced by header X-Sim-Upload-Id (NULL if none/unknown). */
-struct sim_upload *sim_stream_take(struct sim_ctx *ctx, const char *id_header);
-void sim_stream_free_all(struct sim_ctx *ctx);
-
-/* store.c */
-int sim_store_open(struct sim_ctx *ctx);
-void sim_store_close(struct sim_ctx *ctx);
-int sim_store_reset_data(struct sim_ctx *ctx);
-int sim_store_seed_demo(struct sim_ws *ws, long orders);
-void sim_stmt_cache_free(struct sim_stmt_cache *c);
-/* Append/advance seeded demo table data for a data refresh; returns rows touched. */
-long sim_store_refresh_table(struct sim_ws *ws, const char *sqlite_table);
-
-/* control.c */
-void sim_control_handle(struct sim_ctx *ctx, struct evhttp_request *ev, const char *path);
-int sim_faults_from_json(struct sim_faults *f, json_t *j, char *err, size_t errlen);
-json_t *sim_faults_to_json(const struct sim_faults *f);
-
-/* query.c */
-void sim_query_startup(struct sim_ctx *ctx); /* fix up runs/results left non-terminal */
-int sim_query_async_delay(struct sim_ctx *ctx);
-/* Free answered/expired async_after_ms waiters (all of them when ctx is shutting down). */
-void sim_waiters_sweep(struct sim_ctx *ctx);
-
-/* jobs.c */
-void sim_jobs_startup(struct sim_ctx *ctx);
-const char *sim_job_status_name(enum sim_job_status s);
-
-/* misc */
-void sim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-char *sim_strdup(const char *s);
 
 #endif

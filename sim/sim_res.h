@@ -1,12 +1,12 @@
 /*
- * sim_res: pure helpers and cross-file hooks shared by the simulator's resource areas
+ * sim_res: pure helpers and common handler steps shared by the simulator's resource areas
  * (workspaces, connections, secrets, embedding providers, indexes, uploads, datasets,
  * saved queries).
  *
  * Rules: the pure helpers here (SQL classifier, label -> table name, CSV/JSON tabular
  * parsing and type inference) touch no global state, so they are unit tested directly
  * (tests/unit/test_sim_classify.c, test_sim_tabular.c). Strings they return are malloc'd
- * and owned by the caller. Cross-area hooks run on the simulator's event-loop thread only.
+ * and owned by the caller. What one area offers another is in that area's sim_<file>.h.
  */
 #ifndef SIM_RES_H
 #define SIM_RES_H
@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include "sim_types.h"
 
 /* ---- saved-query classifier (sim/sq_classify.c) ---- */
 typedef struct sim_sq_class {
@@ -80,8 +82,7 @@ void sim_csv_init(sim_csv *c, FILE *f);
 int sim_csv_next(sim_csv *c);
 void sim_csv_free(sim_csv *c);
 
-/* ---- shared by the resource areas (sim/res_common.c); need sim.h ---- */
-#ifdef SIM_H
+/* ---- shared by the resource areas (sim/res_common.c) ---- */
 /* Column i of a row as JSON: integer, real, string or null. New reference. */
 json_t *sim_res_col_json(sqlite3_stmt *st, int i);
 /* Column i as text, NULL for SQL NULL (valid until the next step/reset). */
@@ -90,8 +91,15 @@ const char *sim_res_col_text(sqlite3_stmt *st, int i);
 char *sim_res_col_dup(sqlite3_stmt *st, int i);
 /* String or JSON null (never fails). */
 json_t *sim_res_str_or_null(const char *s);
-/* limit / offset query parameters (default limit def, max 1000). Replies 400 and returns -1
- * when invalid. */
+/* Largest page of every list endpoint: the reference's "max: 1000" (results, datasets,
+ * dataset versions), runtimedb's MAX_LIMIT for the others. */
+#define SIM_LIST_MAX_LIMIT 1000L
+/* The `limit` query parameter of a list endpoint: absent or empty -> def; an integer above
+ * SIM_LIST_MAX_LIMIT (however large) is clamped to it, as the service does, never refused;
+ * below 1 or not an integer: replies 400 and returns -1. */
+int sim_res_query_limit(struct sim_req *req, long def, long *limit);
+/* limit (sim_res_query_limit) / offset query parameters. Replies 400 and returns -1 when
+ * invalid. */
 int sim_res_page(struct sim_req *req, long def, long *limit, long *offset);
 /* An open_memstream FILE for building SQL text into *buf (abort on OOM); fclose it, then
  * *buf is the NUL-terminated text (caller frees). */
@@ -125,45 +133,5 @@ void sim_res_reply_row(struct sim_req *req, const char *sql, const char *id,
 int sim_res_exec_id(struct sim_ws *ws, const char *sql, const char *id);
 /* The end of a delete/purge handler: 204 when rc is SQLITE_DONE, else the database error. */
 void sim_res_reply_done(struct sim_req *req, int rc);
-
-/* ---- secrets (sim/secrets.c), used by connections and embedding providers ---- */
-/* Secret id of the secret named name (malloc'd), NULL when unknown. */
-char *sim_secret_id_by_name(struct sim_ws *ws, const char *name);
-/* 1 when a secret with this id exists. */
-int sim_secret_exists_id(struct sim_ws *ws, const char *id);
-/* Create or update the secret name with value; id_out (64 bytes) gets its id. 0 on success. */
-int sim_secret_put(struct sim_ws *ws, const char *name, const char *value, char id_out[64]);
-/* Delete a secret by id (no-op when unknown). */
-void sim_secret_delete_id(struct sim_ws *ws, const char *id);
-
-/* ---- uploads (sim/uploads.c), used by datasets ---- */
-/* Path of a stored upload (malloc'd) and its content type (malloc'd or NULL); NULL when the
- * upload is unknown. */
-char *sim_upload_path(struct sim_ws *ws, const char *upload_id, char **content_type);
-/* Set an upload's status ("uploaded", "consumed"). */
-void sim_upload_set_status(struct sim_ws *ws, const char *upload_id, const char *status);
-
-/* ---- saved queries (sim/saved_queries.c), used by datasets ---- */
-/* SQL of a saved query's version (0 = latest), malloc'd; NULL when unknown. */
-char *sim_saved_query_sql(struct sim_ws *ws, const char *id, int version);
-/* Create a saved query (version 1); id_out gets its id. 0 on success. */
-int sim_saved_query_create(struct sim_ws *ws, const char *name, const char *sql,
-                           const char *description, char id_out[64]);
-
-/* ---- embedding providers (sim/embedding.c), used by indexes ---- */
-/* 1 when an embedding provider with this id exists. */
-int sim_embedding_exists(struct sim_ws *ws, const char *id);
-
-/* ---- connections (sim/connections.c), used by indexes ---- */
-/* 1 and the real SQLite table (malloc'd) of a connection's schema.table, 0 when unknown. */
-int sim_conn_table_sqlite(struct sim_ws *ws, const char *conn_id, const char *schema,
-                          const char *table, char **sqlite_table);
-
-/* ---- indexes (sim/indexes.c), used by connections ---- */
-/* Forget the index metadata (and SQLite indexes) of a connection, or of one of its tables
- * when schema/table are not NULL. */
-void sim_indexes_drop_for(struct sim_ws *ws, const char *conn_id, const char *schema,
-                          const char *table);
-#endif
 
 #endif

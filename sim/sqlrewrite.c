@@ -9,7 +9,7 @@
  * folded to lowercase like Postgres) or "double quoted" ("" escapes, case kept). A dotted
  * chain of 3 or 4 parts (the 4th being a column) has its first three parts looked up.
  */
-#include "sim.h"
+#include "sim_sqlrewrite.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -11,6 +11,8 @@
  * statements are finalized before their handle closes.
  */
 #include "sim_int.h"
+#include "sim_store.h"
+#include "sim_util.h"
 #include "util.h"
 
 #include <errno.h>

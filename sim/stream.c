@@ -17,6 +17,10 @@
  * in ctx->uploads and are freed by sim_stream_free_all.
  */
 #include "sim_int.h"
+#include "sim_router.h"
+#include "sim_stream.h"
+#include "sim_uploads.h"
+#include "sim_util.h"
 #include "util.h"
 
 #include <errno.h>
@@ -79,43 +83,25 @@ static void sim_stream_ctx_free(void *arg)
     free(s);
 }
 
-/* Does method+target name a RAW_BODY route? */
+/* Does method+target name a RAW_BODY route? The router decides, as it will for the
+ * request once evhttp has parsed it. */
 static bool sim_stream_is_raw(struct sim_ctx *ctx, const char *method, size_t mlen,
                               const char *target, size_t tlen)
 {
-    char path[1024];
+    char m[16], path[1024];
     size_t pl = 0;
+    if (mlen >= sizeof m)
+        return false;
+    memcpy(m, method, mlen);
+    m[mlen] = '\0';
     while (pl < tlen && target[pl] != '?' && pl < sizeof path - 1) {
         path[pl] = target[pl];
         pl++;
     }
     path[pl] = '\0';
-    for (size_t i = 0; i < ctx->router.n; i++) {
-        struct sim_route_ent *e = &ctx->router.routes[i];
-        if (!(e->flags & SIM_ROUTE_RAW_BODY))
-            continue;
-        if (strlen(e->method) != mlen || strncmp(e->method, method, mlen) != 0)
-            continue;
-        /* match segments: {param} matches any non-empty segment */
-        const char *p = path;
-        size_t j = 0;
-        for (; j < e->nseg; j++) {
-            while (*p == '/')
-                p++;
-            const char *end = strchr(p, '/');
-            size_t sl = end ? (size_t)(end - p) : strlen(p);
-            if (sl == 0)
-                break;
-            if (e->segs[j][0] != '{' && (strlen(e->segs[j]) != sl || strncmp(e->segs[j], p, sl)))
-                break;
-            p += sl;
-        }
-        while (*p == '/')
-            p++;
-        if (j == e->nseg && *p == '\0')
-            return true;
-    }
-    return false;
+    int status;
+    struct sim_route_ent *e = sim_router_resolve(&ctx->router, m, path, NULL, &status);
+    return e && (e->flags & SIM_ROUTE_RAW_BODY);
 }
 
 static bool sim_hdr_is(const char *line, size_t len, const char *name)
@@ -184,7 +170,7 @@ static void sim_stream_refuse(struct sim_stream *s, uint64_t size, uint64_t max)
     char *body = util_api_error_json(413, "PAYLOAD_TOO_LARGE", msg);
     struct evbuffer *out = bufferevent_get_output(s->under);
     evbuffer_add_printf(out,
-                        "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json"
+                        "HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json"
                         "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
                         strlen(body), body);
     free(body);
@@ -205,132 +191,167 @@ static void sim_stream_refuse(struct sim_stream *s, uint64_t size, uint64_t max)
     s->st = ST_DISCARD;
 }
 
-/* Parse the head at the front of src (hlen bytes incl. the blank line). */
-static void sim_stream_head(struct sim_stream *s, struct evbuffer *src, size_t hlen,
-                            struct evbuffer *dst)
+/* What the filter needs of a request head. */
+struct sim_head {
+    char *h; /* the head, NUL-terminated (hlen bytes incl. the blank line) */
+    size_t hlen;
+    char *line_end;  /* end of the request line ("\r\n") */
+    const char *sp1; /* the spaces around the request target */
+    const char *sp2;
+    uint64_t clen; /* Content-Length */
+    bool chunked;  /* Transfer-Encoding: ...chunked */
+    bool expect;   /* Expect: 100-continue */
+    bool bad;      /* an unparsable Content-Length: evhttp rejects it */
+};
+
+/* Content-Length value: false when it is not a plain decimal number. */
+static bool sim_head_clen(const char *v, size_t vl, uint64_t *out)
 {
-    char *h = malloc(hlen + 1);
-    if (!h)
-        abort();
-    evbuffer_remove(src, h, hlen);
-    h[hlen] = '\0';
-    /* request line; a head with NUL bytes is not HTTP: evhttp rejects it */
-    char *line_end = memchr(h, '\0', hlen) ? NULL : strstr(h, "\r\n");
-    if (!line_end) {
-        evbuffer_add(dst, h, hlen);
-        free(h);
-        s->st = ST_PASS;
-        return;
-    }
-    const char *sp1 = memchr(h, ' ', (size_t)(line_end - h));
-    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(line_end - sp1 - 1)) : NULL;
-    bool raw = sp1 && sp2 &&
-               sim_stream_is_raw(s->ctx, h, (size_t)(sp1 - h), sp1 + 1, (size_t)(sp2 - sp1 - 1));
-    uint64_t clen = 0;
-    bool chunked = false, expect = false, bad = false;
-    for (char *l = line_end + 2; l < h + hlen;) {
+    char num[32];
+    if (vl == 0 || vl >= sizeof num || v[0] < '0' || v[0] > '9')
+        return false;
+    memcpy(num, v, vl);
+    num[vl] = '\0';
+    char *end;
+    *out = strtoull(num, &end, 10);
+    return *end == '\0';
+}
+
+/* The framing headers of a head (after its request line). */
+static void sim_head_scan(struct sim_head *hd)
+{
+    for (char *l = hd->line_end + 2; l < hd->h + hd->hlen;) {
         char *e = strstr(l, "\r\n");
         if (!e || e == l)
             break;
         size_t len = (size_t)(e - l), vl;
         if (sim_hdr_is(l, len, "Content-Length")) {
             const char *v = sim_hdr_value(l, len, 14, &vl);
-            char num[32];
-            if (vl == 0 || vl >= sizeof num || v[0] < '0' || v[0] > '9') {
-                bad = true;
-            } else {
-                memcpy(num, v, vl);
-                num[vl] = '\0';
-                char *end;
-                clen = strtoull(num, &end, 10);
-                if (*end)
-                    bad = true;
-            }
+            if (!sim_head_clen(v, vl, &hd->clen))
+                hd->bad = true;
         } else if (sim_hdr_is(l, len, "Transfer-Encoding")) {
             const char *v = sim_hdr_value(l, len, 17, &vl);
             if (vl >= 7 && strncasecmp(v + vl - 7, "chunked", 7) == 0)
-                chunked = true;
+                hd->chunked = true;
         } else if (sim_hdr_is(l, len, "Expect")) {
             const char *v = sim_hdr_value(l, len, 6, &vl);
             if (vl == 12 && strncasecmp(v, "100-continue", 12) == 0)
-                expect = true;
+                hd->expect = true;
         }
         l = e + 2;
     }
-    if (bad) {
+}
+
+/* The upload limit of this request (?streaming=true raises it). */
+static uint64_t sim_head_max(struct sim_stream *s, const struct sim_head *hd)
+{
+    const char *q = memchr(hd->sp1 + 1, '?', (size_t)(hd->sp2 - hd->sp1 - 1));
+    bool streaming = q && (memmem(q, (size_t)(hd->sp2 - q), "streaming=true", 14) ||
+                           memmem(q, (size_t)(hd->sp2 - q), "streaming=1", 11));
+    return sim_uploads_max_bytes(s->ctx, streaming);
+}
+
+/* The head evhttp gets once the upload is complete: the framing headers replaced by
+ * "Content-Length: 0" and "X-Sim-Upload-Id". */
+static void sim_head_hold(struct sim_stream *s, const struct sim_head *hd)
+{
+    s->held = evbuffer_new();
+    evbuffer_add(s->held, hd->h, (size_t)(hd->line_end - hd->h) + 2);
+    for (char *l = hd->line_end + 2; l < hd->h + hd->hlen;) {
+        char *e = strstr(l, "\r\n");
+        if (!e || e == l)
+            break;
+        size_t len = (size_t)(e - l);
+        if (!sim_hdr_is(l, len, "Content-Length") && !sim_hdr_is(l, len, "Transfer-Encoding") &&
+            !sim_hdr_is(l, len, "Expect") && !sim_hdr_is(l, len, "X-Sim-Upload-Id"))
+            evbuffer_add(s->held, l, len + 2);
+        l = e + 2;
+    }
+    evbuffer_add_printf(s->held, "Content-Length: 0\r\nX-Sim-Upload-Id: %llu\r\n\r\n",
+                        (unsigned long long)s->id);
+}
+
+/* Open the upload file and hold the rewritten head. false (logged) when the file cannot be
+ * created: the request then passes through unstreamed. */
+static bool sim_head_start_upload(struct sim_stream *s, const struct sim_head *hd)
+{
+    char path[1024];
+    s->id = 0;
+    util_random(&s->id, sizeof s->id);
+    s->id &= 0x7fffffffffffffffULL;
+    snprintf(path, sizeof path, "%s/uploads/up-%llu.part", s->ctx->cfg.data_dir,
+             (unsigned long long)s->id);
+    s->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (s->fd < 0) {
+        sim_log("cannot create upload file %s: %s", path, strerror(errno));
+        return false;
+    }
+    s->path = sim_strdup(path);
+    s->size = 0;
+    s->upload = true;
+    sim_head_hold(s, hd);
+    if (hd->expect)
+        bufferevent_write(s->under, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    return true;
+}
+
+/* The state after a head: its body (chunked or Content-Length), or the next head. */
+static void sim_head_body_state(struct sim_stream *s, const struct sim_head *hd,
+                                struct evbuffer *dst)
+{
+    if (hd->chunked) {
+        s->st = ST_CSIZE;
+    } else if (hd->clen > 0) {
+        s->left = hd->clen;
+        s->st = ST_CL;
+    } else {
+        if (s->upload)
+            sim_stream_finish_upload(s, dst);
+        s->st = ST_HEAD;
+    }
+}
+
+/* Parse the head at the front of src (hlen bytes incl. the blank line). */
+static void sim_stream_head(struct sim_stream *s, struct evbuffer *src, size_t hlen,
+                            struct evbuffer *dst)
+{
+    struct sim_head hd = {.hlen = hlen};
+    hd.h = malloc(hlen + 1);
+    if (!hd.h)
+        abort();
+    evbuffer_remove(src, hd.h, hlen);
+    hd.h[hlen] = '\0';
+    /* request line; a head with NUL bytes is not HTTP: evhttp rejects it */
+    hd.line_end = memchr(hd.h, '\0', hlen) ? NULL : strstr(hd.h, "\r\n");
+    if (hd.line_end) {
+        hd.sp1 = memchr(hd.h, ' ', (size_t)(hd.line_end - hd.h));
+        hd.sp2 = hd.sp1 ? memchr(hd.sp1 + 1, ' ', (size_t)(hd.line_end - hd.sp1 - 1)) : NULL;
+        sim_head_scan(&hd);
+    }
+    if (!hd.line_end || hd.bad) {
         /* let evhttp reject it */
-        evbuffer_add(dst, h, hlen);
-        free(h);
+        evbuffer_add(dst, hd.h, hlen);
+        free(hd.h);
         s->st = ST_PASS;
         return;
     }
+    bool raw = hd.sp1 && hd.sp2 &&
+               sim_stream_is_raw(s->ctx, hd.h, (size_t)(hd.sp1 - hd.h), hd.sp1 + 1,
+                                 (size_t)(hd.sp2 - hd.sp1 - 1));
     if (raw) {
         /* a declared body over the upload limit is refused before a byte of it is read, a
          * chunked one as soon as it grows over it */
-        const char *q = memchr(sp1 + 1, '?', (size_t)(sp2 - sp1 - 1));
-        bool streaming = q && (memmem(q, (size_t)(sp2 - q), "streaming=true", 14) ||
-                               memmem(q, (size_t)(sp2 - q), "streaming=1", 11));
-        uint64_t max = sim_uploads_max_bytes(s->ctx, streaming);
-        s->max = max;
-        if (!chunked && clen > max) {
-            sim_stream_refuse(s, clen, max);
-            free(h);
+        s->max = sim_head_max(s, &hd);
+        if (!hd.chunked && hd.clen > s->max) {
+            sim_stream_refuse(s, hd.clen, s->max);
+            free(hd.h);
             return;
         }
     }
-    if (raw) {
-        char path[1024];
-        s->id = 0;
-        util_random(&s->id, sizeof s->id);
-        s->id &= 0x7fffffffffffffffULL;
-        snprintf(path, sizeof path, "%s/uploads/up-%llu.part", s->ctx->cfg.data_dir,
-                 (unsigned long long)s->id);
-        s->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (s->fd >= 0) {
-            s->path = sim_strdup(path);
-            s->size = 0;
-            s->upload = true;
-            s->held = evbuffer_new();
-            evbuffer_add(s->held, h, (size_t)(line_end - h) + 2);
-            for (char *l = line_end + 2; l < h + hlen;) {
-                char *e = strstr(l, "\r\n");
-                if (!e || e == l)
-                    break;
-                size_t len = (size_t)(e - l);
-                if (!sim_hdr_is(l, len, "Content-Length") &&
-                    !sim_hdr_is(l, len, "Transfer-Encoding") && !sim_hdr_is(l, len, "Expect") &&
-                    !sim_hdr_is(l, len, "X-Sim-Upload-Id"))
-                    evbuffer_add(s->held, l, len + 2);
-                l = e + 2;
-            }
-            evbuffer_add_printf(s->held, "Content-Length: 0\r\nX-Sim-Upload-Id: %llu\r\n\r\n",
-                                (unsigned long long)s->id);
-            if (expect)
-                bufferevent_write(s->under, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-            free(h);
-            if (chunked) {
-                s->st = ST_CSIZE;
-            } else if (clen > 0) {
-                s->left = clen;
-                s->st = ST_CL;
-            } else {
-                sim_stream_finish_upload(s, dst);
-                s->st = ST_HEAD;
-            }
-            return;
-        }
-        sim_log("cannot create upload file %s: %s", path, strerror(errno));
-    }
-    evbuffer_add(dst, h, hlen);
-    free(h);
-    if (chunked) {
-        s->st = ST_CSIZE;
-    } else if (clen > 0) {
-        s->left = clen;
-        s->st = ST_CL;
-    } else {
-        s->st = ST_HEAD;
-    }
+    if (!raw || !sim_head_start_upload(s, &hd))
+        evbuffer_add(dst, hd.h, hlen);
+    free(hd.h);
+    sim_head_body_state(s, &hd, dst);
 }
 
 /* Body bytes: to the file (upload) or through to evhttp. */
@@ -365,6 +386,114 @@ static void sim_stream_body_done(struct sim_stream *s, struct evbuffer *dst)
     s->st = ST_HEAD;
 }
 
+/* What one step of the input filter asks for next. */
+enum sim_step { STEP_AGAIN, STEP_WAIT, STEP_ERROR };
+
+/* ST_HEAD: a whole head (or wait for it; give up parsing past SIM_STREAM_MAX_HEAD). */
+static enum sim_step sim_step_head(struct sim_stream *s, struct evbuffer *src, struct evbuffer *dst,
+                                   size_t len)
+{
+    /* tolerate blank lines between requests */
+    unsigned char c2[2];
+    if (evbuffer_copyout(src, c2, 2) == 2 && c2[0] == '\r' && c2[1] == '\n') {
+        evbuffer_remove_buffer(src, dst, 2);
+        return STEP_AGAIN;
+    }
+    struct evbuffer_ptr p = evbuffer_search(src, "\r\n\r\n", 4, NULL);
+    if (p.pos < 0) {
+        if (len > SIM_STREAM_MAX_HEAD) {
+            s->st = ST_PASS;
+            return STEP_AGAIN;
+        }
+        return STEP_WAIT;
+    }
+    sim_stream_head(s, src, (size_t)p.pos + 4, dst);
+    return STEP_AGAIN;
+}
+
+/* ST_CL, ST_CDATA: up to s->left body bytes; done (0 left) moves to `done`. */
+static enum sim_step sim_step_data(struct sim_stream *s, struct evbuffer *src, struct evbuffer *dst,
+                                   size_t len, enum sim_stream_state done)
+{
+    size_t n = len < s->left ? len : (size_t)s->left;
+    if (sim_stream_body(s, src, dst, n) < 0)
+        return STEP_ERROR;
+    if (s->st == ST_DISCARD)
+        return STEP_AGAIN;
+    s->left -= n;
+    if (s->left == 0) {
+        if (done == ST_HEAD)
+            sim_stream_body_done(s, dst);
+        else
+            s->st = done;
+    }
+    return STEP_AGAIN;
+}
+
+/* ST_CSIZE, ST_TRAILER: one line (a chunk size, or a trailer until the empty one). */
+static enum sim_step sim_step_line(struct sim_stream *s, struct evbuffer *src, struct evbuffer *dst,
+                                   size_t len)
+{
+    size_t eol_len = 0;
+    struct evbuffer_ptr p = evbuffer_search_eol(src, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+    if (p.pos < 0) {
+        if (len > 4096) {
+            s->st = ST_PASS;
+            return STEP_AGAIN;
+        }
+        return STEP_WAIT;
+    }
+    size_t ll = (size_t)p.pos;
+    char line[64] = {0};
+    evbuffer_copyout(src, line, ll < sizeof line - 1 ? ll : sizeof line - 1);
+    sim_stream_framing(s, src, dst, ll + eol_len);
+    if (s->st == ST_TRAILER) {
+        if (ll == 0)
+            sim_stream_body_done(s, dst);
+        return STEP_AGAIN;
+    }
+    char *end;
+    unsigned long long n = strtoull(line, &end, 16);
+    if (end == line) {
+        s->st = ST_PASS;
+    } else if (n == 0) {
+        s->st = ST_TRAILER;
+    } else {
+        s->left = n;
+        s->st = ST_CDATA;
+    }
+    return STEP_AGAIN;
+}
+
+static enum sim_step sim_stream_step(struct sim_stream *s, struct evbuffer *src,
+                                     struct evbuffer *dst, size_t len)
+{
+    switch (s->st) {
+    case ST_PASS:
+        evbuffer_add_buffer(dst, src);
+        return STEP_WAIT;
+    case ST_DISCARD:
+        evbuffer_drain(src, len);
+        return STEP_WAIT;
+    case ST_HEAD:
+        return sim_step_head(s, src, dst, len);
+    case ST_CL:
+        return sim_step_data(s, src, dst, len, ST_HEAD);
+    case ST_CSIZE:
+    case ST_TRAILER:
+        return sim_step_line(s, src, dst, len);
+    case ST_CDATA:
+        return sim_step_data(s, src, dst, len, ST_CCRLF);
+    case ST_CCRLF:
+        if (len < 2)
+            return STEP_WAIT;
+        sim_stream_framing(s, src, dst, 2);
+        s->st = ST_CSIZE;
+        return STEP_AGAIN;
+    }
+    return STEP_WAIT;
+}
+
 static enum bufferevent_filter_result sim_stream_in(struct evbuffer *src, struct evbuffer *dst,
                                                     ev_ssize_t limit,
                                                     enum bufferevent_flush_mode mode, void *arg)
@@ -379,97 +508,12 @@ static enum bufferevent_filter_result sim_stream_in(struct evbuffer *src, struct
         size_t len = evbuffer_get_length(src);
         if (len == 0)
             break;
-        switch (s->st) {
-        case ST_PASS:
-            evbuffer_add_buffer(dst, src);
-            goto out;
-        case ST_DISCARD:
-            evbuffer_drain(src, len);
-            goto out;
-        case ST_HEAD: {
-            /* tolerate blank lines between requests */
-            unsigned char c2[2];
-            if (evbuffer_copyout(src, c2, 2) == 2 && c2[0] == '\r' && c2[1] == '\n') {
-                evbuffer_remove_buffer(src, dst, 2);
-                continue;
-            }
-            struct evbuffer_ptr p = evbuffer_search(src, "\r\n\r\n", 4, NULL);
-            if (p.pos < 0) {
-                if (len > SIM_STREAM_MAX_HEAD) {
-                    s->st = ST_PASS;
-                    continue;
-                }
-                goto out;
-            }
-            sim_stream_head(s, src, (size_t)p.pos + 4, dst);
+        enum sim_step step = sim_stream_step(s, src, dst, len);
+        if (step == STEP_ERROR)
+            return BEV_ERROR;
+        if (step == STEP_WAIT)
             break;
-        }
-        case ST_CL: {
-            size_t n = len < s->left ? len : (size_t)s->left;
-            if (sim_stream_body(s, src, dst, n) < 0)
-                return BEV_ERROR;
-            if (s->st == ST_DISCARD)
-                break;
-            s->left -= n;
-            if (s->left == 0)
-                sim_stream_body_done(s, dst);
-            break;
-        }
-        case ST_CSIZE:
-        case ST_TRAILER: {
-            size_t eol_len = 0;
-            struct evbuffer_ptr p = evbuffer_search_eol(src, NULL, &eol_len, EVBUFFER_EOL_CRLF);
-            if (p.pos < 0) {
-                if (len > 4096) {
-                    s->st = ST_PASS;
-                    continue;
-                }
-                goto out;
-            }
-            size_t ll = (size_t)p.pos;
-            char line[64] = {0};
-            evbuffer_copyout(src, line, ll < sizeof line - 1 ? ll : sizeof line - 1);
-            sim_stream_framing(s, src, dst, ll + eol_len);
-            if (s->st == ST_TRAILER) {
-                if (ll == 0)
-                    sim_stream_body_done(s, dst);
-                break;
-            }
-            char *end;
-            unsigned long long n = strtoull(line, &end, 16);
-            if (end == line) {
-                s->st = ST_PASS;
-                break;
-            }
-            if (n == 0) {
-                s->st = ST_TRAILER;
-            } else {
-                s->left = n;
-                s->st = ST_CDATA;
-            }
-            break;
-        }
-        case ST_CDATA: {
-            size_t n = len < s->left ? len : (size_t)s->left;
-            if (sim_stream_body(s, src, dst, n) < 0)
-                return BEV_ERROR;
-            if (s->st == ST_DISCARD)
-                break;
-            s->left -= n;
-            if (s->left == 0)
-                s->st = ST_CCRLF;
-            break;
-        }
-        case ST_CCRLF: {
-            if (len < 2)
-                goto out;
-            sim_stream_framing(s, src, dst, 2);
-            s->st = ST_CSIZE;
-            break;
-        }
-        }
     }
-out:
     return evbuffer_get_length(src) < len0 ? BEV_OK : BEV_NEED_MORE;
 }
 

@@ -10,7 +10,9 @@
  * ("consumed"; it stays usable). Datasets read the file through sim_upload_path (sim_res.h).
  */
 #include "sim.h"
+#include "sim_areas.h"
 #include "sim_res.h"
+#include "sim_uploads.h"
 
 #include <errno.h>
 #include <stdio.h>

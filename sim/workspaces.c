@@ -13,6 +13,8 @@
  * lost with a restart counts as provisioned once its ready time has passed.
  */
 #include "sim.h"
+#include "sim_areas.h"
+#include "sim_auth.h"
 #include "sim_res.h"
 #include "util.h"
 

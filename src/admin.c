@@ -71,7 +71,7 @@ static void admin_reply_error(struct evhttp_request *r, int status, const char *
     struct evbuffer *b = evbuffer_new();
     evbuffer_add(b, body, strlen(body));
     evhttp_add_header(evhttp_request_get_output_headers(r), "Content-Type", "application/json");
-    evhttp_send_reply(r, status, http1_reason_phrase(status), b);
+    evhttp_send_reply(r, status, util_reason_phrase(status), b);
     evbuffer_free(b);
     free(body);
 }

@@ -23,8 +23,7 @@ struct member {
 struct jp {
     const unsigned char *s;
     size_t len, i;
-    char *out;
-    size_t n, cap;
+    struct util_buf out; /* the canonical JSON being written (util.h) */
     int depth;
     bool query;
     /* top-level fields of a query body (offsets into the input; len 0 = absent) */
@@ -43,18 +42,7 @@ struct jp {
 
 static void out_put(struct jp *p, const void *d, size_t n)
 {
-    if (p->n + n > p->cap) {
-        size_t cap = p->cap ? p->cap : 256;
-        while (cap < p->n + n)
-            cap *= 2;
-        char *o = realloc(p->out, cap);
-        if (!o)
-            abort();
-        p->out = o;
-        p->cap = cap;
-    }
-    memcpy(p->out + p->n, d, n);
-    p->n += n;
+    util_buf_put(&p->out, d, n);
 }
 
 static void skip_ws(struct jp *p)
@@ -67,24 +55,13 @@ static void skip_ws(struct jp *p)
     }
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool u4(const unsigned char *s, size_t len, size_t i, unsigned *v)
 {
     if (i + 4 > len)
         return false;
     unsigned x = 0;
     for (size_t k = 0; k < 4; k++) {
-        int h = hexval(s[i + k]);
+        int h = util_hexval(s[i + k]);
         if (h < 0)
             return false;
         x = x << 4 | (unsigned)h;
@@ -388,8 +365,8 @@ static void fill_sql_slot(struct jp *p)
     p->sql_certain = certain;
     char hex[65];
     util_hex(p->sql_digest, 32, hex);
-    memcpy(p->out + p->sql_slot, certain ? "@c:" : "@x:", 3);
-    memcpy(p->out + p->sql_slot + 3, hex, 64);
+    memcpy(p->out.p + p->sql_slot, certain ? "@c:" : "@x:", 3);
+    memcpy(p->out.p + p->sql_slot + 3, hex, 64);
 }
 
 /* A top-level field of a query body (not "sql" as a string) whose value spans
@@ -415,7 +392,7 @@ static void note_query_field(struct jp *p, const struct member *m, size_t vstart
 /* One member "name": value at p->i into m (its piece of the output). */
 static bool parse_member(struct jp *p, struct member *m)
 {
-    m->piece_off = p->n;
+    m->piece_off = p->out.len;
     bool esc = false;
     if (!parse_string(p, true, &m->key_off, &m->key_len, &esc) || esc)
         return false; /* names with escapes are not compared reliably as raw bytes */
@@ -431,7 +408,7 @@ static bool parse_member(struct jp *p, struct member *m)
         if (!parse_string(p, false, &p->sql_off, &p->sql_len, NULL))
             return false;
         p->has_sql = p->sql_is_string = true;
-        p->sql_slot = p->n;
+        p->sql_slot = p->out.len;
         out_put(p, "@c:0000000000000000000000000000000000000000000000000000000000000000",
                 SQL_SLOT_LEN);
     } else {
@@ -440,7 +417,7 @@ static bool parse_member(struct jp *p, struct member *m)
         if (top)
             note_query_field(p, m, vstart);
     }
-    m->piece_len = p->n - m->piece_off;
+    m->piece_len = p->out.len - m->piece_off;
     return true;
 }
 
@@ -452,12 +429,13 @@ static bool emit_sorted(struct jp *p, struct member *v, size_t nm, size_t region
     for (size_t k = 1; k < nm; k++)
         if (member_cmp_p(p, &v[k - 1], &v[k]) == 0)
             return false; /* a duplicate name */
-    size_t rlen = p->n - region;
+    size_t rlen = p->out.len - region;
     char *tmp = malloc(rlen ? rlen : 1);
     if (!tmp)
         abort();
-    memcpy(tmp, p->out + region, rlen);
-    p->n = region;
+    memcpy(tmp, p->out.p + region, rlen);
+    p->out.len = region;
+    p->out.p[region] = '\0';
     for (size_t k = 0; k < nm; k++) {
         if (k)
             out_put(p, ",", 1);
@@ -487,7 +465,7 @@ static bool parse_object(struct jp *p)
 {
     p->i++;
     out_put(p, "{", 1);
-    size_t region = p->n;
+    size_t region = p->out.len;
     struct member stackv[16], *v = stackv;
     size_t nm = 0, cap = 16;
     bool ok = false;
@@ -618,13 +596,13 @@ void bodykey_derive(const char *body, size_t len, bool query, struct bodykey *ou
     if (!parse_body(&p)) {
         out->kind = BODYKEY_RAW;
         digest_of("hotgate-body-raw", body, len, out->digest);
-        free(p.out);
+        util_buf_free(&p.out);
         free(p.sql);
         return;
     }
     out->kind = BODYKEY_JSON;
-    digest_of("hotgate-body-json", p.out, p.n, out->digest);
-    free(p.out);
+    digest_of("hotgate-body-json", p.out.p, p.out.len, out->digest);
+    util_buf_free(&p.out);
     size_t k = 0;
     while (k < len && (body[k] == ' ' || body[k] == '\t' || body[k] == '\n' || body[k] == '\r'))
         k++;
@@ -667,11 +645,10 @@ char *bodykey_canonical_json(const char *body, size_t len, size_t *out_len)
     bool ok = body && len && parse_body(&p);
     free(p.sql);
     if (!ok) {
-        free(p.out);
+        util_buf_free(&p.out);
         return NULL;
     }
-    out_put(&p, "", 1);
     if (out_len)
-        *out_len = p.n - 1;
-    return p.out;
+        *out_len = p.out.len;
+    return util_buf_take(&p.out);
 }

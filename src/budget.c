@@ -273,14 +273,6 @@ static uint64_t now_us(const budget *b)
     return b->p.clock_us ? b->p.clock_us(b->p.clock_arg) : util_mono_us();
 }
 
-static char *xstrdup(const char *s)
-{
-    char *r = strdup(s ? s : "");
-    if (!r)
-        abort();
-    return r;
-}
-
 static void clients_copy(const budget_params *p, budget_client_cfg **out, unsigned *n)
 {
     budget_client_cfg *v = calloc(p->nclients ? p->nclients : 1, sizeof *v);
@@ -288,8 +280,8 @@ static void clients_copy(const budget_params *p, budget_client_cfg **out, unsign
         abort();
     for (unsigned i = 0; i < p->nclients; i++) {
         v[i] = p->clients[i];
-        v[i].name = xstrdup(p->clients[i].name);
-        v[i].cls = xstrdup(p->clients[i].cls ? p->clients[i].cls : "default");
+        v[i].name = util_xstrdup(p->clients[i].name);
+        v[i].cls = util_xstrdup(p->clients[i].cls ? p->clients[i].cls : "default");
         if (!(v[i].weight > 0))
             v[i].weight = 1;
     }
@@ -311,7 +303,7 @@ static budget_cred *cred_new(budget *b, const budget_cred_cfg *cc, uint64_t now)
     budget_cred *c = calloc(1, sizeof *c);
     if (!c)
         abort();
-    c->name = xstrdup(cc->name);
+    c->name = util_xstrdup(cc->name);
     c->b = b;
     pthread_mutex_init(&c->mu, NULL);
     budget_bucket_init(&c->bucket, cc->rate, cc->burst, now);
@@ -444,7 +436,7 @@ static void flow_configure(budget_cred *c, fairq_flow *f, budget_flow *bf,
                            const budget_client_cfg *cc, uint64_t now, int fresh)
 {
     free(bf->cls);
-    bf->cls = xstrdup(cc ? cc->cls : "default");
+    bf->cls = util_xstrdup(cc ? cc->cls : "default");
     bf->weight = cc ? cc->weight : 1;
     f->weight = bf->weight;
     unsigned maxq = c->b->p.queue_max_per_client;
@@ -1162,90 +1154,64 @@ char *budget_admin_json(budget *b)
     return s;
 }
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static void sb_printf(sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *s, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(s->p ? s->p + s->len : NULL, s->p ? s->cap - s->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            abort();
-        if (s->p && s->len + (size_t)n < s->cap) {
-            s->len += (size_t)n;
-            return;
-        }
-        size_t want = s->len + (size_t)n + 1;
-        s->cap = s->cap * 2 > want ? s->cap * 2 : want + 256;
-        s->p = realloc(s->p, s->cap);
-        if (!s->p)
-            abort();
-    }
-}
-
 /* One credential's own gauges and counters. Under c->mu. */
-static void metrics_cred_lines(sbuf *sp, const budget_cred *c, uint64_t now)
+static void metrics_cred_lines(struct util_buf *sp, const budget_cred *c, uint64_t now)
 {
     const char *n = c->name;
-    sb_printf(sp, "hotgate_budget_rate{credential=\"%s\"} %g\n", n, c->bucket.rate);
-    sb_printf(sp, "hotgate_budget_effective_rate{credential=\"%s\"} %g\n", n,
-              c->bucket.rate > 0 ? c->bucket.eff : 0.0);
-    sb_printf(sp, "hotgate_budget_cooldown_active{credential=\"%s\"} %d\n", n,
-              c->bucket.cooldown_until_us > now);
-    sb_printf(sp, "hotgate_budget_inflight{credential=\"%s\"} %u\n", n, c->inflight);
-    sb_printf(sp, "hotgate_budget_upstream_shed_total{credential=\"%s\"} %llu\n", n,
-              (unsigned long long)c->shed_seen);
-    sb_printf(sp, "hotgate_budget_retries_total{credential=\"%s\"} %llu\n", n,
-              (unsigned long long)c->retries);
-    sb_printf(sp, "hotgate_budget_rate_decreases_total{credential=\"%s\"} %llu\n", n,
-              (unsigned long long)c->decreases);
-    sb_printf(sp, "hotgate_budget_shed_paused_total{credential=\"%s\"} %llu\n", n,
-              (unsigned long long)c->shed_paused);
-    sb_printf(sp, "hotgate_budget_retries_charged_total{credential=\"%s\"} %llu\n", n,
-              (unsigned long long)c->charged);
+    util_buf_printf(sp, "hotgate_budget_rate{credential=\"%s\"} %g\n", n, c->bucket.rate);
+    util_buf_printf(sp, "hotgate_budget_effective_rate{credential=\"%s\"} %g\n", n,
+                    c->bucket.rate > 0 ? c->bucket.eff : 0.0);
+    util_buf_printf(sp, "hotgate_budget_cooldown_active{credential=\"%s\"} %d\n", n,
+                    c->bucket.cooldown_until_us > now);
+    util_buf_printf(sp, "hotgate_budget_inflight{credential=\"%s\"} %u\n", n, c->inflight);
+    util_buf_printf(sp, "hotgate_budget_upstream_shed_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->shed_seen);
+    util_buf_printf(sp, "hotgate_budget_retries_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->retries);
+    util_buf_printf(sp, "hotgate_budget_rate_decreases_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->decreases);
+    util_buf_printf(sp, "hotgate_budget_shed_paused_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->shed_paused);
+    util_buf_printf(sp, "hotgate_budget_retries_charged_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->charged);
     if (!c->b->gops)
         return;
-    sb_printf(sp, "hotgate_budget_global_local_share{credential=\"%s\"} %d\n", n,
-              now < c->g_local_until);
-    sb_printf(sp, "hotgate_budget_global_asks_total{credential=\"%s\"} %llu\n", n,
-              (unsigned long long)c->g_asks);
-    sb_printf(sp, "hotgate_budget_global_failures_total{credential=\"%s\"} %llu\n", n,
-              (unsigned long long)c->g_fails);
-    sb_printf(sp, "hotgate_budget_global_pauses_total{credential=\"%s\"} %llu\n", n,
-              (unsigned long long)c->g_paused);
-    sb_printf(sp, "hotgate_budget_local_share_grants_total{credential=\"%s\"} %llu\n", n,
-              (unsigned long long)c->g_local_grants);
+    util_buf_printf(sp, "hotgate_budget_global_local_share{credential=\"%s\"} %d\n", n,
+                    now < c->g_local_until);
+    util_buf_printf(sp, "hotgate_budget_global_asks_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->g_asks);
+    util_buf_printf(sp, "hotgate_budget_global_failures_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->g_fails);
+    util_buf_printf(sp, "hotgate_budget_global_pauses_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->g_paused);
+    util_buf_printf(sp, "hotgate_budget_local_share_grants_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->g_local_grants);
 }
 
 char *budget_metrics_text(budget *b)
 {
-    sbuf s = {0};
-    sb_printf(&s, "# HELP hotgate_budget_effective_rate upstream requests/s allowed now (AIMD)\n"
-                  "# TYPE hotgate_budget_rate gauge\n"
-                  "# TYPE hotgate_budget_effective_rate gauge\n"
-                  "# TYPE hotgate_budget_cooldown_active gauge\n"
-                  "# TYPE hotgate_budget_inflight gauge\n"
-                  "# TYPE hotgate_budget_upstream_shed_total counter\n"
-                  "# TYPE hotgate_budget_admitted_total counter\n"
-                  "# TYPE hotgate_budget_rejected_total counter\n"
-                  "# TYPE hotgate_budget_retries_total counter\n"
-                  "# TYPE hotgate_budget_rate_decreases_total counter\n"
-                  "# TYPE hotgate_budget_shed_paused_total counter\n"
-                  "# TYPE hotgate_budget_global_local_share gauge\n"
-                  "# TYPE hotgate_budget_global_asks_total counter\n"
-                  "# TYPE hotgate_budget_global_failures_total counter\n"
-                  "# TYPE hotgate_budget_global_pauses_total counter\n"
-                  "# TYPE hotgate_budget_local_share_grants_total counter\n"
-                  "# TYPE hotgate_budget_retries_charged_total counter\n"
-                  "# TYPE hotgate_budget_queued gauge\n"
-                  "# TYPE hotgate_budget_queue_depth gauge\n"
-                  "# TYPE hotgate_budget_class_queue_depth gauge\n");
+    struct util_buf s = {0};
+    util_buf_printf(&s,
+                    "# HELP hotgate_budget_effective_rate upstream requests/s allowed now (AIMD)\n"
+                    "# TYPE hotgate_budget_rate gauge\n"
+                    "# TYPE hotgate_budget_effective_rate gauge\n"
+                    "# TYPE hotgate_budget_cooldown_active gauge\n"
+                    "# TYPE hotgate_budget_inflight gauge\n"
+                    "# TYPE hotgate_budget_upstream_shed_total counter\n"
+                    "# TYPE hotgate_budget_admitted_total counter\n"
+                    "# TYPE hotgate_budget_rejected_total counter\n"
+                    "# TYPE hotgate_budget_retries_total counter\n"
+                    "# TYPE hotgate_budget_rate_decreases_total counter\n"
+                    "# TYPE hotgate_budget_shed_paused_total counter\n"
+                    "# TYPE hotgate_budget_global_local_share gauge\n"
+                    "# TYPE hotgate_budget_global_asks_total counter\n"
+                    "# TYPE hotgate_budget_global_failures_total counter\n"
+                    "# TYPE hotgate_budget_global_pauses_total counter\n"
+                    "# TYPE hotgate_budget_local_share_grants_total counter\n"
+                    "# TYPE hotgate_budget_retries_charged_total counter\n"
+                    "# TYPE hotgate_budget_queued gauge\n"
+                    "# TYPE hotgate_budget_queue_depth gauge\n"
+                    "# TYPE hotgate_budget_class_queue_depth gauge\n");
     for (unsigned i = 0, n_ = ncreds(b); i < n_; i++) {
         budget_cred *c = b->creds[i];
         pthread_mutex_lock(&c->mu);
@@ -1253,28 +1219,29 @@ char *budget_metrics_text(budget *b)
         budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
         const char *n = c->name;
         metrics_cred_lines(&s, c, now);
-        sb_printf(&s, "hotgate_budget_queued{credential=\"%s\"} %u\n", n, c->q.count);
+        util_buf_printf(&s, "hotgate_budget_queued{credential=\"%s\"} %u\n", n, c->q.count);
         for (size_t k = 0; k < c->q.nflows; k++) {
             fairq_flow *f = c->q.flows[k];
             budget_flow *bf = f->user;
             const char *cl = f->name;
-            sb_printf(
+            util_buf_printf(
                 &s, "hotgate_budget_queue_depth{credential=\"%s\",client=\"%s\",class=\"%s\"} %u\n",
                 n, cl, bf->cls, f->count);
-            sb_printf(&s, "hotgate_budget_admitted_total{credential=\"%s\",client=\"%s\"} %llu\n",
-                      n, cl, (unsigned long long)bf->admitted);
-            sb_printf(&s,
-                      "hotgate_budget_rejected_total{credential=\"%s\",client=\"%s\","
-                      "reason=\"queue_full\"} %llu\n",
-                      n, cl, (unsigned long long)bf->rej_full);
-            sb_printf(&s,
-                      "hotgate_budget_rejected_total{credential=\"%s\",client=\"%s\","
-                      "reason=\"queue_timeout\"} %llu\n",
-                      n, cl, (unsigned long long)bf->rej_timeout);
-            sb_printf(&s,
-                      "hotgate_budget_rejected_total{credential=\"%s\",client=\"%s\","
-                      "reason=\"client_budget\"} %llu\n",
-                      n, cl, (unsigned long long)bf->rej_client);
+            util_buf_printf(&s,
+                            "hotgate_budget_admitted_total{credential=\"%s\",client=\"%s\"} %llu\n",
+                            n, cl, (unsigned long long)bf->admitted);
+            util_buf_printf(&s,
+                            "hotgate_budget_rejected_total{credential=\"%s\",client=\"%s\","
+                            "reason=\"queue_full\"} %llu\n",
+                            n, cl, (unsigned long long)bf->rej_full);
+            util_buf_printf(&s,
+                            "hotgate_budget_rejected_total{credential=\"%s\",client=\"%s\","
+                            "reason=\"queue_timeout\"} %llu\n",
+                            n, cl, (unsigned long long)bf->rej_timeout);
+            util_buf_printf(&s,
+                            "hotgate_budget_rejected_total{credential=\"%s\",client=\"%s\","
+                            "reason=\"client_budget\"} %llu\n",
+                            n, cl, (unsigned long long)bf->rej_client);
         }
         /* Per class: sum the flows of each class name (few flows, quadratic is fine). */
         for (size_t k = 0; k < c->q.nflows; k++) {
@@ -1288,14 +1255,13 @@ char *budget_metrics_text(budget *b)
             for (size_t j = k; j < c->q.nflows; j++)
                 if (strcmp(((budget_flow *)c->q.flows[j]->user)->cls, bf->cls) == 0)
                     depth += c->q.flows[j]->count;
-            sb_printf(&s, "hotgate_budget_class_queue_depth{credential=\"%s\",class=\"%s\"} %u\n",
-                      n, bf->cls, depth);
+            util_buf_printf(&s,
+                            "hotgate_budget_class_queue_depth{credential=\"%s\",class=\"%s\"} %u\n",
+                            n, bf->cls, depth);
         }
         pthread_mutex_unlock(&c->mu);
     }
-    if (!s.p)
-        sb_printf(&s, "%s", "");
-    return s.p;
+    return util_buf_take(&s);
 }
 
 uint32_t budget_parse_queue_timeout(const char *value)

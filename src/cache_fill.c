@@ -497,16 +497,7 @@ static int fill_replaces_header(const char *name)
  * background refresh alike): Accept-Encoding: identity, no If-None-Match. */
 static void fill_request_headers(struct evkeyvalq *h)
 {
-    struct evkeyval *kv, *next;
-    for (kv = TAILQ_FIRST(h); kv; kv = next) {
-        next = TAILQ_NEXT(kv, next);
-        if (fill_replaces_header(kv->key)) {
-            TAILQ_REMOVE(h, kv, next);
-            free(kv->key);
-            free(kv->value);
-            free(kv);
-        }
-    }
+    hdr_remove_if(h, fill_replaces_header);
     hdr_add(h, "Accept-Encoding", 15, "identity", 8);
 }
 

@@ -110,13 +110,14 @@ static void on_deliver(void *arg, coalesce_result *res, coalesce_flight *flight)
                 cache_serve_entry(req, &v, stale ? "STALE" : "COALESCED", util_wall_ms(),
                                   res->has_vkey ? &vk : &c->f.key);
             } else {
-                pipeline_respond_error(req, 502, "BAD_GATEWAY", "coalesced answer unreadable", NULL);
+                pipeline_respond_error(req, 502, "BAD_GATEWAY", "coalesced answer unreadable",
+                                       NULL);
             }
         } else {
             req->cache_outcome = "coalesced";
             INC(cache_ctr.coalesced);
             pipeline_respond_error(req, res->status ? res->status : 502, res->code, res->message,
-                                 NULL);
+                                   NULL);
         }
     }
     coalesce_result_unref(res);
@@ -188,18 +189,6 @@ typedef struct lookup {
     unsigned char *stale; /* a copy of an expired entry for stale-if-error */
     size_t stale_len;
 } lookup;
-
-static __thread struct route_policy tl_policy;
-
-/* The request's route policy: the route stage's, or matched here when it set none. */
-static const struct route_policy *stage_policy(struct hg_req *req)
-{
-    if (req->route)
-        return req->route;
-    /* no route stage in front of us: match here (the policy is copied where kept) */
-    route_match(req->method_name, req->path, req->query, &tl_policy);
-    return &tl_policy;
-}
 
 /* A route the cache never answers: forwarded as is (X-Cache: BYPASS); mutations (and unknown
  * unsafe requests) invalidate on 2xx. */
@@ -485,8 +474,8 @@ enum hg_stage_result cache_stage(struct hg_req *req)
         cache_ensure_sql_hash(req);
         return HG_NEXT;
     }
-    const struct route_policy *p = stage_policy(req);
-    if (p->id == ROUTE_NOT_API)
+    const struct route_policy *p = req->route; /* the route stage's row of the table */
+    if (!p || p->id == ROUTE_NOT_API)
         return HG_NEXT;
     cache_fleet_attach(req);
     enum fill_class cls;

@@ -230,31 +230,19 @@ size_t cachekey_canon_accept(const char *accept, char *out, size_t cap)
 
 /* ---- headers ---- */
 
-struct name_len {
-    const char *name;
-    size_t len;
-};
-#define NL(s)                                                                                      \
-    {                                                                                              \
-        s, sizeof s - 1                                                                            \
-    }
-
 int cachekey_header_ignored(const char *name)
 {
-    static const struct name_len ignored[] = {
-        NL("host"),          NL("content-length"),  NL("expect"),
-        NL("authorization"), NL("x-workspace-id"),  NL("x-request-id"),
-        NL("user-agent"),    NL("traceparent"),     NL("tracestate"),
-        NL("accept"),        NL("accept-encoding"), NL("cache-control"),
-        NL("pragma"),        NL("if-none-match"),   NL("x-hotgate-queue-timeout"),
+    static const struct hdr_name ignored[] = {
+        HDR_NAME("host"),          HDR_NAME("content-length"),  HDR_NAME("expect"),
+        HDR_NAME("authorization"), HDR_NAME("x-workspace-id"),  HDR_NAME("x-request-id"),
+        HDR_NAME("user-agent"),    HDR_NAME("traceparent"),     HDR_NAME("tracestate"),
+        HDR_NAME("accept"),        HDR_NAME("accept-encoding"), HDR_NAME("cache-control"),
+        HDR_NAME("pragma"),        HDR_NAME("if-none-match"),   HDR_NAME("x-hotgate-queue-timeout"),
     };
     size_t n = strlen(name);
     if (hdr_is_hop_by_hop(name))
         return 1;
-    for (size_t i = 0; i < sizeof ignored / sizeof *ignored; i++)
-        if (ignored[i].len == n && strcasecmp(name, ignored[i].name) == 0)
-            return 1;
-    return 0;
+    return hdr_name_in(name, n, ignored, sizeof ignored / sizeof *ignored);
 }
 
 /* lower-case ASCII compare of two header names */
@@ -491,26 +479,7 @@ void cachekey_hex(const cachekey *k, char out[65])
     util_hex(k->k, CACHEKEY_LEN, out);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int cachekey_parse_hex(const char *hex, cachekey *k)
 {
-    if (!hex || strlen(hex) != 2 * CACHEKEY_LEN)
-        return -1;
-    for (int i = 0; i < CACHEKEY_LEN; i++) {
-        int a = hexval(hex[2 * i]), b = hexval(hex[2 * i + 1]);
-        if (a < 0 || b < 0)
-            return -1;
-        k->k[i] = (uint8_t)(a << 4 | b);
-    }
-    return 0;
+    return hex ? util_unhex(hex, k->k, CACHEKEY_LEN) : -1;
 }

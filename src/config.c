@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -62,14 +63,6 @@ static void perr(struct parse *p, int line, const char *section, const char *key
         p->err[p->erroff++] = '\n';
         p->err[p->erroff] = '\0';
     }
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s ? s : "");
-    if (!d)
-        abort();
-    return d;
 }
 
 static void *xcalloc(size_t n, size_t sz)
@@ -233,7 +226,7 @@ static int valid_listen(const char *s)
 /* Split a comma list into a NULL-terminated-free array of trimmed strings. */
 static int split_list(const char *s, char ***out, size_t *n)
 {
-    char *copy = xstrdup(s), *save = NULL;
+    char *copy = util_xstrdup(s), *save = NULL;
     size_t cap = 4, cnt = 0;
     char **v = xcalloc(cap, sizeof *v);
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -250,7 +243,7 @@ static int split_list(const char *s, char ***out, size_t *n)
             if (!v)
                 abort();
         }
-        v[cnt++] = xstrdup(tok);
+        v[cnt++] = util_xstrdup(tok);
     }
     free(copy);
     *out = v;
@@ -263,22 +256,6 @@ static void free_list(char **v, size_t n)
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
-}
-
-static int unhex(const char *s, unsigned char *out, size_t n)
-{
-    if (strlen(s) != 2 * n)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        int hi = isxdigit((unsigned char)s[2 * i]) ? s[2 * i] : -1;
-        int lo = isxdigit((unsigned char)s[2 * i + 1]) ? s[2 * i + 1] : -1;
-        if (hi < 0 || lo < 0)
-            return -1;
-        hi = isdigit(hi) ? hi - '0' : tolower(hi) - 'a' + 10;
-        lo = isdigit(lo) ? lo - '0' : tolower(lo) - 'a' + 10;
-        out[i] = (unsigned char)(hi << 4 | lo);
-    }
-    return 0;
 }
 
 /* ---- secrets ---- */
@@ -424,51 +401,65 @@ int config_secret_load(enum hg_secret_source src, const char *value, struct hg_s
 
 /* ---- sections ---- */
 
+/* What struct hg_credential, hg_client and hg_class start with. */
+struct named {
+    char *name;
+    int line;
+};
+_Static_assert(offsetof(struct hg_credential, line) == offsetof(struct named, line) &&
+                   offsetof(struct hg_client, line) == offsetof(struct named, line) &&
+                   offsetof(struct hg_class, line) == offsetof(struct named, line),
+               "sections start with name and line");
+
+/* The element named name of the array *arr (*n elements of sz bytes, each starting like
+ * struct named), or a new zeroed one appended with its name and line (*added = 1). */
+static void *named_get(void *arr, size_t *n, size_t sz, const char *name, int line, int *added)
+{
+    char **v = arr;
+    *added = 0;
+    for (size_t i = 0; i < *n; i++) {
+        struct named *e = (struct named *)(*v + i * sz);
+        if (strcmp(e->name, name) == 0)
+            return e;
+    }
+    char *nv = realloc(*v, (*n + 1) * sz);
+    if (!nv)
+        abort();
+    *v = nv;
+    struct named *e = (struct named *)(nv + (*n)++ * sz);
+    memset(e, 0, sz);
+    e->name = util_xstrdup(name);
+    e->line = line;
+    *added = 1;
+    return e;
+}
+
 static struct hg_credential *get_credential(struct hg_config *c, const char *name, int line)
 {
-    for (size_t i = 0; i < c->n_credentials; i++)
-        if (strcmp(c->credentials[i].name, name) == 0)
-            return &c->credentials[i];
-    c->credentials = realloc(c->credentials, (c->n_credentials + 1) * sizeof *c->credentials);
-    if (!c->credentials)
-        abort();
-    struct hg_credential *cr = &c->credentials[c->n_credentials++];
-    memset(cr, 0, sizeof *cr);
-    cr->name = xstrdup(name);
-    cr->line = line;
-    return cr;
+    int added;
+    return named_get(&c->credentials, &c->n_credentials, sizeof *c->credentials, name, line,
+                     &added);
 }
 
 static struct hg_client *get_client(struct hg_config *c, const char *name, int line)
 {
-    for (size_t i = 0; i < c->n_clients; i++)
-        if (strcmp(c->clients[i].name, name) == 0)
-            return &c->clients[i];
-    c->clients = realloc(c->clients, (c->n_clients + 1) * sizeof *c->clients);
-    if (!c->clients)
-        abort();
-    struct hg_client *cl = &c->clients[c->n_clients++];
-    memset(cl, 0, sizeof *cl);
-    cl->name = xstrdup(name);
-    cl->line = line;
-    cl->mode = HG_MODE_READ_ONLY;
-    cl->class_name = xstrdup("interactive");
+    int added;
+    struct hg_client *cl =
+        named_get(&c->clients, &c->n_clients, sizeof *c->clients, name, line, &added);
+    if (added) {
+        cl->mode = HG_MODE_READ_ONLY;
+        cl->class_name = util_xstrdup("interactive");
+    }
     return cl;
 }
 
 static struct hg_class *get_class(struct hg_config *c, const char *name, int line)
 {
-    for (size_t i = 0; i < c->n_classes; i++)
-        if (strcmp(c->classes[i].name, name) == 0)
-            return &c->classes[i];
-    c->classes = realloc(c->classes, (c->n_classes + 1) * sizeof *c->classes);
-    if (!c->classes)
-        abort();
-    struct hg_class *k = &c->classes[c->n_classes++];
-    memset(k, 0, sizeof *k);
-    k->name = xstrdup(name);
-    k->line = line;
-    k->weight = 1;
+    int added;
+    struct hg_class *k =
+        named_get(&c->classes, &c->n_classes, sizeof *c->classes, name, line, &added);
+    if (added)
+        k->weight = 1;
     return k;
 }
 
@@ -482,7 +473,7 @@ static int seen_before(struct parse *p, const char *section, const char *key)
     p->seen = realloc(p->seen, (p->nseen + 1) * sizeof *p->seen);
     if (!p->seen)
         abort();
-    p->seen[p->nseen++] = xstrdup(buf);
+    p->seen[p->nseen++] = util_xstrdup(buf);
     return 0;
 }
 
@@ -516,7 +507,7 @@ static int seen_before(struct parse *p, const char *section, const char *key)
 #define STR(field)                                                                                 \
     do {                                                                                           \
         free(field);                                                                               \
-        (field) = xstrdup(value);                                                                  \
+        (field) = util_xstrdup(value);                                                             \
     } while (0)
 #define RATE(field)                                                                                \
     do {                                                                                           \
@@ -545,11 +536,26 @@ static int set_token_source(struct parse *p, int line, const char *section, cons
         *src = HG_SECRET_ENV;
     else
         *src = HG_SECRET_SYSTEMD;
-    *srcval = xstrdup(value);
+    *srcval = util_xstrdup(value);
     *src_line = line;
     *src_key = strcmp(name, "token_file") == 0  ? "token_file"
                : strcmp(name, "token_env") == 0 ? "token_env"
                                                 : "token_credential";
+    return 1;
+}
+
+/* A listen list (server or admin): replaces *list; 1 (handled; errors reported). */
+static int set_listen(struct parse *p, int line, const char *section, const char *name,
+                      const char *value, char ***list, size_t *n)
+{
+    free_list(*list, *n);
+    *list = NULL;
+    *n = 0;
+    if (split_list(value, list, n) != 0)
+        BAD("empty listen list");
+    for (size_t i = 0; i < *n; i++)
+        if (!valid_listen((*list)[i]))
+            BAD("invalid address '%s' (host:port or [v6]:port)", (*list)[i]);
     return 1;
 }
 
@@ -558,14 +564,7 @@ static int handle_server(struct parse *p, int line, const char *section, const c
 {
     struct hg_config *c = p->cfg;
     if (strcmp(name, "listen") == 0) {
-        free_list(c->server.listen, c->server.n_listen);
-        c->server.listen = NULL;
-        c->server.n_listen = 0;
-        if (split_list(value, &c->server.listen, &c->server.n_listen) != 0)
-            BAD("empty listen list");
-        for (size_t i = 0; i < c->server.n_listen; i++)
-            if (!valid_listen(c->server.listen[i]))
-                BAD("invalid address '%s' (host:port or [v6]:port)", c->server.listen[i]);
+        return set_listen(p, line, section, name, value, &c->server.listen, &c->server.n_listen);
     } else if (strcmp(name, "unix_socket") == 0) {
         if (value[0] != '/')
             BAD("must be an absolute path");
@@ -630,14 +629,7 @@ static int handle_admin(struct parse *p, int line, const char *section, const ch
 {
     struct hg_config *c = p->cfg;
     if (strcmp(name, "listen") == 0) {
-        free_list(c->admin.listen, c->admin.n_listen);
-        c->admin.listen = NULL;
-        c->admin.n_listen = 0;
-        if (split_list(value, &c->admin.listen, &c->admin.n_listen) != 0)
-            BAD("empty listen list");
-        for (size_t i = 0; i < c->admin.n_listen; i++)
-            if (!valid_listen(c->admin.listen[i]))
-                BAD("invalid address '%s' (host:port or [v6]:port)", c->admin.listen[i]);
+        return set_listen(p, line, section, name, value, &c->admin.listen, &c->admin.n_listen);
         return 1;
     }
     if (strcmp(name, "token_file") == 0 || strcmp(name, "token_env") == 0 ||
@@ -728,7 +720,7 @@ static int handle_client(struct parse *p, int line, const char *section, const c
 {
     struct hg_client *cl = get_client(p->cfg, cname, line);
     if (strcmp(name, "key_sha256") == 0) {
-        if (unhex(value, cl->key_sha256, 32) != 0)
+        if (util_unhex(value, cl->key_sha256, 32) != 0)
             BAD("must be 64 hex digits (hotgate --hash-key prints it)");
         cl->has_key = 1;
         cl->key_line = line;
@@ -1014,7 +1006,7 @@ static char *count_reader(char *str, int num, void *stream)
 static void set_defaults(struct hg_config *c)
 {
     c->server.listen = xcalloc(1, sizeof(char *));
-    c->server.listen[0] = xstrdup("127.0.0.1:8080");
+    c->server.listen[0] = util_xstrdup("127.0.0.1:8080");
     c->server.n_listen = 1;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->server.threads = n > 0 ? (unsigned)(n > 64 ? 64 : n) : 1;
@@ -1027,10 +1019,10 @@ static void set_defaults(struct hg_config *c)
     c->server.max_connections = 0;
     c->server.keepalive_timeout_ms = 75000;
     c->server.drain_timeout_ms = 30000;
-    c->server.access_log = xstrdup("stderr");
+    c->server.access_log = util_xstrdup("stderr");
     c->server.log_level = LOG_INFO;
 
-    c->upstream.url = xstrdup("https://api.hotdata.dev");
+    c->upstream.url = util_xstrdup("https://api.hotdata.dev");
     c->upstream.tls_verify = 1;
     c->upstream.http2 = 1;
     c->upstream.connect_timeout_ms = 5000;
@@ -1051,7 +1043,7 @@ static void set_defaults(struct hg_config *c)
     c->queue.aimd_window_ms = 10000;
 
     c->cache.enabled = 1;
-    c->cache.dir = xstrdup("/var/lib/hotgate/cache");
+    c->cache.dir = util_xstrdup("/var/lib/hotgate/cache");
     c->cache.size = 1ull << 30;
     c->cache.max_entry_size = 64ull << 20;
     c->cache.ttl_query_ms = 300000; /* 300 s: query results (DESIGN) */
@@ -1064,8 +1056,8 @@ static void set_defaults(struct hg_config *c)
     c->cache.high_water = 0.9;
 
     c->redis.enabled = 0;
-    c->redis.url = xstrdup("redis://127.0.0.1:6379");
-    c->redis.key_prefix = xstrdup("hg:");
+    c->redis.url = util_xstrdup("redis://127.0.0.1:6379");
+    c->redis.key_prefix = util_xstrdup("hg:");
     c->redis.connect_timeout_ms = 1000;
     c->redis.op_timeout_ms = 50;
     c->redis.max_entry_size = 1ull << 20;
@@ -1153,7 +1145,7 @@ struct hg_config *config_load(const char *path, int load_secrets, char *err, siz
     if (err && errlen)
         err[0] = '\0';
     struct hg_config *c = xcalloc(1, sizeof *c);
-    c->path = xstrdup(path);
+    c->path = util_xstrdup(path);
     set_defaults(c);
     struct parse p = {.cfg = c, .err = err, .errlen = errlen};
     p.f = fopen(path, "r");

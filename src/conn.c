@@ -150,7 +150,7 @@ static void conn_error_close(struct hg_conn *c, int status, const char *message)
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                        status, http1_reason_phrase(status), strlen(body), body);
+                        status, util_reason_phrase(status), strlen(body), body);
     free(body);
     conn_close_after_write(c);
 }

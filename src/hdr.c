@@ -15,21 +15,26 @@
 
 /* names compared only when the lengths match: these run for every header of every request
  * and response (a third of hotgate's strcasecmp calls were hopeless ones) */
-struct name_len {
-    const char *name;
-    size_t len;
-};
-#define NL(s)                                                                                      \
-    {                                                                                              \
-        s, sizeof s - 1                                                                            \
-    }
-
-static int name_in(const char *name, size_t n, const struct name_len *set, size_t count)
+int hdr_name_in(const char *name, size_t n, const struct hdr_name *set, size_t count)
 {
     for (size_t i = 0; i < count; i++)
         if (set[i].len == n && strcasecmp(name, set[i].name) == 0)
             return 1;
     return 0;
+}
+
+void hdr_remove_if(struct evkeyvalq *h, int (*drop)(const char *name))
+{
+    struct evkeyval *kv, *next;
+    for (kv = TAILQ_FIRST(h); kv; kv = next) {
+        next = TAILQ_NEXT(kv, next);
+        if (drop(kv->key)) {
+            TAILQ_REMOVE(h, kv, next);
+            free(kv->key);
+            free(kv->value);
+            free(kv);
+        }
+    }
 }
 
 /* Connection, Keep-Alive, TE, Trailer, Trailers, Transfer-Encoding, Upgrade, Proxy-*:
@@ -82,26 +87,17 @@ void hdr_strip_hop_by_hop(struct evkeyvalq *h)
         }
         free(copy);
     }
-    struct evkeyval *next;
-    for (kv = TAILQ_FIRST(h); kv; kv = next) {
-        next = TAILQ_NEXT(kv, next);
-        if (hdr_is_hop_by_hop(kv->key)) {
-            TAILQ_REMOVE(h, kv, next);
-            free(kv->key);
-            free(kv->value);
-            free(kv);
-        }
-    }
+    hdr_remove_if(h, hdr_is_hop_by_hop);
 }
 
 int hdr_forward_to_upstream(const char *name)
 {
-    static const struct name_len own[] = {NL("Host"),         NL("Content-Length"),
-                                          NL("Expect"),       NL("Authorization"),
-                                          NL("X-Request-Id"), NL("X-Workspace-Id")};
+    static const struct hdr_name own[] = {HDR_NAME("Host"),         HDR_NAME("Content-Length"),
+                                          HDR_NAME("Expect"),       HDR_NAME("Authorization"),
+                                          HDR_NAME("X-Request-Id"), HDR_NAME("X-Workspace-Id")};
     if (hdr_is_hop_by_hop(name))
         return 0;
-    return !name_in(name, strlen(name), own, sizeof own / sizeof *own);
+    return !hdr_name_in(name, strlen(name), own, sizeof own / sizeof *own);
 }
 
 int hdr_forward_to_client(const char *name)

@@ -20,6 +20,22 @@
 
 #include <event2/keyvalq_struct.h>
 
+/* A set of header names compared by length first (most names then meet no strcasecmp):
+ * static const struct hdr_name set[] = {HDR_NAME("Host"), ...}. */
+struct hdr_name {
+    const char *name;
+    size_t len;
+};
+#define HDR_NAME(s)                                                                                \
+    {                                                                                              \
+        s, sizeof s - 1                                                                            \
+    }
+/* 1 when name (n bytes) is in set[0..count), ASCII case-insensitive. */
+int hdr_name_in(const char *name, size_t n, const struct hdr_name *set, size_t count);
+
+/* Remove from h every header whose name drop() accepts. */
+void hdr_remove_if(struct evkeyvalq *h, int (*drop)(const char *name));
+
 /* 1 when name is a hop-by-hop header by itself (not counting Connection's list). */
 int hdr_is_hop_by_hop(const char *name);
 

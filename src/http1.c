@@ -11,65 +11,7 @@
 #include <time.h>
 
 #include "hdr.h"
-
-/* The reason phrases of RFC 9110 section 15 (and RFC 6585 for 428, 429, 431): a data
- * table, indexed by status - 100 for 1xx..5xx. */
-static const char *const phrases[5][32] = {
-    {[0] = "Continue", [1] = "Switching Protocols"},
-    {[0] = "OK",
-     [1] = "Created",
-     [2] = "Accepted",
-     [3] = "Non-Authoritative Information",
-     [4] = "No Content",
-     [5] = "Reset Content",
-     [6] = "Partial Content"},
-    {[0] = "Multiple Choices",
-     [1] = "Moved Permanently",
-     [2] = "Found",
-     [3] = "See Other",
-     [4] = "Not Modified",
-     [5] = "Use Proxy",
-     [7] = "Temporary Redirect",
-     [8] = "Permanent Redirect"},
-    {[0] = "Bad Request",
-     [1] = "Unauthorized",
-     [2] = "Payment Required",
-     [3] = "Forbidden",
-     [4] = "Not Found",
-     [5] = "Method Not Allowed",
-     [6] = "Not Acceptable",
-     [7] = "Proxy Authentication Required",
-     [8] = "Request Timeout",
-     [9] = "Conflict",
-     [10] = "Gone",
-     [11] = "Length Required",
-     [12] = "Precondition Failed",
-     [13] = "Content Too Large",
-     [14] = "URI Too Long",
-     [15] = "Unsupported Media Type",
-     [16] = "Range Not Satisfiable",
-     [17] = "Expectation Failed",
-     [21] = "Misdirected Request",
-     [22] = "Unprocessable Content",
-     [26] = "Upgrade Required",
-     [28] = "Precondition Required",
-     [29] = "Too Many Requests",
-     [31] = "Request Header Fields Too Large"},
-    {[0] = "Internal Server Error",
-     [1] = "Not Implemented",
-     [2] = "Bad Gateway",
-     [3] = "Service Unavailable",
-     [4] = "Gateway Timeout",
-     [5] = "HTTP Version Not Supported"},
-};
-
-const char *http1_reason_phrase(int s)
-{
-    if (s < 100 || s > 599 || s % 100 >= 32)
-        return "";
-    const char *p = phrases[s / 100 - 1][s % 100];
-    return p ? p : "";
-}
+#include "util.h"
 
 int http1_method_known(const char *m, enum evhttp_cmd_type *t)
 {
@@ -414,7 +356,7 @@ void http1_write_response_head(struct outbuf *hb, struct http1_resp *r,
     outbuf_put(hb, r->http_minor ? "HTTP/1.1 " : "HTTP/1.0 ", 9);
     outbuf_u64(hb, (uint64_t)(r->status < 0 ? 0 : r->status));
     outbuf_put(hb, " ", 1);
-    outbuf_str(hb, http1_reason_phrase(r->status));
+    outbuf_str(hb, util_reason_phrase(r->status));
     outbuf_put(hb, "\r\n", 2);
     unsigned seen = headers ? put_fields(hb, headers, extra, nextra) : 0;
     if (!(seen & (1u << 31)))

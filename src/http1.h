@@ -11,7 +11,8 @@
  * Anything else is refused with the HTTP status the function returns.
  *
  * Pieces:
- *   - http1_reason_phrase: THE reason-phrase table (RFC 9110 section 15, RFC 6585);
+ *   - status lines take their phrase from THE reason-phrase table, util_reason_phrase (util.h,
+ *     shared with hotdata-sim);
  *   - http1_parse_request_line / http1_parse_header_line / http1_head_framing: the request
  *     head, line by line, then its framing and persistence;
  *   - http1_chunked_*: THE chunked-body decoder, for requests and responses alike; each
@@ -30,10 +31,6 @@
 #include <event2/keyvalq_struct.h>
 
 #include "outbuf.h"
-
-/* The reason phrase of a status ("" for a status with none of its own: the grammar allows
- * "HTTP/1.1 599 " CRLF, and a made-up phrase would be worse). */
-const char *http1_reason_phrase(int status);
 
 /* 1 and *t set when m is one of the methods hotgate forwards (GET, POST, HEAD, PUT, DELETE,
  * OPTIONS, PATCH). */

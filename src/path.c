@@ -2,6 +2,7 @@
  * path: see path.h. One pass over the target, no decoding, no allocation until the verdict.
  */
 #include "path.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -25,22 +26,12 @@ static int is_pchar(unsigned char c)
     return pchar_tab[c];
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (unsigned char)tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Check an escape at s[0] == '%'; returns the decoded byte or -1. */
 static int escape_at(const char *s, size_t left)
 {
     if (left < 3)
         return -1;
-    int hi = hexval((unsigned char)s[1]), lo = hexval((unsigned char)s[2]);
+    int hi = util_hexval((unsigned char)s[1]), lo = util_hexval((unsigned char)s[2]);
     if (hi < 0 || lo < 0)
         return -1;
     return hi << 4 | lo;

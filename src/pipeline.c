@@ -29,12 +29,22 @@ struct req_priv {
 
 static const struct hg_stage_ops *const *stages;
 static int nstages;
+static size_t head_field_len[HG_MAX_STAGES]; /* strlen of each stage's head_field_name */
 
 void pipeline_set_stages(const struct hg_stage_ops *const *s, int n)
 {
     assert(n >= 0 && n <= HG_MAX_STAGES);
     stages = s;
     nstages = n;
+    for (int i = 0; i < n; i++)
+        head_field_len[i] = s[i]->head_field_name ? strlen(s[i]->head_field_name) : 0;
+}
+
+void pipeline_thread_end(void)
+{
+    for (int i = 0; i < nstages; i++)
+        if (stages[i]->thread_end)
+            stages[i]->thread_end();
 }
 
 static struct req_priv *priv(struct hg_req *r)
@@ -273,7 +283,7 @@ void pipeline_respond_start(struct hg_req *req, int status, const struct evkeyva
             const char *v = stages[i]->head_field(req);
             if (v) {
                 f[nf].name = stages[i]->head_field_name;
-                f[nf].name_len = strlen(f[nf].name);
+                f[nf].name_len = head_field_len[i];
                 f[nf].value = v;
                 nf++;
             }

@@ -70,6 +70,8 @@ struct hg_stage_ops {
     const char *head_field_name;
     /* the request is freed: release per-request state kept in req (optional) */
     void (*req_free)(struct hg_req *req);
+    /* the calling worker thread is ending: free its per-thread state (optional) */
+    void (*thread_end)(void);
     int terminal;    /* holds its own reference on HG_ASYNC and never resumes (upstream) */
     int retry_entry; /* a tap's HG_TAP_RETRY re-runs the pipeline from this stage (budget) */
 };
@@ -79,6 +81,9 @@ struct hg_stage_ops {
 /* The stage table, in order (n <= HG_MAX_STAGES), before any request. The array must stay
  * valid while requests run. */
 void pipeline_set_stages(const struct hg_stage_ops *const *stages, int n);
+
+/* A worker thread's loop ended: every stage frees what it kept for this thread. */
+void pipeline_thread_end(void);
 
 /* How responses and body control reach the client (conn.c implements it). */
 struct hg_req_io {

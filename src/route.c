@@ -8,6 +8,7 @@
  * jansson and run only after a successful mutation, never on the hot path.
  */
 #include "route.h"
+#include "util.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -272,17 +273,6 @@ struct seg {
     size_t len;
 };
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode a segment into the policy's pbuf; returns the offset + 1, or 0 on error. */
 static uint16_t put_param(struct route_policy *p, struct seg sg)
 {
@@ -295,8 +285,8 @@ static uint16_t put_param(struct route_policy *p, struct seg sg)
             int hi, lo;
             if (i + 2 >= sg.len)
                 return 0;
-            hi = hexval(sg.p[i + 1]);
-            lo = hexval(sg.p[i + 2]);
+            hi = util_hexval(sg.p[i + 1]);
+            lo = util_hexval(sg.p[i + 2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return 0;
             c = (char)(hi * 16 + lo);

@@ -10,7 +10,7 @@
  *
  * Storage: a policy is a few KB; each worker thread keeps a few spare ones (a request is
  * made and freed on its worker's thread), so a request costs no allocation in the steady
- * state.
+ * state. They are freed when the worker's loop ends (thread_end).
  */
 #include "route_stage.h"
 
@@ -47,6 +47,12 @@ static void route_req_free(struct hg_req *req)
         free(p);
 }
 
+static void route_thread_end(void)
+{
+    while (nspare)
+        free(spare[--nspare]);
+}
+
 static enum hg_stage_result route_run(struct hg_req *req)
 {
     struct route_policy *p = policy_get();
@@ -64,4 +70,5 @@ const struct hg_stage_ops route_stage_ops = {
     .name = "route",
     .run = route_run,
     .req_free = route_req_free,
+    .thread_end = route_thread_end,
 };

@@ -293,6 +293,7 @@ static void *worker_main(void *arg)
     while (w->conns)
         conn_free(w->conns);
     rds_worker_exit(); /* this thread's Redis client (redis.h), while its base lives */
+    pipeline_thread_end();
     log_access_flush(w->alog);
     return NULL;
 }

@@ -1013,17 +1013,25 @@ static int s_evict(store *st)
     return evict_txn(s, 0, 0) == 0 ? 0 : -1;
 }
 
+/* A read-only transaction and a cursor on dbi (the caller closes both): 0, or -1. */
+static int ro_cursor(slmdb *s, MDB_dbi dbi, MDB_txn **txn, MDB_cursor **c)
+{
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn) != 0)
+        return -1;
+    if (mdb_cursor_open(*txn, dbi, c) != 0) {
+        mdb_txn_abort(*txn);
+        return -1;
+    }
+    return 0;
+}
+
 static int s_iterate(store *st, store_iter_cb cb, void *arg)
 {
     slmdb *s = (slmdb *)st;
     MDB_txn *txn;
-    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
-        return -1;
     MDB_cursor *c;
-    if (mdb_cursor_open(txn, s->e, &c) != 0) {
-        mdb_txn_abort(txn);
+    if (ro_cursor(s, s->e, &txn, &c) != 0)
         return -1;
-    }
     MDB_val k, v;
     int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     while (rc == 0) {
@@ -1075,13 +1083,9 @@ static int s_gens_load(store *st, uint64_t *table, size_t n)
 {
     slmdb *s = (slmdb *)st;
     MDB_txn *txn;
-    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
-        return -1;
     MDB_cursor *c;
-    if (mdb_cursor_open(txn, s->g, &c) != 0) {
-        mdb_txn_abort(txn);
+    if (ro_cursor(s, s->g, &txn, &c) != 0)
         return -1;
-    }
     MDB_val k, v;
     int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
     while (rc == 0) {

@@ -110,8 +110,7 @@ struct h1req {
 
     /* "Name: value\r\n" lines as added; then the whole head (built at send). Both can
      * hold the bearer token: wiped before they are freed. */
-    char *hdrs;
-    size_t hdrs_len, hdrs_cap;
+    struct util_buf hdrs;
     char *head;
     size_t head_len, head_off, head_cap;
 
@@ -469,30 +468,17 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 /* Append one header line made of n parts to u->hdrs. */
 static void hdrs_add(struct h1req *u, const char *const *part, const size_t *len, int n)
 {
-    size_t need = u->hdrs_len + 2;
+    size_t need = 2;
     for (int i = 0; i < n; i++)
         need += len[i];
-    if (need > u->hdrs_cap) {
-        size_t cap = u->hdrs_cap ? u->hdrs_cap : 512;
-        while (cap < need)
-            cap *= 2;
-        char *m = malloc(cap);
-        if (!m)
-            abort();
-        if (u->hdrs) {
-            memcpy(m, u->hdrs, u->hdrs_len);
-            util_wipe(u->hdrs, u->hdrs_len); /* may hold the token */
-            free(u->hdrs);
-        }
-        u->hdrs = m;
-        u->hdrs_cap = cap;
-    }
+    struct util_buf *b = &u->hdrs;
+    util_buf_reserve(b, need); /* one check; the parts are copied in place */
     for (int i = 0; i < n; i++) {
-        memcpy(u->hdrs + u->hdrs_len, part[i], len[i]);
-        u->hdrs_len += len[i];
+        memcpy(b->p + b->len, part[i], len[i]);
+        b->len += len[i];
     }
-    memcpy(u->hdrs + u->hdrs_len, "\r\n", 2);
-    u->hdrs_len += 2;
+    memcpy(b->p + b->len, "\r\n", 3);
+    b->len += 2;
 }
 
 static int method_has_body(const char *m)
@@ -513,7 +499,7 @@ static void build_head(struct h1req *u)
         snprintf(framing, sizeof framing, "Transfer-Encoding: chunked\r\n");
     size_t ml = strlen(u->method), tl = strlen(u->target), hl = strlen(up->host_hdr),
            fl = strlen(framing);
-    size_t n = ml + 1 + tl + 11 + 6 + hl + 2 + u->hdrs_len + fl + 2;
+    size_t n = ml + 1 + tl + 11 + 6 + hl + 2 + u->hdrs.len + fl + 2;
     if (n > u->head_cap) {
         if (u->head) {
             util_wipe(u->head, u->head_cap);
@@ -536,17 +522,16 @@ static void build_head(struct h1req *u)
     p += hl;
     memcpy(p, "\r\n", 2);
     p += 2;
-    if (u->hdrs_len)
-        memcpy(p, u->hdrs, u->hdrs_len);
-    p += u->hdrs_len;
+    if (u->hdrs.len)
+        memcpy(p, u->hdrs.p, u->hdrs.len);
+    p += u->hdrs.len;
     memcpy(p, framing, fl);
     p += fl;
     memcpy(p, "\r\n", 2);
     p += 2;
     assert((size_t)(p - h) == n);
     u->head_len = n;
-    util_wipe(u->hdrs, u->hdrs_len); /* the buffer stays for the next request */
-    u->hdrs_len = 0;
+    util_buf_clear(&u->hdrs); /* wiped; the buffer stays for the next request */
 }
 
 static void drain_ev_cb(evutil_socket_t fd, short what, void *arg)
@@ -1306,7 +1291,7 @@ static void spare_destroy(struct h1req *u)
     event_free(u->timer);
     if (u->retry_timer)
         event_free(u->retry_timer);
-    free(u->hdrs);
+    util_buf_free(&u->hdrs);
     free(u->head);
     free(u->target);
     free(u);
@@ -1326,7 +1311,7 @@ static void req_free(struct h1req *u)
     if (u->conn)
         conn_close(u->conn);
     /* the request head holds the token: wiped whether the buffers stay or go */
-    util_wipe(u->hdrs, u->hdrs_len);
+    util_buf_clear(&u->hdrs);
     util_wipe(u->head, u->head_len);
     evhttp_clear_headers(&u->resp_headers);
     if (u->base_.body)
@@ -1348,8 +1333,7 @@ static void req_free(struct h1req *u)
         u->chunk = keep.chunk;
         u->timer = keep.timer;
         u->retry_timer = keep.retry_timer;
-        u->hdrs = keep.hdrs;
-        u->hdrs_cap = keep.hdrs_cap;
+        u->hdrs = keep.hdrs; /* cleared above: len 0 */
         u->head = keep.head;
         u->head_cap = keep.head_cap;
         u->target = keep.target;

@@ -4,13 +4,15 @@
  */
 #include "util.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -42,6 +44,31 @@ void util_hex(const unsigned char *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
+int util_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int util_unhex(const char *s, unsigned char *out, size_t n)
+{
+    if (strlen(s) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        int hi = util_hexval((unsigned char)s[2 * i]),
+            lo = util_hexval((unsigned char)s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return 0;
+}
+
 void util_sha256_hex(const void *buf, size_t len, char out[65])
 {
     unsigned char md[32];
@@ -59,6 +86,65 @@ void util_wipe(void *buf, size_t len)
     if (buf && len)
         explicit_bzero(buf, len); /* a memset the compiler may not drop (OPENSSL_cleanse's
                                    * guarantee, without its byte loop) */
+}
+
+/* The reason phrases of RFC 9110 section 15 (and RFC 6585 for 428, 429, 431): a data
+ * table, indexed by status - 100 for 1xx..5xx. */
+static const char *const phrases[5][32] = {
+    {[0] = "Continue", [1] = "Switching Protocols"},
+    {[0] = "OK",
+     [1] = "Created",
+     [2] = "Accepted",
+     [3] = "Non-Authoritative Information",
+     [4] = "No Content",
+     [5] = "Reset Content",
+     [6] = "Partial Content"},
+    {[0] = "Multiple Choices",
+     [1] = "Moved Permanently",
+     [2] = "Found",
+     [3] = "See Other",
+     [4] = "Not Modified",
+     [5] = "Use Proxy",
+     [7] = "Temporary Redirect",
+     [8] = "Permanent Redirect"},
+    {[0] = "Bad Request",
+     [1] = "Unauthorized",
+     [2] = "Payment Required",
+     [3] = "Forbidden",
+     [4] = "Not Found",
+     [5] = "Method Not Allowed",
+     [6] = "Not Acceptable",
+     [7] = "Proxy Authentication Required",
+     [8] = "Request Timeout",
+     [9] = "Conflict",
+     [10] = "Gone",
+     [11] = "Length Required",
+     [12] = "Precondition Failed",
+     [13] = "Content Too Large",
+     [14] = "URI Too Long",
+     [15] = "Unsupported Media Type",
+     [16] = "Range Not Satisfiable",
+     [17] = "Expectation Failed",
+     [21] = "Misdirected Request",
+     [22] = "Unprocessable Content",
+     [26] = "Upgrade Required",
+     [28] = "Precondition Required",
+     [29] = "Too Many Requests",
+     [31] = "Request Header Fields Too Large"},
+    {[0] = "Internal Server Error",
+     [1] = "Not Implemented",
+     [2] = "Bad Gateway",
+     [3] = "Service Unavailable",
+     [4] = "Gateway Timeout",
+     [5] = "HTTP Version Not Supported"},
+};
+
+const char *util_reason_phrase(int s)
+{
+    if (s < 100 || s > 599 || s % 100 >= 32)
+        return "";
+    const char *p = phrases[s / 100 - 1][s % 100];
+    return p ? p : "";
 }
 
 const char *util_status_code_name(int status)
@@ -166,4 +252,76 @@ void util_random(void *buf, size_t len)
 {
     if (RAND_bytes((unsigned char *)buf, (int)len) != 1)
         abort();
+}
+
+char *util_xstrdup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (!d)
+        abort();
+    return d;
+}
+
+void util_buf_grow(struct util_buf *b, size_t n)
+{
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap <= b->len + n)
+        cap *= 2;
+    char *m = malloc(cap);
+    if (!m)
+        abort();
+    if (b->p) {
+        memcpy(m, b->p, b->len);
+        util_wipe(b->p, b->cap);
+        free(b->p);
+    }
+    b->p = m;
+    b->cap = cap;
+    b->p[b->len] = '\0';
+}
+
+void util_buf_str(struct util_buf *b, const char *s)
+{
+    util_buf_put(b, s, strlen(s));
+}
+
+void util_buf_printf(struct util_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort();
+    util_buf_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+char *util_buf_take(struct util_buf *b)
+{
+    util_buf_reserve(b, 0);
+    char *p = b->p;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+void util_buf_clear(struct util_buf *b)
+{
+    if (b->p)
+        util_wipe(b->p, b->len);
+    b->len = 0;
+}
+
+void util_buf_free(struct util_buf *b)
+{
+    if (b->p) {
+        util_wipe(b->p, b->cap);
+        free(b->p);
+    }
+    b->p = NULL;
+    b->len = b->cap = 0;
 }

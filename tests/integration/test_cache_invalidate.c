@@ -2,9 +2,11 @@
  * test_cache_invalidate: mutations passing through hotgate invalidate what they change,
  * synchronously: the very next read after the mutation's 2xx answer is never the old
  * entry. Covers a data refresh (the sim really changes the table, and the cached query
- * result changes with it), secrets, connections, saved queries, isolation of workspaces
- * (a mutation in one does not flush the other), and the admin purge endpoint (by key, tag,
- * workspace, everything; API-shaped errors; token required) and the cache metrics.
+ * result changes with it; the refresh result objects pass through unchanged), saved-query
+ * execute of a named version (each version its own answer, old ones survive an update), secrets,
+ * connections, saved queries, isolation of workspaces (a mutation in one does not flush the other),
+ * and the admin purge endpoint (by key, tag, workspace, everything; API-shaped errors; token
+ * required) and the cache metrics.
  */
 #include "cache_it.h"
 
@@ -76,6 +78,159 @@ static void test_refresh_changes_query_results(void **state)
     hresp_free(&r1);
     hresp_free(&r2);
     hresp_free(&r4);
+}
+
+/* POST /v1/refresh directly at the sim as ws_test's token. */
+static json_t *sim_refresh_direct(const char *body)
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s/v1/refresh", E.simurl);
+    const char *h[] = {"Authorization: Bearer tok_test", "X-Workspace-Id: ws_test",
+                       "Content-Type: application/json", NULL};
+    hresp r;
+    assert_int_equal(http_do("POST", url, h, body, strlen(body), &r), 0);
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    assert_non_null(j);
+    return j;
+}
+
+/* The refresh result objects (issue 14) pass through hotgate unchanged, and the refresh still
+ * invalidates what it changes. */
+static void test_refresh_result_passes_through(void **state)
+{
+    (void)state;
+    const char *sql = "SELECT count(*) AS n FROM demo.public.customers";
+    hresp r;
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    hresp_free(&r);
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "HIT");
+    hresp_free(&r);
+
+    /* {}: a schema refresh of every connection; the same object as the sim's own answer */
+    json_t *direct = sim_refresh_direct("{}");
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/refresh", "{}", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    char *ct = hresp_header(&r, "Content-Type");
+    assert_non_null(ct);
+    assert_non_null(strstr(ct, "application/json"));
+    free(ct);
+    json_t *via = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    assert_non_null(via);
+    assert_true(json_is_integer(json_object_get(via, "connections_refreshed")));
+    assert_true(json_equal(direct, via));
+    json_decref(direct);
+    json_decref(via);
+    /* a refresh without a connection may touch anything: the cached answer is gone */
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "MISS");
+    hresp_free(&r);
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "HIT");
+    json_t *before = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+
+    /* a table data refresh: TableRefreshResult through hotgate, and the table's cached
+     * query answer is invalidated (the sim added a customer) */
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/refresh",
+                             "{\"connection_id\":\"conn_demo\",\"schema_name\":\"public\","
+                             "\"table_name\":\"customers\",\"data\":true}",
+                             NULL, NULL, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    json_t *tr = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    assert_string_equal(json_string_value(json_object_get(tr, "connection_id")), "conn_demo");
+    assert_string_equal(json_string_value(json_object_get(tr, "schema_name")), "public");
+    assert_string_equal(json_string_value(json_object_get(tr, "table_name")), "customers");
+    assert_true(json_is_integer(json_object_get(tr, "duration_ms")));
+    assert_int_equal(cit_query(&E, CIT_KEY_A, sql, NULL, &r), 0);
+    assert_string_equal(cit_xcache(&r), "MISS");
+    json_t *after = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    json_t *n_before = json_array_get(json_array_get(json_object_get(before, "rows"), 0), 0);
+    json_t *n_after = json_array_get(json_array_get(json_object_get(after, "rows"), 0), 0);
+    assert_int_equal(json_integer_value(n_after), json_integer_value(n_before) + 1);
+    assert_int_equal(json_integer_value(json_object_get(tr, "rows_synced")),
+                     json_integer_value(n_after));
+    json_decref(tr);
+    json_decref(before);
+    json_decref(after);
+}
+
+/* Execute a saved query through hotgate with body; returns the first cell (status 200) and
+ * copies X-Cache into xc. */
+static long long gw_execute(const char *id, const char *body, char *xc, size_t xcl)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/v1/queries/%s/execute", id);
+    hresp r;
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", path, body, NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    snprintf(xc, xcl, "%s", cit_xcache(&r));
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    json_t *v = json_array_get(json_array_get(json_object_get(j, "rows"), 0), 0);
+    assert_true(json_is_integer(v));
+    long long n = json_integer_value(v);
+    json_decref(j);
+    return n;
+}
+
+/* Saved-query execute names a version in its body (issue 14): through hotgate each version
+ * answers its own SQL's rows, an old version's cached answer survives a new version, the
+ * latest's does not, and a missing version is the sim's 404. */
+static void test_saved_query_versions_through_gateway(void **state)
+{
+    (void)state;
+    hresp r;
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", "/v1/queries",
+                             "{\"name\":\"inval_versions\",\"sql\":\"SELECT 1 AS v\"}", NULL, NULL,
+                             &r),
+                     0);
+    assert_int_equal(r.status, 201);
+    json_t *q = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    char id[64], path[128], xc[64];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(q, "id")));
+    json_decref(q);
+    snprintf(path, sizeof path, "/v1/queries/%s", id);
+    assert_int_equal(
+        cit_req(&E, CIT_KEY_A, "PUT", path, "{\"sql\":\"SELECT 2 AS v\"}", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    hresp_free(&r);
+
+    assert_int_equal(gw_execute(id, "{}", xc, sizeof xc), 2);
+    assert_string_equal(xc, "MISS");
+    assert_int_equal(gw_execute(id, "{\"version\":1}", xc, sizeof xc), 1);
+    assert_string_equal(xc, "MISS");
+    assert_int_equal(gw_execute(id, "{\"version\":1}", xc, sizeof xc), 1);
+    assert_string_equal(xc, "HIT");
+    assert_int_equal(gw_execute(id, "{}", xc, sizeof xc), 2);
+    assert_string_equal(xc, "HIT");
+
+    /* a third version: the latest's answer changes, version 1 still answers version 1 */
+    assert_int_equal(
+        cit_req(&E, CIT_KEY_A, "PUT", path, "{\"sql\":\"SELECT 3 AS v\"}", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    hresp_free(&r);
+    assert_int_equal(gw_execute(id, "{}", xc, sizeof xc), 3);
+    assert_string_equal(xc, "MISS");
+    assert_int_equal(gw_execute(id, "{\"version\":1}", xc, sizeof xc), 1);
+    assert_int_equal(gw_execute(id, "{\"version\":2}", xc, sizeof xc), 2);
+
+    char epath[160];
+    snprintf(epath, sizeof epath, "/v1/queries/%s/execute", id);
+    assert_int_equal(cit_req(&E, CIT_KEY_A, "POST", epath, "{\"version\":9}", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 404);
+    json_t *e = json_loadb(r.body, r.len, 0, NULL);
+    hresp_free(&r);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(e, "error"), "code")),
+                        "NOT_FOUND");
+    json_decref(e);
 }
 
 static void test_secrets(void **state)
@@ -403,6 +558,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refresh_changes_query_results),
+        cmocka_unit_test(test_refresh_result_passes_through),
+        cmocka_unit_test(test_saved_query_versions_through_gateway),
         cmocka_unit_test(test_purge_is_per_connection),
         cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_connections_and_saved_queries),

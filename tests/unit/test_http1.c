@@ -17,23 +17,24 @@
 #include "conn.h"
 #include "hdr.h"
 #include "http1.h"
+#include "util.h"
 
 static void test_reason_phrases(void **state)
 {
-    assert_string_equal(http1_reason_phrase(200), "OK");
-    assert_string_equal(http1_reason_phrase(100), "Continue");
-    assert_string_equal(http1_reason_phrase(304), "Not Modified");
-    assert_string_equal(http1_reason_phrase(413), "Content Too Large");
-    assert_string_equal(http1_reason_phrase(429), "Too Many Requests");
-    assert_string_equal(http1_reason_phrase(431), "Request Header Fields Too Large");
-    assert_string_equal(http1_reason_phrase(505), "HTTP Version Not Supported");
+    assert_string_equal(util_reason_phrase(200), "OK");
+    assert_string_equal(util_reason_phrase(100), "Continue");
+    assert_string_equal(util_reason_phrase(304), "Not Modified");
+    assert_string_equal(util_reason_phrase(413), "Content Too Large");
+    assert_string_equal(util_reason_phrase(429), "Too Many Requests");
+    assert_string_equal(util_reason_phrase(431), "Request Header Fields Too Large");
+    assert_string_equal(util_reason_phrase(505), "HTTP Version Not Supported");
     /* none of its own: empty, never made up */
-    assert_string_equal(http1_reason_phrase(499), "");
-    assert_string_equal(http1_reason_phrase(520), "");
-    assert_string_equal(http1_reason_phrase(306), "");
-    assert_string_equal(http1_reason_phrase(0), "");
-    assert_string_equal(http1_reason_phrase(-1), "");
-    assert_string_equal(http1_reason_phrase(600), "");
+    assert_string_equal(util_reason_phrase(499), "");
+    assert_string_equal(util_reason_phrase(520), "");
+    assert_string_equal(util_reason_phrase(306), "");
+    assert_string_equal(util_reason_phrase(0), "");
+    assert_string_equal(util_reason_phrase(-1), "");
+    assert_string_equal(util_reason_phrase(600), "");
 }
 
 static void test_request_line(void **state)

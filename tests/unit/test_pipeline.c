@@ -5,7 +5,8 @@
  * without a hold; the terminal stage keeps its own reference; every stage hears
  * client_gone; head fields of the stages reach the response head (a stage without a value
  * adds none); pipeline_retry re-runs from the retry_entry stage; the first stage answering
- * upstream_failed wins. Magic numbers: a freed request fails HG_CHECK_OBJ (Debug only).
+ * upstream_failed wins. Magic numbers: a pointer without HG_REQ_MAGIC aborts (when check.h's
+ * checks are compiled in: Debug and sanitizer builds; skipped otherwise).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,8 +14,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
 
 #include "http1.h"
 #include "pipeline.h"
@@ -241,7 +247,7 @@ static void test_done_stops(void **state)
     pipeline_start(r);
     assert_string_equal(io.trace, "AAB!");
     assert_int_equal(io.status, 403);
-    assert_string_equal(io.fields, ""); /* b_field has no value for a 403 */
+    assert_string_equal(io.fields, "");    /* b_field has no value for a 403 */
     assert_int_equal(terminal_runs, runs); /* the stages after B did not run */
     assert_int_equal(freed, 1);
 }
@@ -310,6 +316,30 @@ static void test_retry_and_failed(void **state)
     assert_int_equal(freed, 1);
 }
 
+/* A request that is not one (no HG_REQ_MAGIC: freed, or a stray pointer) stops the process
+ * where it is handed back (check.h), when the checks are compiled in (Debug, sanitizers). */
+static void test_magic_checked(void **state)
+{
+#if HG_CHECKS
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct hg_req bogus;
+        memset(&bogus, 0, sizeof bogus);
+        bogus.refs = 1;
+        fclose(stderr); /* the check's message is expected */
+        pipeline_req_hold(&bogus);
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGABRT);
+#else
+    skip();
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_resume_inside_stage),
         cmocka_unit_test(test_client_gone_every_stage),
         cmocka_unit_test(test_retry_and_failed),
+        cmocka_unit_test(test_magic_checked),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

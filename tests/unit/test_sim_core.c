@@ -14,9 +14,9 @@
 
 #include <event2/buffer.h>
 
-#include "sim_int.h"
-
-int sim_arrow_encode(json_t *data, size_t offset, size_t limit, struct evbuffer *out);
+#include "sim_arrow.h"
+#include "sim_faults.h"
+#include "sim_json.h"
 
 static void test_faults_roundtrip(void **state)
 {
@@ -209,6 +209,26 @@ static void test_json_shortest_reals(void **state)
     free(out);
 }
 
+/* Every escape: the named ones, \u00XX (lower-case hex) for other control bytes and NUL,
+ * everything else (UTF-8, '/', DEL) as is. */
+static void test_json_string_escapes(void **state)
+{
+    (void)state;
+    static const char in[] = "q\"b\\\b\f\n\r\t\x01\x1f\x7f/\xc3\xa9";
+    json_t *j = json_stringn(in, sizeof in - 1);
+    json_t *nul = json_stringn("a\0b", 3);
+    assert_non_null(j);
+    assert_non_null(nul);
+    char *out = sim_json_dumps(j, NULL);
+    assert_string_equal(out, "\"q\\\"b\\\\\\b\\f\\n\\r\\t\\u0001\\u001f\x7f/\xc3\xa9\"");
+    free(out);
+    out = sim_json_dumps(nul, NULL);
+    assert_string_equal(out, "\"a\\u0000b\"");
+    free(out);
+    json_decref(j);
+    json_decref(nul);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -216,6 +236,7 @@ int main(void)
         cmocka_unit_test(test_faults_validation_keeps_old_config),
         cmocka_unit_test(test_arrow_framing),
         cmocka_unit_test(test_json_shortest_reals),
+        cmocka_unit_test(test_json_string_escapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

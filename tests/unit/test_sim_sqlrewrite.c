@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "sim.h"
+#include "sim_sqlrewrite.h"
 
 /* Known tables: demo.public.orders -> "demo.public.orders", datasets.main.sales -> ds_sales.
  * Records the last lookup so tests can check case folding. */
