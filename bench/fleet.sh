@@ -13,11 +13,15 @@
 #             credential (cache off, local_share 0.34), $RATE_N distinct queries spread over
 #             them, upstream requests and 429s per second sampled at the sim; three runs:
 #             global (budget in Redis), global with Redis killed for the middle third of the
-#             run (local share, then back), and no Redis (each instance alone at $RATE/s)
-# Writes bench/out/fleet.{md,csv} and bench/out/fleet_rate.md (the timelines), prints the table.
+#             run (local share, then back), and no Redis (each instance alone at $RATE/s);
+#             with FLEET=yes only (it makes its own comparison)
+# Writes bench/out/fleet-$FLEET.{md,csv} (and bench/out/fleet_rate.md, the timelines) and
+# prints the table.
 #   BUILD_DIR (build), CONNS (32), PRELOAD (20s), L2_DURATION (2s), DURATION (5s, L1),
-#   HERD (90), HERD_LATENCY (200), HERD_ROUNDS (5), HG_THREADS (2), RATE (10),
-#   RATE_BURST (2), RATE_SIM_BURST (5), RATE_N (300), SECTIONS ("1 2 3")
+#   HERD (90), HERD_LATENCY (200), HERD_ROUNDS (5), HG_THREADS (2),
+#   FLEET (yes; no: the same three instances without [redis], for comparison: section 1 is
+#   skipped, section 2 shows what each instance's own coalescing alone makes of the herd),
+#   RATE (10), RATE_BURST (2), RATE_SIM_BURST (5), RATE_N (300), SECTIONS ("1 2 3")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -30,6 +34,7 @@ HERD=${HERD:-90}
 HERD_LATENCY=${HERD_LATENCY:-200}
 HERD_ROUNDS=${HERD_ROUNDS:-5}
 HG_THREADS=${HG_THREADS:-2}
+FLEET=${FLEET:-yes}
 RATE=${RATE:-10}
 RATE_BURST=${RATE_BURST:-2}
 RATE_SIM_BURST=${RATE_SIM_BURST:-5}
@@ -87,7 +92,7 @@ dir = $TMP/g$i/cache
 size = 512M
 ttl_query = 300s
 [redis]
-enabled = yes
+enabled = $FLEET
 url = redis://127.0.0.1:$REDIS_PORT
 key_prefix = bench:
 op_timeout = 50ms
@@ -127,7 +132,7 @@ ROWS=()
 row() { ROWS+=("$1|$2|$3|$4|$5"); } # section what req/s p50 p99 (or notes)
 
 # ---- section 1: L1 hits vs L2 hits ----
-if [[ " $SECTIONS " == *" 1 "* ]]; then
+section_hits() {
 cat >"$TMP/distinct.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -161,7 +166,8 @@ echo "section 1: L1 hits through instance B ($DURATION) ..." >&2
 read -r rps p50 p99 nreq < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $KEY" \
     -s "$TMP/same.lua" "$B" | wrk_summary)
 row hits "L1 hit on B (no Redis round trip)" "$rps" "$p50" "$p99"
-fi
+}
+if [ "$FLEET" = yes ] && [[ " $SECTIONS " == *" 1 "* ]]; then section_hits; fi
 
 # ---- section 2: the herd over three instances ----
 if [[ " $SECTIONS " == *" 2 "* ]]; then
@@ -213,13 +219,13 @@ def walk(j):
     if isinstance(j, list): return sum(walk(v) for v in j)
     return 0
 print(walk(json.load(sys.stdin)))' "$hash")
-    row herd "round $r: $HERD clients over 3 instances, $ok ok; upstream queries $up; $miss MISS $hit HIT(L2) $coal COALESCED" "-" "$p50 ms" "$pmax ms (max)"
+    row herd "round $r (fleet $FLEET): $HERD clients over 3 instances, $ok ok; upstream queries $up; $miss MISS $hit HIT(L2) $coal COALESCED" "-" "$p50 ms" "$pmax ms (max)"
 done
 curl -s -o /dev/null -H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$SIM_PORT/_sim/faults"
 fi
 
 # ---- section 3: the global rate timeline ----
-if [[ " $SECTIONS " == *" 3 "* ]]; then
+if [ "$FLEET" = yes ] && [[ " $SECTIONS " == *" 3 "* ]]; then
 RSIM_PORT=$(free_port)
 "$SIM" --listen 127.0.0.1:$RSIM_PORT --token tok_test=ws_test --workspace ws_test \
     --data-dir "$TMP/rsim" --rate "$RATE" --burst "$RATE_SIM_BURST" --quiet >"$TMP/rsim.log" 2>&1 &
@@ -358,5 +364,5 @@ fi
         IFS='|' read -r s w a b c <<<"$r"
         echo "| $s | $w | $a | $b | $c |"
     done
-} | tee "$OUT/fleet.md"
-printf '%s\n' "${ROWS[@]}" | tr '|' ',' >"$OUT/fleet.csv"
+} | tee "$OUT/fleet-$FLEET.md"
+printf '%s\n' "${ROWS[@]}" | tr '|' ',' >"$OUT/fleet-$FLEET.csv"

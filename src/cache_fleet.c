@@ -14,6 +14,7 @@
  */
 #include "cache_int.h"
 
+#include "check.h"
 #include "fleet_inval.h"
 #include "fleet_l2.h"
 #include "log.h"
@@ -164,6 +165,7 @@ static void on_fleet(void *arg, enum fleet_outcome o, const unsigned char *blob,
                      const fleet_lease *lease)
 {
     cctx *c = arg;
+    HG_CHECK_OBJ_NOTNULL(c, CACHE_CTX_MAGIC);
     struct hg_req *req = c->req;
     coalesce_flight *fl = c->fleet_flight;
     c->fleet_wait = NULL;

@@ -16,6 +16,7 @@
 
 #include <openssl/rand.h>
 
+#include "check.h"
 #include "fleet_inval.h"
 #include "redis.h"
 #include "util.h"
@@ -50,7 +51,11 @@ static struct {
     atomic_uint lease_seq;
 } C;
 
+#define FLEET_GET_MAGIC 0x4c19e2a7u
+#define FLEET_W_MAGIC 0x91f07d36u
+
 struct fleet_get {
+    unsigned magic;             /* FLEET_GET_MAGIC: it comes back as callback and timer arg */
     LIST_ENTRY(fleet_get) link; /* in the worker's wait list while waiting */
     struct wstate *w;
     uint8_t key[32];
@@ -79,6 +84,7 @@ struct fleet_get {
 
 /* Per worker thread. */
 struct wstate {
+    unsigned magic; /* FLEET_W_MAGIC: the subscriber's callback arg */
     struct event_base *base;
     struct rds *sub;
     LIST_HEAD(, fleet_get) waits;
@@ -111,6 +117,7 @@ static void hex32(const uint8_t k[32], char out[65])
 
 static void g_free(fleet_get *g)
 {
+    HG_OBJ_FINI(g);
     if (g->timer)
         event_free(g->timer);
     for (size_t i = 0; i < g->ntags; i++)
@@ -157,6 +164,7 @@ static void finish(fleet_get *g, enum fleet_outcome o, const unsigned char *blob
 static void on_fill_msg(void *arg, const char *channel, const char *payload, size_t len)
 {
     struct wstate *w = arg;
+    HG_CHECK_OBJ_NOTNULL(w, FLEET_W_MAGIC);
     fleet_get *g, *next;
     for (g = LIST_FIRST(&w->waits); g; g = next) {
         next = LIST_NEXT(g, link);
@@ -171,6 +179,7 @@ static void on_fill_msg(void *arg, const char *channel, const char *payload, siz
 static void sub_ready(void *arg)
 {
     struct wstate *w = arg;
+    HG_CHECK_OBJ_NOTNULL(w, FLEET_W_MAGIC);
     rds_subscribe(w->sub, w->channel, on_fill_msg, w);
 }
 
@@ -185,6 +194,7 @@ static void wstate_exit(void)
         finish(g, FLEET_FAIL, NULL, 0);
     }
     rds_free(w->sub);
+    HG_OBJ_FINI(w);
     free(w);
     tl_w = NULL;
 }
@@ -196,6 +206,7 @@ static struct wstate *wstate(struct event_base *base)
     struct wstate *w = calloc(1, sizeof *w);
     if (!w)
         abort();
+    HG_OBJ_INIT(w, FLEET_W_MAGIC);
     w->base = base;
     LIST_INIT(&w->waits);
     rds_key(w->channel, sizeof w->channel, "{fleet}", "fill");
@@ -211,6 +222,7 @@ static void wait_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     fleet_get *g = arg;
+    HG_CHECK_OBJ_NOTNULL(g, FLEET_GET_MAGIC);
     unpark(g);
     step(g);
 }
@@ -313,6 +325,7 @@ static void decide(fleet_get *g)
 static void on_gens(void *arg, const redisReply *rep)
 {
     fleet_get *g = arg;
+    HG_CHECK_OBJ_NOTNULL(g, FLEET_GET_MAGIC);
     g->inflight--;
     if (g->cancelled) {
         if (!g->inflight)
@@ -338,6 +351,7 @@ static void on_gens(void *arg, const redisReply *rep)
 static void on_lookup(void *arg, const redisReply *rep)
 {
     fleet_get *g = arg;
+    HG_CHECK_OBJ_NOTNULL(g, FLEET_GET_MAGIC);
     g->inflight--;
     if (g->cancelled) {
         /* a lease taken for a request that left meanwhile: give it back */
@@ -424,6 +438,7 @@ fleet_get *fleet_get_start(struct event_base *base, const uint8_t key[32], const
     fleet_get *g = calloc(1, sizeof *g);
     if (!g)
         abort();
+    HG_OBJ_INIT(g, FLEET_GET_MAGIC);
     g->w = w;
     memcpy(g->key, key, 32);
     hex32(key, g->hex);

@@ -143,7 +143,7 @@ static int modules_start(struct hg_config *cfg)
 {
     /* the first config snapshot; it also keeps the settings that need a restart */
     cfgsnap_init(cfg);
-    if (rds_init(cfg) != 0) {
+    if (rds_init(cfg) != 0) { /* the Redis client layer, before the cache's fleet tier */
         log_msg(LOG_ERR, "redis: startup failed");
         cfgsnap_shutdown();
         return -1;
@@ -155,8 +155,6 @@ static int modules_start(struct hg_config *cfg)
         return -1;
     }
     if (budget_stage_init(cfg) != 0) {
-        cache_shutdown();
-        rds_shutdown();
         cfgsnap_shutdown();
         return -1;
     }

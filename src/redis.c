@@ -31,6 +31,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "admin.h"
+#include "check.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -43,7 +44,11 @@ enum rds_state {
     RDS_READY,      /* handshake done, circuit closed */
 };
 
+#define RDS_MAGIC 0x7d3a91c4u
+#define RDS_OP_MAGIC 0x2be6f015u
+
 struct rds {
+    unsigned magic; /* RDS_MAGIC: it comes back as hiredis's ac->data */
     struct event_base *base;
     char name[32];
     enum rds_state st;
@@ -97,6 +102,7 @@ static struct {
 static __thread struct rds *tls_worker;
 
 struct rds_op {
+    unsigned magic; /* RDS_OP_MAGIC: it comes back as hiredis's privdata and a timer's arg */
     struct rds *r;
     redisAsyncContext *ac;
     rds_reply_fn fn;
@@ -319,7 +325,9 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    rds_connect(arg);
+    struct rds *r = arg;
+    HG_CHECK_OBJ_NOTNULL(r, RDS_MAGIC);
+    rds_connect(r);
 }
 
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -327,6 +335,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct rds *r = arg;
+    HG_CHECK_OBJ_NOTNULL(r, RDS_MAGIC);
     atomic_fetch_add(&S.connect_fail, 1);
     set_error("%s: %s timed out", r->name,
               r->st == RDS_SENTINEL ? "sentinel lookup" : "connect/handshake");
@@ -348,6 +357,7 @@ static void handshake_fail(struct rds *r, const char *what, const redisReply *re
 static void hs_step_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct rds *r = ac->data;
+    HG_CHECK_OBJ(r, RDS_MAGIC);
     const redisReply *rep = reply;
     const char *what = priv;
     if (!r || r->ac != ac || r->st != RDS_CONNECTING)
@@ -385,6 +395,7 @@ static void connect_cb(const redisAsyncContext *cac, int status)
 {
     redisAsyncContext *ac = (redisAsyncContext *)cac;
     struct rds *r = ac->data;
+    HG_CHECK_OBJ(r, RDS_MAGIC);
     if (!r || r->ac != ac)
         return;
     if (status != REDIS_OK) {
@@ -414,6 +425,7 @@ static void disconnect_cb(const redisAsyncContext *cac, int status)
     (void)status;
     redisAsyncContext *ac = (redisAsyncContext *)cac;
     struct rds *r = ac->data;
+    HG_CHECK_OBJ(r, RDS_MAGIC);
     if (!r || r->ac != ac)
         return;
     /* hiredis frees ac after this callback */
@@ -455,6 +467,7 @@ static void sentinel_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)priv;
     struct rds *r = ac->data;
+    HG_CHECK_OBJ(r, RDS_MAGIC);
     const redisReply *rep = reply;
     if (!r || r->sac != ac || r->st != RDS_SENTINEL)
         return;
@@ -493,6 +506,7 @@ static void sentinel_connect_cb(const redisAsyncContext *cac, int status)
 {
     redisAsyncContext *ac = (redisAsyncContext *)cac;
     struct rds *r = ac->data;
+    HG_CHECK_OBJ(r, RDS_MAGIC);
     if (!r || r->sac != ac)
         return;
     if (status != REDIS_OK) {
@@ -512,6 +526,7 @@ static void sentinel_disconnect_cb(const redisAsyncContext *cac, int status)
     (void)status;
     redisAsyncContext *ac = (redisAsyncContext *)cac;
     struct rds *r = ac->data;
+    HG_CHECK_OBJ(r, RDS_MAGIC);
     if (!r || r->sac != ac)
         return;
     r->sac = NULL; /* the reply callback (NULL) already handled it, or will not come */
@@ -559,6 +574,7 @@ static struct rds *rds_make(struct event_base *base, const char *name)
     struct rds *r = calloc(1, sizeof *r);
     if (!r)
         abort();
+    HG_OBJ_INIT(r, RDS_MAGIC);
     r->base = base;
     snprintf(r->name, sizeof r->name, "%s", name);
     r->retry_ev = evtimer_new(base, retry_cb, r);
@@ -595,6 +611,7 @@ void rds_free(struct rds *r)
     event_free(r->retry_ev);
     event_free(r->dl_ev);
     atomic_fetch_sub(&S.total, 1);
+    HG_OBJ_FINI(r);
     free(r);
 }
 
@@ -636,6 +653,7 @@ int rds_usable(const struct rds *r)
 
 static void op_free(struct rds_op *op)
 {
+    HG_OBJ_FINI(op);
     if (op->timer)
         event_free(op->timer);
     for (int i = 0; i < op->argc; i++)
@@ -660,6 +678,7 @@ static void op_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct rds_op *op = arg;
+    HG_CHECK_OBJ_NOTNULL(op, RDS_OP_MAGIC);
     struct rds *r = op->r;
     atomic_fetch_add(&S.timeout, 1);
     op_answer(op, NULL);
@@ -672,7 +691,10 @@ static int op_send(struct rds_op *op, int argc, const char *const argv[], const 
 static void op_reply_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct rds_op *op = priv;
+    HG_CHECK_OBJ_NOTNULL(op, RDS_OP_MAGIC);
     struct rds *r = ac->data;
+    HG_CHECK_OBJ(r, RDS_MAGIC);
+    HG_CHECK_OBJ(r, RDS_MAGIC);
     const redisReply *rep = reply;
     op->inflight--;
     int live = r && r->ac == ac;
@@ -726,6 +748,7 @@ static struct rds_op *op_new(struct rds *r, unsigned flags, rds_reply_fn fn, voi
     struct rds_op *op = calloc(1, sizeof *op);
     if (!op)
         abort();
+    HG_OBJ_INIT(op, RDS_OP_MAGIC);
     op->r = r;
     op->ac = r->ac;
     op->fn = fn;
@@ -834,6 +857,7 @@ static void sub_cb(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)priv;
     struct rds *r = ac->data;
+    HG_CHECK_OBJ(r, RDS_MAGIC);
     const redisReply *rep = reply;
     if (!r || r->ac != ac || !r->sub_fn)
         return;

@@ -31,9 +31,12 @@ static int setup(void **state)
                : -1;
 }
 
+static void load_stop_all(void);
+
 static int teardown(void **state)
 {
     (void)state;
+    load_stop_all();
     fit_stop(&F);
     return 0;
 }
@@ -67,13 +70,19 @@ static void *load_main(void *arg)
 
 typedef struct loadset {
     atomic_int stop;
+    int running;
     load l[FIT_N];
     pthread_t t[FIT_N];
 } loadset;
 
+/* static, not on a test's stack: a failed assertion leaves the test function while the load
+ * threads still run; teardown stops them */
+static loadset ls;
+
 static void load_start(loadset *s)
 {
     atomic_store(&s->stop, 0);
+    s->running = 1;
     for (int i = 0; i < FIT_N; i++) {
         s->l[i] = (load){.inst = i, .stop = &s->stop};
         pthread_create(&s->t[i], NULL, load_main, &s->l[i]);
@@ -84,11 +93,20 @@ static void load_stop(loadset *s, long *ok, long *failed)
 {
     atomic_store(&s->stop, 1);
     *ok = *failed = 0;
+    if (!s->running)
+        return;
+    s->running = 0;
     for (int i = 0; i < FIT_N; i++) {
         pthread_join(s->t[i], NULL);
         *ok += s->l[i].ok;
         *failed += s->l[i].failed;
     }
+}
+
+static void load_stop_all(void)
+{
+    long ok, failed;
+    load_stop(&ls, &ok, &failed);
 }
 
 static char *query_body(int i, const char *sql)
@@ -125,7 +143,6 @@ static void test_redis_killed_and_restarted(void **state)
     char *old = query_body(0, sql);
     for (int i = 1; i < FIT_N; i++)
         free(query_body(i, sql));
-    loadset ls;
     load_start(&ls);
     cit_sleep_ms(300);
     int port = F.redis.port;
@@ -156,6 +173,8 @@ static void test_redis_killed_and_restarted(void **state)
     for (int t = 0; t < 400 && cit_metric(&F.g[0], "hotgate_fleet_invalidations_pending") != 0; t++)
         cit_sleep_ms(25);
     assert_int_equal(cit_metric(&F.g[0], "hotgate_fleet_invalidations_pending"), 0);
+    for (int t = 0; t < 400 && strcmp(admin_redis_status(0), "up"); t++)
+        cit_sleep_ms(50); /* every connection back (each on its own backoff) */
     /* the queued invalidation went into the new Redis's stream */
     assert_true(harness_redis_int(F.redis.port, "XLEN hgt:{fleet}inval") >= 1);
     assert_string_equal(admin_redis_status(0), "up");
@@ -181,7 +200,6 @@ static void test_redis_stalled(void **state)
     double opens = 0;
     for (int i = 0; i < FIT_N; i++)
         opens += cit_metric(&F.g[i], "hotgate_redis_circuit_opens_total");
-    loadset ls;
     load_start(&ls);
     cit_sleep_ms(200);
     /* Redis stops answering for 2 s (every client of it waits) */

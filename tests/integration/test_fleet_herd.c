@@ -221,7 +221,10 @@ static void test_lease_holder_killed(void **state)
         cit_sim_faults(&F.g[0], "{\"routes\":{\"POST /v1/query\":{\"latency_ms\":3000}}}"), 0);
     double waits1 = cit_metric(&F.g[1], "hotgate_fleet_lease_waits_total");
     double waits2 = cit_metric(&F.g[2], "hotgate_fleet_lease_waits_total");
-    bg b = {.sql = sql};
+    /* static: a failed assertion must not leave the threads writing into a dead stack */
+    static bg b;
+    memset(&b, 0, sizeof b);
+    b.sql = sql;
     pthread_t t;
     pthread_create(&t, NULL, bg_query, &b);
     /* instance 0 holds the lease (the only one in flight) */
@@ -234,9 +237,10 @@ static void test_lease_holder_killed(void **state)
     assert_true(seen);
     /* instances 1 and 2 ask: they park on the lease */
     char *body = cit_query_body(sql);
-    xfer xs[2];
-    int inst[2] = {1, 2};
-    many_arg ma = {xs, 2, inst, body};
+    static xfer xs[2];
+    static int inst[2] = {1, 2};
+    static many_arg ma;
+    ma = (many_arg){xs, 2, inst, body};
     pthread_t t2;
     pthread_create(&t2, NULL, bg_many, &ma);
     assert_int_equal(fit_wait_metric(&F, 1, "hotgate_fleet_lease_waits_total", waits1 + 1, 10000),
