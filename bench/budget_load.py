@@ -52,6 +52,9 @@ def main():
     ap.add_argument("--retry-429", action="store_true",
                     help="retry 429s after Retry-After, like the official clients")
     ap.add_argument("--admin", default=None, help="hotgate admin URL for /admin/budget")
+    ap.add_argument("--inject-429-at", type=float, default=None,
+                    help="seconds into the run: make the sim answer its next request 429 "
+                    "with Retry-After: 1 once (POST /_sim/faults), a lone shed")
     a = ap.parse_args()
 
     u = urllib.parse.urlsplit(a.url)
@@ -105,6 +108,7 @@ def main():
 
     samples = []
     effs = []
+    admin_last = {}
     stalls = []
     t_base = time.monotonic()
 
@@ -123,6 +127,8 @@ def main():
                 try:
                     b = get_json(a.admin, "/admin/budget")
                     effs.append(b["credentials"][0]["effective_rate"])
+                    admin_last.clear()
+                    admin_last.update(b["credentials"][0])
                 except Exception:
                     pass
             done_flag.wait(0.25)
@@ -132,6 +138,16 @@ def main():
     time.sleep(0.2)
     t_start = time.monotonic()
     threads = [threading.Thread(target=worker) for _ in range(a.c)]
+    if a.inject_429_at is not None:
+        def inject():
+            time.sleep(a.inject_429_at)
+            u2 = urllib.parse.urlsplit(a.sim)
+            c = http.client.HTTPConnection(u2.hostname, u2.port, timeout=5)
+            c.request("POST", "/_sim/faults", json.dumps({"retry_after": {"count": 1, "seconds": 1}}),
+                      {"Content-Type": "application/json"})
+            c.getresponse().read()
+            c.close()
+        threads.append(threading.Thread(target=inject))
     for t in threads:
         t.start()
     for t in threads:
@@ -188,6 +204,8 @@ def main():
         "latency_p50_s": pct(0.50),
         "latency_p99_s": pct(0.99),
         "effective_rate_min": min(effs) if effs else None,
+        "rate_decreases": admin_last.get("rate_decreases"),
+        "upstream_shed": admin_last.get("upstream_shed"),
         "sim_stalls_over_100ms": stalls,
         "upstream_429_at_s": [round(t - t_base, 1) for (t, _, x), (_, _, x0)
                               in zip(samples[1:], samples) if x > x0],

@@ -8,12 +8,20 @@
 #   2. herd   $HERD concurrent identical cold queries spread over the three instances with
 #             the sim at $HERD_LATENCY ms: upstream queries the sim counted, client p50/max;
 #             repeated $HERD_ROUNDS times with new SQL
-#   3. rate   (the global rate budget's timeline: added by the rate-budget work, same setup)
-# Writes bench/out/fleet-$FLEET.{md,csv} and prints the table.
+#   3. rate   the global rate budget's timeline: a sim limited to $RATE/s (burst $RATE_SIM_BURST)
+#             and three more instances each configured at $RATE/s burst $RATE_BURST on one
+#             credential (cache off, local_share 0.34), $RATE_N distinct queries spread over
+#             them, upstream requests and 429s per second sampled at the sim; three runs:
+#             global (budget in Redis), global with Redis killed for the middle third of the
+#             run (local share, then back), and no Redis (each instance alone at $RATE/s);
+#             with FLEET=yes only (it makes its own comparison)
+# Writes bench/out/fleet-$FLEET.{md,csv} (and bench/out/fleet_rate.md, the timelines) and
+# prints the table.
 #   BUILD_DIR (build), CONNS (32), PRELOAD (20s), L2_DURATION (2s), DURATION (5s, L1),
 #   HERD (90), HERD_LATENCY (200), HERD_ROUNDS (5), HG_THREADS (2),
 #   FLEET (yes; no: the same three instances without [redis], for comparison: section 1 is
-#   skipped, section 2 shows what each instance's own coalescing alone makes of the herd)
+#   skipped, section 2 shows what each instance's own coalescing alone makes of the herd),
+#   RATE (10), RATE_BURST (2), RATE_SIM_BURST (5), RATE_N (300), SECTIONS ("1 2 3")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -27,6 +35,11 @@ HERD_LATENCY=${HERD_LATENCY:-200}
 HERD_ROUNDS=${HERD_ROUNDS:-5}
 HG_THREADS=${HG_THREADS:-2}
 FLEET=${FLEET:-yes}
+RATE=${RATE:-10}
+RATE_BURST=${RATE_BURST:-2}
+RATE_SIM_BURST=${RATE_SIM_BURST:-5}
+RATE_N=${RATE_N:-300}
+SECTIONS=${SECTIONS:-"1 2 3"}
 OUT=bench/out
 mkdir -p "$OUT"
 HG=$BUILD_DIR/hotgate
@@ -154,9 +167,10 @@ read -r rps p50 p99 nreq < <(wrk -t1 -c"$CONNS" -d"$DURATION" --latency -H "Auth
     -s "$TMP/same.lua" "$B" | wrk_summary)
 row hits "L1 hit on B (no Redis round trip)" "$rps" "$p50" "$p99"
 }
-[ "$FLEET" = yes ] && section_hits
+if [ "$FLEET" = yes ] && [[ " $SECTIONS " == *" 1 "* ]]; then section_hits; fi
 
 # ---- section 2: the herd over three instances ----
+if [[ " $SECTIONS " == *" 2 "* ]]; then
 curl -s -o /dev/null -H 'Content-Type: application/json' \
     -d "{\"routes\":{\"POST /v1/query\":{\"latency_ms\":$HERD_LATENCY}}}" "http://127.0.0.1:$SIM_PORT/_sim/faults"
 for r in $(seq 1 "$HERD_ROUNDS"); do
@@ -208,8 +222,139 @@ print(walk(json.load(sys.stdin)))' "$hash")
     row herd "round $r (fleet $FLEET): $HERD clients over 3 instances, $ok ok; upstream queries $up; $miss MISS $hit HIT(L2) $coal COALESCED" "-" "$p50 ms" "$pmax ms (max)"
 done
 curl -s -o /dev/null -H 'Content-Type: application/json' -d '{}' "http://127.0.0.1:$SIM_PORT/_sim/faults"
+fi
 
-# ---- section 3: the global rate timeline (rate-budget work adds it here) ----
+# ---- section 3: the global rate timeline ----
+if [ "$FLEET" = yes ] && [[ " $SECTIONS " == *" 3 "* ]]; then
+RSIM_PORT=$(free_port)
+"$SIM" --listen 127.0.0.1:$RSIM_PORT --token tok_test=ws_test --workspace ws_test \
+    --data-dir "$TMP/rsim" --rate "$RATE" --burst "$RATE_SIM_BURST" --quiet >"$TMP/rsim.log" 2>&1 &
+PIDS+=($!)
+wait_port "$RSIM_PORT" || { echo "rate sim did not start" >&2; exit 1; }
+RPIDS=()
+# three instances at $RATE/s each on one credential; $1: yes/no ([redis] enabled)
+rate_fleet_start() {
+    RPORTS=()
+    RADM=()
+    RPIDS=()
+    local prefix="benchrate$RANDOM:" # one budget for the three (a fresh one each run)
+    for i in 0 1 2; do
+        local p a
+        p=$(free_port); a=$(free_port)
+        RPORTS+=("$p")
+        RADM+=("$a")
+        mkdir -p "$TMP/r$i"
+        cat >"$TMP/r$i/hotgate.conf" <<CONF
+[server]
+listen = 127.0.0.1:$p
+threads = $HG_THREADS
+access_log = off
+[admin]
+listen = 127.0.0.1:$a
+[upstream]
+url = http://127.0.0.1:$RSIM_PORT
+retries = 0
+[cache]
+enabled = no
+[redis]
+enabled = $1
+url = redis://127.0.0.1:$REDIS_PORT
+key_prefix = $prefix
+op_timeout = 50ms
+local_share = 0.34
+[queue]
+max_total = 10000
+max_per_client = 10000
+deadline = 600
+[credential main]
+token_file = $TMP/token
+rate = $RATE
+burst = $RATE_BURST
+[client bench]
+key_sha256 = $KEY_SHA
+credential = main
+workspaces = ws_test
+default_workspace = ws_test
+mode = full
+CONF
+        "$HG" --config "$TMP/r$i/hotgate.conf" >"$TMP/r$i/hotgate.log" 2>&1 &
+        RPIDS+=($!)
+        PIDS+=($!)
+    done
+    for p in "${RPORTS[@]}"; do wait_port "$p" || { echo "hotgate did not start" >&2; exit 1; }; done
+    sleep 0.5
+}
+rate_fleet_stop() {
+    local a
+    echo "$1:" >>"$TMP/rate_metrics.txt"
+    for a in "${RADM[@]}"; do # what each instance's budget did
+        { printf '  '
+          curl -s "http://127.0.0.1:$a/metrics" | grep -E '^hotgate_budget_(global|local_share|upstream_shed|rate_decreases|shed_paused)' \
+            | sed -e 's/{credential="main"}//' -e 's/^hotgate_budget_//' | tr '\n' ' '
+          echo; } >>"$TMP/rate_metrics.txt"
+    done
+    for p in "${RPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${RPIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+RATE_LOAD() { python3 bench/fleet_rate.py --ports "$(IFS=,; echo "${RPORTS[*]}")" \
+    --sim-port "$RSIM_PORT" --key "$KEY" -n "$RATE_N" -c 10 --offset "$1"; }
+rate_row() { # name json
+    python3 - "$1" "$2" "$RATE" "$RATE_SIM_BURST" <<'PY'
+import json, sys
+name, r, rate, burst = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+bound = rate * r["makespan_s"] + burst
+print("%s: %d queries over 3 instances, %s ok, client 429s %d; upstream %d requests in %.1f s "
+      "(rate x time + burst = %.0f), mean %.1f/s, max 1 s %.1f/s, upstream 429s %d|-|-|-" % (
+          name, r["n"], r["status"].get("200", 0), r["client_429"], r["upstream_requests"],
+          r["makespan_s"], bound, r["upstream_mean_per_s"], r["upstream_max_1s"],
+          r["upstream_429"]))
+PY
+}
+echo "section 3: global budget, 3 x $RATE/s sharing $RATE/s in Redis, $RATE_N queries ..." >&2
+rate_fleet_start yes
+R_GLOBAL=$(RATE_LOAD 5000000)
+rate_fleet_stop "global budget in Redis"
+echo "section 3: the same, Redis killed for the middle third ..." >&2
+rate_fleet_start yes
+THIRD=$(python3 -c "print($RATE_N / $RATE / 3)")
+RATE_LOAD 6000000 >"$TMP/rate_kill.json" &
+LOADPID=$!
+sleep "$THIRD"
+REDIS_PID=${PIDS[0]}
+kill -9 "$REDIS_PID" 2>/dev/null || true
+sleep "$THIRD"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$TMP" >>"$TMP/redis.log" 2>&1 &
+PIDS+=($!)
+wait $LOADPID
+R_KILL=$(cat "$TMP/rate_kill.json")
+rate_fleet_stop "global, Redis killed mid-run"
+echo "section 3: no Redis, each instance alone at $RATE/s ..." >&2
+rate_fleet_start no
+R_ALONE=$(RATE_LOAD 7000000)
+rate_fleet_stop "no Redis"
+IFS='|' read -r w a b c <<<"$(rate_row "global budget in Redis" "$R_GLOBAL")"
+row rate "$w" "$a" "$b" "$c"
+IFS='|' read -r w a b c <<<"$(rate_row "global, Redis killed for ${THIRD%.*} s mid-run (local share 0.34)" "$R_KILL")"
+row rate "$w" "$a" "$b" "$c"
+IFS='|' read -r w a b c <<<"$(rate_row "no Redis (each alone)" "$R_ALONE")"
+row rate "$w" "$a" "$b" "$c"
+python3 - "$R_GLOBAL" "$R_KILL" "$R_ALONE" "$RATE" "$THIRD" <<'PY' | tee "$OUT/fleet_rate.md" >&2
+import json, sys
+names = ["global budget in Redis", "global, Redis killed from %.0f s to %.0f s" % (
+    float(sys.argv[5]), 2 * float(sys.argv[5])), "no Redis (each instance alone)"]
+print("# global rate timeline: upstream requests per second at the sim (limit %s/s), "
+      "second by second from the start of each run; 429s upstream / at the clients\n" % sys.argv[4])
+for name, js in zip(names, sys.argv[1:4]):
+    r = json.loads(js)
+    print("%s (makespan %.1f s):" % (name, r["makespan_s"]))
+    print("  upstream req/s: %s" % " ".join(str(x) for x in r["upstream_per_s"]))
+    print("  upstream 429/s: %s" % " ".join(str(x) for x in r["upstream_429_per_s"]))
+    print("  client 429/s:   %s" % " ".join(str(x) for x in r["client_429_per_s"]))
+PY
+{ echo; echo "each instance's budget at the end of each run (/metrics):"; cat "$TMP/rate_metrics.txt"; } \
+    | tee -a "$OUT/fleet_rate.md" >&2
+fi
 
 # ---- table ----
 {

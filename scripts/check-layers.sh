@@ -24,7 +24,7 @@ LAYERS=(
   "conn"                                          # 4 client connections (socket I/O, bodies)
   "auth_stage route_stage budget_stage upstream_stage cache cache_*" # 5 the stages
   "pipeline"                                      # 6 the request object's life, the stage driver
-  "admin upstream upstream_* redis fleet_*"       # 7 I/O services: admin listener, upstream clients, Redis and the fleet tier on it
+  "admin upstream upstream_* redis fleet_* gbudget" # 7 I/O services: admin listener, upstream clients, Redis, the fleet tier and the fleet budget on it
   "auth route budget fairq coalesce cachekey bodykey sqlkey entry store store_* connmap retry_after" # 8 policies and data
   "http1 h1resp"                                  # 9 HTTP/1.1 wire formats
   "req log metrics cfgsnap hdr path outbuf check" # 10 the request as data, logging, counters, small rules

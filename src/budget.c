@@ -26,6 +26,7 @@
 #define US_PER_S 1000000.0
 #define BUDGET_SPARE_CREDS 64 /* credentials a reload may add */
 #define TOKEN_EPS 1e-9
+#define GLOBAL_LOCAL_US 1000000 /* the local share's turn after the fleet's budget failed */
 
 /* ---- token bucket ---- */
 
@@ -62,15 +63,31 @@ void budget_bucket_set(budget_bucket *b, double rate, double burst, uint64_t now
         b->tokens = -b->burst;
 }
 
+/* Tokens accrued from b->last_us to until_us at the effective rate, no climb (a pause). */
+static void bucket_accrue_flat(budget_bucket *b, uint64_t until_us)
+{
+    if (until_us <= b->last_us)
+        return;
+    b->tokens += b->eff * (double)(until_us - b->last_us) / US_PER_S;
+    if (b->tokens > b->burst)
+        b->tokens = b->burst;
+    b->last_us = until_us;
+}
+
 void budget_bucket_advance(budget_bucket *b, uint64_t now_us, double increase_frac)
 {
     if (b->rate <= 0 || now_us <= b->last_us)
         return;
     if (now_us < b->cooldown_until_us) {
-        b->tokens = 0;
+        if (b->cooldown_keeps)
+            bucket_accrue_flat(b, now_us);
+        else
+            b->tokens = 0;
         b->last_us = now_us;
         return;
     }
+    if (b->cooldown_keeps)
+        bucket_accrue_flat(b, b->cooldown_until_us);
     uint64_t from = b->last_us > b->cooldown_until_us ? b->last_us : b->cooldown_until_us;
     double dt = (double)(now_us - from) / US_PER_S;
     double eff0 = b->eff;
@@ -129,6 +146,11 @@ uint64_t budget_bucket_ready_at(const budget_bucket *b, uint64_t now_us)
     if (now_us < b->cooldown_until_us) {
         from = b->cooldown_until_us;
         tokens = 0;
+        if (b->cooldown_keeps) {
+            tokens = b->tokens + b->eff * (double)(from - now_us) / US_PER_S;
+            if (tokens > b->burst)
+                tokens = b->burst;
+        }
     }
     if (tokens >= 1 - TOKEN_EPS)
         return from;
@@ -143,8 +165,22 @@ void budget_bucket_cooldown(budget_bucket *b, uint64_t now_us, uint64_t dur_us)
     budget_bucket_advance(b, now_us, 0);
     if (now_us + dur_us > b->cooldown_until_us)
         b->cooldown_until_us = now_us + dur_us;
+    b->cooldown_keeps = 0;
     b->tokens = 0;
     b->last_us = now_us;
+}
+
+void budget_bucket_pause(budget_bucket *b, uint64_t now_us, uint64_t dur_us)
+{
+    if (dur_us == 0)
+        return;
+    budget_bucket_advance(b, now_us, 0);
+    int emptying = now_us < b->cooldown_until_us && !b->cooldown_keeps;
+    if (now_us + dur_us > b->cooldown_until_us)
+        b->cooldown_until_us = now_us + dur_us;
+    b->cooldown_keeps = !emptying;
+    if (b->last_us < now_us)
+        b->last_us = now_us;
 }
 
 int budget_bucket_decrease(budget_bucket *b, uint64_t now_us, uint64_t sent_us, double factor,
@@ -187,6 +223,16 @@ struct budget_cred {
     uint64_t admitted, admitted_queued, rej_full, rej_timeout, rej_client;
     uint64_t shed_seen, decreases, retries;
     uint64_t charged; /* retries of the upstream module charged (budget_charge) */
+    /* the last shed seen (feedback): when, and when the pause it caused ends */
+    uint64_t shed_last_us, shed_pause_end_us;
+    int shed_any;
+    uint64_t shed_paused; /* lone sheds answered by a pause alone */
+    /* the fleet's budget (budget_set_global): tokens granted and not used yet, their next
+     * slot, an ask without answer, when to ask again, until when the local share runs */
+    unsigned g_want, g_tokens, g_debt, g_debt_sent;
+    uint64_t g_slot, g_retry_at, g_local_until;
+    budget_bucket g_local;
+    uint64_t g_asks, g_fails, g_local_grants, g_paused;
 };
 
 struct budget_ticket {
@@ -202,6 +248,7 @@ struct budget_ticket {
     budget_verdict verdict;
     uint64_t sent_us; /* when granted */
     budget_ticket *next_ready;
+    uint64_t gslot; /* a slot of the fleet's cap (0: none) */
 };
 
 struct budget {
@@ -216,6 +263,9 @@ struct budget {
     struct event_base *base;
     pthread_t thread;
     int running;
+    const budget_global_ops *gops; /* NULL: this instance alone */
+    void *garg;
+    double gshare;
 };
 
 static uint64_t now_us(const budget *b)
@@ -257,6 +307,8 @@ static budget_cred *cred_new(budget *b, const budget_cred_cfg *cc, uint64_t now)
     c->b = b;
     pthread_mutex_init(&c->mu, NULL);
     budget_bucket_init(&c->bucket, cc->rate, cc->burst, now);
+    if (b->gops) /* added by a reload: its local share too */
+        budget_bucket_init(&c->g_local, cc->rate * b->gshare, cc->burst * b->gshare, now);
     c->max_concurrent = cc->max_concurrent;
     fairq_init(&c->q, b->p.queue_max_total);
     return c;
@@ -313,6 +365,12 @@ static void flow_free_all(budget_cred *c)
 }
 
 static void pump_cred(budget_cred *c);
+static int global(const budget_cred *c);
+static int cred_take(budget_cred *c, uint64_t now, uint64_t *gslot);
+static int cred_has_token(budget_cred *c, uint64_t now);
+static uint64_t cred_ready_at(budget_cred *c, uint64_t now);
+static int cred_ask(budget_cred *c, uint64_t now);
+static void cred_release(budget_cred *c, budget_ticket *t);
 
 static void pump_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -353,6 +411,8 @@ void budget_free(budget *b)
         event_base_loopbreak(b->base);
         pthread_join(b->thread, NULL);
     }
+    if (b->gops && b->gops->stop)
+        b->gops->stop(b->garg);
     for (unsigned i = 0, n_ = ncreds(b); i < n_; i++) {
         budget_cred *c = b->creds[i];
         assert(c->q.count == 0);
@@ -452,6 +512,7 @@ int budget_reconfigure(budget *b, const budget_params *p)
         b->p.aimd_floor = p->aimd_floor;
     if (p->aimd_increase > 0)
         b->p.aimd_increase = p->aimd_increase;
+    b->p.aimd_window_ms = p->aimd_window_ms;
     for (unsigned i = 0; i < n; i++) {
         budget_cred *c = b->creds[i];
         const budget_cred_cfg *cc = NULL;
@@ -462,6 +523,8 @@ int budget_reconfigure(budget *b, const budget_params *p)
                      requests that started before the reload can still use it */
             budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
             budget_bucket_set(&c->bucket, cc->rate, cc->burst, now);
+            if (b->gops)
+                budget_bucket_set(&c->g_local, cc->rate * b->gshare, cc->burst * b->gshare, now);
             c->max_concurrent = cc->max_concurrent;
         }
         c->q.max_total = b->p.queue_max_total;
@@ -633,7 +696,7 @@ budget_outcome budget_admit(budget *b, const char *cred, const char *client,
         }
     }
     budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
-    if (c->q.count == 0 && slot_free(c) && budget_bucket_take(&c->bucket, now)) {
+    if (c->q.count == 0 && slot_free(c) && cred_take(c, now, &t->gslot)) {
         c->inflight++;
         c->admitted++;
         bf->admitted++;
@@ -641,7 +704,10 @@ budget_outcome budget_admit(budget *b, const char *cred, const char *client,
         t->state = T_RUNNING;
         t->sent_us = now;
         t->qi.deadline = now + (uint64_t)deadline_ms * 1000; /* kept for a retry */
+        int refill = global(c) && c->g_tokens == 0;
         pthread_mutex_unlock(&c->mu);
+        if (refill)
+            kick(c); /* the token in hand was spent: take another */
         *tp = t;
         return BUDGET_GO;
     }
@@ -685,9 +751,25 @@ static void feedback(budget_cred *c, const budget_result *r, uint64_t sent_us, u
     if (ms > b->p.retry_after_cap_ms)
         ms = b->p.retry_after_cap_ms;
     budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
-    budget_bucket_cooldown(&c->bucket, now, ms * 1000);
-    if (budget_bucket_decrease(&c->bucket, now, sent_us, b->p.aimd_decrease, b->p.aimd_floor))
-        c->decreases++;
+    /* sent before the last shed was seen: the same overload, no new evidence */
+    int sibling = c->shed_any && sent_us <= c->shed_last_us;
+    int repeated = c->shed_any && !sibling &&
+                   now < c->shed_pause_end_us + (uint64_t)b->p.aimd_window_ms * 1000;
+    if (r->has_retry_after && ms > 0 && b->p.aimd_window_ms > 0 && !repeated) {
+        /* explained by its Retry-After: it costs the pause, not the rate */
+        budget_bucket_pause(&c->bucket, now, ms * 1000);
+        c->shed_paused += !sibling;
+    } else {
+        budget_bucket_cooldown(&c->bucket, now, ms * 1000);
+        if (budget_bucket_decrease(&c->bucket, now, sent_us, b->p.aimd_decrease, b->p.aimd_floor))
+            c->decreases++;
+    }
+    if (b->gops && ms > 0)
+        b->gops->shed(b->garg, c->name, ms, c->bucket.cooldown_keeps == 0);
+    c->shed_any = 1;
+    c->shed_last_us = now;
+    if (now + ms * 1000 > c->shed_pause_end_us)
+        c->shed_pause_end_us = now + ms * 1000;
 }
 
 void budget_done(budget_ticket *t, const budget_result *r)
@@ -707,6 +789,7 @@ void budget_done(budget_ticket *t, const budget_result *r)
         }
         uint64_t now = now_us(c->b);
         feedback(c, r, t->sent_us, now);
+        cred_release(c, t);
         if (t->ev)
             event_free(t->ev); /* drops a pending activation too; we are its base's thread */
         pthread_mutex_unlock(&c->mu);
@@ -737,8 +820,7 @@ int budget_idle(budget *b, const char *cred)
     pthread_mutex_lock(&c->mu);
     uint64_t now = now_us(b);
     budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
-    int idle = c->q.count == 0 && slot_free(c) && now >= c->bucket.cooldown_until_us &&
-               (c->bucket.rate <= 0 || c->bucket.tokens >= 1 - TOKEN_EPS);
+    int idle = c->q.count == 0 && slot_free(c) && cred_has_token(c, now);
     pthread_mutex_unlock(&c->mu);
     return idle;
 }
@@ -755,10 +837,11 @@ budget_outcome budget_retry(budget_ticket *t, const budget_result *r, budget_ver
     pthread_mutex_lock(&c->mu);
     uint64_t now = now_us(c->b);
     feedback(c, r, t->sent_us, now);
+    cred_release(c, t);
     c->inflight--;
     t->holds_slot = 0;
     c->retries++;
-    uint64_t earliest = budget_bucket_ready_at(&c->bucket, now);
+    uint64_t earliest = cred_ready_at(c, now);
     if (earliest >= t->qi.deadline) {
         budget_flow *bf = t->flow->user;
         bf->rej_timeout++;
@@ -799,8 +882,11 @@ static void pump_cred(budget_cred *c)
                     estimate_s(c, c->q.count, now));
         deliver(t, &ready);
     }
-    while (c->q.count > 0 && slot_free(c) && budget_bucket_take(&c->bucket, now)) {
+    uint64_t gslot;
+grant:
+    while (c->q.count > 0 && slot_free(c) && cred_take(c, now, &gslot)) {
         budget_ticket *t = (budget_ticket *)fairq_pop(&c->q);
+        t->gslot = gslot;
         assert(t && t->state == T_QUEUED);
         assert(t->ev || !c->pump_ev);
         budget_flow *bf = t->flow->user;
@@ -813,9 +899,11 @@ static void pump_cred(budget_cred *c)
         bf->admitted++;
         deliver(t, &ready);
     }
+    if (cred_ask(c, now))
+        goto grant; /* the fleet's budget is out of reach: the local share grants */
     uint64_t next = fairq_next_deadline(&c->q);
     if (c->q.count > 0 && slot_free(c)) {
-        uint64_t at = budget_bucket_ready_at(&c->bucket, now);
+        uint64_t at = cred_ready_at(c, now);
         if (at < next)
             next = at;
     }
@@ -838,6 +926,159 @@ void budget_pump(budget *b)
         pump_cred(b->creds[i]);
 }
 
+/* ---- the fleet's budget (budget_set_global) ---- */
+
+static int global(const budget_cred *c)
+{
+    return c->b->gops && (c->bucket.rate > 0 || c->max_concurrent > 0);
+}
+
+struct event_base *budget_event_base(budget *b)
+{
+    return b->base;
+}
+
+void budget_set_global(budget *b, const budget_global_ops *ops, void *arg, double local_share)
+{
+    if (!(local_share > 0 && local_share <= 1))
+        local_share = 1;
+    uint64_t now = now_us(b);
+    for (unsigned i = 0, n_ = ncreds(b); i < n_; i++) {
+        budget_cred *c = b->creds[i];
+        pthread_mutex_lock(&c->mu);
+        budget_bucket_init(&c->g_local, c->bucket.rate * local_share, c->bucket.burst * local_share,
+                           now);
+        pthread_mutex_unlock(&c->mu);
+    }
+    b->gshare = local_share;
+    b->garg = arg;
+    b->gops = ops;
+}
+
+/* One token (and slot) for t: the fleet's, or the local share's while the fleet's budget is
+ * out of reach; any pause holds. Under c->mu. */
+static int cred_take(budget_cred *c, uint64_t now, uint64_t *gslot)
+{
+    *gslot = 0;
+    if (!global(c))
+        return budget_bucket_take(&c->bucket, now);
+    if (now < c->bucket.cooldown_until_us)
+        return 0;
+    if (c->g_tokens > 0) {
+        c->g_tokens--;
+        *gslot = c->g_slot ? c->g_slot++ : 0;
+        return 1;
+    }
+    if (now >= c->g_local_until)
+        return 0;
+    budget_bucket_advance(&c->g_local, now, 0);
+    if (!budget_bucket_take(&c->g_local, now))
+        return 0;
+    c->g_local_grants++;
+    if (c->g_debt < 1000)
+        c->g_debt++;
+    return 1;
+}
+
+/* Whether a request could take a token now. Under c->mu. */
+static int cred_has_token(budget_cred *c, uint64_t now)
+{
+    if (now < c->bucket.cooldown_until_us)
+        return 0;
+    if (!global(c))
+        return c->bucket.rate <= 0 || c->bucket.tokens >= 1 - TOKEN_EPS;
+    if (c->g_tokens > 0)
+        return 1;
+    if (now >= c->g_local_until)
+        return 0;
+    budget_bucket_advance(&c->g_local, now, 0);
+    return c->g_local.tokens >= 1 - TOKEN_EPS;
+}
+
+/* When the next token may come (a wake-up for the pump). Under c->mu. */
+static uint64_t cred_ready_at(budget_cred *c, uint64_t now)
+{
+    if (!global(c))
+        return budget_bucket_ready_at(&c->bucket, now);
+    uint64_t at = now;
+    if (c->bucket.cooldown_until_us > at)
+        at = c->bucket.cooldown_until_us;
+    if (c->g_tokens > 0)
+        return at;
+    if (now < c->g_local_until) {
+        uint64_t l = budget_bucket_ready_at(&c->g_local, at);
+        return l < c->g_local_until ? l : c->g_local_until;
+    }
+    if (c->g_want)
+        return UINT64_MAX; /* the answer kicks the pump */
+    return c->g_retry_at > at ? c->g_retry_at : at;
+}
+
+/* Ask the fleet for what the queue needs, when it is time. 1: out of reach, the local share
+ * runs now (grant again). Under c->mu, on the budget thread. */
+static int cred_ask(budget_cred *c, uint64_t now)
+{
+    /* with nothing queued, one token is held in hand (without a cap: a held slot would keep
+     * it from the other instances): the next request, or a background refresh, goes at once */
+    if (!global(c) || (c->q.count == 0 && c->max_concurrent) || !slot_free(c) || c->g_want ||
+        c->g_tokens || now < c->g_retry_at || now < c->g_local_until ||
+        now < c->bucket.cooldown_until_us)
+        return 0;
+    unsigned want = c->q.count == 0 ? 1 : c->q.count < 32 ? c->q.count : 32;
+    if (c->max_concurrent && c->max_concurrent - c->inflight < want)
+        want = c->max_concurrent - c->inflight;
+    budget *b = c->b;
+    budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
+    c->g_asks++;
+    c->g_want = want;
+    c->g_debt_sent = c->g_debt;
+    if (b->gops->ask(b->garg, c->name, want, c->bucket.rate > 0 ? c->bucket.eff : 0,
+                     c->bucket.burst, c->max_concurrent, c->g_debt) == 0)
+        return 0;
+    c->g_want = 0;
+    c->g_fails++;
+    c->g_local_until = now + GLOBAL_LOCAL_US;
+    return 1;
+}
+
+void budget_global_answer(budget *b, const char *cred, unsigned n, uint64_t first_slot,
+                          uint64_t retry_ms, uint64_t paused_ms, int failed)
+{
+    budget_cred *c = cred_find(b, cred);
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    uint64_t now = now_us(b);
+    unsigned want = c->g_want;
+    c->g_want = 0;
+    if (failed) {
+        c->g_fails++;
+        c->g_local_until = now + GLOBAL_LOCAL_US;
+    } else {
+        c->g_local_until = 0;
+        c->g_debt -= c->g_debt_sent < c->g_debt ? c->g_debt_sent : c->g_debt; /* charged */
+        c->g_tokens += n;
+        if (n)
+            c->g_slot = first_slot;
+        if (paused_ms) {
+            budget_bucket_pause(&c->bucket, now, paused_ms * 1000);
+            c->g_paused++;
+        } else if (n < want) {
+            c->g_retry_at = now + (retry_ms ? retry_ms : 1) * 1000;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    pump_cred(c);
+}
+
+/* Give the fleet's slot of t back. Under c->mu (release only queues it). */
+static void cred_release(budget_cred *c, budget_ticket *t)
+{
+    if (t->gslot && c->b->gops)
+        c->b->gops->release(c->b->garg, c->name, t->gslot);
+    t->gslot = 0;
+}
+
 /* ---- observation ---- */
 
 double budget_effective_rate(budget *b, const char *cred)
@@ -850,6 +1091,16 @@ double budget_effective_rate(budget *b, const char *cred)
     double r = c->bucket.rate > 0 ? c->bucket.eff : 0;
     pthread_mutex_unlock(&c->mu);
     return r;
+}
+
+/* The fleet's budget as this credential sees it. Under c->mu. */
+static json_t *global_json(const budget_cred *c, uint64_t now)
+{
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "mode",
+                     now < c->g_local_until ? "local_share" : "redis", "asks",
+                     (json_int_t)c->g_asks, "failures", (json_int_t)c->g_fails, "fleet_pauses",
+                     (json_int_t)c->g_paused, "local_share_grants", (json_int_t)c->g_local_grants,
+                     "tokens_held", (json_int_t)c->g_tokens);
 }
 
 char *budget_admin_json(budget *b)
@@ -876,6 +1127,9 @@ char *budget_admin_json(budget *b)
             "rejected_queue_timeout", (json_int_t)c->rej_timeout);
         json_object_set_new(jc, "rejected_client_budget", json_integer((json_int_t)c->rej_client));
         json_object_set_new(jc, "retries_charged", json_integer((json_int_t)c->charged));
+        json_object_set_new(jc, "shed_paused", json_integer((json_int_t)c->shed_paused));
+        if (b->gops)
+            json_object_set_new(jc, "global", global_json(c, now));
         json_t *clients = json_array();
         for (size_t k = 0; k < c->q.nflows; k++) {
             fairq_flow *f = c->q.flows[k];
@@ -900,6 +1154,40 @@ char *budget_admin_json(budget *b)
     return s;
 }
 
+/* One credential's own gauges and counters. Under c->mu. */
+static void metrics_cred_lines(struct util_buf *sp, const budget_cred *c, uint64_t now)
+{
+    const char *n = c->name;
+    util_buf_printf(sp, "hotgate_budget_rate{credential=\"%s\"} %g\n", n, c->bucket.rate);
+    util_buf_printf(sp, "hotgate_budget_effective_rate{credential=\"%s\"} %g\n", n,
+                    c->bucket.rate > 0 ? c->bucket.eff : 0.0);
+    util_buf_printf(sp, "hotgate_budget_cooldown_active{credential=\"%s\"} %d\n", n,
+                    c->bucket.cooldown_until_us > now);
+    util_buf_printf(sp, "hotgate_budget_inflight{credential=\"%s\"} %u\n", n, c->inflight);
+    util_buf_printf(sp, "hotgate_budget_upstream_shed_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->shed_seen);
+    util_buf_printf(sp, "hotgate_budget_retries_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->retries);
+    util_buf_printf(sp, "hotgate_budget_rate_decreases_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->decreases);
+    util_buf_printf(sp, "hotgate_budget_shed_paused_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->shed_paused);
+    util_buf_printf(sp, "hotgate_budget_retries_charged_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->charged);
+    if (!c->b->gops)
+        return;
+    util_buf_printf(sp, "hotgate_budget_global_local_share{credential=\"%s\"} %d\n", n,
+                    now < c->g_local_until);
+    util_buf_printf(sp, "hotgate_budget_global_asks_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->g_asks);
+    util_buf_printf(sp, "hotgate_budget_global_failures_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->g_fails);
+    util_buf_printf(sp, "hotgate_budget_global_pauses_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->g_paused);
+    util_buf_printf(sp, "hotgate_budget_local_share_grants_total{credential=\"%s\"} %llu\n", n,
+                    (unsigned long long)c->g_local_grants);
+}
+
 char *budget_metrics_text(budget *b)
 {
     struct util_buf s = {0};
@@ -913,6 +1201,13 @@ char *budget_metrics_text(budget *b)
                     "# TYPE hotgate_budget_admitted_total counter\n"
                     "# TYPE hotgate_budget_rejected_total counter\n"
                     "# TYPE hotgate_budget_retries_total counter\n"
+                    "# TYPE hotgate_budget_rate_decreases_total counter\n"
+                    "# TYPE hotgate_budget_shed_paused_total counter\n"
+                    "# TYPE hotgate_budget_global_local_share gauge\n"
+                    "# TYPE hotgate_budget_global_asks_total counter\n"
+                    "# TYPE hotgate_budget_global_failures_total counter\n"
+                    "# TYPE hotgate_budget_global_pauses_total counter\n"
+                    "# TYPE hotgate_budget_local_share_grants_total counter\n"
                     "# TYPE hotgate_budget_retries_charged_total counter\n"
                     "# TYPE hotgate_budget_queued gauge\n"
                     "# TYPE hotgate_budget_queue_depth gauge\n"
@@ -923,18 +1218,7 @@ char *budget_metrics_text(budget *b)
         uint64_t now = now_us(b);
         budget_bucket_advance(&c->bucket, now, b->p.aimd_increase);
         const char *n = c->name;
-        util_buf_printf(&s, "hotgate_budget_rate{credential=\"%s\"} %g\n", n, c->bucket.rate);
-        util_buf_printf(&s, "hotgate_budget_effective_rate{credential=\"%s\"} %g\n", n,
-                        c->bucket.rate > 0 ? c->bucket.eff : 0.0);
-        util_buf_printf(&s, "hotgate_budget_cooldown_active{credential=\"%s\"} %d\n", n,
-                        c->bucket.cooldown_until_us > now);
-        util_buf_printf(&s, "hotgate_budget_inflight{credential=\"%s\"} %u\n", n, c->inflight);
-        util_buf_printf(&s, "hotgate_budget_upstream_shed_total{credential=\"%s\"} %llu\n", n,
-                        (unsigned long long)c->shed_seen);
-        util_buf_printf(&s, "hotgate_budget_retries_total{credential=\"%s\"} %llu\n", n,
-                        (unsigned long long)c->retries);
-        util_buf_printf(&s, "hotgate_budget_retries_charged_total{credential=\"%s\"} %llu\n", n,
-                        (unsigned long long)c->charged);
+        metrics_cred_lines(&s, c, now);
         util_buf_printf(&s, "hotgate_budget_queued{credential=\"%s\"} %u\n", n, c->q.count);
         for (size_t k = 0; k < c->q.nflows; k++) {
             fairq_flow *f = c->q.flows[k];

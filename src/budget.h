@@ -7,11 +7,15 @@
  * waiters never reach this stage), each taking one token and one concurrency slot; the slot
  * is given back by budget_done. When the upstream sheds load (429, or 503 with
  * Retry-After) the credential enters a cooldown until Retry-After has passed, for every
- * client; at the end of it the bucket is empty, so sending resumes at the paced rate and
- * never with a burst. The effective rate follows AIMD: each shed (at most once per
- * round trip: only a response to a request sent after the last decrease counts) multiplies
- * it by aimd_decrease down to aimd_floor x rate; every second without a cooldown it climbs
- * back by aimd_increase x rate, up to the configured rate.
+ * client. A lone shed that Retry-After explains (a Retry-After > 0, and no shed within
+ * aimd_window after the end of the last pause) costs its pause and nothing else: the rate
+ * is not cut and the bucket refills during the pause, as the upstream's does. Any other shed
+ * (a 429 without Retry-After, or a repeat within the window of a request sent after the
+ * last shed was seen) ends with an empty bucket, so sending resumes at the paced rate and
+ * never with a burst, and follows AIMD: it (at most once per round trip: only a response to
+ * a request sent after the last decrease counts) multiplies the effective rate by
+ * aimd_decrease down to aimd_floor x rate; every second without a cooldown it climbs back by
+ * aimd_increase x rate, up to the configured rate.
  *
  * Requests that cannot go now wait in a fairq (SFQ, one flow per client, weighted by
  * class) bounded per client and in total, each with a deadline. Rejections are API-shaped:
@@ -54,7 +58,8 @@ typedef struct budget_bucket {
     uint64_t last_us;
     uint64_t cooldown_until_us;
     uint64_t last_decrease_us;
-    int decreased; /* last_decrease_us is valid */
+    int decreased;      /* last_decrease_us is valid */
+    int cooldown_keeps; /* the cooldown is a pause (budget_bucket_pause): tokens accrue */
 } budget_bucket;
 
 void budget_bucket_init(budget_bucket *b, double rate, double burst, uint64_t now_us);
@@ -75,6 +80,11 @@ void budget_bucket_set(budget_bucket *b, double rate, double burst, uint64_t now
 uint64_t budget_bucket_ready_at(const budget_bucket *b, uint64_t now_us);
 /* Stop sending until now + dur: the bucket is emptied so the restart is paced. */
 void budget_bucket_cooldown(budget_bucket *b, uint64_t now_us, uint64_t dur_us);
+/* Stop sending until now + dur, keeping the tokens: they accrue during the pause (no AIMD
+ * climb) up to the burst, as the upstream's own bucket refills while nothing is sent, so
+ * the restart may use the burst. A running emptying cooldown (budget_bucket_cooldown) stays
+ * one: only its end may move later. */
+void budget_bucket_pause(budget_bucket *b, uint64_t now_us, uint64_t dur_us);
 /* Multiplicative decrease, once per round trip: only when sent_us > the last decrease.
  * Returns 1 when the rate was lowered. */
 int budget_bucket_decrease(budget_bucket *b, uint64_t now_us, uint64_t sent_us, double factor,
@@ -110,6 +120,7 @@ typedef struct budget_params {
     double aimd_decrease;            /* 0: 0.7 */
     double aimd_floor;               /* fraction of rate; 0: 0.1 */
     double aimd_increase;            /* fraction of rate per second; 0: 0.05 */
+    uint32_t aimd_window_ms;         /* 0: every shed cuts (no lone pauses) */
     uint64_t (*clock_us)(void *arg); /* NULL: util_mono_us */
     void *clock_arg;
 } budget_params;
@@ -197,6 +208,42 @@ int budget_idle(budget *b, const char *cred);
 
 /* Drive pacing and expiry for every credential now (tests; the thread does it otherwise). */
 void budget_pump(budget *b);
+
+/* ---- a fleet-wide budget (gbudget.c keeps it in Redis) ----
+ *
+ * With a global source set, a credential's tokens and concurrency slots come from it: the
+ * pacing thread asks for as many as requests are queued (ops->ask, on the budget thread), and
+ * the answer (budget_global_answer, on the budget thread) grants them; admission never takes
+ * a local token then (a request goes through the queue and the pump). Sheds go to the source
+ * too (ops->shed: the fleet pauses). While the source is unreachable (ask returns -1 or the
+ * answer is a failure) the credential runs a local bucket at local_share x its rate for a
+ * second before asking again: a client request never fails and never waits on the source
+ * longer than one answer. The fair queue, AIMD and the local concurrency count stay here. */
+typedef struct budget_global_ops {
+    /* Ask for up to want tokens of cred (rate: its effective rate now, burst, cap: its
+     * max_concurrent; debt: requests sent on the local share since the last answer, to be
+     * charged first, so a short outage does not add to the fleet's rate). 0:
+     * budget_global_answer follows; -1: unreachable now. */
+    int (*ask)(void *arg, const char *cred, unsigned want, double rate, double burst, unsigned cap,
+               unsigned debt);
+    /* The upstream shed on cred: pause the fleet for ms; empty: its bucket empties too (any
+     * thread). */
+    void (*shed)(void *arg, const char *cred, uint64_t ms, int empty);
+    /* A slot the source granted is free again (any thread). */
+    void (*release)(void *arg, const char *cred, uint64_t slot);
+    /* budget_free: the thread has stopped, its event base still exists: free what is on it. */
+    void (*stop)(void *arg);
+} budget_global_ops;
+
+/* Before any request (after budget_start). local_share in (0, 1]. */
+void budget_set_global(budget *b, const budget_global_ops *ops, void *arg, double local_share);
+/* The pacing thread's event base (the source's connection lives on it). */
+struct event_base *budget_event_base(budget *b);
+/* The answer to ask (budget thread): n tokens, their slots first_slot.. (0: no cap); when
+ * n < want, ask again in retry_ms; paused_ms > 0: the fleet is paused that long; failed: no
+ * answer (the local share takes over). */
+void budget_global_answer(budget *b, const char *cred, unsigned n, uint64_t first_slot,
+                          uint64_t retry_ms, uint64_t paused_ms, int failed);
 
 /* ---- observation ---- */
 

@@ -12,9 +12,11 @@
 #include "admin.h"
 #include "budget.h"
 #include "config.h"
+#include "gbudget.h"
 #include "hdr.h"
 #include "log.h"
 #include "metrics.h"
+#include "redis.h"
 #include "retry_after.h"
 #include "route.h"
 #include "upstream.h"
@@ -33,6 +35,7 @@
 #define QUEUE_TIMEOUT_HEADER "X-Hotgate-Queue-Timeout"
 
 static budget *g_budget;
+static gbudget *g_gbudget; /* the fleet's budget in Redis ([redis] enabled) */
 static _Atomic uint32_t g_ra_cap_ms = RETRY_AFTER_DEFAULT_CAP_MS;
 static _Atomic unsigned g_shed_retries = 3; /* [queue] shed_retries */
 
@@ -336,6 +339,8 @@ static budget_params params_of(const struct hg_config *cfg)
     p.aimd_decrease = cfg->queue.aimd_decrease;
     p.aimd_floor = cfg->queue.aimd_floor;
     p.aimd_increase = cfg->queue.aimd_increase;
+    p.aimd_window_ms =
+        cfg->queue.aimd_window_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)cfg->queue.aimd_window_ms;
     return p;
 }
 
@@ -357,6 +362,13 @@ int budget_stage_init(const struct hg_config *cfg)
         g_budget = NULL;
         return -1;
     }
+    /* with Redis the credential's budget is the fleet's; its local share while Redis is out */
+    int limited = 0;
+    for (size_t i = 0; i < cfg->n_credentials; i++)
+        limited |= cfg->credentials[i].rate > 0 || cfg->credentials[i].max_concurrent > 0;
+    g_gbudget = gbudget_new(g_budget, cfg->upstream.timeout_ms + 5000, limited);
+    if (g_gbudget)
+        budget_set_global(g_budget, gbudget_ops(), g_gbudget, rds_local_share());
     admin_register("/admin/budget", admin_budget, NULL);
     metrics_register(collect_metrics, NULL);
     return 0;
@@ -376,4 +388,6 @@ void budget_stage_shutdown(void)
 {
     budget_free(g_budget);
     g_budget = NULL;
+    gbudget_free(g_gbudget);
+    g_gbudget = NULL;
 }

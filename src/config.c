@@ -797,6 +797,8 @@ static int handle_queue(struct parse *p, int line, const char *section, const ch
         DUR(c->queue.retry_after_max_ms, 0);
     else if (strcmp(name, "shed_retries") == 0)
         UINT(c->queue.shed_retries, 100);
+    else if (strcmp(name, "aimd_window") == 0)
+        DUR(c->queue.aimd_window_ms, 0);
     else if (strcmp(name, "aimd_decrease") == 0 || strcmp(name, "aimd_floor") == 0 ||
              strcmp(name, "aimd_increase") == 0) {
         char *end = NULL;
@@ -1038,6 +1040,7 @@ static void set_defaults(struct hg_config *c)
     c->queue.aimd_decrease = 0.7;
     c->queue.aimd_floor = 0.1;
     c->queue.aimd_increase = 0.05;
+    c->queue.aimd_window_ms = 10000;
 
     c->cache.enabled = 1;
     c->cache.dir = util_xstrdup("/var/lib/hotgate/cache");

@@ -162,6 +162,7 @@ struct hg_config {
          * with Retry-After); then the client gets the shed answer */
         unsigned shed_retries;
         double aimd_decrease, aimd_floor, aimd_increase;
+        uint64_t aimd_window_ms; /* a shed within this long after the last pause: a cut */
     } queue;
 
     struct {

@@ -1,6 +1,7 @@
 /*
  * test_budget: token bucket arithmetic over an injected clock, burst, concurrency cap,
- * Retry-After cooldown with a paced (burst-free) restart, AIMD steps, the fair queue behind
+ * Retry-After cooldown with a paced (burst-free) restart, AIMD steps, a lone shed explained by
+ * Retry-After paying its pause and no rate cut (aimd_window), the fair queue behind
  * the budget (4:1 by class weight), deadlines, bounds, client limits, disconnects,
  * retries at the front; and one run of the real pacing thread with an event_base.
  */
@@ -163,6 +164,48 @@ static void test_bucket_aimd(void **state)
     assert_true(b.eff == 5);
 }
 
+/* issue #12: a pause (a lone shed explained by Retry-After) keeps the tokens and lets them
+ * accrue up to the burst, without an AIMD climb; an emptying cooldown stays one */
+static void test_bucket_pause_refills(void **state)
+{
+    (void)state;
+    budget_bucket b;
+    budget_bucket_init(&b, 10, 2, 0);
+    assert_int_equal(budget_bucket_take(&b, 0), 1);
+    assert_int_equal(budget_bucket_take(&b, 0), 1);
+    b.eff = 9; /* below the rate: a pause must not climb it */
+    budget_bucket_pause(&b, 0, 1 * SEC);
+    assert_int_equal(b.cooldown_until_us, 1 * SEC);
+    for (uint64_t t = 0; t < 1 * SEC; t += 10 * MS) {
+        budget_bucket_advance(&b, t, 0.05);
+        assert_int_equal(budget_bucket_take(&b, t), 0);
+        /* the bucket will be full when the pause ends: the first token is due then */
+        if (t >= 200 * MS)
+            assert_int_equal(budget_bucket_ready_at(&b, t), 1 * SEC);
+    }
+    assert_true(b.eff == 9);
+    budget_bucket_advance(&b, 1 * SEC, 0.05);
+    assert_true(b.tokens > 1.999 && b.tokens <= 2);
+    /* the burst the upstream banked too, then paced */
+    assert_int_equal(budget_bucket_take(&b, 1 * SEC), 1);
+    assert_int_equal(budget_bucket_take(&b, 1 * SEC), 1);
+    assert_int_equal(budget_bucket_take(&b, 1 * SEC), 0);
+    assert_int_equal(budget_bucket_ready_at(&b, 1 * SEC), 1 * SEC + 111112);
+    /* a pause never turns a running emptying cooldown into a refilling one */
+    budget_bucket_cooldown(&b, 2 * SEC, 1 * SEC);
+    budget_bucket_pause(&b, 2 * SEC + 500 * MS, 1 * SEC);
+    assert_int_equal(b.cooldown_until_us, 3 * SEC + 500 * MS);
+    budget_bucket_advance(&b, 3 * SEC + 400 * MS, 0);
+    assert_true(b.tokens == 0);
+    assert_int_equal(budget_bucket_ready_at(&b, 3 * SEC), 3 * SEC + 500 * MS + 111112);
+    /* and a cooldown ends a pause's refill */
+    budget_bucket_init(&b, 10, 2, 0);
+    budget_bucket_pause(&b, 0, 1 * SEC);
+    budget_bucket_cooldown(&b, 100 * MS, 1 * SEC);
+    budget_bucket_advance(&b, 1 * SEC, 0);
+    assert_true(b.tokens == 0);
+}
+
 /* ---- budget with the fake clock, synchronous delivery ---- */
 
 typedef struct rec {
@@ -196,6 +239,10 @@ static void on_cb(budget_ticket *t, budget_outcome o, const budget_verdict *v, v
     }
 }
 
+/* aimd_window of the budgets mk makes: 0 (every shed cuts, the policy before issue #12)
+ * unless a test sets it */
+static uint32_t mk_window_ms;
+
 static budget *mk(double rate, double burst, unsigned maxc, unsigned qtotal, unsigned qclient,
                   uint32_t deadline_ms)
 {
@@ -214,6 +261,7 @@ static budget *mk(double rate, double burst, unsigned maxc, unsigned qtotal, uns
     p.queue_max_per_client = qclient;
     p.queue_deadline_ms = deadline_ms;
     p.clock_us = fake_clock;
+    p.aimd_window_ms = mk_window_ms;
     return budget_new(&p);
 }
 
@@ -386,6 +434,272 @@ static void test_budget_aimd_feedback(void **state)
     char *m = budget_metrics_text(b);
     assert_non_null(strstr(m, "hotgate_budget_effective_rate{credential=\"main\"} 10"));
     free(m);
+    budget_free(b);
+}
+
+static long long cred_counter(budget *b, const char *key)
+{
+    char *js = budget_admin_json(b);
+    json_t *j = json_loads(js, 0, NULL);
+    assert_non_null(j);
+    json_t *c0 = json_array_get(json_object_get(j, "credentials"), 0);
+    json_t *m = strncmp(key, "global_", 7) == 0
+                    ? json_object_get(json_object_get(c0, "global"),
+                                      strcmp(key, "global_pauses") ? key + 7 : "fleet_pauses")
+                    : json_object_get(c0, key);
+    long long v = json_is_true(m) ? 1 : json_integer_value(m);
+    json_decref(j);
+    free(js);
+    return v;
+}
+
+/* issue #12: a lone shed explained by Retry-After costs its pause, not the rate; a repeat
+ * within aimd_window (of a request sent after the first was seen) cuts and restarts from an
+ * empty bucket; a 429 without Retry-After, or Retry-After: 0, cuts even alone. */
+static void test_budget_lone_shed_pauses(void **state)
+{
+    (void)state;
+    mk_window_ms = 10000;
+    fake_now = 1 * SEC;
+    budget *b = mk(10, 2, 0, 0, 0, 60000);
+    mk_window_ms = 0;
+    rec r = {0};
+    tk k[40];
+    budget_verdict v;
+    assert_int_equal(admit(b, "etl", &k[0], &r, 0, 0, &v), BUDGET_GO);
+    assert_int_equal(admit(b, "etl", &k[1], &r, 1, 0, &v), BUDGET_GO);
+    budget_result shed = {429, 1, 1000};
+    fake_now = 1 * SEC + 10 * MS;
+    budget_done(k[0].t, &shed);
+    assert_true(budget_effective_rate(b, "main") == 10);
+    assert_int_equal(cred_counter(b, "shed_paused"), 1);
+    assert_int_equal(cred_counter(b, "rate_decreases"), 0);
+    /* its sibling (sent before the shed was seen): the same event, no cut, no second count */
+    budget_done(k[1].t, &shed);
+    assert_true(budget_effective_rate(b, "main") == 10);
+    assert_int_equal(cred_counter(b, "shed_paused"), 1);
+    for (int i = 2; i < 12; i++)
+        assert_int_equal(admit(b, i % 2 ? "web" : "etl", &k[i], &r, i, 0, &v), BUDGET_WAIT);
+    for (uint64_t t = fake_now; t < 2 * SEC + 10 * MS; t += 10 * MS) {
+        fake_now = t;
+        budget_pump(b);
+        assert_int_equal(r.go, 2); /* paused for every client */
+    }
+    /* the pause ends with the burst the upstream banked meanwhile, then the full rate */
+    fake_now = 2 * SEC + 10 * MS;
+    budget_pump(b);
+    assert_int_equal(r.go, 4);
+    for (uint64_t t = fake_now; t <= 2 * SEC + 810 * MS; t += MS) {
+        fake_now = t;
+        budget_pump(b);
+    }
+    assert_int_equal(r.go, 12); /* 2 + 8 in 800 ms: 10/s, not cut */
+    assert_true(budget_effective_rate(b, "main") == 10);
+
+    /* a request sent after that shed was seen, shed within the window: a cut, and the
+     * restart is paced from an empty bucket */
+    fake_now = 3 * SEC;
+    budget_done(k[11].t, &shed);
+    double e = budget_effective_rate(b, "main");
+    assert_true(e > 6.99 && e < 7.01);
+    assert_int_equal(cred_counter(b, "rate_decreases"), 1);
+    assert_int_equal(cred_counter(b, "shed_paused"), 1);
+    for (int i = 12; i < 20; i++)
+        assert_int_equal(admit(b, "etl", &k[i], &r, i, 0, &v), BUDGET_WAIT);
+    for (uint64_t t = fake_now; t <= 4 * SEC + 100 * MS; t += MS) {
+        fake_now = t;
+        budget_pump(b);
+        assert_true(r.go - 12 <= (t > 4 * SEC ? (int)((t - 4 * SEC) / (140 * MS)) : 0));
+    }
+    for (int n = 0; r.go < 20 && n < 1000; n++) {
+        fake_now += 10 * MS;
+        budget_pump(b);
+    }
+    assert_int_equal(r.go, 20);
+    for (int i = 2; i < 20; i++)
+        if (i != 11)
+            budget_done(k[i].t, NULL);
+
+    /* long after the window: alone again, a pause without a cut */
+    fake_now = 30 * SEC;
+    assert_int_equal(admit(b, "etl", &k[20], &r, 20, 0, &v), BUDGET_GO);
+    budget_done(k[20].t, &shed);
+    assert_true(budget_effective_rate(b, "main") == 10);
+    assert_int_equal(cred_counter(b, "shed_paused"), 2);
+    assert_int_equal(cred_counter(b, "rate_decreases"), 1);
+
+    /* a 429 without Retry-After explains nothing: a cut, even alone */
+    fake_now = 60 * SEC;
+    assert_int_equal(admit(b, "etl", &k[21], &r, 21, 0, &v), BUDGET_GO);
+    budget_result bare = {429, 0, 0};
+    budget_done(k[21].t, &bare);
+    e = budget_effective_rate(b, "main");
+    assert_true(e > 6.99 && e < 7.01);
+    assert_int_equal(cred_counter(b, "rate_decreases"), 2);
+    /* nor does Retry-After: 0 (no pause to pay) */
+    fake_now = 120 * SEC;
+    assert_int_equal(admit(b, "etl", &k[22], &r, 22, 0, &v), BUDGET_GO);
+    budget_result zero = {429, 1, 0};
+    budget_done(k[22].t, &zero);
+    assert_int_equal(cred_counter(b, "rate_decreases"), 3);
+    assert_int_equal(cred_counter(b, "shed_paused"), 2);
+    char *m = budget_metrics_text(b);
+    assert_non_null(strstr(m, "hotgate_budget_rate_decreases_total{credential=\"main\"} 3"));
+    assert_non_null(strstr(m, "hotgate_budget_shed_paused_total{credential=\"main\"} 2"));
+    free(m);
+    budget_free(b);
+}
+
+/* ---- the fleet's budget: a recording global source (gbudget.c is the real one; its
+ * script is tested against redis-server in test_gbudget) ---- */
+
+typedef struct fake_src {
+    int fail_ask; /* ask returns -1 */
+    int asks, sheds, releases, last_empty;
+    unsigned last_want, last_cap, last_debt;
+    uint64_t last_shed_ms, last_slot;
+} fake_src;
+
+static int fs_ask(void *arg, const char *cred, unsigned want, double rate, double burst,
+                  unsigned cap, unsigned debt)
+{
+    fake_src *f = arg;
+    f->last_debt = debt;
+    (void)cred, (void)rate, (void)burst;
+    f->asks++;
+    f->last_want = want;
+    f->last_cap = cap;
+    return f->fail_ask ? -1 : 0;
+}
+
+static void fs_shed(void *arg, const char *cred, uint64_t ms, int empty)
+{
+    fake_src *f = arg;
+    (void)cred;
+    f->sheds++;
+    f->last_shed_ms = ms;
+    f->last_empty = empty;
+}
+
+static void fs_release(void *arg, const char *cred, uint64_t slot)
+{
+    fake_src *f = arg;
+    (void)cred;
+    f->releases++;
+    f->last_slot = slot;
+}
+
+static const budget_global_ops FS_OPS = {fs_ask, fs_shed, fs_release, NULL};
+
+static void test_budget_global_source(void **state)
+{
+    (void)state;
+    fake_now = 1 * SEC;
+    mk_window_ms = 10000;
+    budget *b = mk(10, 2, 0, 0, 0, 60000);
+    mk_window_ms = 0;
+    fake_src f = {0};
+    budget_set_global(b, &FS_OPS, &f, 0.5);
+    rec r = {0};
+    tk k[40];
+    budget_verdict v;
+    /* no local token: the request waits for the fleet's answer */
+    assert_int_equal(admit(b, "etl", &k[0], &r, 0, 0, &v), BUDGET_WAIT);
+    budget_pump(b);
+    assert_int_equal(f.asks, 1);
+    assert_int_equal(f.last_want, 1);
+    budget_pump(b); /* one ask at a time */
+    assert_int_equal(f.asks, 1);
+    budget_global_answer(b, "main", 1, 0, 0, 0, 0);
+    assert_int_equal(r.go, 1);
+    /* with the queue empty, one token is taken in hand: the next request goes at once */
+    assert_int_equal(f.asks, 2);
+    assert_int_equal(f.last_want, 1);
+    budget_global_answer(b, "main", 1, 0, 0, 0, 0);
+    assert_true(budget_idle(b, "main"));
+    assert_int_equal(admit(b, "etl", &k[1], &r, 1, 0, &v), BUDGET_GO);
+    /* three queued, the fleet grants one and says when to ask again */
+    fake_now = 2 * SEC;
+    budget_pump(b);
+    int asks = f.asks;
+    budget_global_answer(b, "main", 0, 0, 100, 0, 0); /* the hold: refused */
+    for (int i = 2; i < 5; i++)
+        assert_int_equal(admit(b, "etl", &k[i], &r, i, 0, &v), BUDGET_WAIT);
+    budget_pump(b);
+    assert_int_equal(f.asks, asks); /* not before retry_ms */
+    fake_now = 2 * SEC + 100 * MS;
+    budget_pump(b);
+    assert_int_equal(f.asks, asks + 1);
+    assert_int_equal(f.last_want, 3);
+    budget_global_answer(b, "main", 1, 0, 100, 0, 0);
+    assert_int_equal(r.go, 3);
+    /* Redis out of reach (the answer failed): the local share, 0.5 x 10/s, burst 1 */
+    fake_now = 2 * SEC + 200 * MS;
+    budget_pump(b);
+    int go0 = r.go;
+    budget_global_answer(b, "main", 0, 0, 0, 0, 1);
+    for (int i = 5; i < 15; i++)
+        assert_int_equal(admit(b, "etl", &k[i], &r, i, 0, &v), BUDGET_WAIT);
+    asks = f.asks;
+    for (uint64_t t = fake_now; t <= 3 * SEC + 250 * MS; t += MS) {
+        fake_now = t;
+        budget_pump(b);
+    }
+    assert_int_equal(f.asks, asks + 1);        /* asked again only after 1 s of local share */
+    assert_int_equal(f.last_debt, r.go - go0); /* what went on the local share is charged */
+    int local = r.go - go0;
+    assert_true(local >= 5 && local <= 6); /* 1 + 5/s over 1 s */
+    char *js = budget_admin_json(b);
+    assert_non_null(strstr(js, "\"local_share_grants\":"));
+    free(js);
+    budget_global_answer(b, "main", 0, 0, 0, 0, 1);
+    /* ask refused at once (circuit open): local share at once */
+    f.fail_ask = 1;
+    fake_now = 5 * SEC;
+    int go1 = r.go;
+    budget_pump(b);
+    assert_true(r.go > go1);
+    f.fail_ask = 0;
+    /* local share over, the fleet answers again: the queue drains */
+    fake_now = 10 * SEC;
+    for (int n = 0; n < 100 && r.go < 15; n++) {
+        int before = f.asks;
+        budget_pump(b);
+        if (f.asks > before)
+            budget_global_answer(b, "main", f.last_want, 0, 0, 0, 0);
+        fake_now += 10 * MS;
+    }
+    assert_int_equal(r.go, 15);
+    assert_int_equal(f.last_want, 1); /* the queue empty: a token to hold, asked for */
+    budget_global_answer(b, "main", 1, 0, 0, 0, 0);
+    /* the fleet is paused (some instance saw a Retry-After): this one pauses too */
+    for (int i = 15; i < 17; i++)
+        assert_int_equal(admit(b, "etl", &k[i], &r, i, 0, &v), i == 15 ? BUDGET_GO : BUDGET_WAIT);
+    fake_now = 20 * SEC;
+    int before = f.asks;
+    budget_pump(b);
+    assert_int_equal(f.asks, before + 1);
+    budget_global_answer(b, "main", 0, 0, 0, 3000, 0);
+    assert_int_equal(cred_counter(b, "global_pauses"), 1);
+    fake_now = 22 * SEC;
+    budget_pump(b);
+    assert_int_equal(f.asks, before + 1); /* nothing asked during the pause */
+    /* slots: granted with ids, released on done; a lone shed goes to the fleet as a pause */
+    fake_now = 24 * SEC;
+    budget_pump(b);
+    budget_global_answer(b, "main", 2, 7, 0, 0, 0);
+    assert_int_equal(k[16].state, 1);
+    assert_int_equal(f.releases, 0);
+    budget_result shed = {429, 1, 1500};
+    budget_done(k[16].t, &shed);
+    assert_int_equal(f.releases, 1);
+    assert_int_equal(f.last_slot, 7);
+    assert_int_equal(f.sheds, 1);
+    assert_int_equal(f.last_shed_ms, 1500);
+    assert_int_equal(f.last_empty, 0);
+    for (int i = 0; i < 17; i++)
+        if (i != 16)
+            budget_done(k[i].t, NULL);
     budget_free(b);
 }
 
@@ -795,10 +1109,13 @@ int main(void)
         cmocka_unit_test(test_bucket_small_burst_and_unlimited),
         cmocka_unit_test(test_bucket_cooldown_smooth_resume),
         cmocka_unit_test(test_bucket_aimd),
+        cmocka_unit_test(test_bucket_pause_refills),
         cmocka_unit_test(test_budget_concurrency_cap),
         cmocka_unit_test(test_budget_charge_and_idle),
         cmocka_unit_test(test_budget_cooldown_all_clients),
         cmocka_unit_test(test_budget_aimd_feedback),
+        cmocka_unit_test(test_budget_lone_shed_pauses),
+        cmocka_unit_test(test_budget_global_source),
         cmocka_unit_test(test_budget_fair_4_to_1),
         cmocka_unit_test(test_budget_deadline_and_full),
         cmocka_unit_test(test_budget_deadline_expiry_order),
