@@ -78,6 +78,9 @@ const char *cache_xcache(const struct hg_req *req);
  * stale copy is at hand (stale-if-error), so an upstream cut mid-body can still be
  * answered with it instead of a truncated response. */
 int cache_hold_response(const struct hg_req *req);
+/* A held answer is complete: 1 when it waits for the fleet's acknowledgement of the mutation's
+ * invalidation (release(req) is called then, or at op_timeout at the latest). */
+int cache_hold_gate(struct hg_req *req, void (*release)(struct hg_req *req));
 struct upstream_result;
 int cache_upstream_failed(struct hg_req *req, int status, const struct upstream_result *res);
 

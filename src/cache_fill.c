@@ -439,9 +439,9 @@ static int tap_head(struct hg_req *req, void *arg, int status, const struct evke
             memset(&t, 0, sizeof t);
             route_invalidation_tags(&c->f.pol, c->inval_body, c->inval_body_len, connmap_resolve,
                                     c->ws, &t, &all_ws);
-            cache_invalidate_route_tags(c->ws, &t, all_ws || c->inval_all_ws);
+            cache_invalidate_route_tags(c, &t, all_ws || c->inval_all_ws);
         }
-        cache_invalidate_route_tags(c->ws, &c->inval_tags, all_ws);
+        cache_invalidate_route_tags(c, &c->inval_tags, all_ws);
         c->inval = 0; /* once */
     }
     if (c->leading)

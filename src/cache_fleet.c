@@ -71,7 +71,50 @@ void cache_fleet_attach(struct hg_req *req)
 void cache_fleet_publish(const char *const *scoped, size_t n, int all)
 {
     if (s_on)
-        fleet_inval_publish(rds_worker_current(), scoped, n, all);
+        (void)fleet_inval_publish(rds_worker_current(), scoped, n, all, NULL, NULL);
+}
+
+/* Redis answered a mutation's invalidation (ok), or failed / missed op_timeout (it is queued):
+ * the answer may go once every one of the mutation's publishes is over. */
+static void gate_acked(void *arg, int ok)
+{
+    cctx *c = arg;
+    HG_CHECK_OBJ_NOTNULL(c, CACHE_CTX_MAGIC);
+    struct hg_req *req = c->req;
+    if (!ok)
+        req->cache_outcome = "inval_unacked"; /* the access log says so */
+    if (--c->gate_pending == 0 && c->gate_release) {
+        void (*fn)(struct hg_req *) = c->gate_release;
+        c->gate_release = NULL;
+        fn(req);
+    }
+    pipeline_req_release(req); /* the publish's hold */
+}
+
+void cache_fleet_publish_gated(cctx *c, const char *const *scoped, size_t n, int all)
+{
+    if (!s_on)
+        return; /* L1 only: nothing to wait for */
+    struct hg_req *req = c->req;
+    pipeline_req_hold(req); /* the request outlives the reply */
+    if (fleet_inval_publish(rds_worker_current(), scoped, n, all, gate_acked, c)) {
+        c->gate_pending++;
+        return;
+    }
+    req->cache_outcome = "inval_unacked"; /* refused at once (circuit open): queued */
+    pipeline_req_release(req);
+}
+
+int cache_hold_gate(struct hg_req *req, void (*release)(struct hg_req *req))
+{
+    cctx *c = req->cache_ctx;
+    if (!c)
+        return 0;
+    HG_CHECK_OBJ(c, CACHE_CTX_MAGIC);
+    if (!c->gate_pending)
+        return 0;
+    c->gate_release = release;
+    return 1;
 }
 
 /* ---- L2 lookups ---- */

@@ -178,6 +178,10 @@ typedef struct cctx {
     /* waiting for L2 / another instance's lease (cache_fleet.c), for the local flight */
     struct fleet_get *fleet_wait;
     coalesce_flight *fleet_flight;
+    /* the mutation's fleet invalidations not yet acknowledged by Redis (cache_fleet.c): the
+     * answer is held until then; gate_release: the terminal stage's, once it waits */
+    int gate_pending;
+    void (*gate_release)(struct hg_req *req);
 } cctx;
 
 /* ---- cache_inval.c ---- */
@@ -193,7 +197,7 @@ void cache_tagset_free(tagset *t);
 void cache_coalesce_key(const cachekey *key, const tagset *t, cachekey *out);
 /* Invalidate: bump the generations, then queue the deletion of the tagged entries. */
 void cache_invalidate_scoped(const char *scoped);
-void cache_invalidate_route_tags(const char *ws, const struct route_tags *rt, bool all_ws);
+void cache_invalidate_route_tags(cctx *c, const struct route_tags *rt, bool all_ws);
 /* The tags of a cacheable request: its workspace, the route's, and for queries the tables the
  * SQL reads. */
 void cache_build_tags(tagset *t, const struct hg_req *req, const struct route_policy *p,
@@ -259,6 +263,8 @@ int cache_fleet_client_gone(struct hg_req *req, cctx *c);
 void cache_fleet_fill_over(fill *f, const unsigned char *blob, size_t len, int stored);
 /* Tell the other instances (after the local invalidation). */
 void cache_fleet_publish(const char *const *scoped, size_t n, int all);
+/* The same for a mutation's answer (c): held until Redis acknowledged it (cache_hold_gate). */
+void cache_fleet_publish_gated(cctx *c, const char *const *scoped, size_t n, int all);
 
 /* ---- cache_admin.c ---- */
 void cache_admin_purge(struct evhttp_request *r, void *arg);

@@ -124,8 +124,9 @@ void cache_invalidate_scoped(const char *scoped)
         store_del_tag(cache_g.st, scoped);
 }
 
-void cache_invalidate_route_tags(const char *ws, const struct route_tags *rt, bool all_ws)
+void cache_invalidate_route_tags(cctx *c, const struct route_tags *rt, bool all_ws)
 {
+    const char *ws = c->ws;
     char buf[MAX_TAGS + 1][600];
     const char *sent[MAX_TAGS + 1];
     size_t n = 0;
@@ -148,9 +149,9 @@ void cache_invalidate_route_tags(const char *ws, const struct route_tags *rt, bo
             overflow = 1;
         }
     }
-    /* the other instances: after the local bumps, before the answer leaves (cache_fleet.c);
-     * more tags than an entry carries: everything, to be safe */
-    cache_fleet_publish(sent, n, overflow);
+    /* the other instances: after the local bumps; the answer waits for Redis's acknowledgement
+     * (cache_fleet.c); more tags than an entry carries: everything, to be safe */
+    cache_fleet_publish_gated(c, sent, n, overflow);
     INC(cache_ctr.invalidations);
 }
 

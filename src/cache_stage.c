@@ -528,7 +528,7 @@ const char *cache_xcache(const struct hg_req *req)
 int cache_hold_response(const struct hg_req *req)
 {
     const cctx *c = ctx_get(req);
-    return c && c->f.stale && !c->answered_stale;
+    return c && ((c->f.stale && !c->answered_stale) || c->gate_pending);
 }
 
 int cache_upstream_failed(struct hg_req *req, int status, const struct upstream_result *res)

@@ -55,7 +55,7 @@ static struct {
     uint64_t next_seq;
     size_t qn;
     int draining;
-    atomic_uint_fast64_t published, queued, applied, lost, remote_entries;
+    atomic_uint_fast64_t published, unacked, queued, applied, lost, remote_entries;
 } F = {.qlock = PTHREAD_MUTEX_INITIALIZER};
 
 const char *fleet_instance_id(void)
@@ -105,6 +105,8 @@ static int sid_cmp(sid a, sid b)
 typedef struct pub {
     char *text;   /* "*" or tags joined by '\n' (owned, unless from the queue) */
     uint64_t seq; /* from the queue: its entry */
+    void (*acked)(void *arg, int ok); /* a worker's publish: its caller (may be NULL) */
+    void *acked_arg;
 } pub;
 
 static void queue_push(char *text)
@@ -169,19 +171,24 @@ static int send_pub(struct rds *r, pub *p, rds_reply_fn fn)
 static void pub_done(void *arg, const redisReply *rep)
 {
     pub *p = arg;
-    if (rep && rep->type == REDIS_REPLY_STRING) {
+    int ok = rep && rep->type == REDIS_REPLY_STRING;
+    if (ok) {
         atomic_fetch_add(&F.published, 1);
         free(p->text);
     } else {
+        atomic_fetch_add(&F.unacked, 1);
         queue_push(p->text); /* it may have been applied: a second bump only costs entries */
     }
+    if (p->acked)
+        p->acked(p->acked_arg, ok);
     free(p);
 }
 
-void fleet_inval_publish(struct rds *r, const char *const *scoped, size_t n, int all)
+int fleet_inval_publish(struct rds *r, const char *const *scoped, size_t n, int all,
+                        void (*acked)(void *arg, int ok), void *arg)
 {
     if (!F.running)
-        return;
+        return 0;
     size_t len = 2;
     for (size_t i = 0; i < n && !all; i++)
         len += strlen(scoped[i]) + 1;
@@ -202,12 +209,16 @@ void fleet_inval_publish(struct rds *r, const char *const *scoped, size_t n, int
     if (!p)
         abort();
     p->text = text;
+    p->acked = acked;
+    p->acked_arg = arg;
     if (r && send_pub(r, p, pub_done) == 0) {
-        rds_flush(r); /* on the wire before the mutation's answer */
-        return;
+        rds_flush(r); /* on the wire at once; the answer waits for the reply (acked) */
+        return acked != NULL;
     }
     free(p);
+    atomic_fetch_add(&F.unacked, 1);
     queue_push(text);
+    return 0;
 }
 
 /* ---- the queue drain (tailer thread) ---- */
@@ -570,6 +581,10 @@ void fleet_inval_metrics(struct evbuffer *out, void *arg)
         "# HELP hotgate_fleet_invalidations_published_total Invalidations written to the "
         "fleet's stream.\n# TYPE hotgate_fleet_invalidations_published_total counter\n"
         "hotgate_fleet_invalidations_published_total %llu\n"
+        "# HELP hotgate_fleet_inval_unacked_total Mutations' invalidations that Redis did not "
+        "acknowledge (refused, failed or past op_timeout): queued, the answer released.\n"
+        "# TYPE hotgate_fleet_inval_unacked_total counter\n"
+        "hotgate_fleet_inval_unacked_total %llu\n"
         "# HELP hotgate_fleet_invalidations_queued_total Invalidations that could not be written "
         "at once (Redis down or slow) and were queued.\n"
         "# TYPE hotgate_fleet_invalidations_queued_total counter\n"
@@ -585,7 +600,7 @@ void fleet_inval_metrics(struct evbuffer *out, void *arg)
         "# TYPE hotgate_fleet_l1_drops_total counter\nhotgate_fleet_l1_drops_total %llu\n"
         "# HELP hotgate_fleet_stream_attached 1 while the invalidation log is tailed.\n"
         "# TYPE hotgate_fleet_stream_attached gauge\nhotgate_fleet_stream_attached %d\n",
-        (unsigned long long)atomic_load(&F.published), (unsigned long long)atomic_load(&F.queued),
-        qn, (unsigned long long)atomic_load(&F.applied), (unsigned long long)atomic_load(&F.lost),
-        atomic_load(&F.attached));
+        (unsigned long long)atomic_load(&F.published), (unsigned long long)atomic_load(&F.unacked),
+        (unsigned long long)atomic_load(&F.queued), qn, (unsigned long long)atomic_load(&F.applied),
+        (unsigned long long)atomic_load(&F.lost), atomic_load(&F.attached));
 }

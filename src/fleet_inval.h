@@ -4,9 +4,11 @@
  * Job. A mutation seen by one instance bumps, in one script call, the L2 generations of its
  * tags (a hash of counters, <prefix>{fleet}gens, HINCRBY) and appends the tags to a bounded
  * Redis Stream (<prefix>{fleet}inval, XADD MAXLEN ~ [redis] stream_maxlen). The command is
- * written to the Redis socket before the mutation's answer is handed to the client
- * (rds_flush). Every instance tails the stream from its last id (XREAD BLOCK on a connection
- * of its own thread) and applies entries of other instances to its L1 within milliseconds.
+ * written to the Redis socket at once (rds_flush) and its reply is reported to the caller
+ * (acked): the cache holds the mutation's answer back until then (cache_fleet.c), or until the
+ * command failed / missed op_timeout (then the invalidation is queued, see below). Every instance
+ * tails the stream from its last id (XREAD BLOCK on a connection of its own thread) and applies
+ * entries of other instances to its L1 within milliseconds.
  *
  * Catching up. The tailer remembers the last id it applied. When it (re)attaches it compares
  * with the stream: stream gone while we had a position, or its last id below ours (Redis lost
@@ -45,8 +47,13 @@ int fleet_inval_start(const struct fleet_inval_hooks *hooks);
 void fleet_inval_stop(void);
 
 /* Publish an invalidation of n scoped tags (all != 0: of everything) from a worker thread:
- * sent at once on r (and flushed), queued when r is NULL, down or the command fails. */
-void fleet_inval_publish(struct rds *r, const char *const *scoped, size_t n, int all);
+ * sent at once on r (and flushed), queued when r is NULL, down or the command fails.
+ * acked (may be NULL): called once on r's thread with ok = 1 when Redis acknowledged the script
+ * (the generations and the stream entry are in force), 0 when it failed or missed op_timeout
+ * (the invalidation went to the queue). Returns 1 when acked will be called, 0 when the
+ * invalidation was queued at once (acked is not called; counted as unacknowledged). */
+int fleet_inval_publish(struct rds *r, const char *const *scoped, size_t n, int all,
+                        void (*acked)(void *arg, int ok), void *arg);
 
 /* The L2 generation slot of a scoped tag (1..65534; 0 is "everything"). */
 uint32_t fleet_slot(const char *scoped_tag);

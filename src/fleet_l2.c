@@ -47,7 +47,7 @@ static struct rds_script s_lookup, s_put;
 
 static struct {
     atomic_uint_fast64_t hits, leads, waits, fails, stores, too_big, releases, takeovers,
-        gen_mismatch;
+        gen_mismatch, released;
     atomic_uint lease_seq;
 } C;
 
@@ -88,6 +88,7 @@ struct wstate {
     struct event_base *base;
     struct rds *sub;
     LIST_HEAD(, fleet_get) waits;
+    struct event *fail_ev; /* the worker's Redis failed: release every waiter (release_cb) */
     char channel[128];
 };
 static __thread struct wstate *tl_w;
@@ -176,6 +177,31 @@ static void on_fill_msg(void *arg, const char *channel, const char *payload, siz
     }
 }
 
+/* The worker's connection failed a command or dropped: a waiter parked on another instance's
+ * lease would only find Redis failing again at its next look (up to WAIT_POLL_MS later, plus
+ * op_timeout): every waiter of this worker goes to fetch itself now (its local flight still
+ * coalesces this instance's requests). */
+static void release_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct wstate *w = arg;
+    HG_CHECK_OBJ_NOTNULL(w, FLEET_W_MAGIC);
+    fleet_get *g;
+    while ((g = LIST_FIRST(&w->waits)) != NULL) {
+        atomic_fetch_add(&C.released, 1);
+        finish(g, FLEET_FAIL, NULL, 0); /* unparks g */
+    }
+}
+
+static void on_worker_fail(void *arg)
+{
+    struct wstate *w = arg;
+    HG_CHECK_OBJ_NOTNULL(w, FLEET_W_MAGIC);
+    if (LIST_FIRST(&w->waits))
+        event_active(w->fail_ev, EV_TIMEOUT, 0);
+}
+
 static void sub_ready(void *arg)
 {
     struct wstate *w = arg;
@@ -193,6 +219,8 @@ static void wstate_exit(void)
         unpark(g);
         finish(g, FLEET_FAIL, NULL, 0);
     }
+    rds_on_failure(rds_worker_current(), NULL, NULL);
+    event_free(w->fail_ev);
     rds_free(w->sub);
     HG_OBJ_FINI(w);
     free(w);
@@ -211,6 +239,10 @@ static struct wstate *wstate(struct event_base *base)
     LIST_INIT(&w->waits);
     rds_key(w->channel, sizeof w->channel, "{fleet}", "fill");
     w->sub = rds_new(base, "fleet-sub", sub_ready, w);
+    w->fail_ev = event_new(base, -1, 0, release_cb, w);
+    if (!w->fail_ev)
+        abort();
+    rds_on_failure(rds_worker(base), on_worker_fail, w);
     tl_w = w;
     return w;
 }
@@ -567,6 +599,10 @@ void fleet_l2_metrics(struct evbuffer *out, void *arg)
         "failed or its answer was not usable).\n"
         "# TYPE hotgate_fleet_lease_takeovers_total counter\n"
         "hotgate_fleet_lease_takeovers_total %llu\n"
+        "# HELP hotgate_fleet_lease_waits_released_total Lease waiters sent to fetch themselves "
+        "at once because their worker's Redis connection failed.\n"
+        "# TYPE hotgate_fleet_lease_waits_released_total counter\n"
+        "hotgate_fleet_lease_waits_released_total %llu\n"
         "# HELP hotgate_fleet_l2_stale_total L2 entries found but not usable (older "
         "generations, expired, damaged).\n"
         "# TYPE hotgate_fleet_l2_stale_total counter\nhotgate_fleet_l2_stale_total %llu\n"
@@ -577,7 +613,7 @@ void fleet_l2_metrics(struct evbuffer *out, void *arg)
         "hotgate_fleet_l2_too_big_total %llu\n",
         (unsigned long long)atomic_load(&C.hits), (unsigned long long)atomic_load(&C.leads),
         (unsigned long long)atomic_load(&C.fails), (unsigned long long)atomic_load(&C.waits),
-        (unsigned long long)atomic_load(&C.takeovers),
+        (unsigned long long)atomic_load(&C.takeovers), (unsigned long long)atomic_load(&C.released),
         (unsigned long long)atomic_load(&C.gen_mismatch),
         (unsigned long long)atomic_load(&C.stores), (unsigned long long)atomic_load(&C.too_big));
 }

@@ -194,6 +194,14 @@ int pipeline_hold_response(struct hg_req *req)
     return 0;
 }
 
+int pipeline_hold_gate(struct hg_req *req, void (*release)(struct hg_req *req))
+{
+    for (int i = 0; i < nstages; i++)
+        if (stages[i]->hold_gate && stages[i]->hold_gate(req, release))
+            return 1;
+    return 0;
+}
+
 void pipeline_upstream_retry(struct hg_req *req)
 {
     HG_CHECK_OBJ_NOTNULL(req, HG_REQ_MAGIC);

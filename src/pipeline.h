@@ -63,6 +63,10 @@ struct hg_stage_ops {
     int (*upstream_failed)(struct hg_req *req, int status, const struct upstream_result *res);
     /* 1 when the upstream answer must be held back until complete (cache_hold_response) */
     int (*hold_response)(const struct hg_req *req);
+    /* a held upstream answer is complete: 1 when this stage keeps it back longer and calls
+     * release(req) later, on the request's thread (the cache: until the fleet acknowledged a
+     * mutation's invalidation, cache_hold_gate), 0 to let it go now */
+    int (*hold_gate)(struct hg_req *req, void (*release)(struct hg_req *req));
     /* the upstream client retries the request on its own: charge the retry (budget) */
     void (*upstream_retry)(struct hg_req *req);
     /* a field for every response head (e.g. X-Cache): its value, or NULL for none */
@@ -149,6 +153,8 @@ const struct hg_config *pipeline_req_config(const struct hg_req *req);
 /* The stages' hooks, for the terminal stage: 1 when a stage answered the failure. */
 int pipeline_upstream_failed(struct hg_req *req, int status, const struct upstream_result *res);
 int pipeline_hold_response(struct hg_req *req);
+/* A held answer is complete: 1 when a stage keeps it back and calls release(req) later. */
+int pipeline_hold_gate(struct hg_req *req, void (*release)(struct hg_req *req));
 void pipeline_upstream_retry(struct hg_req *req);
 
 /* ---- responses ---- */

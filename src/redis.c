@@ -63,6 +63,8 @@ struct rds {
     int port;
     void (*on_ready)(void *);
     void *ready_arg;
+    void (*on_fail)(void *); /* rds_on_failure */
+    void *fail_arg;
     rds_message_fn sub_fn; /* rds_subscribe */
     void *sub_arg;
     int counted_up;
@@ -272,6 +274,16 @@ static void note_failure(struct rds *r, const char *why)
                 why);
         rds_drop(r, why, 1);
     }
+    if (r->on_fail)
+        r->on_fail(r->fail_arg);
+}
+
+void rds_on_failure(struct rds *r, void (*fn)(void *arg), void *arg)
+{
+    if (!r)
+        return;
+    r->on_fail = fn;
+    r->fail_arg = arg;
 }
 
 static void schedule_retry(struct rds *r)
@@ -311,6 +323,8 @@ static void rds_drop(struct rds *r, const char *why, int failure)
         redisAsyncFree(sac);
     if (r->sub_fn && was_ready)
         r->sub_fn(r->sub_arg, NULL, NULL, 0);
+    if (r->on_fail && was_ready)
+        r->on_fail(r->fail_arg);
     if (!r->freeing) {
         if (failure)
             schedule_retry(r);

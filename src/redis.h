@@ -100,6 +100,11 @@ int rds_cmdv_within(struct rds *r, uint64_t timeout_ms, rds_reply_fn fn, void *a
  * sent before the caller goes on (an invalidation before the mutation's answer leaves). */
 void rds_flush(struct rds *r);
 
+/* fn(arg) runs on r's thread each time one of r's commands fails (op_timeout) and when r's
+ * connection drops (lost, circuit open); NULL to stop. fn must not free r; it should defer
+ * heavy work (event_active). */
+void rds_on_failure(struct rds *r, void (*fn)(void *arg), void *arg);
+
 /* This thread's worker client if it exists (NULL otherwise; never creates one). */
 struct rds *rds_worker_current(void);
 

@@ -16,6 +16,7 @@ static const struct hg_stage_ops cache_stage_ops = {
     .client_gone = cache_client_gone,
     .upstream_failed = cache_upstream_failed,
     .hold_response = cache_hold_response,
+    .hold_gate = cache_hold_gate,
     .head_field = cache_xcache, /* X-Cache: MISS/BYPASS on forwarded answers */
     .head_field_name = "X-Cache",
 };

@@ -192,6 +192,19 @@ static void answer_failure(struct hg_req *req, const struct upstream_result *res
     pipeline_respond_error(req, st, code, msg, NULL);
 }
 
+/* A stage's gate opened (cache_hold_gate): the complete held answer goes out now. */
+static void gate_open(struct hg_req *req)
+{
+    HG_CHECK_OBJ_NOTNULL(req, HG_REQ_MAGIC);
+    if (req->conn) {
+        held_release(req);
+        pipeline_respond_end(req);
+    } else {
+        held_drop(req);
+    }
+    hold_release(req);
+}
+
 static void up_on_done(void *arg, const struct upstream_result *res)
 {
     struct hg_req *req = req_of(arg);
@@ -204,6 +217,8 @@ static void up_on_done(void *arg, const struct upstream_result *res)
     if (!req->conn) {
         held_drop(req);
     } else if (ok) {
+        if (req->fwd.held && pipeline_hold_gate(req, gate_open))
+            return; /* the stage's hold lasts until gate_open */
         held_release(req);
         pipeline_respond_end(req);
     } else {

@@ -137,6 +137,7 @@ static const struct hg_stage_ops cache_ops = {
     .client_gone = cache_client_gone,
     .upstream_failed = cache_upstream_failed,
     .hold_response = cache_hold_response,
+    .hold_gate = cache_hold_gate,
     .head_field = cache_xcache,
     .head_field_name = "X-Cache",
 };
