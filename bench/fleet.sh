@@ -15,13 +15,19 @@
 #             global (budget in Redis), global with Redis killed for the middle third of the
 #             run (local share, then back), and no Redis (each instance alone at $RATE/s);
 #             with FLEET=yes only (it makes its own comparison)
+#   4. inval  how long after a mutation's answer the other instances have applied its
+#             invalidation: $INVAL_ROUNDS refreshes through instance A, while a thread polls
+#             B's and C's hotgate_fleet_invalidations_applied_total; per round the time from
+#             A's answer to the later of B and C (negative: applied before the client had
+#             the answer) -> p50, p99, max (target: within 100 ms); FLEET=yes only
 # Writes bench/out/fleet-$FLEET.{md,csv} (and bench/out/fleet_rate.md, the timelines) and
 # prints the table.
 #   BUILD_DIR (build), CONNS (32), PRELOAD (20s), L2_DURATION (2s), DURATION (5s, L1),
 #   HERD (90), HERD_LATENCY (200), HERD_ROUNDS (5), HG_THREADS (2),
 #   FLEET (yes; no: the same three instances without [redis], for comparison: section 1 is
 #   skipped, section 2 shows what each instance's own coalescing alone makes of the herd),
-#   RATE (10), RATE_BURST (2), RATE_SIM_BURST (5), RATE_N (300), SECTIONS ("1 2 3")
+#   RATE (10), RATE_BURST (2), RATE_SIM_BURST (5), RATE_N (300), INVAL_ROUNDS (50),
+#   SECTIONS ("1 2 3 4")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -39,7 +45,8 @@ RATE=${RATE:-10}
 RATE_BURST=${RATE_BURST:-2}
 RATE_SIM_BURST=${RATE_SIM_BURST:-5}
 RATE_N=${RATE_N:-300}
-SECTIONS=${SECTIONS:-"1 2 3"}
+SECTIONS=${SECTIONS:-"1 2 3 4"}
+INVAL_ROUNDS=${INVAL_ROUNDS:-50}
 OUT=bench/out
 mkdir -p "$OUT"
 HG=$BUILD_DIR/hotgate
@@ -354,6 +361,51 @@ for name, js in zip(names, sys.argv[1:4]):
 PY
 { echo; echo "each instance's budget at the end of each run (/metrics):"; cat "$TMP/rate_metrics.txt"; } \
     | tee -a "$OUT/fleet_rate.md" >&2
+fi
+
+# ---- section 4: invalidation reaching the other instances ----
+if [ "$FLEET" = yes ] && [[ " $SECTIONS " == *" 4 "* ]]; then
+out=$(python3 - "$INVAL_ROUNDS" "$KEY" "${HG_PORTS[0]}" "${ADM_PORTS[1]}" "${ADM_PORTS[2]}" <<'PY'
+import json, sys, threading, time, urllib.request
+rounds, key, port_a, adm = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+NAME = "hotgate_fleet_invalidations_applied_total"
+def applied(p):
+    with urllib.request.urlopen("http://127.0.0.1:%s/metrics" % p, timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(NAME + " "):
+                return int(float(line.split()[-1]))
+    return 0
+deltas = []
+for r in range(rounds):
+    base = [applied(p) for p in adm]
+    seen = [None] * len(adm)
+    stop = threading.Event()
+    def poll(i):
+        while not stop.is_set():
+            if applied(adm[i]) > base[i]:
+                seen[i] = time.monotonic(); return
+    ts = [threading.Thread(target=poll, args=(i,)) for i in range(len(adm))]
+    for t in ts: t.start()
+    req = urllib.request.Request("http://127.0.0.1:%s/v1/refresh" % port_a,
+                                 data=json.dumps({"connection_id": "conn_demo"}).encode(),
+                                 headers={"Authorization": "Bearer " + key,
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        resp.read()
+    answered = time.monotonic()
+    for t in ts: t.join(timeout=5)
+    stop.set()
+    if any(s is None for s in seen):
+        print("missing", r); sys.exit(1)
+    deltas.append((max(seen) - answered) * 1000)
+deltas.sort()
+n = len(deltas)
+print("%d %.1f %.1f %.1f %d" % (n, deltas[n // 2], deltas[min(n - 1, int(n * 0.99))], deltas[-1],
+                                sum(1 for d in deltas if d <= 100)))
+PY
+) || { echo "section 4 failed: $out" >&2; out="0 - - - 0"; }
+read -r n p50 p99 pmax within <<<"$out"
+row inval "$n refreshes through A: B and C applied the invalidation (ms after A's answer; $within of $n within 100 ms)" "-" "$p50 ms" "$p99 ms (max $pmax ms)"
 fi
 
 # ---- table ----
