@@ -9,6 +9,7 @@
  * Concurrency: one libcurl multi handle, one connection per transfer.
  */
 #include "fleet_it.h"
+#include "xfer_it.h"
 
 #include <pthread.h>
 
@@ -31,46 +32,6 @@ static int teardown(void **state)
     (void)state;
     fit_stop(&F);
     return 0;
-}
-
-typedef struct xfer {
-    CURL *h;
-    struct curl_slist *hl;
-    char *body;
-    size_t len, cap;
-    char xcache[32];
-    long status;
-} xfer;
-
-static size_t x_write(char *p, size_t s, size_t n, void *ud)
-{
-    xfer *x = ud;
-    size_t k = s * n;
-    if (x->len + k + 1 > x->cap) {
-        x->cap = (x->len + k + 1) * 2;
-        x->body = realloc(x->body, x->cap);
-    }
-    memcpy(x->body + x->len, p, k);
-    x->len += k;
-    x->body[x->len] = '\0';
-    return k;
-}
-
-static size_t x_header(char *p, size_t s, size_t n, void *ud)
-{
-    xfer *x = ud;
-    size_t k = s * n;
-    if (k > 9 && strncasecmp(p, "X-Cache:", 8) == 0) {
-        const char *v = p + 8;
-        while (*v == ' ')
-            v++;
-        size_t l = 0;
-        while (v[l] && v[l] != '\r' && v[l] != '\n' && l < sizeof x->xcache - 1)
-            l++;
-        memcpy(x->xcache, v, l);
-        x->xcache[l] = '\0';
-    }
-    return k;
 }
 
 /* n POST /v1/query transfers at once; transfer i goes to instance inst[i]. */
