@@ -79,8 +79,11 @@ void hdr_strip_hop_by_hop(struct evkeyvalq *h)
         if (!copy)
             abort();
         for (char *t = strtok_r(copy, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
-            /* never let Connection remove end-to-end headers hotgate relies on */
-            if (strcasecmp(t, "X-Request-Id") == 0 || strcasecmp(t, "Authorization") == 0)
+            /* never let Connection remove end-to-end headers hotgate relies on; hop-by-hop
+             * names go below anyway, and removing them here could free `kv` itself
+             * ("Connection: connection") while the loop still walks from it */
+            if (strcasecmp(t, "X-Request-Id") == 0 || strcasecmp(t, "Authorization") == 0 ||
+                hdr_is_hop_by_hop(t))
                 continue;
             while (evhttp_remove_header(h, t) == 0)
                 ;

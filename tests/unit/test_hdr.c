@@ -73,6 +73,20 @@ static void test_strip_with_connection_list(void **state)
     assert_non_null(evhttp_find_header(&h, "X-Request-Id"));
     assert_non_null(evhttp_find_header(&h, "Authorization"));
     evhttp_clear_headers(&h);
+
+    /* Connection naming itself (found by fuzz_http1: it freed the header being walked) */
+    TAILQ_INIT(&h);
+    evhttp_add_header(&h, "Connection", "close, Connection, x-a");
+    evhttp_add_header(&h, "X-A", "1");
+    evhttp_add_header(&h, "connection", "CONNECTION");
+    evhttp_add_header(&h, "X-B", "2");
+    hdr_strip_hop_by_hop(&h);
+    n = 0;
+    TAILQ_FOREACH(kv, &h, next)
+    n++;
+    assert_int_equal(n, 1);
+    assert_string_equal(evhttp_find_header(&h, "X-B"), "2");
+    evhttp_clear_headers(&h);
 }
 
 static void test_forwarding_rules(void **state)

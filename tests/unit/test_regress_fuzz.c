@@ -87,6 +87,22 @@ static void test_http1_smuggling_refused(void **state)
     }
 }
 
+/* fuzz_http1 (CI, 2026-12-05): a Connection header naming "Connection" made
+ * hdr_strip_hop_by_hop free the header it was walking from (heap-use-after-free) */
+static void test_http1_connection_names_itself(void **state)
+{
+    static const char req[] = "GET /v1/a HTTP/1.1\r\nHost: x\r\nConnection: Connection\r\n"
+                              "X-A: 1\r\nconnection: x-a, CONNECTION\r\n\r\n"
+                              "GET /v1/b HTTP/1.1\r\nConnection: keep-alive,connection\r\n\r\n";
+    for (size_t chunk = 0; chunk <= 3; chunk++) {
+        int st[4];
+        int k = converse(req, sizeof req - 1, chunk, st, 4);
+        assert_int_equal(k, 2);
+        assert_int_equal(st[0], 401);
+        assert_int_equal(st[1], 401);
+    }
+}
+
 static void test_http1_chunked_decode_split_invariant(void **state)
 {
     static const char body[] = "5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n"
@@ -244,6 +260,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_http1_pipelined_and_split),
         cmocka_unit_test(test_http1_smuggling_refused),
+        cmocka_unit_test(test_http1_connection_names_itself),
         cmocka_unit_test(test_http1_chunked_decode_split_invariant),
         cmocka_unit_test(test_http1_nul_in_request_line),
         cmocka_unit_test(test_http1_nul_in_header_value),
