@@ -474,9 +474,10 @@ enum hg_stage_result cache_stage(struct hg_req *req)
         cache_ensure_sql_hash(req);
         return HG_NEXT;
     }
-    const struct route_policy *p = req->route; /* the route stage's row of the table */
-    if (!p || p->id == ROUTE_NOT_API)
+    if (!req->route || req->route->id == ROUTE_NOT_API)
         return HG_NEXT;
+    route_complete(req->route);                /* the row's tags: only the cache reads them */
+    const struct route_policy *p = req->route; /* the route stage's row of the table */
     cache_fleet_attach(req);
     enum fill_class cls;
     if (!class_of(p, &cls) || p->head || p->mutation)

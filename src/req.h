@@ -108,8 +108,10 @@ struct hg_req {
                                          headers or into the profile) */
 
     /* route stage: the routing table's row for this method + path (route.h), set for
-     * every request that passed auth; read by auth's mode check, the cache and the budget */
-    const struct route_policy *route;
+     * every request that passed auth; read by auth's mode check, the cache and the budget.
+     * Its tags are added by the cache stage (route_complete), the one stage that reads them;
+     * nothing else writes it. */
+    struct route_policy *route;
 
     /* cache/budget stages: slots owned by those modules (the pipeline never reads them);
      * each module frees what it put here in its tap on_done or a pipeline_req_add_cleanup */

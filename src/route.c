@@ -431,7 +431,7 @@ static bool capture_params(struct route_policy *p, const struct route_def *d,
     return true;
 }
 
-/* The columns of the matched row, its tags and invalidations. */
+/* The columns of the matched row (its tags and invalidations: route_complete). */
 static void fill_from_def(struct route_policy *p, const struct route_def *d, bool head,
                           const char *query)
 {
@@ -451,6 +451,15 @@ static void fill_from_def(struct route_policy *p, const struct route_def *d, boo
         p->needs_body = true;
         p->inval_workspace = true; /* without its body, a refresh may touch anything */
     }
+    p->def_ = d;
+}
+
+void route_complete(struct route_policy *p)
+{
+    const struct route_def *d = p->def_;
+    if (!d)
+        return;
+    p->def_ = NULL;
     struct pvals v = pvals_of(p);
     bool conn_q = false;
     for (size_t k = 0; k < MAX_TMPL && d->tags[k]; k++)
@@ -480,6 +489,13 @@ void route_table_row(size_t i, const char **method, const char **pattern)
 
 void route_match(const char *method, const char *path, const char *query, struct route_policy *p)
 {
+    route_match_columns(method, path, query, p);
+    route_complete(p);
+}
+
+void route_match_columns(const char *method, const char *path, const char *query,
+                         struct route_policy *p)
+{
     memset(p, 0, offsetof(struct route_policy, tags));
     tags_reset(&p->tags);
     tags_reset(&p->inval);
@@ -508,9 +524,16 @@ void route_match(const char *method, const char *path, const char *query, struct
     bool head = strcmp(method, "HEAD") == 0;
     const char *m = head ? "GET" : method;
     const struct route_def *d = NULL;
-    for (size_t k = 0; k < NDEFS && !d; k++)
-        if (strcmp(defs[k].method, m) == 0 && pattern_match(defs[k].pattern, segs, (size_t)nsegs))
-            d = &defs[k];
+    /* a first-byte filter on the method and the first segment before the full compares:
+     * the table is walked on every request */
+    char s0 = nsegs > 0 ? segs[0].p[0] : 0;
+    for (size_t k = 0; k < NDEFS && !d; k++) {
+        const struct route_def *r = &defs[k];
+        if (r->method[0] != m[0] || (r->pattern[0] != '{' && r->pattern[0] != s0))
+            continue;
+        if (strcmp(r->method, m) == 0 && pattern_match(r->pattern, segs, (size_t)nsegs))
+            d = r;
+    }
     if (!d || !capture_params(p, d, segs)) {
         set_unknown(p, method);
         return;

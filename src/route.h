@@ -165,6 +165,8 @@ struct route_tags {
     char buf[ROUTE_BUF_SIZE];
 };
 
+struct route_def; /* route.c's table row */
+
 struct route_policy {
     enum route_id id;
     const char *name;      /* static: "results.get", "query", "unknown", "not_api", ... */
@@ -185,6 +187,8 @@ struct route_policy {
     bool needs_body;      /* invalidations depend on the request body (POST /v1/refresh):
                              call route_invalidation_tags with it */
     uint16_t param_off[ROUTE_P__COUNT]; /* 0 = absent, else offset + 1 into pbuf */
+    const struct route_def *def_;       /* route_match_columns: the row whose tags
+                                           route_complete still has to add, else NULL */
     struct route_tags tags;  /* tags a cached response belongs to (besides ws:<ws> and, for
                                 POST /v1/query, route_query_tags of the SQL) */
     struct route_tags inval; /* tags to invalidate after a 2xx response (mutations; for
@@ -204,6 +208,15 @@ struct route_policy {
  *   - params that do not fit pbuf, bad %-escapes, empty segments: ROUTE_UNKNOWN (same rules).
  */
 void route_match(const char *method, const char *path, const char *query, struct route_policy *p);
+
+/* route_match without `tags` and `inval` (both empty until route_complete): every column the
+ * stages before the cache read (readonly_ok, replay_ok, mutation, id, params) is final; the
+ * cache_class and inval_workspace may still change when the tags overflow. The route stage
+ * uses it so that a request the cache never looks at (cache off, not an API path) builds no
+ * tags; route_complete then makes p what route_match would have made (idempotent). */
+void route_match_columns(const char *method, const char *path, const char *query,
+                         struct route_policy *p);
+void route_complete(struct route_policy *p);
 
 /* The i-th row of the routing table (i < route_table_size()): its method and path pattern
  * (segments after "/v1/", parameters as "{c}", "{id}", ...). For tests and tools. */

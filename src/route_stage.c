@@ -1,10 +1,12 @@
 /*
  * route_stage: the pipeline's second stage (stages.h). Every request that passed auth gets
- * its row of the routing table (route_match, route.h) in req->route, for the whole life of
- * the request; the stages after it read their columns there:
+ * its row of the routing table (route_match_columns, route.h) in req->route, for the whole
+ * life of the request; the stages after it read their columns there:
  *   readonly_ok  auth's mode check, here: a read-only client is refused (403) anything else;
  *   replay_ok    the budget's shed-and-retry (budget_stage.c);
- *   cache_class, mutation, tags, invalidations  the cache (cache_stage.c).
+ *   cache_class, mutation, tags, invalidations  the cache (cache_stage.c), which first adds
+ *                the tags (route_complete): a request the cache does not look at (cache
+ *                off, not an API path) builds none.
  * The SQL hash for the access log is set by the cache stage from its memo of the body (a hit
  * parses no JSON).
  *
@@ -37,7 +39,7 @@ static struct route_policy *policy_get(void)
 
 static void route_req_free(struct hg_req *req)
 {
-    struct route_policy *p = (struct route_policy *)req->route;
+    struct route_policy *p = req->route;
     req->route = NULL;
     if (!p)
         return;
@@ -56,7 +58,7 @@ static void route_thread_end(void)
 static enum hg_stage_result route_run(struct hg_req *req)
 {
     struct route_policy *p = policy_get();
-    route_match(req->method_name, req->path, req->query, p);
+    route_match_columns(req->method_name, req->path, req->query, p); /* tags: the cache */
     req->route = p;
     if (!auth_mode_allows(req->client->mode, p)) {
         metrics_inc(M_AUTH_FORBIDDEN, 1);

@@ -526,6 +526,64 @@ static bool term(const char *method, const char *path, const char *qs, int statu
     return route_body_is_terminal(&p, status, body, body ? strlen(body) : 0);
 }
 
+/* The route stage's route_match_columns + the cache's route_complete make exactly what
+ * route_match makes, for every row of the table and the unknown/not-API cases; before
+ * route_complete the columns the earlier stages read are already final and no tag exists. */
+static void test_columns_then_complete(void **state)
+{
+    (void)state;
+    static const char *const extra[][2] = {{"GET", "/v1/connections/c1/tables/s/t/profile"},
+                                           {"DELETE", "/v1/nope/x"},
+                                           {"PATCH", "/v1/connections/c%2F1"},
+                                           {"GET", "/healthz"},
+                                           {"OPTIONS", "/v1/query"},
+                                           {"HEAD", "/v1/connections"}};
+    size_t n = route_table_size();
+    for (size_t i = 0; i < n + sizeof extra / sizeof *extra; i++) {
+        const char *method, *pattern;
+        char path[512];
+        if (i < n) {
+            route_table_row(i, &method, &pattern);
+            /* every {param} as "x1" */
+            size_t o = (size_t)snprintf(path, sizeof path, "/v1/");
+            for (const char *c = pattern; *c && o < sizeof path - 4;) {
+                if (*c == '{') {
+                    o += (size_t)snprintf(path + o, sizeof path - o, "x1");
+                    c = strchr(c, '}') + 1;
+                } else
+                    path[o++] = *c++;
+            }
+            path[o] = 0;
+        } else {
+            method = extra[i - n][0];
+            snprintf(path, sizeof path, "%s", extra[i - n][1]);
+        }
+        struct route_policy *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+        route_match(method, path, "limit=5", a);
+        route_match_columns(method, path, "limit=5", b);
+        assert_int_equal(b->tags.n, 0);
+        assert_int_equal(b->inval.n, 0);
+        assert_int_equal(a->id, b->id);
+        assert_int_equal(a->readonly_ok, b->readonly_ok);
+        assert_int_equal(a->replay_ok, b->replay_ok);
+        assert_int_equal(a->mutation, b->mutation);
+        route_complete(b);
+        route_complete(b); /* idempotent */
+        assert_int_equal(a->cache_class, b->cache_class);
+        assert_int_equal(a->inval_workspace, b->inval_workspace);
+        assert_int_equal(a->tags.n, b->tags.n);
+        assert_int_equal(a->inval.n, b->inval.n);
+        for (size_t k = 0; k < a->tags.n; k++)
+            assert_string_equal(route_tags_get(&a->tags, k), route_tags_get(&b->tags, k));
+        for (size_t k = 0; k < a->inval.n; k++)
+            assert_string_equal(route_tags_get(&a->inval, k), route_tags_get(&b->inval, k));
+        if (i < n && a->tags.n + a->inval.n == 0 && a->cache_class != ROUTE_CACHE_NEVER)
+            fail_msg("%s %s: a cacheable row without tags", method, path);
+        free(a);
+        free(b);
+    }
+}
+
 static void test_terminal_bodies(void **state)
 {
     (void)state;
@@ -604,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_refresh_bodies),
         cmocka_unit_test(test_query_tags),
         cmocka_unit_test(test_tags_add),
+        cmocka_unit_test(test_columns_then_complete),
         cmocka_unit_test(test_terminal_bodies),
         cmocka_unit_test(test_never_cache_bodies),
     };
