@@ -52,6 +52,19 @@ static int first_status(const char *raw, size_t len, size_t chunk)
     return st[0];
 }
 
+/* Every split of raw from one read up to max_chunk-byte reads is answered with exactly
+ * `want` responses, each 401 (parsed; no client configured). */
+static void expect_all_401(const char *raw, size_t len, size_t max_chunk, int want)
+{
+    for (size_t chunk = 0; chunk <= max_chunk; chunk++) {
+        int st[8];
+        int k = converse(raw, len, chunk, st, 8);
+        assert_int_equal(k, want);
+        for (int i = 0; i < k; i++)
+            assert_int_equal(st[i], 401);
+    }
+}
+
 /* ---- HTTP/1.1 codec: what must keep working (green) ---- */
 
 static void test_http1_pipelined_and_split(void **state)
@@ -59,13 +72,7 @@ static void test_http1_pipelined_and_split(void **state)
     static const char req[] = "GET /v1/a HTTP/1.1\r\nHost: x\r\n\r\n"
                               "POST /v1/query HTTP/1.1\r\nContent-Length: 11\r\n\r\n{\"sql\":\"1\"}"
                               "HEAD /v1/c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
-    for (size_t chunk = 0; chunk <= 7; chunk++) {
-        int st[8];
-        int k = converse(req, sizeof req - 1, chunk, st, 8);
-        assert_int_equal(k, 3);
-        for (int i = 0; i < 3; i++)
-            assert_int_equal(st[i], 401); /* parsed; no client configured */
-    }
+    expect_all_401(req, sizeof req - 1, 7, 3);
 }
 
 static void test_http1_smuggling_refused(void **state)
@@ -94,13 +101,7 @@ static void test_http1_connection_names_itself(void **state)
     static const char req[] = "GET /v1/a HTTP/1.1\r\nHost: x\r\nConnection: Connection\r\n"
                               "X-A: 1\r\nconnection: x-a, CONNECTION\r\n\r\n"
                               "GET /v1/b HTTP/1.1\r\nConnection: keep-alive,connection\r\n\r\n";
-    for (size_t chunk = 0; chunk <= 3; chunk++) {
-        int st[4];
-        int k = converse(req, sizeof req - 1, chunk, st, 4);
-        assert_int_equal(k, 2);
-        assert_int_equal(st[0], 401);
-        assert_int_equal(st[1], 401);
-    }
+    expect_all_401(req, sizeof req - 1, 3, 2);
 }
 
 static void test_http1_chunked_decode_split_invariant(void **state)
